@@ -1,0 +1,84 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { and, desc, eq, like, lt, or, type SQL } from "drizzle-orm";
+import { auditLog } from "../../shared/db/schema";
+import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { AuditEntry } from "../../shared/schemas/audit";
+import { PaginationQuery, pageOf } from "../../shared/schemas/common";
+import type { AppEnv } from "../app-env";
+import { adminSecurity, errorResponses, jsonContent } from "./openapi";
+import { validationHook } from "./validation";
+
+export const auditApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+const AuditQuery = PaginationQuery.extend({
+  target: z
+    .string()
+    .min(1)
+    .max(300)
+    .optional()
+    .openapi({
+      param: { name: "target", in: "query" },
+      description: "A target such as `models/fraud`: matches it and everything under it (its versions).",
+      example: "models/fraud-detector",
+    }),
+  action: z
+    .string()
+    .max(100)
+    .optional()
+    .openapi({ param: { name: "action", in: "query" }, example: "model.update" }),
+  actor: z.string().max(200).optional().openapi({ param: { name: "actor", in: "query" } }),
+});
+
+const escapeLike = (value: string) => value.replace(/[\\%_]/g, (ch) => `\\${ch}`);
+
+auditApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/",
+    tags: ["Audit"],
+    summary: "Read the audit trail, newest first",
+    security: adminSecurity,
+    request: { query: AuditQuery },
+    responses: { 200: jsonContent(pageOf(AuditEntry), "A page of audit entries"), ...errorResponses(400, 401, 503) },
+  }),
+  async (c) => {
+    const { limit, cursor, target, action, actor } = c.req.valid("query");
+    const before = cursor ? (decodeCursor(cursor, { id: "number" }).id as number) : undefined;
+    const filters: (SQL | undefined)[] = [
+      before === undefined ? undefined : lt(auditLog.id, before),
+      target === undefined
+        ? undefined
+        : or(eq(auditLog.target, target), like(auditLog.target, `${escapeLike(target.replace(/\/+$/, ""))}/%`)),
+      action === undefined ? undefined : eq(auditLog.action, action),
+      actor === undefined ? undefined : eq(auditLog.actor, actor),
+    ];
+    const rows = await c.var
+      .database()
+      .select()
+      .from(auditLog)
+      .where(and(...filters))
+      .orderBy(desc(auditLog.id))
+      .limit(limit + 1);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return c.json(
+      {
+        items: page.map((row) => ({
+          id: String(row.id),
+          eventId: row.eventId,
+          source: row.source,
+          actor: row.actor,
+          action: row.action,
+          targetType: row.targetType,
+          target: row.target,
+          before: row.before ?? null,
+          after: row.after ?? null,
+          at: row.at.toISOString(),
+          requestId: row.requestId ?? null,
+        })),
+        nextCursor: rows.length > limit && last ? encodeCursor({ id: last.id }) : null,
+      },
+      200,
+    );
+  },
+);

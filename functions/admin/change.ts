@@ -1,0 +1,63 @@
+import { and, eq } from "drizzle-orm";
+import type { Context } from "hono";
+import type { Database } from "../../shared/db/client";
+import { auditLog, idempotencyKeys } from "../../shared/db/schema";
+import type { AppEnv } from "../app-env";
+
+export type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
+
+export interface AuditRecord {
+  action: string;
+  targetType: string;
+  target: string;
+  before: unknown;
+  after: unknown;
+}
+
+export interface ChangeResult<T> {
+  status: 200 | 201;
+  body: T;
+  audit: AuditRecord[];
+  /** What an idempotent replay returns, when it must differ (e.g. without a secret shown once). */
+  replayBody?: unknown;
+}
+
+/**
+ * Runs an admin change in one transaction with its audit rows and, when the
+ * request carries an Idempotency-Key, the response a retry will replay. The
+ * change, its trail and its replay commit together or not at all.
+ */
+export async function runChange<T>(
+  c: Context<AppEnv>,
+  change: (tx: Transaction) => Promise<ChangeResult<T>>,
+): Promise<{ status: 200 | 201; body: T }> {
+  const db = c.var.database();
+  const reservation = c.var.idempotency;
+  const result = await db.transaction(async (tx) => {
+    const outcome = await change(tx);
+    if (outcome.audit.length > 0) {
+      await tx.insert(auditLog).values(
+        outcome.audit.map((entry) => ({
+          eventId: crypto.randomUUID(),
+          source: "api" as const,
+          actor: c.var.principal.actor,
+          action: entry.action,
+          targetType: entry.targetType,
+          target: entry.target,
+          before: entry.before ?? null,
+          after: entry.after ?? null,
+          requestId: c.var.requestId,
+        })),
+      );
+    }
+    if (reservation) {
+      await tx
+        .update(idempotencyKeys)
+        .set({ responseStatus: outcome.status, responseBody: outcome.replayBody ?? outcome.body })
+        .where(and(eq(idempotencyKeys.principal, reservation.principal), eq(idempotencyKeys.key, reservation.key)));
+    }
+    return outcome;
+  });
+  if (reservation) reservation.stored = true;
+  return { status: result.status, body: result.body };
+}

@@ -1,0 +1,176 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { and, asc, eq, gt, sql } from "drizzle-orm";
+import { modelVersions, models } from "../../shared/db/schema";
+import { ApiError, validationError } from "../../shared/errors";
+import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { ModelName, PaginationQuery, pageOf } from "../../shared/schemas/common";
+import { CreateModelBody, Model, staticFallbackIssues, UpdateModelBody } from "../../shared/schemas/model";
+import type { AppEnv } from "../app-env";
+import { runChange, type Transaction } from "./change";
+import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { modelResource } from "./serialize";
+import { validationHook } from "./validation";
+
+export const modelParams = z.object({
+  model: ModelName.openapi({ param: { name: "model", in: "path" } }),
+});
+
+export const modelsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+export async function findModel(db: Pick<Transaction, "select">, name: string, forUpdate = false) {
+  const query = db.select().from(models).where(eq(models.name, name));
+  const [row] = forUpdate ? await query.for("update") : await query;
+  if (!row) throw new ApiError("MODEL_NOT_FOUND", `Model '${name}' does not exist`);
+  return row;
+}
+
+modelsApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/",
+    tags: ["Models"],
+    summary: "Register a model",
+    security: adminSecurity,
+    request: { headers: IdempotencyHeader, body: jsonBody(CreateModelBody) },
+    responses: {
+      201: jsonContent(Model, "The stored model"),
+      ...errorResponses(400, 401, 409, 413, 415, 422, 503),
+    },
+  }),
+  async (c) => {
+    const body = c.req.valid("json");
+    const { status, body: model } = await runChange(c, async (tx) => {
+      const [row] = await tx
+        .insert(models)
+        .values({
+          name: body.name,
+          task: body.task,
+          owner: body.owner,
+          description: body.description,
+          inputSchema: body.inputSchema,
+          classes: body.classes ?? null,
+          positiveClass: body.positiveClass ?? null,
+          public: body.public,
+          fallback: body.fallback,
+        })
+        .onConflictDoNothing({ target: models.name })
+        .returning();
+      if (!row) throw new ApiError("MODEL_EXISTS", `Model '${body.name}' already exists`);
+      const resource = modelResource(row);
+      return {
+        status: 201,
+        body: resource,
+        audit: [{ action: "model.create", targetType: "model", target: `models/${row.name}`, before: null, after: resource }],
+      };
+    });
+    c.header("location", `/admin/models/${model.name}`);
+    return c.json(model, status as 201);
+  },
+);
+
+modelsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/",
+    tags: ["Models"],
+    summary: "List models by name",
+    security: adminSecurity,
+    request: { query: PaginationQuery },
+    responses: { 200: jsonContent(pageOf(Model), "A page of models"), ...errorResponses(400, 401, 503) },
+  }),
+  async (c) => {
+    const { limit, cursor } = c.req.valid("query");
+    const after = cursor ? (decodeCursor(cursor, { name: "string" }).name as string) : undefined;
+    const rows = await c.var
+      .database()
+      .select()
+      .from(models)
+      .where(after === undefined ? undefined : gt(models.name, after))
+      .orderBy(asc(models.name))
+      .limit(limit + 1);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return c.json(
+      {
+        items: page.map(modelResource),
+        nextCursor: rows.length > limit && last ? encodeCursor({ name: last.name }) : null,
+      },
+      200,
+    );
+  },
+);
+
+modelsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/{model}",
+    tags: ["Models"],
+    summary: "Read a model",
+    security: adminSecurity,
+    request: { params: modelParams },
+    responses: { 200: jsonContent(Model, "The model"), ...errorResponses(400, 401, 404, 503) },
+  }),
+  async (c) => {
+    const row = await findModel(c.var.database(), c.req.valid("param").model);
+    return c.json(modelResource(row), 200);
+  },
+);
+
+modelsApi.openapi(
+  createRoute({
+    method: "patch",
+    path: "/{model}",
+    tags: ["Models"],
+    summary: "Change a model's description, owner, public flag or fallback",
+    security: adminSecurity,
+    request: { params: modelParams, body: jsonBody(UpdateModelBody) },
+    responses: { 200: jsonContent(Model, "The updated model"), ...errorResponses(400, 401, 404, 413, 415, 503) },
+  }),
+  async (c) => {
+    const name = c.req.valid("param").model;
+    const patch = c.req.valid("json");
+    const { body } = await runChange(c, async (tx) => {
+      const current = await findModel(tx, name, true);
+      if (patch.fallback) await checkFallback(tx, current, patch.fallback);
+      const changed = Object.fromEntries(
+        Object.entries(patch).filter(
+          ([field, value]) => JSON.stringify(value) !== JSON.stringify(current[field as keyof typeof patch]),
+        ),
+      ) as typeof patch;
+      if (Object.keys(changed).length === 0) return { status: 200, body: modelResource(current), audit: [] };
+      const [row] = await tx
+        .update(models)
+        .set({ ...changed, updatedAt: sql`now()` })
+        .where(eq(models.id, current.id))
+        .returning();
+      if (!row) throw new ApiError("MODEL_NOT_FOUND", `Model '${name}' does not exist`);
+      const before = Object.fromEntries(Object.keys(changed).map((field) => [field, current[field as keyof typeof patch]]));
+      return {
+        status: 200,
+        body: modelResource(row),
+        audit: [{ action: "model.update", targetType: "model", target: `models/${name}`, before, after: changed }],
+      };
+    });
+    return c.json(body, 200);
+  },
+);
+
+async function checkFallback(
+  tx: Transaction,
+  model: typeof models.$inferSelect,
+  fallback: NonNullable<UpdateModelBody["fallback"]>,
+) {
+  const issues = staticFallbackIssues(fallback, model.task, model.classes);
+  if (fallback.kind === "version") {
+    const [version] = await tx
+      .select({ status: modelVersions.status })
+      .from(modelVersions)
+      .where(and(eq(modelVersions.modelId, model.id), eq(modelVersions.version, fallback.version)));
+    if (!version) {
+      issues.push({ path: ["fallback", "version"], message: `version '${fallback.version}' does not exist` });
+    } else if (version.status === "retired") {
+      issues.push({ path: ["fallback", "version"], message: `version '${fallback.version}' is retired` });
+    }
+  }
+  if (issues.length > 0) throw validationError(issues, "body");
+}

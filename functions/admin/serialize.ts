@@ -1,0 +1,53 @@
+import type { modelVersions, models } from "../../shared/db/schema";
+import type { Model } from "../../shared/schemas/model";
+import { missingCardSections, type Version, type VersionSummary } from "../../shared/schemas/version";
+
+type ModelRow = typeof models.$inferSelect;
+type VersionRow = typeof modelVersions.$inferSelect;
+
+export function modelResource(row: ModelRow): Model {
+  return {
+    name: row.name,
+    task: row.task,
+    owner: row.owner,
+    description: row.description,
+    inputSchema: row.inputSchema,
+    classes: row.classes ?? null,
+    positiveClass: row.positiveClass ?? null,
+    public: row.public,
+    fallback: row.fallback,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+export function versionResource(modelName: string, row: VersionRow): Version {
+  return {
+    model: modelName,
+    version: row.version,
+    status: row.status,
+    upstream: row.upstream,
+    upstreamSha256: row.upstreamSha256,
+    modelCard: row.modelCard,
+    missingCardSections: missingCardSections(row.modelCard),
+    createdAt: row.createdAt.toISOString(),
+    createdBy: row.createdBy,
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+/** A version without a builtin model's body, for lists and the audit trail. */
+export function versionSummary(modelName: string, row: VersionRow): VersionSummary {
+  const { upstream, ...rest } = versionResource(modelName, row);
+  return {
+    ...rest,
+    upstream:
+      upstream.kind === "builtin"
+        ? {
+            kind: "builtin",
+            format: upstream.format,
+            modelBytes: new TextEncoder().encode(JSON.stringify(upstream.model)).length,
+          }
+        : upstream,
+  };
+}

@@ -1,0 +1,182 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { and, desc, eq, lt, sql } from "drizzle-orm";
+import { canonicalJson, sha256Hex } from "../../shared/crypto";
+import { modelVersions } from "../../shared/db/schema";
+import { ApiError } from "../../shared/errors";
+import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { PaginationQuery, pageOf, VersionLabel } from "../../shared/schemas/common";
+import { CreateVersionBody, ModelCard, Version, VersionSummary } from "../../shared/schemas/version";
+import type { AppEnv } from "../app-env";
+import { runChange, type Transaction } from "./change";
+import { findModel, modelParams } from "./models";
+import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { versionResource, versionSummary } from "./serialize";
+import { validationHook } from "./validation";
+
+const versionParams = modelParams.extend({
+  version: VersionLabel.openapi({ param: { name: "version", in: "path" } }),
+});
+
+export const versionsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+async function findVersion(db: Pick<Transaction, "select">, modelId: number, modelName: string, label: string, forUpdate = false) {
+  const query = db
+    .select()
+    .from(modelVersions)
+    .where(and(eq(modelVersions.modelId, modelId), eq(modelVersions.version, label)));
+  const [row] = forUpdate ? await query.for("update") : await query;
+  if (!row) throw new ApiError("VERSION_NOT_FOUND", `Model '${modelName}' has no version '${label}'`);
+  return row;
+}
+
+versionsApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/{model}/versions",
+    tags: ["Versions"],
+    summary: "Register a version of a model",
+    description:
+      "Versions are immutable once created, except their lifecycle status (mirrored from the rollout), model card and baseline.",
+    security: adminSecurity,
+    request: { params: modelParams, headers: IdempotencyHeader, body: jsonBody(CreateVersionBody) },
+    responses: {
+      201: jsonContent(Version, "The stored version"),
+      ...errorResponses(400, 401, 404, 409, 413, 415, 422, 503),
+    },
+  }),
+  async (c) => {
+    const modelName = c.req.valid("param").model;
+    const body = c.req.valid("json");
+    const upstreamSha256 = await sha256Hex(canonicalJson(body.upstream));
+    const { status, body: version } = await runChange(c, async (tx) => {
+      // Lock the model row so a version never appears under a model being changed.
+      const model = await findModel(tx, modelName, true);
+      const [row] = await tx
+        .insert(modelVersions)
+        .values({
+          modelId: model.id,
+          version: body.version,
+          upstream: body.upstream,
+          upstreamSha256,
+          modelCard: body.modelCard,
+          createdBy: c.var.principal.actor,
+        })
+        .onConflictDoNothing({ target: [modelVersions.modelId, modelVersions.version] })
+        .returning();
+      if (!row) throw new ApiError("VERSION_EXISTS", `Model '${modelName}' already has version '${body.version}'`);
+      return {
+        status: 201,
+        body: versionResource(modelName, row),
+        audit: [
+          {
+            action: "version.create",
+            targetType: "version",
+            target: `models/${modelName}/versions/${row.version}`,
+            before: null,
+            after: versionSummary(modelName, row),
+          },
+        ],
+      };
+    });
+    c.header("location", `/admin/models/${modelName}/versions/${version.version}`);
+    return c.json(version, status as 201);
+  },
+);
+
+versionsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/{model}/versions",
+    tags: ["Versions"],
+    summary: "List a model's versions, newest first",
+    security: adminSecurity,
+    request: { params: modelParams, query: PaginationQuery },
+    responses: {
+      200: jsonContent(pageOf(VersionSummary), "A page of versions (builtin model bodies left out)"),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const modelName = c.req.valid("param").model;
+    const { limit, cursor } = c.req.valid("query");
+    const before = cursor ? (decodeCursor(cursor, { id: "number" }).id as number) : undefined;
+    const db = c.var.database();
+    const model = await findModel(db, modelName);
+    const rows = await db
+      .select()
+      .from(modelVersions)
+      .where(and(eq(modelVersions.modelId, model.id), before === undefined ? undefined : lt(modelVersions.id, before)))
+      .orderBy(desc(modelVersions.id))
+      .limit(limit + 1);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return c.json(
+      {
+        items: page.map((row) => versionSummary(modelName, row)),
+        nextCursor: rows.length > limit && last ? encodeCursor({ id: last.id }) : null,
+      },
+      200,
+    );
+  },
+);
+
+versionsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/{model}/versions/{version}",
+    tags: ["Versions"],
+    summary: "Read a version, with its full upstream definition",
+    security: adminSecurity,
+    request: { params: versionParams },
+    responses: { 200: jsonContent(Version, "The version"), ...errorResponses(400, 401, 404, 503) },
+  }),
+  async (c) => {
+    const { model: modelName, version } = c.req.valid("param");
+    const db = c.var.database();
+    const model = await findModel(db, modelName);
+    return c.json(versionResource(modelName, await findVersion(db, model.id, modelName, version)), 200);
+  },
+);
+
+const UpdateVersionBody = z.object({ modelCard: ModelCard }).strict().openapi("UpdateVersion");
+
+versionsApi.openapi(
+  createRoute({
+    method: "patch",
+    path: "/{model}/versions/{version}",
+    tags: ["Versions"],
+    summary: "Replace a version's model card",
+    description: "The model card is the only part of a version an operator may change after creation.",
+    security: adminSecurity,
+    request: { params: versionParams, body: jsonBody(UpdateVersionBody) },
+    responses: { 200: jsonContent(Version, "The updated version"), ...errorResponses(400, 401, 404, 413, 415, 503) },
+  }),
+  async (c) => {
+    const { model: modelName, version: label } = c.req.valid("param");
+    const { modelCard } = c.req.valid("json");
+    const { body } = await runChange(c, async (tx) => {
+      const model = await findModel(tx, modelName);
+      const current = await findVersion(tx, model.id, modelName, label, true);
+      const [row] = await tx
+        .update(modelVersions)
+        .set({ modelCard, updatedAt: sql`now()` })
+        .where(eq(modelVersions.id, current.id))
+        .returning();
+      if (!row) throw new ApiError("VERSION_NOT_FOUND", `Model '${modelName}' has no version '${label}'`);
+      return {
+        status: 200,
+        body: versionResource(modelName, row),
+        audit: [
+          {
+            action: "version.card.update",
+            targetType: "version",
+            target: `models/${modelName}/versions/${label}`,
+            before: { modelCard: current.modelCard },
+            after: { modelCard },
+          },
+        ],
+      };
+    });
+    return c.json(body, 200);
+  },
+);

@@ -1,0 +1,28 @@
+import type { Database } from "../shared/db/client";
+
+/** Who is calling the admin API. One bootstrap token for now; roles come later. */
+export interface Principal {
+  /** Stable id, used to scope idempotency keys. */
+  id: string;
+  /** Written into the audit trail. */
+  actor: string;
+  roles: readonly string[];
+}
+
+export interface IdempotencyReservation {
+  principal: string;
+  key: string;
+  /** Set once the response has been stored with the change it made. */
+  stored: boolean;
+}
+
+export type AppEnv = {
+  Bindings: Env;
+  Variables: {
+    requestId: string;
+    /** Opens the request's database pool on first use. */
+    database: () => Database;
+    principal: Principal;
+    idempotency: IdempotencyReservation | undefined;
+  };
+};

@@ -1,0 +1,113 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { swaggerUI } from "@hono/swagger-ui";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { requestId } from "hono/request-id";
+import { isConnectionError } from "../shared/db/client";
+import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
+import { adminApi } from "./admin";
+import { validationHook } from "./admin/validation";
+import type { AppEnv } from "./app-env";
+import { database } from "./middleware/database";
+
+export const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+app.use("*", requestId({ headerName: "x-request-id", limitLength: 128 }));
+app.use("*", async (c, next) => {
+  await next();
+  c.header("x-content-type-options", "nosniff");
+  if (c.req.path.startsWith("/admin")) c.header("cache-control", "no-store");
+});
+app.use("*", (c, next) =>
+  bodyLimit({
+    maxSize: Number(c.env.MAX_BODY_BYTES) || 1_048_576,
+    onError: () => {
+      throw new ApiError("PAYLOAD_TOO_LARGE", `Request body exceeds ${Number(c.env.MAX_BODY_BYTES) || 1_048_576} bytes`);
+    },
+  })(c, next),
+);
+app.use("*", database());
+
+app.get("/health", (c) => c.json({ status: "ok" }));
+app.route("/admin", adminApi);
+
+app.openAPIRegistry.registerComponent("securitySchemes", "AdminToken", {
+  type: "http",
+  scheme: "bearer",
+  description: "Operator token (the ADMIN_TOKEN secret).",
+});
+app.doc31("/openapi.json", {
+  openapi: "3.1.0",
+  info: {
+    title: "Airlock",
+    version: "0.1.0",
+    description:
+      "Edge serving and governance for ML models: registry, rollouts, kill switch, prediction logs and monitoring.",
+  },
+  tags: [
+    { name: "Models", description: "The model registry" },
+    { name: "Versions", description: "Versions of a model, with upstreams and model cards" },
+    { name: "Audit", description: "The trail of every change" },
+  ],
+});
+app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Airlock API" }));
+
+app.notFound((c) => errorResponse(c, new ApiError("ROUTE_NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`)));
+
+app.onError((error, c) => errorResponse(c, toApiError(error)));
+
+function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof HTTPException) {
+    if (error.status === 400 && /malformed json/i.test(error.message)) {
+      return new ApiError("MALFORMED_JSON", "Request body is not valid JSON");
+    }
+    if (error.status === 415) {
+      return new ApiError("UNSUPPORTED_MEDIA_TYPE", "Request body must be sent as Content-Type: application/json");
+    }
+    if (error.status === 413) return new ApiError("PAYLOAD_TOO_LARGE", "Request body is too large");
+    if (error.status === 401) return new ApiError("UNAUTHORIZED", "A valid bearer token is required");
+    if (error.status === 405) return new ApiError("METHOD_NOT_ALLOWED", error.message || "Method not allowed");
+    if (error.status === 400) return new ApiError("VALIDATION_FAILED", error.message || "Invalid request");
+  }
+  if (isConnectionError(error)) {
+    return new ApiError("DATABASE_UNAVAILABLE", "The database is unavailable; retry later", {
+      headers: { "retry-after": "5" },
+      cause: error,
+    });
+  }
+  return new ApiError("INTERNAL_ERROR", "Internal error", { cause: error });
+}
+
+function errorResponse(c: Context<AppEnv>, error: ApiError): Response {
+  const status = errorStatus[error.code];
+  if (status >= 500) {
+    console.error(
+      JSON.stringify({
+        level: "error",
+        requestId: c.var.requestId,
+        code: error.code,
+        method: c.req.method,
+        path: c.req.path,
+        cause: describe(error.cause),
+      }),
+    );
+  }
+  const body: ErrorBody = {
+    error: {
+      code: error.code,
+      message: error.message,
+      requestId: c.var.requestId ?? "",
+      ...(error.details ? { details: error.details } : {}),
+    },
+  };
+  for (const [name, value] of Object.entries(error.headers ?? {})) c.header(name, value);
+  return c.json(body, status);
+}
+
+function describe(cause: unknown): string | undefined {
+  if (cause === undefined) return undefined;
+  if (cause instanceof Error) return `${cause.name}: ${cause.message}${cause.cause ? ` <- ${describe(cause.cause)}` : ""}`;
+  return String(cause);
+}

@@ -1,0 +1,122 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  check,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+import type { Fallback, InputSchema } from "../schemas/model";
+import type { ModelCard, Upstream } from "../schemas/version";
+
+const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+
+export const models = pgTable(
+  "models",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    name: text("name").notNull(),
+    task: text("task", { enum: ["classification", "regression"] }).notNull(),
+    owner: text("owner").notNull(),
+    description: text("description").notNull(),
+    inputSchema: jsonb("input_schema").$type<InputSchema>().notNull(),
+    classes: jsonb("classes").$type<string[]>(),
+    positiveClass: text("positive_class"),
+    public: boolean("public").notNull().default(false),
+    fallback: jsonb("fallback").$type<Fallback>().notNull(),
+    createdAt: createdAt(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("models_name_key").on(t.name),
+    check("models_task_check", sql`${t.task} in ('classification', 'regression')`),
+    check(
+      "models_classes_check",
+      sql`(${t.task} = 'classification') = (${t.classes} is not null)`,
+    ),
+  ],
+);
+
+export const versionStatuses = ["registered", "shadow", "canary", "champion", "retired"] as const;
+export type VersionStatus = (typeof versionStatuses)[number];
+
+export const modelVersions = pgTable(
+  "model_versions",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    modelId: bigint("model_id", { mode: "number" })
+      .notNull()
+      .references(() => models.id, { onDelete: "restrict" }),
+    version: text("version").notNull(),
+    upstream: jsonb("upstream").$type<Upstream>().notNull(),
+    // SHA-256 of the canonical upstream definition: how the rollout snapshot
+    // names a builtin model without carrying it.
+    upstreamSha256: text("upstream_sha256").notNull(),
+    modelCard: jsonb("model_card").$type<ModelCard>().notNull(),
+    status: text("status", { enum: versionStatuses }).notNull().default("registered"),
+    baseline: jsonb("baseline"),
+    createdAt: createdAt(),
+    createdBy: text("created_by").notNull(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("model_versions_model_version_key").on(t.modelId, t.version),
+    check(
+      "model_versions_status_check",
+      sql`${t.status} in ('registered', 'shadow', 'canary', 'champion', 'retired')`,
+    ),
+  ],
+);
+
+/**
+ * Append-only trail of every change. Rows come from two writers: admin API
+ * handlers (in the same transaction as the change) and, later, the per-model
+ * rollout objects flushing their outboxes. `event_id` is unique so that a
+ * flush retried after a failure inserts nothing twice.
+ */
+export const auditLog = pgTable(
+  "audit_log",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    eventId: text("event_id").notNull(),
+    source: text("source", { enum: ["api", "rollout"] }).notNull(),
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    targetType: text("target_type").notNull(),
+    target: text("target").notNull(),
+    before: jsonb("before"),
+    after: jsonb("after"),
+    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+    requestId: text("request_id"),
+  },
+  (t) => [
+    uniqueIndex("audit_log_event_id_key").on(t.eventId),
+    index("audit_log_target_idx").on(t.target, t.id),
+    index("audit_log_at_idx").on(t.at),
+  ],
+);
+
+/**
+ * Responses remembered for `Idempotency-Key` retries, per principal. A row is
+ * reserved before the handler runs (`response_status` null) so that two
+ * concurrent retries cannot both apply the change.
+ */
+export const idempotencyKeys = pgTable(
+  "idempotency_keys",
+  {
+    principal: text("principal").notNull(),
+    key: text("key").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    responseStatus: integer("response_status"),
+    responseBody: jsonb("response_body"),
+    lockedUntil: timestamp("locked_until", { withTimezone: true }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.principal, t.key] }), index("idempotency_keys_created_at_idx").on(t.createdAt)],
+);

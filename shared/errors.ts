@@ -1,0 +1,88 @@
+import { z } from "@hono/zod-openapi";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+/** Every machine-readable error code Airlock answers with, and its status. */
+export const errorStatus = {
+  VALIDATION_FAILED: 400,
+  MALFORMED_JSON: 400,
+  INVALID_CURSOR: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  ROUTE_NOT_FOUND: 404,
+  MODEL_NOT_FOUND: 404,
+  VERSION_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  MODEL_EXISTS: 409,
+  VERSION_EXISTS: 409,
+  IDEMPOTENCY_KEY_IN_USE: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  IDEMPOTENCY_KEY_REUSED: 422,
+  INTERNAL_ERROR: 500,
+  DATABASE_UNAVAILABLE: 503,
+} as const satisfies Record<string, ContentfulStatusCode>;
+
+export type ErrorCode = keyof typeof errorStatus;
+export const ErrorCode = z.enum(Object.keys(errorStatus) as [ErrorCode, ...ErrorCode[]]);
+
+export interface ErrorDetail {
+  path: string;
+  message: string;
+}
+
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: ErrorCode,
+      message: z.string(),
+      requestId: z.string(),
+      details: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    }),
+  })
+  .openapi("Error");
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+export class ApiError extends HTTPException {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetail[] | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { details?: ErrorDetail[]; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(errorStatus[code], { message, cause: options.cause });
+    this.name = "ApiError";
+    this.code = code;
+    this.details = options.details;
+    this.headers = options.headers;
+  }
+}
+
+/** `a.b[2].c` from a zod issue path. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += out === "" ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+export function validationError(
+  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+  where: "body" | "query" | "path" | "header",
+): ApiError {
+  const details = issues.map((issue) => ({
+    path: formatPath(issue.path) || `(${where})`,
+    message: issue.message,
+  }));
+  const summary = details
+    .slice(0, 5)
+    .map((d) => `${d.path}: ${d.message}`)
+    .join("; ");
+  const more = details.length > 5 ? ` (and ${details.length - 5} more)` : "";
+  return new ApiError("VALIDATION_FAILED", `Invalid ${where}: ${summary}${more}`, { details });
+}

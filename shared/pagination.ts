@@ -1,0 +1,34 @@
+import { ApiError } from "./errors";
+
+/**
+ * Cursors are opaque to clients: base64url JSON of the last row's sort key.
+ * Keyset pagination keeps pages stable while rows are added.
+ */
+export function encodeCursor(position: Record<string, string | number>): string {
+  const bytes = new TextEncoder().encode(JSON.stringify(position));
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function decodeCursor<K extends string>(
+  cursor: string,
+  keys: Record<K, "string" | "number">,
+): Record<K, string | number> {
+  const invalid = () => new ApiError("INVALID_CURSOR", "Query parameter 'cursor' is not a cursor from this list");
+  let parsed: unknown;
+  try {
+    const binary = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
+    parsed = JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0))));
+  } catch {
+    throw invalid();
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw invalid();
+  const out = {} as Record<K, string | number>;
+  for (const [key, type] of Object.entries(keys) as [K, "string" | "number"][]) {
+    const value = (parsed as Record<string, unknown>)[key];
+    if (typeof value !== type || (type === "number" && !Number.isSafeInteger(value))) throw invalid();
+    out[key] = value as string | number;
+  }
+  return out;
+}

@@ -1,0 +1,54 @@
+import { z } from "@hono/zod-openapi";
+
+/** Model names appear in URLs and routing keys: lowercase slugs only. */
+export const ModelName = z
+  .string()
+  .regex(
+    /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/,
+    "must be a lowercase slug: letters, digits and '-', 1 to 64 characters, not starting or ending with '-'",
+  )
+  .openapi({ example: "fraud-detector" });
+
+export const VersionLabel = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+    "must be 1 to 64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+  )
+  .openapi({ example: "v3" });
+
+/** A feature or class name as it appears in inputs and outputs. */
+export const FeatureName = z
+  .string()
+  .regex(
+    /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/,
+    "must start with a letter or '_' and hold up to 128 letters, digits, '_', '.' or '-'",
+  );
+
+export const ClassLabel = z.string().min(1).max(128);
+
+export const Timestamp = z.iso.datetime({ offset: true }).openapi({ example: "2026-11-25T12:00:00.000Z" });
+
+export const PaginationQuery = z.object({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(200)
+    .default(50)
+    .openapi({ param: { name: "limit", in: "query" }, example: 50 }),
+  cursor: z
+    .string()
+    .max(512)
+    .optional()
+    .openapi({
+      param: { name: "cursor", in: "query" },
+      description: "Opaque cursor from a previous page's `nextCursor`.",
+    }),
+});
+
+export const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({
+    items: z.array(item),
+    nextCursor: z.string().nullable().openapi({ description: "Pass as `cursor` for the next page; null on the last page." }),
+  });

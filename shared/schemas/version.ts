@@ -1,0 +1,177 @@
+import { z } from "@hono/zod-openapi";
+import { versionStatuses } from "../db/schema";
+import { ModelName, Timestamp, VersionLabel } from "./common";
+
+/** Names a Worker secret that holds the upstream's credential; never the credential. */
+const SecretName = z
+  .string()
+  .regex(/^[A-Z][A-Z0-9_]{0,63}$/, "must be the name of a secret: uppercase letters, digits and '_'");
+
+const UpstreamUrl = z
+  .url({ protocol: /^https?$/, hostname: z.regexes.hostname })
+  .max(2048)
+  .superRefine((value, ctx) => {
+    const url = new URL(value);
+    if (url.username || url.password) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must not embed credentials; name a secret in 'credential' instead",
+      });
+    }
+    if (url.hash) ctx.addIssue({ code: "custom", message: "must not have a fragment" });
+  });
+
+export const HttpUpstream = z
+  .object({
+    kind: z.literal("http"),
+    url: UpstreamUrl,
+    protocol: z.enum(["v2", "json"]),
+    timeoutMs: z.number().int().min(1).max(30_000),
+    idempotent: z.boolean().optional(),
+    credential: SecretName.optional(),
+  })
+  .strict()
+  .openapi("HttpUpstream", {
+    example: {
+      kind: "http",
+      url: "https://models.example.com/v2/models/fraud/infer",
+      protocol: "v2",
+      timeoutMs: 800,
+      credential: "FRAUD_MODEL_TOKEN",
+    },
+  });
+
+export const BuiltinUpstream = z
+  .object({
+    kind: z.literal("builtin"),
+    format: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "must be a format identifier such as 'xgboost-json'"),
+    model: z.record(z.string(), z.unknown()),
+  })
+  .strict()
+  .openapi("BuiltinUpstream");
+
+export const Upstream = z.discriminatedUnion("kind", [HttpUpstream, BuiltinUpstream]).openapi("Upstream");
+export type Upstream = z.infer<typeof Upstream>;
+
+const LongText = z.string().max(20_000);
+
+/**
+ * A model card, after Mitchell et al. Every section is optional while a
+ * version is being registered; `missingSections` in responses tells what a
+ * reviewer still has to ask for.
+ */
+export const ModelCard = z
+  .object({
+    summary: LongText.optional(),
+    intendedUse: LongText.optional(),
+    outOfScopeUse: LongText.optional(),
+    trainingData: z
+      .object({
+        description: LongText.optional(),
+        source: z.string().max(2048).optional(),
+        snapshotAt: z.string().max(64).optional(),
+        rows: z.number().int().min(0).optional(),
+      })
+      .strict()
+      .optional(),
+    provenance: z
+      .object({
+        framework: z.string().max(200).optional(),
+        frameworkVersion: z.string().max(100).optional(),
+        trainingRun: z.string().max(2048).optional(),
+        codeRevision: z.string().max(200).optional(),
+        artifactUri: z.string().max(2048).optional(),
+        artifactSha256: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/, "must be a lowercase hex SHA-256")
+          .optional(),
+        trainedBy: z.string().max(200).optional(),
+        trainedAt: z.string().max(64).optional(),
+      })
+      .strict()
+      .optional(),
+    evaluationMetrics: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1).max(100),
+            value: z.number(),
+            dataset: z.string().max(500).optional(),
+            segment: z.string().max(500).optional(),
+          })
+          .strict(),
+      )
+      .max(500)
+      .optional(),
+    limitations: LongText.optional(),
+    ethicalConsiderations: LongText.optional(),
+  })
+  .strict()
+  .openapi("ModelCard", {
+    example: {
+      intendedUse: "Score card-not-present transactions for manual review.",
+      trainingData: { description: "Transactions Jan-Jun 2026", rows: 1200000 },
+      provenance: { framework: "xgboost", frameworkVersion: "2.1.1", codeRevision: "9f2c1e0" },
+      evaluationMetrics: [{ name: "roc_auc", value: 0.94, dataset: "holdout-2026-06" }],
+      limitations: "Not trained on business accounts.",
+    },
+  });
+export type ModelCard = z.infer<typeof ModelCard>;
+
+export const modelCardSections = [
+  "intendedUse",
+  "trainingData",
+  "provenance",
+  "evaluationMetrics",
+  "limitations",
+  "ethicalConsiderations",
+] as const satisfies readonly (keyof ModelCard)[];
+
+export function missingCardSections(card: ModelCard): string[] {
+  return modelCardSections.filter((section) => {
+    const value = card[section];
+    if (value === undefined) return true;
+    if (typeof value === "string") return value.trim() === "";
+    if (Array.isArray(value)) return value.length === 0;
+    return Object.keys(value).length === 0;
+  });
+}
+
+export const CreateVersionBody = z
+  .object({
+    version: VersionLabel,
+    upstream: Upstream,
+    modelCard: ModelCard.default({}),
+  })
+  .strict()
+  .openapi("CreateVersion");
+export type CreateVersionBody = z.infer<typeof CreateVersionBody>;
+
+export const VersionStatus = z.enum(versionStatuses);
+
+export const Version = z
+  .object({
+    model: ModelName,
+    version: VersionLabel,
+    status: VersionStatus,
+    upstream: Upstream,
+    upstreamSha256: z.string(),
+    modelCard: ModelCard,
+    missingCardSections: z.array(z.string()),
+    createdAt: Timestamp,
+    createdBy: z.string(),
+    updatedAt: Timestamp,
+  })
+  .openapi("Version");
+export type Version = z.infer<typeof Version>;
+
+/** In lists a builtin model's body is left out; fetch the version to see it. */
+export const VersionSummary = Version.omit({ upstream: true })
+  .extend({
+    upstream: z.union([
+      HttpUpstream,
+      z.object({ kind: z.literal("builtin"), format: z.string(), modelBytes: z.number().int() }),
+    ]),
+  })
+  .openapi("VersionSummary");
+export type VersionSummary = z.infer<typeof VersionSummary>;
