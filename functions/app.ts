@@ -1,5 +1,5 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
 import { swaggerUI } from "@hono/swagger-ui";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
@@ -23,7 +23,10 @@ app.use("*", (c, next) =>
   bodyLimit({
     maxSize: Number(c.env.MAX_BODY_BYTES) || 1_048_576,
     onError: () => {
-      throw new ApiError("PAYLOAD_TOO_LARGE", `Request body exceeds ${Number(c.env.MAX_BODY_BYTES) || 1_048_576} bytes`);
+      throw new ApiError(
+        "PAYLOAD_TOO_LARGE",
+        `Request body exceeds ${Number(c.env.MAX_BODY_BYTES) || 1_048_576} bytes`,
+      );
     },
   })(c, next),
 );
@@ -53,7 +56,9 @@ app.doc31("/openapi.json", {
 });
 app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Airlock API" }));
 
-app.notFound((c) => errorResponse(c, new ApiError("ROUTE_NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`)));
+app.notFound((c) =>
+  errorResponse(c, new ApiError("ROUTE_NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`)),
+);
 
 app.onError((error, c) => errorResponse(c, toApiError(error)));
 
@@ -64,12 +69,18 @@ function toApiError(error: unknown): ApiError {
       return new ApiError("MALFORMED_JSON", "Request body is not valid JSON");
     }
     if (error.status === 415) {
-      return new ApiError("UNSUPPORTED_MEDIA_TYPE", "Request body must be sent as Content-Type: application/json");
+      return new ApiError(
+        "UNSUPPORTED_MEDIA_TYPE",
+        "Request body must be sent as Content-Type: application/json",
+      );
     }
     if (error.status === 413) return new ApiError("PAYLOAD_TOO_LARGE", "Request body is too large");
-    if (error.status === 401) return new ApiError("UNAUTHORIZED", "A valid bearer token is required");
-    if (error.status === 405) return new ApiError("METHOD_NOT_ALLOWED", error.message || "Method not allowed");
-    if (error.status === 400) return new ApiError("VALIDATION_FAILED", error.message || "Invalid request");
+    if (error.status === 401)
+      return new ApiError("UNAUTHORIZED", "A valid bearer token is required");
+    if (error.status === 405)
+      return new ApiError("METHOD_NOT_ALLOWED", error.message || "Method not allowed");
+    if (error.status === 400)
+      return new ApiError("VALIDATION_FAILED", error.message || "Invalid request");
   }
   if (isConnectionError(error)) {
     return new ApiError("DATABASE_UNAVAILABLE", "The database is unavailable; retry later", {
@@ -108,6 +119,7 @@ function errorResponse(c: Context<AppEnv>, error: ApiError): Response {
 
 function describe(cause: unknown): string | undefined {
   if (cause === undefined) return undefined;
-  if (cause instanceof Error) return `${cause.name}: ${cause.message}${cause.cause ? ` <- ${describe(cause.cause)}` : ""}`;
+  if (cause instanceof Error)
+    return `${cause.name}: ${cause.message}${cause.cause ? ` <- ${describe(cause.cause)}` : ""}`;
   return String(cause);
 }

@@ -15,11 +15,14 @@ export function decodeCursor<K extends string>(
   cursor: string,
   keys: Record<K, "string" | "number">,
 ): Record<K, string | number> {
-  const invalid = () => new ApiError("INVALID_CURSOR", "Query parameter 'cursor' is not a cursor from this list");
+  const invalid = () =>
+    new ApiError("INVALID_CURSOR", "Query parameter 'cursor' is not a cursor from this list");
   let parsed: unknown;
   try {
     const binary = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
-    parsed = JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0))));
+    parsed = JSON.parse(
+      new TextDecoder().decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0))),
+    );
   } catch {
     throw invalid();
   }
@@ -27,7 +30,8 @@ export function decodeCursor<K extends string>(
   const out = {} as Record<K, string | number>;
   for (const [key, type] of Object.entries(keys) as [K, "string" | "number"][]) {
     const value = (parsed as Record<string, unknown>)[key];
-    if (typeof value !== type || (type === "number" && !Number.isSafeInteger(value))) throw invalid();
+    if (typeof value !== type || (type === "number" && !Number.isSafeInteger(value)))
+      throw invalid();
     out[key] = value as string | number;
   }
   return out;

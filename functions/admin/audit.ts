@@ -18,7 +18,8 @@ const AuditQuery = PaginationQuery.extend({
     .optional()
     .openapi({
       param: { name: "target", in: "query" },
-      description: "A target such as `models/fraud`: matches it and everything under it (its versions).",
+      description:
+        "A target such as `models/fraud`: matches it and everything under it (its versions).",
       example: "models/fraud-detector",
     }),
   action: z
@@ -26,7 +27,11 @@ const AuditQuery = PaginationQuery.extend({
     .max(100)
     .optional()
     .openapi({ param: { name: "action", in: "query" }, example: "model.update" }),
-  actor: z.string().max(200).optional().openapi({ param: { name: "actor", in: "query" } }),
+  actor: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ param: { name: "actor", in: "query" } }),
 });
 
 const escapeLike = (value: string) => value.replace(/[\\%_]/g, (ch) => `\\${ch}`);
@@ -39,7 +44,10 @@ auditApi.openapi(
     summary: "Read the audit trail, newest first",
     security: adminSecurity,
     request: { query: AuditQuery },
-    responses: { 200: jsonContent(pageOf(AuditEntry), "A page of audit entries"), ...errorResponses(400, 401, 503) },
+    responses: {
+      200: jsonContent(pageOf(AuditEntry), "A page of audit entries"),
+      ...errorResponses(400, 401, 503),
+    },
   }),
   async (c) => {
     const { limit, cursor, target, action, actor } = c.req.valid("query");
@@ -48,7 +56,10 @@ auditApi.openapi(
       before === undefined ? undefined : lt(auditLog.id, before),
       target === undefined
         ? undefined
-        : or(eq(auditLog.target, target), like(auditLog.target, `${escapeLike(target.replace(/\/+$/, ""))}/%`)),
+        : or(
+            eq(auditLog.target, target),
+            like(auditLog.target, `${escapeLike(target.replace(/\/+$/, ""))}/%`),
+          ),
       action === undefined ? undefined : eq(auditLog.action, action),
       actor === undefined ? undefined : eq(auditLog.actor, actor),
     ];

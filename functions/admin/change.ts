@@ -54,7 +54,12 @@ export async function runChange<T>(
       await tx
         .update(idempotencyKeys)
         .set({ responseStatus: outcome.status, responseBody: outcome.replayBody ?? outcome.body })
-        .where(and(eq(idempotencyKeys.principal, reservation.principal), eq(idempotencyKeys.key, reservation.key)));
+        .where(
+          and(
+            eq(idempotencyKeys.principal, reservation.principal),
+            eq(idempotencyKeys.key, reservation.key),
+          ),
+        );
     }
     return outcome;
   });

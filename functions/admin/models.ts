@@ -1,10 +1,15 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { and, asc, eq, gt, sql } from "drizzle-orm";
-import { modelVersions, models } from "../../shared/db/schema";
+import { models, modelVersions } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf } from "../../shared/schemas/common";
-import { CreateModelBody, Model, staticFallbackIssues, UpdateModelBody } from "../../shared/schemas/model";
+import {
+  CreateModelBody,
+  Model,
+  staticFallbackIssues,
+  UpdateModelBody,
+} from "../../shared/schemas/model";
 import type { AppEnv } from "../app-env";
 import { runChange, type Transaction } from "./change";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
@@ -60,7 +65,15 @@ modelsApi.openapi(
       return {
         status: 201,
         body: resource,
-        audit: [{ action: "model.create", targetType: "model", target: `models/${row.name}`, before: null, after: resource }],
+        audit: [
+          {
+            action: "model.create",
+            targetType: "model",
+            target: `models/${row.name}`,
+            before: null,
+            after: resource,
+          },
+        ],
       };
     });
     c.header("location", `/admin/models/${model.name}`);
@@ -76,7 +89,10 @@ modelsApi.openapi(
     summary: "List models by name",
     security: adminSecurity,
     request: { query: PaginationQuery },
-    responses: { 200: jsonContent(pageOf(Model), "A page of models"), ...errorResponses(400, 401, 503) },
+    responses: {
+      200: jsonContent(pageOf(Model), "A page of models"),
+      ...errorResponses(400, 401, 503),
+    },
   }),
   async (c) => {
     const { limit, cursor } = c.req.valid("query");
@@ -124,7 +140,10 @@ modelsApi.openapi(
     summary: "Change a model's description, owner, public flag or fallback",
     security: adminSecurity,
     request: { params: modelParams, body: jsonBody(UpdateModelBody) },
-    responses: { 200: jsonContent(Model, "The updated model"), ...errorResponses(400, 401, 404, 413, 415, 503) },
+    responses: {
+      200: jsonContent(Model, "The updated model"),
+      ...errorResponses(400, 401, 404, 413, 415, 503),
+    },
   }),
   async (c) => {
     const name = c.req.valid("param").model;
@@ -134,21 +153,33 @@ modelsApi.openapi(
       if (patch.fallback) await checkFallback(tx, current, patch.fallback);
       const changed = Object.fromEntries(
         Object.entries(patch).filter(
-          ([field, value]) => JSON.stringify(value) !== JSON.stringify(current[field as keyof typeof patch]),
+          ([field, value]) =>
+            JSON.stringify(value) !== JSON.stringify(current[field as keyof typeof patch]),
         ),
       ) as typeof patch;
-      if (Object.keys(changed).length === 0) return { status: 200, body: modelResource(current), audit: [] };
+      if (Object.keys(changed).length === 0)
+        return { status: 200, body: modelResource(current), audit: [] };
       const [row] = await tx
         .update(models)
         .set({ ...changed, updatedAt: sql`now()` })
         .where(eq(models.id, current.id))
         .returning();
       if (!row) throw new ApiError("MODEL_NOT_FOUND", `Model '${name}' does not exist`);
-      const before = Object.fromEntries(Object.keys(changed).map((field) => [field, current[field as keyof typeof patch]]));
+      const before = Object.fromEntries(
+        Object.keys(changed).map((field) => [field, current[field as keyof typeof patch]]),
+      );
       return {
         status: 200,
         body: modelResource(row),
-        audit: [{ action: "model.update", targetType: "model", target: `models/${name}`, before, after: changed }],
+        audit: [
+          {
+            action: "model.update",
+            targetType: "model",
+            target: `models/${name}`,
+            before,
+            after: changed,
+          },
+        ],
       };
     });
     return c.json(body, 200);
@@ -167,9 +198,15 @@ async function checkFallback(
       .from(modelVersions)
       .where(and(eq(modelVersions.modelId, model.id), eq(modelVersions.version, fallback.version)));
     if (!version) {
-      issues.push({ path: ["fallback", "version"], message: `version '${fallback.version}' does not exist` });
+      issues.push({
+        path: ["fallback", "version"],
+        message: `version '${fallback.version}' does not exist`,
+      });
     } else if (version.status === "retired") {
-      issues.push({ path: ["fallback", "version"], message: `version '${fallback.version}' is retired` });
+      issues.push({
+        path: ["fallback", "version"],
+        message: `version '${fallback.version}' is retired`,
+      });
     }
   }
   if (issues.length > 0) throw validationError(issues, "body");

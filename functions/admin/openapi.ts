@@ -41,7 +41,8 @@ export const IdempotencyHeader = z.object({
     .optional()
     .openapi({
       param: { name: "Idempotency-Key", in: "header" },
-      description: "Retries with the same key and body return the first response; another body is a 422.",
+      description:
+        "Retries with the same key and body return the first response; another body is a 422.",
     }),
 });
 

@@ -1,6 +1,10 @@
-import type { modelVersions, models } from "../../shared/db/schema";
+import type { models, modelVersions } from "../../shared/db/schema";
 import type { Model } from "../../shared/schemas/model";
-import { missingCardSections, type Version, type VersionSummary } from "../../shared/schemas/version";
+import {
+  missingCardSections,
+  type Version,
+  type VersionSummary,
+} from "../../shared/schemas/version";
 
 type ModelRow = typeof models.$inferSelect;
 type VersionRow = typeof modelVersions.$inferSelect;

@@ -5,7 +5,12 @@ import { modelVersions } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { PaginationQuery, pageOf, VersionLabel } from "../../shared/schemas/common";
-import { CreateVersionBody, ModelCard, Version, VersionSummary } from "../../shared/schemas/version";
+import {
+  CreateVersionBody,
+  ModelCard,
+  Version,
+  VersionSummary,
+} from "../../shared/schemas/version";
 import type { AppEnv } from "../app-env";
 import { runChange, type Transaction } from "./change";
 import { findModel, modelParams } from "./models";
@@ -19,13 +24,20 @@ const versionParams = modelParams.extend({
 
 export const versionsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
-async function findVersion(db: Pick<Transaction, "select">, modelId: number, modelName: string, label: string, forUpdate = false) {
+async function findVersion(
+  db: Pick<Transaction, "select">,
+  modelId: number,
+  modelName: string,
+  label: string,
+  forUpdate = false,
+) {
   const query = db
     .select()
     .from(modelVersions)
     .where(and(eq(modelVersions.modelId, modelId), eq(modelVersions.version, label)));
   const [row] = forUpdate ? await query.for("update") : await query;
-  if (!row) throw new ApiError("VERSION_NOT_FOUND", `Model '${modelName}' has no version '${label}'`);
+  if (!row)
+    throw new ApiError("VERSION_NOT_FOUND", `Model '${modelName}' has no version '${label}'`);
   return row;
 }
 
@@ -63,7 +75,11 @@ versionsApi.openapi(
         })
         .onConflictDoNothing({ target: [modelVersions.modelId, modelVersions.version] })
         .returning();
-      if (!row) throw new ApiError("VERSION_EXISTS", `Model '${modelName}' already has version '${body.version}'`);
+      if (!row)
+        throw new ApiError(
+          "VERSION_EXISTS",
+          `Model '${modelName}' already has version '${body.version}'`,
+        );
       return {
         status: 201,
         body: versionResource(modelName, row),
@@ -92,7 +108,10 @@ versionsApi.openapi(
     security: adminSecurity,
     request: { params: modelParams, query: PaginationQuery },
     responses: {
-      200: jsonContent(pageOf(VersionSummary), "A page of versions (builtin model bodies left out)"),
+      200: jsonContent(
+        pageOf(VersionSummary),
+        "A page of versions (builtin model bodies left out)",
+      ),
       ...errorResponses(400, 401, 404, 503),
     },
   }),
@@ -105,7 +124,12 @@ versionsApi.openapi(
     const rows = await db
       .select()
       .from(modelVersions)
-      .where(and(eq(modelVersions.modelId, model.id), before === undefined ? undefined : lt(modelVersions.id, before)))
+      .where(
+        and(
+          eq(modelVersions.modelId, model.id),
+          before === undefined ? undefined : lt(modelVersions.id, before),
+        ),
+      )
       .orderBy(desc(modelVersions.id))
       .limit(limit + 1);
     const page = rows.slice(0, limit);
@@ -134,7 +158,10 @@ versionsApi.openapi(
     const { model: modelName, version } = c.req.valid("param");
     const db = c.var.database();
     const model = await findModel(db, modelName);
-    return c.json(versionResource(modelName, await findVersion(db, model.id, modelName, version)), 200);
+    return c.json(
+      versionResource(modelName, await findVersion(db, model.id, modelName, version)),
+      200,
+    );
   },
 );
 
@@ -146,10 +173,14 @@ versionsApi.openapi(
     path: "/{model}/versions/{version}",
     tags: ["Versions"],
     summary: "Replace a version's model card",
-    description: "The model card is the only part of a version an operator may change after creation.",
+    description:
+      "The model card is the only part of a version an operator may change after creation.",
     security: adminSecurity,
     request: { params: versionParams, body: jsonBody(UpdateVersionBody) },
-    responses: { 200: jsonContent(Version, "The updated version"), ...errorResponses(400, 401, 404, 413, 415, 503) },
+    responses: {
+      200: jsonContent(Version, "The updated version"),
+      ...errorResponses(400, 401, 404, 413, 415, 503),
+    },
   }),
   async (c) => {
     const { model: modelName, version: label } = c.req.valid("param");
@@ -162,7 +193,8 @@ versionsApi.openapi(
         .set({ modelCard, updatedAt: sql`now()` })
         .where(eq(modelVersions.id, current.id))
         .returning();
-      if (!row) throw new ApiError("VERSION_NOT_FOUND", `Model '${modelName}' has no version '${label}'`);
+      if (!row)
+        throw new ApiError("VERSION_NOT_FOUND", `Model '${modelName}' has no version '${label}'`);
       return {
         status: 200,
         body: versionResource(modelName, row),

@@ -14,14 +14,22 @@ export interface AdminAuthOptions {
  * Bearer-token authentication for operators. Every failure gives the same
  * 401, before routing, so nothing about what exists leaks.
  */
-export function adminAuth({ minTokenLength = 32 }: AdminAuthOptions = {}): MiddlewareHandler<AppEnv> {
+export function adminAuth({
+  minTokenLength = 32,
+}: AdminAuthOptions = {}): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const provided = bearer.exec(c.req.header("authorization") ?? "")?.[1];
     const expected = c.env.ADMIN_TOKEN ?? "";
     if (expected.length < minTokenLength) {
-      console.error("ADMIN_TOKEN is missing or shorter than %d characters: the admin API is locked", minTokenLength);
+      console.error(
+        "ADMIN_TOKEN is missing or shorter than %d characters: the admin API is locked",
+        minTokenLength,
+      );
     }
-    const ok = provided !== undefined && expected.length >= minTokenLength && (await secretsEqual(provided, expected));
+    const ok =
+      provided !== undefined &&
+      expected.length >= minTokenLength &&
+      (await secretsEqual(provided, expected));
     if (!ok) {
       throw new ApiError("UNAUTHORIZED", "A valid admin bearer token is required", {
         headers: { "www-authenticate": 'Bearer realm="airlock-admin"' },

@@ -30,9 +30,15 @@ export function idempotency({
     const key = c.req.header("idempotency-key");
     if (key === undefined || c.req.method !== "POST") return next();
     if (!keyPattern.test(key)) {
-      throw new ApiError("VALIDATION_FAILED", "Header 'Idempotency-Key' must be 1 to 255 printable ASCII characters", {
-        details: [{ path: "Idempotency-Key", message: "must be 1 to 255 printable ASCII characters" }],
-      });
+      throw new ApiError(
+        "VALIDATION_FAILED",
+        "Header 'Idempotency-Key' must be 1 to 255 printable ASCII characters",
+        {
+          details: [
+            { path: "Idempotency-Key", message: "must be 1 to 255 printable ASCII characters" },
+          ],
+        },
+      );
     }
     const principal = c.var.principal.id;
     const fingerprint = await fingerprintRequest(c.req.method, c.req.path, await c.req.text());
@@ -47,7 +53,13 @@ export function idempotency({
       .onConflictDoUpdate({
         // An expired record is forgotten: the key starts afresh.
         target: [idempotencyKeys.principal, idempotencyKeys.key],
-        set: { fingerprint, lockedUntil, responseStatus: null, responseBody: null, createdAt: sql`now()` },
+        set: {
+          fingerprint,
+          lockedUntil,
+          responseStatus: null,
+          responseBody: null,
+          createdAt: sql`now()`,
+        },
         setWhere: lte(idempotencyKeys.createdAt, expiredBefore),
       })
       .returning({ key: idempotencyKeys.key });
@@ -57,7 +69,11 @@ export function idempotency({
         .select()
         .from(idempotencyKeys)
         .where(and(eq(idempotencyKeys.principal, principal), eq(idempotencyKeys.key, key)));
-      if (!existing) throw new ApiError("IDEMPOTENCY_KEY_IN_USE", "Idempotency-Key is being processed; retry shortly");
+      if (!existing)
+        throw new ApiError(
+          "IDEMPOTENCY_KEY_IN_USE",
+          "Idempotency-Key is being processed; retry shortly",
+        );
       if (existing.fingerprint !== fingerprint) {
         throw new ApiError(
           "IDEMPOTENCY_KEY_REUSED",
@@ -82,9 +98,13 @@ export function idempotency({
         )
         .returning({ key: idempotencyKeys.key });
       if (taken.length === 0) {
-        throw new ApiError("IDEMPOTENCY_KEY_IN_USE", "A request with this Idempotency-Key is still in progress", {
-          headers: { "retry-after": String(lockSeconds) },
-        });
+        throw new ApiError(
+          "IDEMPOTENCY_KEY_IN_USE",
+          "A request with this Idempotency-Key is still in progress",
+          {
+            headers: { "retry-after": String(lockSeconds) },
+          },
+        );
       }
     }
 
@@ -101,14 +121,21 @@ export function idempotency({
     );
     if (status >= 400 && status < 500 && status !== 401 && status !== 429) {
       const body = await c.res.clone().json();
-      await db.update(idempotencyKeys).set({ responseStatus: status, responseBody: body }).where(where);
+      await db
+        .update(idempotencyKeys)
+        .set({ responseStatus: status, responseBody: body })
+        .where(where);
     } else {
       await db.delete(idempotencyKeys).where(where);
     }
   };
 }
 
-export async function fingerprintRequest(method: string, path: string, body: string): Promise<string> {
+export async function fingerprintRequest(
+  method: string,
+  path: string,
+  body: string,
+): Promise<string> {
   let canonical = body;
   try {
     canonical = canonicalJson(JSON.parse(body));

@@ -58,33 +58,29 @@ export function openDatabase(config: DatabaseConfig): DatabaseHandle {
 
 const connectionErrorCodes = new Set(["57P01", "57P02", "57P03", "53300", "53400"]);
 
+const connectionMessage =
+  /connection (terminated|timeout|refused|closed|ended)|timeout exceeded when trying to connect|websocket|network connection|socket (hang up|closed)/i;
+
 /**
  * True when an error means the database could not be reached or dropped the
  * connection, as opposed to rejecting a statement. Such errors become 503s.
+ * drizzle's wrapper is looked through without reading its message, which
+ * holds the statement and its parameters.
  */
 export function isConnectionError(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
-    if (typeof e === "object") {
-      const code = (e as { code?: unknown }).code;
-      if (typeof code === "string") {
-        if (code.startsWith("08") || connectionErrorCodes.has(code)) return true;
-        if (/^[0-9A-Z]{5}$/.test(code)) return false; // a SQLSTATE: the server answered
-        if (/^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT)$/.test(code)) return true;
-      }
-      const message = (e as { message?: unknown }).message;
-      if (
-        typeof message === "string" &&
-        /connection (terminated|timeout|refused|closed)|websocket|timeout exceeded when trying to connect|network|socket/i.test(
-          message,
-        )
-      ) {
-        return true;
-      }
-      if (typeof Event !== "undefined" && e instanceof Event) return true; // a WebSocket error event
-      e = (e as { cause?: unknown }).cause;
-    } else {
-      break;
+  let e: unknown = error;
+  for (let depth = 0; e !== null && typeof e === "object" && depth < 6; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") {
+      if (code.startsWith("08") || connectionErrorCodes.has(code)) return true;
+      if (/^[0-9A-Z]{5}$/.test(code)) return false; // a SQLSTATE: the server answered
+      if (/^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH)$/.test(code)) return true;
     }
+    if (typeof Event !== "undefined" && e instanceof Event) return true; // a WebSocket error event
+    const name = (e as { name?: unknown }).name;
+    const message = (e as { message?: unknown }).message;
+    if (name !== "DrizzleQueryError" && typeof message === "string" && connectionMessage.test(message)) return true;
+    e = (e as { cause?: unknown }).cause;
   }
   return false;
 }

@@ -36,10 +36,7 @@ export const models = pgTable(
   (t) => [
     uniqueIndex("models_name_key").on(t.name),
     check("models_task_check", sql`${t.task} in ('classification', 'regression')`),
-    check(
-      "models_classes_check",
-      sql`(${t.task} = 'classification') = (${t.classes} is not null)`,
-    ),
+    check("models_classes_check", sql`(${t.task} = 'classification') = (${t.classes} is not null)`),
   ],
 );
 
@@ -118,5 +115,8 @@ export const idempotencyKeys = pgTable(
     lockedUntil: timestamp("locked_until", { withTimezone: true }).notNull(),
     createdAt: createdAt(),
   },
-  (t) => [primaryKey({ columns: [t.principal, t.key] }), index("idempotency_keys_created_at_idx").on(t.createdAt)],
+  (t) => [
+    primaryKey({ columns: [t.principal, t.key] }),
+    index("idempotency_keys_created_at_idx").on(t.createdAt),
+  ],
 );

@@ -27,7 +27,9 @@ export const FeatureName = z
 
 export const ClassLabel = z.string().min(1).max(128);
 
-export const Timestamp = z.iso.datetime({ offset: true }).openapi({ example: "2026-11-25T12:00:00.000Z" });
+export const Timestamp = z.iso
+  .datetime({ offset: true })
+  .openapi({ example: "2026-11-25T12:00:00.000Z" });
 
 export const PaginationQuery = z.object({
   limit: z.coerce
@@ -50,5 +52,8 @@ export const PaginationQuery = z.object({
 export const pageOf = <T extends z.ZodType>(item: T) =>
   z.object({
     items: z.array(item),
-    nextCursor: z.string().nullable().openapi({ description: "Pass as `cursor` for the next page; null on the last page." }),
+    nextCursor: z
+      .string()
+      .nullable()
+      .openapi({ description: "Pass as `cursor` for the next page; null on the last page." }),
   });

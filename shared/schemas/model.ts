@@ -32,7 +32,11 @@ const BooleanFeature = z
   })
   .strict();
 
-export const FeatureSchema = z.discriminatedUnion("type", [NumericFeature, StringFeature, BooleanFeature]);
+export const FeatureSchema = z.discriminatedUnion("type", [
+  NumericFeature,
+  StringFeature,
+  BooleanFeature,
+]);
 export type FeatureSchema = z.infer<typeof FeatureSchema>;
 
 export const InputSchema = z
@@ -46,15 +50,27 @@ export const InputSchema = z
   .superRefine((schema, ctx) => {
     const names = Object.keys(schema.properties);
     if (names.length === 0) {
-      ctx.addIssue({ code: "custom", path: ["properties"], message: "must declare at least one feature" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["properties"],
+        message: "must declare at least one feature",
+      });
     }
     if (names.length > 1000) {
-      ctx.addIssue({ code: "custom", path: ["properties"], message: "must declare at most 1000 features" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["properties"],
+        message: "must declare at most 1000 features",
+      });
     }
     const seen = new Set<string>();
     for (const [i, name] of (schema.required ?? []).entries()) {
       if (!(name in schema.properties)) {
-        ctx.addIssue({ code: "custom", path: ["required", i], message: `names '${name}', which is not in properties` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["required", i],
+          message: `names '${name}', which is not in properties`,
+        });
       }
       if (seen.has(name)) {
         ctx.addIssue({ code: "custom", path: ["required", i], message: `repeats '${name}'` });
@@ -64,18 +80,34 @@ export const InputSchema = z
     for (const [name, feature] of Object.entries(schema.properties)) {
       if (feature.type !== "number" && feature.type !== "integer") continue;
       const path = ["properties", name];
-      if (feature.minimum !== undefined && feature.maximum !== undefined && feature.minimum > feature.maximum) {
-        ctx.addIssue({ code: "custom", path: [...path, "minimum"], message: "must not exceed maximum" });
+      if (
+        feature.minimum !== undefined &&
+        feature.maximum !== undefined &&
+        feature.minimum > feature.maximum
+      ) {
+        ctx.addIssue({
+          code: "custom",
+          path: [...path, "minimum"],
+          message: "must not exceed maximum",
+        });
       }
       for (const [i, value] of (feature.enum ?? []).entries()) {
         if (feature.type === "integer" && !Number.isInteger(value)) {
-          ctx.addIssue({ code: "custom", path: [...path, "enum", i], message: "must be an integer" });
+          ctx.addIssue({
+            code: "custom",
+            path: [...path, "enum", i],
+            message: "must be an integer",
+          });
         }
         if (
           (feature.minimum !== undefined && value < feature.minimum) ||
           (feature.maximum !== undefined && value > feature.maximum)
         ) {
-          ctx.addIssue({ code: "custom", path: [...path, "enum", i], message: "lies outside minimum..maximum" });
+          ctx.addIssue({
+            code: "custom",
+            path: [...path, "enum", i],
+            message: "lies outside minimum..maximum",
+          });
         }
       }
     }
@@ -151,7 +183,8 @@ export const CreateModelBody = z
       ctx.addIssue({
         code: "custom",
         path: ["fallback", "version"],
-        message: "a new model has no versions yet; set a version fallback with PATCH once it exists",
+        message:
+          "a new model has no versions yet; set a version fallback with PATCH once it exists",
       });
     }
     for (const issue of staticFallbackIssues(body.fallback, body.task, body.classes)) {
@@ -196,10 +229,18 @@ function checkClasses(
 ) {
   if (body.task === "regression") {
     if (body.classes !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["classes"], message: "is only allowed for classification" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["classes"],
+        message: "is only allowed for classification",
+      });
     }
     if (body.positiveClass !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["positiveClass"], message: "is only allowed for classification" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["positiveClass"],
+        message: "is only allowed for classification",
+      });
     }
     return;
   }
@@ -209,7 +250,8 @@ function checkClasses(
   }
   const seen = new Set<string>();
   for (const [i, label] of body.classes.entries()) {
-    if (seen.has(label)) ctx.addIssue({ code: "custom", path: ["classes", i], message: `repeats '${label}'` });
+    if (seen.has(label))
+      ctx.addIssue({ code: "custom", path: ["classes", i], message: `repeats '${label}'` });
     seen.add(label);
   }
   if (body.positiveClass === undefined) {
@@ -239,16 +281,25 @@ export function staticFallbackIssues(
   if (fallback.kind !== "static") return [];
   const output = fallback.output;
   if (task === "regression") {
-    return "value" in output ? [] : [{ path: ["fallback", "output"], message: "must be { value: number } for regression" }];
+    return "value" in output
+      ? []
+      : [{ path: ["fallback", "output"], message: "must be { value: number } for regression" }];
   }
-  if (!("label" in output)) return [{ path: ["fallback", "output"], message: "must carry a label for classification" }];
+  if (!("label" in output))
+    return [{ path: ["fallback", "output"], message: "must carry a label for classification" }];
   const issues: SchemaIssue[] = [];
   if (classes && !classes.includes(output.label)) {
-    issues.push({ path: ["fallback", "output", "label"], message: "must be one of the model's classes" });
+    issues.push({
+      path: ["fallback", "output", "label"],
+      message: "must be one of the model's classes",
+    });
   }
   for (const label of Object.keys(output.probabilities ?? {})) {
     if (classes && !classes.includes(label)) {
-      issues.push({ path: ["fallback", "output", "probabilities", label], message: "is not one of the model's classes" });
+      issues.push({
+        path: ["fallback", "output", "probabilities", label],
+        message: "is not one of the model's classes",
+      });
     }
   }
   return issues;

@@ -5,7 +5,10 @@ import { ModelName, Timestamp, VersionLabel } from "./common";
 /** Names a Worker secret that holds the upstream's credential; never the credential. */
 const SecretName = z
   .string()
-  .regex(/^[A-Z][A-Z0-9_]{0,63}$/, "must be the name of a secret: uppercase letters, digits and '_'");
+  .regex(
+    /^[A-Z][A-Z0-9_]{0,63}$/,
+    "must be the name of a secret: uppercase letters, digits and '_'",
+  );
 
 const UpstreamUrl = z
   .url({ protocol: /^https?$/, hostname: z.regexes.hostname })
@@ -44,13 +47,17 @@ export const HttpUpstream = z
 export const BuiltinUpstream = z
   .object({
     kind: z.literal("builtin"),
-    format: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "must be a format identifier such as 'xgboost-json'"),
+    format: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "must be a format identifier such as 'xgboost-json'"),
     model: z.record(z.string(), z.unknown()),
   })
   .strict()
   .openapi("BuiltinUpstream");
 
-export const Upstream = z.discriminatedUnion("kind", [HttpUpstream, BuiltinUpstream]).openapi("Upstream");
+export const Upstream = z
+  .discriminatedUnion("kind", [HttpUpstream, BuiltinUpstream])
+  .openapi("Upstream");
 export type Upstream = z.infer<typeof Upstream>;
 
 const LongText = z.string().max(20_000);

@@ -1,0 +1,59 @@
+import { randomBytes } from "node:crypto";
+import type { TestProject } from "vitest/node";
+import {
+  type LocalDatabase,
+  redactUrl,
+  startBridge,
+  startEmbeddedDatabase,
+} from "../scripts/lib/local-db.ts";
+import { execute, migrateDatabase } from "../scripts/lib/migrate.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    databaseUrl: string;
+    databaseWsProxy: string;
+    adminToken: string;
+  }
+}
+
+/**
+ * Gives the Worker tests a migrated, empty Postgres. With TEST_DATABASE_URL
+ * (or DATABASE_URL) it creates a throwaway database on that server and drops
+ * it afterwards, so an existing database is never touched; otherwise it runs
+ * an embedded one in memory.
+ */
+export default async function setup(project: TestProject) {
+  const server = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
+  let local: LocalDatabase;
+  let databaseUrl: string;
+  let cleanup = async () => {};
+  if (server) {
+    local = await startBridge({ databaseUrl: server });
+    const name = `airlock_test_${Date.now()}_${process.pid}`;
+    await execute({ databaseUrl: server, wsProxy: local.wsProxy }, `CREATE DATABASE ${name}`);
+    const url = new URL(server);
+    url.pathname = `/${name}`;
+    databaseUrl = url.toString();
+    cleanup = () =>
+      execute(
+        { databaseUrl: server, wsProxy: local.wsProxy },
+        `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`,
+      );
+  } else {
+    local = await startEmbeddedDatabase({});
+    databaseUrl = local.databaseUrl;
+  }
+  await migrateDatabase({ databaseUrl, wsProxy: local.wsProxy });
+  console.log(`[tests] Postgres (${local.kind}): ${redactUrl(databaseUrl)}`);
+
+  project.provide("databaseUrl", databaseUrl);
+  project.provide("databaseWsProxy", local.wsProxy);
+  project.provide("adminToken", randomBytes(32).toString("base64url"));
+
+  return async () => {
+    await cleanup().catch((error: unknown) =>
+      console.error("[tests] could not drop the test database:", error),
+    );
+    await local.close();
+  };
+}

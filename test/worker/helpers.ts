@@ -1,0 +1,119 @@
+import { env, exports } from "cloudflare:workers";
+import { openDatabase } from "../../shared/db/client";
+
+export const BASE = "http://airlock.test";
+
+let counter = 0;
+/** A model name no other test uses, so tests share one database safely. */
+export function uniqueName(prefix = "m"): string {
+  counter += 1;
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}-${counter}`;
+}
+
+export function adminHeaders(extra: Record<string, string> = {}): Record<string, string> {
+  return { authorization: `Bearer ${env.ADMIN_TOKEN}`, ...extra };
+}
+
+export interface CallOptions {
+  method?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  token?: string | null;
+}
+
+/** Calls the Worker's own fetch handler, as a client would. */
+export async function call(path: string, options: CallOptions = {}): Promise<Response> {
+  const headers: Record<string, string> = { ...(options.headers ?? {}) };
+  if (options.token !== null)
+    headers.authorization ??= `Bearer ${options.token ?? env.ADMIN_TOKEN}`;
+  let body: string | undefined;
+  if (options.body !== undefined) {
+    body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
+    headers["content-type"] ??= "application/json";
+  }
+  return exports.default.fetch(
+    new Request(`${BASE}${path}`, { method: options.method ?? "GET", headers, body }),
+  );
+}
+
+export async function json<T = Record<string, unknown>>(response: Response): Promise<T> {
+  return (await response.json()) as T;
+}
+
+export interface ErrorJson {
+  error: {
+    code: string;
+    message: string;
+    requestId: string;
+    details?: { path: string; message: string }[];
+  };
+}
+
+export function classificationModel(name: string, overrides: Record<string, unknown> = {}) {
+  return {
+    name,
+    task: "classification",
+    owner: "risk-ml@example.com",
+    description: "Flags card-not-present transactions for review",
+    inputSchema: {
+      type: "object",
+      properties: {
+        amount: { type: "number", minimum: 0 },
+        country: { type: "string", enum: ["DE", "FR", "US"] },
+        is_new_customer: { type: "boolean" },
+      },
+      required: ["amount", "country"],
+    },
+    classes: ["legit", "fraud"],
+    positiveClass: "fraud",
+    ...overrides,
+  };
+}
+
+export function regressionModel(name: string, overrides: Record<string, unknown> = {}) {
+  return {
+    name,
+    task: "regression",
+    owner: "pricing@example.com",
+    description: "Predicts basket value",
+    inputSchema: {
+      type: "object",
+      properties: { items: { type: "integer", minimum: 0 } },
+      required: ["items"],
+    },
+    ...overrides,
+  };
+}
+
+export const httpUpstream = {
+  kind: "http",
+  url: "https://models.example.com/v2/models/fraud/infer",
+  protocol: "v2",
+  timeoutMs: 800,
+};
+
+export async function createModel(body: Record<string, unknown>): Promise<Response> {
+  const response = await call("/admin/models", { method: "POST", body });
+  if (response.status !== 201)
+    throw new Error(`model creation failed: ${response.status} ${await response.text()}`);
+  return response;
+}
+
+export async function createVersion(
+  model: string,
+  version: string,
+  extra: Record<string, unknown> = {},
+) {
+  const response = await call(`/admin/models/${model}/versions`, {
+    method: "POST",
+    body: { version, upstream: httpUpstream, ...extra },
+  });
+  if (response.status !== 201)
+    throw new Error(`version creation failed: ${response.status} ${await response.text()}`);
+  return response;
+}
+
+/** Direct database access for checks the API does not expose. */
+export function database() {
+  return openDatabase(env);
+}

@@ -1,0 +1,206 @@
+import { describe, expect, it } from "vitest";
+import {
+  call,
+  classificationModel,
+  createModel,
+  createVersion,
+  type ErrorJson,
+  httpUpstream,
+  json,
+  uniqueName,
+} from "./helpers";
+
+const card = {
+  intendedUse: "Score card-not-present transactions",
+  trainingData: { description: "Jan-Jun 2026", rows: 1200000 },
+  provenance: { framework: "xgboost", frameworkVersion: "2.1.1", codeRevision: "9f2c1e0" },
+  evaluationMetrics: [{ name: "roc_auc", value: 0.94, dataset: "holdout" }],
+};
+
+const builtin = {
+  kind: "builtin",
+  format: "linear",
+  model: { coef: [[0.5, -0.25]], intercept: [0.1] },
+};
+
+describe("versions: happy paths", () => {
+  it("creates a version with an HTTP upstream and a model card, and reads it back", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const response = await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: {
+        version: "v1",
+        upstream: { ...httpUpstream, credential: "FRAUD_TOKEN", idempotent: true },
+        modelCard: card,
+      },
+    });
+    expect(response.status).toBe(201);
+    expect(response.headers.get("location")).toBe(`/admin/models/${model}/versions/v1`);
+    const version = await json(response);
+    expect(version).toMatchObject({
+      model,
+      version: "v1",
+      status: "registered",
+      createdBy: "admin:bootstrap",
+      upstream: { kind: "http", credential: "FRAUD_TOKEN", idempotent: true },
+      modelCard: card,
+      missingCardSections: ["limitations", "ethicalConsiderations"],
+    });
+    expect(version.upstreamSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(await json(await call(`/admin/models/${model}/versions/v1`))).toEqual(version);
+  });
+
+  it("hashes the upstream canonically: key order does not change the hash", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const a = await json(await createVersion(model, "a", { upstream: builtin }));
+    const reordered = {
+      model: { intercept: [0.1], coef: [[0.5, -0.25]] },
+      format: "linear",
+      kind: "builtin",
+    };
+    const b = await json(await createVersion(model, "b", { upstream: reordered }));
+    expect(a.upstreamSha256).toBe(b.upstreamSha256);
+    const c = await json(
+      await createVersion(model, "c", {
+        upstream: { ...builtin, model: { coef: [[0.5]], intercept: [0] } },
+      }),
+    );
+    expect(c.upstreamSha256).not.toBe(a.upstreamSha256);
+  });
+
+  it("lists versions newest first without builtin model bodies, page by page", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    await createVersion(model, "v1");
+    await createVersion(model, "v2", { upstream: builtin });
+    await createVersion(model, "v3");
+    const first = await json<{ items: Record<string, unknown>[]; nextCursor: string }>(
+      await call(`/admin/models/${model}/versions?limit=2`),
+    );
+    expect(first.items.map((v) => v.version)).toEqual(["v3", "v2"]);
+    expect(first.items[1]?.upstream).toEqual({
+      kind: "builtin",
+      format: "linear",
+      modelBytes: expect.any(Number),
+    });
+    expect(first.nextCursor).toBeTruthy();
+    const second = await json<{ items: Record<string, unknown>[]; nextCursor: string | null }>(
+      await call(`/admin/models/${model}/versions?limit=2&cursor=${first.nextCursor}`),
+    );
+    expect(second.items.map((v) => v.version)).toEqual(["v1"]);
+    expect(second.nextCursor).toBeNull();
+    const full = await json(await call(`/admin/models/${model}/versions/v2`));
+    expect(full.upstream).toEqual(builtin);
+  });
+
+  it("replaces a version's model card, and nothing else", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const created = await json(await createVersion(model, "v1", { modelCard: card }));
+    const newCard = {
+      ...card,
+      limitations: "Not for business accounts",
+      ethicalConsiderations: "Reviewed",
+    };
+    const response = await call(`/admin/models/${model}/versions/v1`, {
+      method: "PATCH",
+      body: { modelCard: newCard },
+    });
+    expect(response.status).toBe(200);
+    const updated = await json(response);
+    expect(updated.modelCard).toEqual(newCard);
+    expect(updated.missingCardSections).toEqual([]);
+    expect(updated.upstream).toEqual(created.upstream);
+    const refused = await call(`/admin/models/${model}/versions/v1`, {
+      method: "PATCH",
+      body: { modelCard: newCard, upstream: httpUpstream },
+    });
+    expect(refused.status).toBe(400);
+  });
+});
+
+describe("versions: errors", () => {
+  it("answers 404 MODEL_NOT_FOUND for a version of an unknown model", async () => {
+    const response = await call("/admin/models/ghost-model/versions", {
+      method: "POST",
+      body: { version: "v1", upstream: httpUpstream },
+    });
+    expect(response.status).toBe(404);
+    expect((await json<ErrorJson>(response)).error.code).toBe("MODEL_NOT_FOUND");
+    expect((await call("/admin/models/ghost-model/versions")).status).toBe(404);
+  });
+
+  it("answers 404 VERSION_NOT_FOUND for an unknown version", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const response = await call(`/admin/models/${model}/versions/v404`);
+    expect(response.status).toBe(404);
+    expect((await json<ErrorJson>(response)).error.code).toBe("VERSION_NOT_FOUND");
+  });
+
+  it("answers 409 VERSION_EXISTS and keeps the first version unchanged", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const first = await json(await createVersion(model, "v1"));
+    const again = await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: { version: "v1", upstream: { ...httpUpstream, timeoutMs: 5 } },
+    });
+    expect(again.status).toBe(409);
+    expect((await json<ErrorJson>(again)).error.code).toBe("VERSION_EXISTS");
+    expect(await json(await call(`/admin/models/${model}/versions/v1`))).toEqual(first);
+  });
+
+  it.each([
+    ["a non-http URL", { ...httpUpstream, url: "ftp://models.example.com/x" }, "upstream.url"],
+    [
+      "credentials in the URL",
+      { ...httpUpstream, url: "https://user:pw@models.example.com/x" },
+      "upstream.url",
+    ],
+    ["an unknown protocol", { ...httpUpstream, protocol: "grpc" }, "upstream.protocol"],
+    ["a zero timeout", { ...httpUpstream, timeoutMs: 0 }, "upstream.timeoutMs"],
+    [
+      "a credential that is not a secret name",
+      { ...httpUpstream, credential: "Bearer abc" },
+      "upstream.credential",
+    ],
+    ["an unknown kind", { kind: "grpc", url: "https://x" }, "upstream.kind"],
+    ["an unknown field", { ...httpUpstream, apiKey: "plaintext" }, "upstream"],
+  ])("refuses an upstream with %s, naming %s", async (_label, upstream, path) => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const response = await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: { version: "v1", upstream },
+    });
+    expect(response.status).toBe(400);
+    const error = await json<ErrorJson>(response);
+    expect(error.error.code).toBe("VALIDATION_FAILED");
+    expect(error.error.details?.map((d) => d.path).join(" ")).toContain(path);
+    expect((await call(`/admin/models/${model}/versions/v1`)).status).toBe(404);
+  });
+
+  it("refuses a bad version label and a model card with unknown sections", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const label = await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: { version: "v 1/..", upstream: httpUpstream },
+    });
+    expect(label.status).toBe(400);
+    expect((await json<ErrorJson>(label)).error.details?.[0]?.path).toBe("version");
+    const cardResponse = await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: {
+        version: "v1",
+        upstream: httpUpstream,
+        modelCard: { intendedUse: "x", secretSauce: 1 },
+      },
+    });
+    expect(cardResponse.status).toBe(400);
+    expect((await json<ErrorJson>(cardResponse)).error.message).toContain("modelCard");
+  });
+});
