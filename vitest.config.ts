@@ -4,6 +4,9 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     reporters: ["default", ["json", { outputFile: "test-results/vitest.json" }]],
+    // Runs in Node, outside the Workers runtime's module resolution: it starts
+    // the Postgres that the Worker tests use and provides its coordinates.
+    globalSetup: ["./test/global-setup.ts"],
     projects: [
       {
         // Worker code, run inside workerd against a real Postgres.
@@ -15,6 +18,7 @@ export default defineConfig({
                 DATABASE_URL: inject("databaseUrl"),
                 DATABASE_WS_PROXY: inject("databaseWsProxy"),
                 ADMIN_TOKEN: inject("adminToken"),
+                DEAD_DATABASE_WS_PROXY: inject("deadDatabaseWsProxy"),
               },
             },
           })),
@@ -22,7 +26,6 @@ export default defineConfig({
         test: {
           name: "worker",
           include: ["test/worker/**/*.test.ts"],
-          globalSetup: ["./test/global-setup.ts"],
           testTimeout: 20_000,
           hookTimeout: 60_000,
         },

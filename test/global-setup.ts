@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
+import { WebSocketServer } from "ws";
 import {
   type LocalDatabase,
   redactUrl,
@@ -12,6 +13,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     databaseUrl: string;
     databaseWsProxy: string;
+    /** A bridge whose Postgres is down: it accepts WebSockets and closes them at once. */
+    deadDatabaseWsProxy: string;
     adminToken: string;
   }
 }
@@ -48,9 +51,16 @@ export default async function setup(project: TestProject) {
 
   project.provide("databaseUrl", databaseUrl);
   project.provide("databaseWsProxy", local.wsProxy);
+  const dead = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  dead.on("connection", (socket) => socket.close(1011, "connect ECONNREFUSED"));
+  await new Promise<void>((resolve) => dead.once("listening", () => resolve()));
+  const deadAddress = dead.address();
+  if (typeof deadAddress === "string") throw new Error("unexpected address");
+  project.provide("deadDatabaseWsProxy", `127.0.0.1:${deadAddress.port}`);
   project.provide("adminToken", randomBytes(32).toString("base64url"));
 
   return async () => {
+    dead.close();
     await cleanup().catch((error: unknown) =>
       console.error("[tests] could not drop the test database:", error),
     );

@@ -40,7 +40,7 @@ export const IdempotencyHeader = z.object({
     .string()
     .optional()
     .openapi({
-      param: { name: "Idempotency-Key", in: "header" },
+      param: { name: "idempotency-key", in: "header" },
       description:
         "Retries with the same key and body return the first response; another body is a 422.",
     }),

@@ -7,6 +7,7 @@ import {
   call,
   classificationModel,
   createModel,
+  deadDatabaseProxy,
   type ErrorJson,
   httpUpstream,
   json,
@@ -74,24 +75,35 @@ describe("Postgres", () => {
     expect(page.items.map((v) => v.version).sort()).toEqual([...labels].sort());
   });
 
-  it("answers 503 DATABASE_UNAVAILABLE with Retry-After when Postgres cannot be reached, and stores nothing", async () => {
+  it("answers 503 DATABASE_UNAVAILABLE with Retry-After when Postgres refuses connections, and stores nothing", async () => {
     const name = uniqueName();
-    const unreachable = { ...env, DATABASE_WS_PROXY: "127.0.0.1:9" };
     const response = await worker.fetch(
       new Request("http://airlock.test/admin/models", {
         method: "POST",
         headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, "content-type": "application/json" },
         body: JSON.stringify(classificationModel(name)),
       }),
-      unreachable,
+      { ...env, DATABASE_WS_PROXY: deadDatabaseProxy },
       executionContext(),
     );
     expect(response.status).toBe(503);
     expect(response.headers.get("retry-after")).toBe("5");
     const body = await json<ErrorJson>(response);
     expect(body.error.code).toBe("DATABASE_UNAVAILABLE");
-    expect(body.error.message).not.toMatch(/127\.0\.0\.1|websocket/i);
+    expect(body.error.message).not.toMatch(/127\.0\.0\.1|websocket|ECONNREFUSED/i);
     expect((await call(`/admin/models/${name}`)).status).toBe(404);
+  });
+
+  it("answers 503 when the database endpoint itself cannot be reached", async () => {
+    const response = await worker.fetch(
+      new Request("http://airlock.test/admin/models", {
+        headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+      }),
+      { ...env, DATABASE_WS_PROXY: "127.0.0.1:9" },
+      executionContext(),
+    );
+    expect(response.status).toBe(503);
+    expect((await json<ErrorJson>(response)).error.code).toBe("DATABASE_UNAVAILABLE");
   });
 
   it("rolls a change back whole when its audit row cannot be written", async () => {

@@ -117,3 +117,26 @@ export async function createVersion(
 export function database() {
   return openDatabase(env);
 }
+
+/** A bridge whose Postgres is down (see test/global-setup.ts). */
+export const deadDatabaseProxy =
+  (env as unknown as Record<string, string>).DEAD_DATABASE_WS_PROXY ?? "";
+
+/** The messages of an error and its causes, for asserting on what the database said. */
+export function errorChain(error: unknown): string {
+  const messages: string[] = [];
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 6; depth++) {
+    messages.push(e.message);
+    e = e.cause;
+  }
+  return messages.join(" <- ");
+}
+
+export async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected the promise to reject");
+}
