@@ -55,7 +55,7 @@ export default async function setup(project: TestProject) {
   dead.on("connection", (socket) => socket.close(1011, "connect ECONNREFUSED"));
   await new Promise<void>((resolve) => dead.once("listening", () => resolve()));
   const deadAddress = dead.address();
-  if (typeof deadAddress === "string") throw new Error("unexpected address");
+  if (!deadAddress || typeof deadAddress === "string") throw new Error("unexpected address");
   project.provide("deadDatabaseWsProxy", `127.0.0.1:${deadAddress.port}`);
   project.provide("adminToken", randomBytes(32).toString("base64url"));
 
