@@ -17,6 +17,7 @@ import {
   parseMessage,
   queryMessage,
   syncMessage,
+  typedMessage,
 } from "../../scripts/lib/pg-wire.ts";
 import { rawDataToBuffer } from "../../scripts/lib/wire-transport.ts";
 
@@ -99,12 +100,12 @@ interface SimpleResult {
   status: string;
 }
 
-function startupMessage(params: Record<string, string>): Buffer {
+function startupMessage(params: Record<string, string>, version = 0x30000): Buffer {
   const pairs = Object.entries(params).flat();
   const body = Buffer.from(`${pairs.join("\0")}\0\0`, "utf8");
   const out = Buffer.alloc(8 + body.length);
   out.writeInt32BE(out.length, 0);
-  out.writeInt32BE(196608, 4);
+  out.writeInt32BE(version, 4);
   body.copy(out, 8);
   return out;
 }
@@ -116,18 +117,10 @@ function requestPacket(code: number): Buffer {
   return out;
 }
 
-function typed(type: string, body: Buffer): Buffer {
-  const out = Buffer.alloc(5 + body.length);
-  out.write(type, 0, "latin1");
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
-
 /** Bind of the unnamed statement to the unnamed portal, without parameters. */
-const bindMessage = () => typed("B", Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]));
-const flushMessage = () => typed("H", Buffer.alloc(0));
-const terminateMessage = () => typed("X", Buffer.alloc(0));
+const bindMessage = () => typedMessage("B", Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]));
+const flushMessage = () => typedMessage("H", Buffer.alloc(0));
+const terminateMessage = () => typedMessage("X", Buffer.alloc(0));
 
 function errorField(body: Buffer, field: string): string | undefined {
   let offset = 0;
@@ -343,6 +336,40 @@ describe("embedded database (in memory)", () => {
     await within(2_000, "server closing after Terminate", client.closed);
   });
 
+  it("refuses, per connection, what would make PGlite exit (FATAL errors) and keeps serving", async () => {
+    const port = tcpPort(local.databaseUrl);
+    const fatal = async (send: (client: RawClient) => Promise<void>) => {
+      const client = await RawClient.tcp(port);
+      await send(client);
+      const error = await client.until("E");
+      await within(2_000, "connection closed after FATAL", client.closed);
+      const body = error.at(-1)?.body ?? Buffer.alloc(0);
+      return { severity: errorField(body, "S"), code: errorField(body, "C") };
+    };
+    expect(await fatal(async (c) => c.send(startupMessage({ user: "postgres" }, 0x20000)))).toEqual(
+      { severity: "FATAL", code: "0A000" },
+    ); // protocol 2.0
+    expect(await fatal(async (c) => c.send(startupMessage({ database: "postgres" })))).toEqual({
+      severity: "FATAL",
+      code: "28000",
+    });
+    expect(
+      await fatal(async (c) => {
+        await c.startup();
+        c.send(typedMessage("y", Buffer.alloc(0)));
+      }),
+    ).toEqual({ severity: "FATAL", code: "08P01" });
+    expect(
+      await fatal(async (c) => {
+        await c.startup();
+        c.send(Buffer.from([0x51, 0, 0, 0, 1])); // Query with length 1
+      }),
+    ).toEqual({ severity: "FATAL", code: "08P01" });
+
+    const { rows } = await pool.query<{ ok: number }>("SELECT 1 AS ok");
+    expect(rows).toEqual([{ ok: 1 }]);
+  });
+
   it("accepts any password and runs parameterised queries through the Neon driver", async () => {
     const url = new URL(local.databaseUrl);
     url.password = "not-the-password";
@@ -362,6 +389,17 @@ describe("embedded database (in memory)", () => {
       ]);
     } finally {
       await other.end();
+    }
+    // With the driver's default, the password is sent before it is asked for;
+    // PGlite never asks, and the connection still works.
+    const pipelined = new Client(url.toString());
+    pipelined.neonConfig.pipelineConnect = "password";
+    await pipelined.connect();
+    try {
+      const { rows } = await pipelined.query<{ v: number }>("SELECT $1::int AS v", [7]);
+      expect(rows).toEqual([{ v: 7 }]);
+    } finally {
+      await pipelined.end();
     }
   });
 
@@ -422,35 +460,49 @@ describe("embedded database (in memory)", () => {
     expect(rows).toEqual(expected);
   });
 
-  it("interleaves whole queries of 25 connections outside transactions", async () => {
-    const results = await within(
-      30_000,
-      "25 interleaving connections",
-      Promise.all(
-        Array.from({ length: 25 }, async (_, i) => {
-          const client = await pool.connect();
-          try {
-            const answers: string[] = [];
-            for (let k = 0; k < 8; k++) {
-              // Alternate extended (parameters) and simple (no parameters) protocol.
-              const { rows } =
-                k % 2 === 0
-                  ? await client.query<{ v: string }>(`SELECT $1::text || '/' || $2::int AS v`, [
-                      `c${i}`,
-                      k,
-                    ])
-                  : await client.query<{ v: string }>(`SELECT 'c${i}/${k}' AS v`);
-              answers.push(rows[0]?.v ?? "?");
-            }
-            return answers;
-          } finally {
-            client.release();
-          }
-        }),
-      ),
-    );
+  it("interleaves whole queries of 24 connections while another one holds transactions", async () => {
+    // While the blocker is inside a transaction the others queue up; each time
+    // it commits they all get their turn, so their batches are at their most
+    // likely to be mixed up.
+    const blocker = (async () => {
+      const client = await pool.connect();
+      try {
+        for (let k = 0; k < 10; k++) {
+          await client.query("BEGIN");
+          await client.query("SELECT $1::int", [k]);
+          await sleep(30);
+          await client.query("COMMIT");
+          await sleep(5);
+        }
+      } finally {
+        client.release();
+      }
+    })();
+    const clients = Array.from({ length: 24 }, async (_, i) => {
+      const client = await pool.connect();
+      try {
+        const answers: string[] = [];
+        for (let k = 0; k < 12; k++) {
+          // Mostly extended protocol (parameters, with the client's own SQL
+          // text), sometimes simple protocol (no parameters).
+          const { rows } =
+            k % 3 === 2
+              ? await client.query<{ v: string }>(`SELECT 'c${i}/${k}' AS v`)
+              : await client.query<{ v: string }>(
+                  `SELECT $1::text || '/' || $2::int AS v /* client ${i} */`,
+                  [`c${i}`, k],
+                );
+          answers.push(rows[0]?.v ?? "?");
+        }
+        return answers;
+      } finally {
+        client.release();
+      }
+    });
+    const results = await within(30_000, "24 interleaving connections", Promise.all(clients));
+    await within(10_000, "the transactional connection", blocker);
     results.forEach((answers, i) => {
-      expect(answers).toEqual(Array.from({ length: 8 }, (_, k) => `c${i}/${k}`));
+      expect(answers).toEqual(Array.from({ length: 12 }, (_, k) => `c${i}/${k}`));
     });
   });
 
@@ -648,6 +700,8 @@ describe("embedded database persisted in a data directory", () => {
     await writer.query("INSERT INTO kept VALUES (1, 'one'), (2, 'two')");
     await writer.query("BEGIN; INSERT INTO kept VALUES (3, 'uncommitted')");
     await writer.end(); // the open transaction dies with its connection
+    // Only one process (or instance) at a time may have the directory open.
+    await expect(startEmbeddedDatabase({ dataDir })).rejects.toThrow(/already open/);
     await first.close();
 
     const second = await startEmbeddedDatabase({ dataDir });
