@@ -79,7 +79,12 @@ export function isConnectionError(error: unknown): boolean {
     if (typeof Event !== "undefined" && e instanceof Event) return true; // a WebSocket error event
     const name = (e as { name?: unknown }).name;
     const message = (e as { message?: unknown }).message;
-    if (name !== "DrizzleQueryError" && typeof message === "string" && connectionMessage.test(message)) return true;
+    if (
+      name !== "DrizzleQueryError" &&
+      typeof message === "string" &&
+      connectionMessage.test(message)
+    )
+      return true;
     e = (e as { cause?: unknown }).cause;
   }
   return false;
