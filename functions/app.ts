@@ -1,5 +1,6 @@
 import { swaggerUI } from "@hono/swagger-ui";
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { DrizzleQueryError } from "drizzle-orm/errors";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
@@ -119,7 +120,12 @@ function errorResponse(c: Context<AppEnv>, error: ApiError): Response {
 
 function describe(cause: unknown): string | undefined {
   if (cause === undefined) return undefined;
-  if (cause instanceof Error)
-    return `${cause.name}: ${cause.message}${cause.cause ? ` <- ${describe(cause.cause)}` : ""}`;
+  if (cause instanceof Error) {
+    // drizzle's wrapper: the statement stays, its parameters (request data) do not.
+    const message =
+      cause instanceof DrizzleQueryError ? `Failed query: ${cause.query}` : cause.message;
+    return `${cause.name}: ${message}${cause.cause ? ` <- ${describe(cause.cause)}` : ""}`;
+  }
+  if (typeof Event !== "undefined" && cause instanceof Event) return `${cause.type} event`;
   return String(cause);
 }

@@ -1,10 +1,13 @@
 import { app } from "./app";
 
+export { ModelRollout } from "../durable-objects/model-rollout";
+
 /**
  * The Worker. Requests enter through Hono (`./app`): `/admin` for operators,
- * `/openapi.json` and `/docs` for the API description. Inference routes,
- * the prediction-log queue consumer, cron jobs and the per-model rollout
- * Durable Object join this file as they are built.
+ * `/openapi.json` and `/docs` for the API description. Each model's rollout
+ * state lives in a `ModelRollout` Durable Object, read through leases
+ * (`./rollout/leases`). Inference routes, the prediction-log queue consumer
+ * and cron jobs join this file as they are built.
  */
 export default {
   fetch: app.fetch,

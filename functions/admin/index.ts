@@ -4,6 +4,7 @@ import { adminAuth } from "../middleware/admin-auth";
 import { idempotency } from "../middleware/idempotency";
 import { auditApi } from "./audit";
 import { modelsApi } from "./models";
+import { rolloutApi } from "./rollout";
 import { validationHook } from "./validation";
 import { versionsApi } from "./versions";
 
@@ -11,7 +12,10 @@ import { versionsApi } from "./versions";
 export const adminApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
 adminApi.use("*", adminAuth());
-adminApi.use("*", idempotency());
+// The kill switch must work while Postgres is down, and engaging it twice is
+// harmless, so its route keeps no idempotency record.
+adminApi.use("*", idempotency({ skip: (c) => c.req.path.endsWith("/kill-switch") }));
 adminApi.route("/models", modelsApi);
 adminApi.route("/models", versionsApi);
+adminApi.route("/models", rolloutApi);
 adminApi.route("/audit", auditApi);

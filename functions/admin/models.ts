@@ -11,6 +11,7 @@ import {
   UpdateModelBody,
 } from "../../shared/schemas/model";
 import type { AppEnv } from "../app-env";
+import { pushRegistryChange } from "../rollout/sync";
 import { runChange, type Transaction } from "./change";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
 import { modelResource } from "./serialize";
@@ -182,6 +183,8 @@ modelsApi.openapi(
         ],
       };
     });
+    // Requests read the model through its rollout object: acknowledge only once they see the change.
+    await pushRegistryChange(c, name);
     return c.json(body, 200);
   },
 );

@@ -1,5 +1,5 @@
 import { and, eq, isNull, lte, sql } from "drizzle-orm";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
 import { idempotencyKeys } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
@@ -12,6 +12,8 @@ export interface IdempotencyOptions {
   retentionSeconds?: number;
   /** How long a reservation blocks a concurrent retry before it is taken over. */
   lockSeconds?: number;
+  /** Routes that keep no idempotency record. */
+  skip?: (c: Context<AppEnv>) => boolean;
 }
 
 /**
@@ -24,11 +26,12 @@ export interface IdempotencyOptions {
 export function idempotency({
   retentionSeconds = 24 * 3600,
   lockSeconds = 30,
+  skip = () => false,
 }: IdempotencyOptions = {}): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     c.set("idempotency", undefined);
     const key = c.req.header("idempotency-key");
-    if (key === undefined || c.req.method !== "POST") return next();
+    if (key === undefined || c.req.method !== "POST" || skip(c)) return next();
     if (!keyPattern.test(key)) {
       throw new ApiError(
         "VALIDATION_FAILED",

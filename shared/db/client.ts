@@ -1,4 +1,5 @@
 import { neonConfig, Pool } from "@neondatabase/serverless";
+import { DrizzleQueryError } from "drizzle-orm/errors";
 import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
 import * as schema from "./schema";
 

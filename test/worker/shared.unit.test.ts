@@ -1,3 +1,4 @@
+import { DrizzleQueryError } from "drizzle-orm/errors";
 import { describe, expect, it } from "vitest";
 import { canonicalJson, secretsEqual, sha256Hex } from "../../shared/crypto";
 import { isConnectionError, sqlState } from "../../shared/db/client";
@@ -98,10 +99,11 @@ describe("database error classification", () => {
     );
     expect(isConnectionError(statementError)).toBe(false);
     expect(sqlState(statementError)).toBe("22001");
-    const dropped = Object.assign(new Error("Failed query: select 1"), {
-      name: "DrizzleQueryError",
-      cause: new Error("Connection terminated unexpectedly"),
-    });
+    const dropped = new DrizzleQueryError(
+      "select 1",
+      [],
+      new Error("Connection terminated unexpectedly"),
+    );
     expect(isConnectionError(dropped)).toBe(true);
   });
 });

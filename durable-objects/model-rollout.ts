@@ -1,0 +1,543 @@
+import { DurableObject } from "cloudflare:workers";
+import { and, eq, sql } from "drizzle-orm";
+import { openDatabase } from "../shared/db/client";
+import { auditLog, models, modelVersions } from "../shared/db/schema";
+import { DEFAULT_LEASE_MS, GrantLedger, type LeaseGrant } from "../shared/rollout/lease";
+import {
+  engageKill,
+  type KillSwitch,
+  type KillSwitchBody,
+  liveVersions,
+  type ModelProfile,
+  nextRollout,
+  type RolloutBody,
+  type RolloutConfig,
+  type RolloutSnapshot,
+  type VersionRef,
+  versionStatuses,
+} from "../shared/rollout/state";
+
+const SCHEMA_VERSION = 1;
+/** Outbox flush retry: doubling from 1 s, capped, for as long as it takes. */
+const FLUSH_RETRY_MIN_MS = 1_000;
+const FLUSH_RETRY_MAX_MS = 5 * 60_000;
+
+/** Everything the object keeps between changes. */
+interface StoredState {
+  model: string | null;
+  stateVersion: number;
+  leaseMs: number;
+  rollout: RolloutConfig;
+  killSwitch: KillSwitch | null;
+  profile: ModelProfile | null;
+  /** Every registered version's upstream reference, as last read from Postgres. */
+  catalogue: Record<string, VersionRef>;
+  /** Versions that have ever been live, so that leaving the rollout shows as `retired`. */
+  everLive: string[];
+  /** The longest lease ever granted: bounds what a restart must wait out. */
+  longestLeaseMs: number;
+  updatedAt: string | null;
+}
+
+export interface ChangeContext {
+  actor: string;
+  requestId: string | null;
+  /** Apply only if the state is still at this version (If-Match). */
+  ifMatch?: number | undefined;
+}
+
+/** A JSON value: what history entries hold, typed so that it crosses RPC. */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+const toJson = (value: object): Json => JSON.parse(JSON.stringify(value)) as Json;
+
+export interface HistoryEntry {
+  stateVersion: number;
+  at: string;
+  actor: string;
+  action: string;
+  requestId: string | null;
+  before: Json;
+  after: Json;
+}
+
+export interface RolloutView {
+  snapshot: RolloutSnapshot;
+  history: HistoryEntry[];
+  pendingAuditEvents: number;
+}
+
+export type ChangeResult =
+  | { ok: true; changed: boolean; view: RolloutView; acknowledgedAfterMs: number }
+  | {
+      ok: false;
+      code:
+        | "STATE_VERSION_MISMATCH"
+        | "VERSION_NOT_FOUND"
+        | "KILL_SWITCH_NARROWER"
+        | "STATE_NOT_FOUND"
+        | "NOT_CONFIGURED";
+      message: string;
+      stateVersion: number;
+    };
+
+/** The registry data pushed from Postgres with a change. */
+export interface Catalogue {
+  profile: ModelProfile;
+  versions: Record<string, VersionRef>;
+}
+
+/**
+ * One model's rollout state and kill switch, with strong consistency: every
+ * change goes through this object, and isolates read it through leases (see
+ * shared/rollout/lease.ts). Changes are acknowledged only once no lease on
+ * the old state can still be in use. Each change is also written to an
+ * outbox that the alarm flushes to the Postgres audit log, so the kill switch
+ * works, and is audited later, while Postgres is down.
+ */
+export class ModelRollout extends DurableObject<Env> {
+  readonly #sql: SqlStorage;
+  #state: StoredState;
+  readonly #ledger: GrantLedger;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    this.#ensureSchema();
+    this.#state = this.#load();
+    this.#ledger = new GrantLedger(Date.now(), this.#state.longestLeaseMs);
+  }
+
+  // ---- reads --------------------------------------------------------------
+
+  /**
+   * A lease on the current state. Granted synchronously from memory, which
+   * mirrors storage: there is no awaited I/O between reading and granting.
+   */
+  lease(model: string): LeaseGrant<RolloutSnapshot> {
+    this.#claim(model);
+    const now = Date.now();
+    this.#ledger.grant(now, this.#state.leaseMs);
+    const snapshot = this.#snapshot();
+    return { state: snapshot, stateVersion: snapshot.stateVersion, leaseMs: snapshot.leaseMs };
+  }
+
+  read(model: string, historyLimit = 50): RolloutView {
+    this.#claim(model);
+    return this.#view(historyLimit);
+  }
+
+  // ---- changes ------------------------------------------------------------
+
+  /** Replaces the registry data (after an admin change in Postgres). */
+  async configure(
+    model: string,
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<ChangeResult> {
+    this.#claim(model);
+    const before = { profile: this.#state.profile };
+    if (JSON.stringify(this.#state.profile) === JSON.stringify(catalogue.profile)) {
+      this.#state.catalogue = catalogue.versions;
+      this.#save();
+      return { ok: true, changed: false, view: this.#view(), acknowledgedAfterMs: 0 };
+    }
+    return this.#commit("registry.sync", context, { audit: false, before }, (state) => {
+      state.profile = catalogue.profile;
+      state.catalogue = catalogue.versions;
+      return { profile: catalogue.profile };
+    });
+  }
+
+  async setRollout(
+    model: string,
+    body: RolloutBody,
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<ChangeResult> {
+    this.#claim(model);
+    const stale = this.#checkIfMatch(context);
+    if (stale) return stale;
+    for (const version of liveVersions(
+      {
+        champion: body.champion,
+        shadows: body.shadows,
+        canary: body.canary && { ...body.canary, salt: "" },
+      },
+      undefined,
+    )) {
+      if (!catalogue.versions[version]) {
+        return {
+          ok: false,
+          code: "VERSION_NOT_FOUND",
+          message: `Model '${model}' has no version '${version}'`,
+          stateVersion: this.#state.stateVersion,
+        };
+      }
+    }
+    const before = { rollout: this.#state.rollout, leaseMs: this.#state.leaseMs };
+    return this.#commit("rollout.update", context, { audit: true, before }, (state) => {
+      state.profile = catalogue.profile;
+      state.catalogue = catalogue.versions;
+      state.rollout = nextRollout(state.rollout, body, () => crypto.randomUUID());
+      if (body.leaseMs !== undefined) state.leaseMs = body.leaseMs;
+      return { rollout: state.rollout, leaseMs: state.leaseMs };
+    });
+  }
+
+  /** Restores the rollout (champion, shadows, canary with its salt) as it was after an earlier change. */
+  async revert(
+    model: string,
+    target: number,
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<ChangeResult> {
+    this.#claim(model);
+    const stale = this.#checkIfMatch(context);
+    if (stale) return stale;
+    const rollout = this.#rolloutAfter(target);
+    if (!rollout) {
+      return {
+        ok: false,
+        code: "STATE_NOT_FOUND",
+        message: `No rollout state ${target} in this model's history`,
+        stateVersion: this.#state.stateVersion,
+      };
+    }
+    for (const version of liveVersions(rollout, undefined)) {
+      if (!catalogue.versions[version]) {
+        return {
+          ok: false,
+          code: "VERSION_NOT_FOUND",
+          message: `Model '${model}' has no version '${version}'`,
+          stateVersion: this.#state.stateVersion,
+        };
+      }
+    }
+    const before = { rollout: this.#state.rollout };
+    return this.#commit("rollout.revert", context, { audit: true, before }, (state) => {
+      state.profile = catalogue.profile;
+      state.catalogue = catalogue.versions;
+      state.rollout = rollout;
+      return { rollout, revertedTo: target };
+    });
+  }
+
+  async engageKillSwitch(
+    model: string,
+    body: KillSwitchBody,
+    context: ChangeContext,
+  ): Promise<ChangeResult> {
+    this.#claim(model);
+    const stale = this.#checkIfMatch(context);
+    if (stale) return stale;
+    const outcome = engageKill(
+      this.#state.killSwitch,
+      body.scope,
+      body.reason,
+      context.actor,
+      new Date().toISOString(),
+    );
+    if (outcome.kind === "narrower") {
+      return {
+        ok: false,
+        code: "KILL_SWITCH_NARROWER",
+        message:
+          "The kill switch is engaged for the whole model; release it before engaging a narrower scope",
+        stateVersion: this.#state.stateVersion,
+      };
+    }
+    if (outcome.kind === "unchanged")
+      return { ok: true, changed: false, view: this.#view(), acknowledgedAfterMs: 0 };
+    const before = { killSwitch: this.#state.killSwitch };
+    return this.#commit("kill_switch.engage", context, { audit: true, before }, (state) => {
+      state.killSwitch = outcome.killSwitch;
+      return { killSwitch: outcome.killSwitch };
+    });
+  }
+
+  async releaseKillSwitch(model: string, context: ChangeContext): Promise<ChangeResult> {
+    this.#claim(model);
+    const stale = this.#checkIfMatch(context);
+    if (stale) return stale;
+    if (!this.#state.killSwitch)
+      return { ok: true, changed: false, view: this.#view(), acknowledgedAfterMs: 0 };
+    const before = { killSwitch: this.#state.killSwitch };
+    return this.#commit("kill_switch.release", context, { audit: true, before }, (state) => {
+      state.killSwitch = null;
+      return { killSwitch: null, rollout: state.rollout };
+    });
+  }
+
+  // ---- outbox -------------------------------------------------------------
+
+  /** Flushes the outbox to Postgres; on failure, tries again with backoff, for as long as it takes. */
+  override async alarm(): Promise<void> {
+    try {
+      await this.flushOutbox();
+      this.#setMeta("flush_failures", "0");
+    } catch (error) {
+      const failures = Number(this.#getMeta("flush_failures") ?? "0") + 1;
+      this.#setMeta("flush_failures", String(failures));
+      const delay = Math.min(
+        FLUSH_RETRY_MAX_MS,
+        FLUSH_RETRY_MIN_MS * 2 ** Math.min(failures - 1, 20),
+      );
+      console.error(
+        JSON.stringify({
+          level: "warn",
+          event: "rollout.outbox.flush_failed",
+          model: this.#state.model,
+          failures,
+          retryInMs: delay,
+          error: String(error),
+        }),
+      );
+      await this.ctx.storage.setAlarm(Date.now() + delay);
+    }
+  }
+
+  /**
+   * Writes pending audit events (idempotently: event ids are unique) and the
+   * versions' lifecycle statuses to Postgres, then drops what was written.
+   */
+  async flushOutbox(): Promise<{ flushed: number }> {
+    const pending = this.#sql
+      .exec<{ seq: number; event: string }>("SELECT seq, event FROM outbox ORDER BY seq")
+      .toArray();
+    const model = this.#state.model;
+    const statusesDirty = this.#getMeta("statuses_dirty") === "1";
+    if ((pending.length === 0 && !statusesDirty) || !model) return { flushed: 0 };
+    const { db, close } = openDatabase(this.env);
+    try {
+      await db.transaction(async (tx) => {
+        if (pending.length > 0) {
+          const rows = pending.map(
+            (row) => JSON.parse(row.event) as typeof auditLog.$inferInsert & { at: string },
+          );
+          await tx
+            .insert(auditLog)
+            .values(rows.map((row) => ({ ...row, at: new Date(row.at) })))
+            .onConflictDoNothing({ target: auditLog.eventId });
+        }
+        const statuses = versionStatuses(this.#state.rollout, this.#state.everLive);
+        for (const [version, status] of Object.entries(statuses)) {
+          await tx
+            .update(modelVersions)
+            .set({ status, updatedAt: sql`now()` })
+            .where(
+              and(
+                eq(modelVersions.version, version),
+                eq(
+                  modelVersions.modelId,
+                  sql`(select ${models.id} from ${models} where ${models.name} = ${model})`,
+                ),
+              ),
+            );
+        }
+      });
+    } finally {
+      await close();
+    }
+    const last = pending.at(-1)?.seq;
+    if (last !== undefined) this.#sql.exec("DELETE FROM outbox WHERE seq <= ?", last);
+    this.#setMeta("statuses_dirty", "0");
+    return { flushed: pending.length };
+  }
+
+  // ---- internals ------------------------------------------------------------
+
+  /**
+   * Commits a change, then waits until every lease granted on the old state
+   * has run out before returning: the 2xx of the admin call follows this.
+   */
+  async #commit(
+    action: string,
+    context: ChangeContext,
+    options: { audit: boolean; before: object },
+    apply: (state: StoredState) => object,
+  ): Promise<ChangeResult> {
+    const next: StoredState = structuredClone(this.#state);
+    const after = apply(next);
+    next.stateVersion += 1;
+    next.updatedAt = new Date().toISOString();
+    next.longestLeaseMs = Math.max(next.longestLeaseMs, next.leaseMs);
+    next.everLive = [...new Set([...next.everLive, ...liveVersions(next.rollout, undefined)])];
+    const entry: HistoryEntry = {
+      stateVersion: next.stateVersion,
+      at: next.updatedAt,
+      actor: context.actor,
+      action,
+      requestId: context.requestId,
+      before: toJson(options.before),
+      after: toJson(after),
+    };
+    this.ctx.storage.transactionSync(() => {
+      this.#writeState(next);
+      this.#sql.exec(
+        "INSERT INTO history (state_version, at, actor, action, request_id, before, after, rollout) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        entry.stateVersion,
+        entry.at,
+        entry.actor,
+        entry.action,
+        entry.requestId,
+        JSON.stringify(entry.before ?? null),
+        JSON.stringify(entry.after ?? null),
+        JSON.stringify(next.rollout),
+      );
+      if (options.audit) {
+        this.#sql.exec(
+          "INSERT INTO outbox (event) VALUES (?)",
+          JSON.stringify({
+            eventId: `rollout:${next.model}:${next.stateVersion}`,
+            source: "rollout",
+            actor: context.actor,
+            action,
+            targetType: "rollout",
+            target: `models/${next.model}/rollout`,
+            before: { ...options.before, stateVersion: next.stateVersion - 1 },
+            after: { ...after, stateVersion: next.stateVersion },
+            at: next.updatedAt,
+            requestId: context.requestId,
+          }),
+        );
+        this.#setMeta("statuses_dirty", "1");
+      }
+    });
+    this.#state = next;
+    if (options.audit) await this.ctx.storage.setAlarm(Date.now());
+    const waitMs = Math.max(0, this.#ledger.acknowledgeAt() - Date.now());
+    if (waitMs > 0) await scheduler.wait(waitMs);
+    return { ok: true, changed: true, view: this.#view(), acknowledgedAfterMs: waitMs };
+  }
+
+  #checkIfMatch(context: ChangeContext): ChangeResult | undefined {
+    if (context.ifMatch === undefined || context.ifMatch === this.#state.stateVersion)
+      return undefined;
+    return {
+      ok: false,
+      code: "STATE_VERSION_MISMATCH",
+      message: `The rollout is at state ${this.#state.stateVersion}, not ${context.ifMatch}`,
+      stateVersion: this.#state.stateVersion,
+    };
+  }
+
+  /** An object serves one model; its name is recorded on first use. */
+  #claim(model: string): void {
+    if (this.#state.model === model) return;
+    if (this.#state.model !== null)
+      throw new Error(`rollout object for '${this.#state.model}' called for '${model}'`);
+    this.#state.model = model;
+    this.#save();
+  }
+
+  #snapshot(): RolloutSnapshot {
+    const s = this.#state;
+    const versions: Record<string, VersionRef> = {};
+    for (const name of liveVersions(s.rollout, s.profile?.fallback)) {
+      const ref = s.catalogue[name];
+      if (ref) versions[name] = ref;
+    }
+    return {
+      model: s.model ?? "",
+      stateVersion: s.stateVersion,
+      leaseMs: s.leaseMs,
+      rollout: s.rollout,
+      killSwitch: s.killSwitch,
+      profile: s.profile,
+      versions,
+    };
+  }
+
+  #view(historyLimit = 50): RolloutView {
+    const history = this.#sql
+      .exec<{
+        state_version: number;
+        at: string;
+        actor: string;
+        action: string;
+        request_id: string | null;
+        before: string;
+        after: string;
+      }>(
+        "SELECT state_version, at, actor, action, request_id, before, after FROM history ORDER BY state_version DESC LIMIT ?",
+        historyLimit,
+      )
+      .toArray()
+      .map((row) => ({
+        stateVersion: row.state_version,
+        at: row.at,
+        actor: row.actor,
+        action: row.action,
+        requestId: row.request_id,
+        before: JSON.parse(row.before) as Json,
+        after: JSON.parse(row.after) as Json,
+      }));
+    const pending = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
+    return { snapshot: this.#snapshot(), history, pendingAuditEvents: pending };
+  }
+
+  #rolloutAfter(stateVersion: number): RolloutConfig | undefined {
+    const row = this.#sql
+      .exec<{ rollout: string }>(
+        "SELECT rollout FROM history WHERE state_version = ?",
+        stateVersion,
+      )
+      .toArray()[0];
+    return row ? (JSON.parse(row.rollout) as RolloutConfig) : undefined;
+  }
+
+  #ensureSchema(): void {
+    this.#sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    const version = Number(this.#getMeta("schema_version") ?? "0");
+    if (version >= SCHEMA_VERSION) return;
+    this.ctx.storage.transactionSync(() => {
+      this.#sql.exec(`CREATE TABLE IF NOT EXISTS history (
+        state_version INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        request_id TEXT, before TEXT NOT NULL, after TEXT NOT NULL, rollout TEXT NOT NULL)`);
+      this.#sql.exec(
+        "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)",
+      );
+      this.#setMeta("schema_version", String(SCHEMA_VERSION));
+    });
+  }
+
+  #load(): StoredState {
+    const stored = this.#getMeta("state");
+    if (stored) return JSON.parse(stored) as StoredState;
+    return {
+      model: null,
+      stateVersion: 0,
+      leaseMs: DEFAULT_LEASE_MS,
+      rollout: { champion: null, shadows: [], canary: null },
+      killSwitch: null,
+      profile: null,
+      catalogue: {},
+      everLive: [],
+      longestLeaseMs: DEFAULT_LEASE_MS,
+      updatedAt: null,
+    };
+  }
+
+  #save(): void {
+    this.#writeState(this.#state);
+  }
+
+  #writeState(state: StoredState): void {
+    this.#setMeta("state", JSON.stringify(state));
+  }
+
+  #getMeta(key: string): string | undefined {
+    return this.#sql
+      .exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key)
+      .toArray()[0]?.value;
+  }
+
+  #setMeta(key: string, value: string): void {
+    this.#sql.exec(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      key,
+      value,
+    );
+  }
+}

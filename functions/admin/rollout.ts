@@ -1,0 +1,379 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { ChangeResult, RolloutView } from "../../durable-objects/model-rollout";
+import { ApiError, validationError } from "../../shared/errors";
+import { decideRoute, KillSwitchBody, RolloutBody, ShadowTarget } from "../../shared/rollout/state";
+import { Timestamp } from "../../shared/schemas/common";
+import type { AppEnv } from "../app-env";
+import { loadCatalogue } from "../rollout/catalogue";
+import { currentRollout, rolloutObject } from "../rollout/leases";
+import { modelParams } from "./models";
+import { adminSecurity, errorResponses, jsonBody, jsonContent } from "./openapi";
+import { validationHook } from "./validation";
+
+export const rolloutApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+const KillSwitchView = z
+  .object({
+    engaged: z.boolean(),
+    scope: z.enum(["challengers", "model"]).optional(),
+    reason: z.string().optional(),
+    actor: z.string().optional(),
+    at: Timestamp.optional(),
+  })
+  .openapi("KillSwitch");
+
+const Rollout = z
+  .object({
+    model: z.string(),
+    stateVersion: z.number().int(),
+    leaseMs: z.number().int(),
+    champion: z.string().nullable(),
+    shadows: z.array(ShadowTarget),
+    canary: z.object({ version: z.string(), percent: z.number() }).nullable(),
+    killSwitch: KillSwitchView,
+    history: z.array(
+      z.object({
+        stateVersion: z.number().int(),
+        at: Timestamp,
+        actor: z.string(),
+        action: z.string(),
+        requestId: z.string().nullable(),
+        before: z.unknown(),
+        after: z.unknown(),
+      }),
+    ),
+    pendingAuditEvents: z
+      .number()
+      .int()
+      .openapi({ description: "Changes not yet written to the Postgres audit log." }),
+    acknowledgedAfterMs: z.number().optional().openapi({
+      description: "How long the change waited for leases on the old state to run out.",
+    }),
+  })
+  .openapi("Rollout");
+
+const IfMatchHeader = z.object({
+  "if-match": z
+    .string()
+    .optional()
+    .openapi({
+      param: { name: "if-match", in: "header" },
+      description:
+        "Apply only if the rollout is still at this stateVersion (the ETag of a GET); 412 otherwise.",
+    }),
+});
+
+/** Canary salts stay inside: with one, a client could pick keys that land on the canary. */
+function withoutSalts(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutSalts);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([key]) => key !== "salt")
+        .map(([key, item]) => [key, withoutSalts(item)]),
+    );
+  }
+  return value;
+}
+
+function rolloutResource(view: RolloutView, acknowledgedAfterMs?: number): z.infer<typeof Rollout> {
+  const { snapshot } = view;
+  const kill = snapshot.killSwitch;
+  return {
+    model: snapshot.model,
+    stateVersion: snapshot.stateVersion,
+    leaseMs: snapshot.leaseMs,
+    champion: snapshot.rollout.champion,
+    shadows: snapshot.rollout.shadows,
+    canary: snapshot.rollout.canary
+      ? { version: snapshot.rollout.canary.version, percent: snapshot.rollout.canary.percent }
+      : null,
+    killSwitch: kill ? { engaged: true, ...kill } : { engaged: false },
+    history: view.history.map((entry) => ({
+      ...entry,
+      before: withoutSalts(entry.before),
+      after: withoutSalts(entry.after),
+    })),
+    pendingAuditEvents: view.pendingAuditEvents,
+    ...(acknowledgedAfterMs === undefined ? {} : { acknowledgedAfterMs }),
+  };
+}
+
+function ifMatch(c: Context<AppEnv>): number | undefined {
+  const header = c.req.header("if-match");
+  if (header === undefined) return undefined;
+  const match = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(header);
+  if (!match?.[1]) {
+    throw new ApiError(
+      "VALIDATION_FAILED",
+      "Header 'If-Match' must be a rollout stateVersion such as \"12\"",
+      {
+        details: [{ path: "If-Match", message: "must be a stateVersion" }],
+      },
+    );
+  }
+  return Number(match[1]);
+}
+
+function context(c: Context<AppEnv>) {
+  return { actor: c.var.principal.actor, requestId: c.var.requestId, ifMatch: ifMatch(c) };
+}
+
+/** Calls the model's rollout object; an unreachable object is a 503, never a guess. */
+async function callObject<T>(model: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    throw new ApiError(
+      "ROLLOUT_UNAVAILABLE",
+      `The rollout state of model '${model}' cannot be reached; try again`,
+      {
+        headers: { "retry-after": "1" },
+        cause: error,
+      },
+    );
+  }
+}
+
+function respond(c: Context<AppEnv>, result: ChangeResult, versionPaths?: Map<string, string>) {
+  if (!result.ok) {
+    c.header("etag", `"${result.stateVersion}"`);
+    if (result.code === "VERSION_NOT_FOUND" && versionPaths) {
+      const missing = /version '([^']+)'/.exec(result.message)?.[1] ?? "";
+      throw validationError(
+        [{ path: [versionPaths.get(missing) ?? "version"], message: result.message }],
+        "body",
+      );
+    }
+    if (result.code === "NOT_CONFIGURED") throw new ApiError("MODEL_NOT_FOUND", result.message);
+    throw new ApiError(result.code, result.message);
+  }
+  c.header("etag", `"${result.view.snapshot.stateVersion}"`);
+  c.header("x-airlock-state-version", String(result.view.snapshot.stateVersion));
+  return c.json(rolloutResource(result.view, result.acknowledgedAfterMs), 200);
+}
+
+/** Makes sure the object knows the model (first use, or after a registry change). */
+async function ensureConfigured(c: Context<AppEnv>, model: string): Promise<RolloutView> {
+  const stub = rolloutObject(c.env, model);
+  const view = await callObject(model, () => stub.read(1));
+  if (view.snapshot.profile) return view;
+  const catalogue = await loadCatalogue(c.var.database(), model);
+  const result = await callObject(model, () =>
+    stub.configure(catalogue, { actor: c.var.principal.actor, requestId: c.var.requestId }),
+  );
+  if (!result.ok) throw new ApiError("ROLLOUT_UNAVAILABLE", result.message);
+  return result.view;
+}
+
+rolloutApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/{model}/rollout",
+    tags: ["Rollout"],
+    summary: "Read a model's rollout state, kill switch and history",
+    security: adminSecurity,
+    request: {
+      params: modelParams,
+      query: z.object({
+        history: z.coerce
+          .number()
+          .int()
+          .min(0)
+          .max(500)
+          .default(50)
+          .openapi({ param: { name: "history", in: "query" } }),
+      }),
+    },
+    responses: {
+      200: jsonContent(Rollout, "The rollout state; ETag is its stateVersion"),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const { model } = c.req.valid("param");
+    const { history } = c.req.valid("query");
+    await ensureConfigured(c, model);
+    const view = await callObject(model, () => rolloutObject(c.env, model).read(history));
+    c.header("etag", `"${view.snapshot.stateVersion}"`);
+    c.header("x-airlock-state-version", String(view.snapshot.stateVersion));
+    return c.json(rolloutResource(view), 200);
+  },
+);
+
+rolloutApi.openapi(
+  createRoute({
+    method: "put",
+    path: "/{model}/rollout",
+    tags: ["Rollout"],
+    summary: "Set the champion, shadows and canary",
+    description:
+      "Returns 200 only once every request that starts afterwards sees the new state (leases on the old state have run out). A canary keeps its bucketing salt while its version stays. While the kill switch is engaged, the change is stored and takes effect on release.",
+    security: adminSecurity,
+    request: { params: modelParams, headers: IfMatchHeader, body: jsonBody(RolloutBody) },
+    responses: {
+      200: jsonContent(Rollout, "The new state"),
+      ...errorResponses(400, 401, 404, 412, 413, 415, 503),
+    },
+  }),
+  async (c) => {
+    const { model } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const catalogue = await loadCatalogue(c.var.database(), model);
+    const paths = new Map<string, string>([[body.champion, "champion"]]);
+    if (body.canary) paths.set(body.canary.version, "canary.version");
+    for (const [i, shadow] of body.shadows.entries())
+      paths.set(shadow.version, `shadows[${i}].version`);
+    const result = await callObject(model, () =>
+      rolloutObject(c.env, model).setRollout(body, catalogue, context(c)),
+    );
+    return respond(c, result, paths);
+  },
+);
+
+rolloutApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/{model}/rollout/revert",
+    tags: ["Rollout"],
+    summary: "Restore the rollout as it was after an earlier change",
+    security: adminSecurity,
+    request: {
+      params: modelParams,
+      headers: IfMatchHeader,
+      body: jsonBody(
+        z
+          .object({ stateVersion: z.number().int().min(1) })
+          .strict()
+          .openapi("RolloutRevert"),
+      ),
+    },
+    responses: {
+      200: jsonContent(Rollout, "The new state"),
+      ...errorResponses(400, 401, 404, 412, 415, 503),
+    },
+  }),
+  async (c) => {
+    const { model } = c.req.valid("param");
+    const { stateVersion } = c.req.valid("json");
+    const catalogue = await loadCatalogue(c.var.database(), model);
+    const result = await callObject(model, () =>
+      rolloutObject(c.env, model).revert(stateVersion, catalogue, context(c)),
+    );
+    return respond(c, result);
+  },
+);
+
+rolloutApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/{model}/kill-switch",
+    tags: ["Rollout"],
+    summary: "Engage the kill switch",
+    description:
+      "`challengers` suspends canary and shadows; `model` stops the model (static fallback or 503). Works while Postgres is down once the model's object has been set up; the audit row follows when Postgres is back.",
+    security: adminSecurity,
+    request: { params: modelParams, headers: IfMatchHeader, body: jsonBody(KillSwitchBody) },
+    responses: {
+      200: jsonContent(Rollout, "The new state"),
+      ...errorResponses(400, 401, 404, 409, 412, 415, 503),
+    },
+  }),
+  async (c) => {
+    const { model } = c.req.valid("param");
+    const body = c.req.valid("json");
+    await ensureConfigured(c, model);
+    const result = await callObject(model, () =>
+      rolloutObject(c.env, model).engageKillSwitch(body, context(c)),
+    );
+    return respond(c, result);
+  },
+);
+
+rolloutApi.openapi(
+  createRoute({
+    method: "delete",
+    path: "/{model}/kill-switch",
+    tags: ["Rollout"],
+    summary: "Release the kill switch, restoring the rollout in force before it was engaged",
+    security: adminSecurity,
+    request: { params: modelParams, headers: IfMatchHeader },
+    responses: {
+      200: jsonContent(Rollout, "The new state"),
+      ...errorResponses(400, 401, 404, 412, 503),
+    },
+  }),
+  async (c) => {
+    const { model } = c.req.valid("param");
+    await ensureConfigured(c, model);
+    const result = await callObject(model, () =>
+      rolloutObject(c.env, model).releaseKillSwitch(context(c)),
+    );
+    return respond(c, result);
+  },
+);
+
+const RouteExplanation = z
+  .object({
+    model: z.string(),
+    stateVersion: z.number().int(),
+    decision: z.enum(["serve", "killed", "no-champion"]),
+    version: z.string().nullable(),
+    role: z.enum(["champion", "canary"]).nullable(),
+    bucket: z.number().int().nullable(),
+    shadows: z.array(z.string()),
+  })
+  .openapi("RouteExplanation");
+
+rolloutApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/{model}/rollout/route",
+    tags: ["Rollout"],
+    summary: "Explain where a request with this key would go now",
+    description:
+      "Answered through the same lease as inference requests, so `x-airlock-state-version` shows the state a client request starting now would use.",
+    security: adminSecurity,
+    request: {
+      params: modelParams,
+      query: z.object({
+        key: z
+          .string()
+          .min(1)
+          .max(256)
+          .optional()
+          .openapi({ param: { name: "key", in: "query" } }),
+      }),
+    },
+    responses: {
+      200: jsonContent(RouteExplanation, "The routing decision"),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const { model } = c.req.valid("param");
+    const { key } = c.req.valid("query");
+    const lease = await currentRollout(c.env, model, (work) => c.executionCtx.waitUntil(work));
+    const snapshot = lease.grant.state;
+    if (!snapshot.profile) {
+      // Never set up: confirm the model exists, then set its object up.
+      await ensureConfigured(c, model);
+    }
+    const decision = decideRoute(snapshot, key);
+    c.header("x-airlock-state-version", String(snapshot.stateVersion));
+    return c.json(
+      {
+        model,
+        stateVersion: snapshot.stateVersion,
+        decision: decision.kind,
+        version: decision.kind === "serve" ? decision.version : null,
+        role: decision.kind === "serve" ? decision.role : null,
+        bucket: decision.kind === "serve" ? decision.bucket : null,
+        shadows: decision.kind === "serve" ? decision.shadows : [],
+      },
+      200,
+    );
+  },
+);

@@ -1,0 +1,47 @@
+import { asc, eq } from "drizzle-orm";
+import type { Catalogue } from "../../durable-objects/model-rollout";
+import type { Database } from "../../shared/db/client";
+import { models, modelVersions } from "../../shared/db/schema";
+import { ApiError } from "../../shared/errors";
+import type { UpstreamRef, VersionRef } from "../../shared/rollout/state";
+import type { Transaction } from "../admin/change";
+
+/**
+ * The registry data a model's rollout object needs, read from Postgres:
+ * the model's profile and a reference to every version's upstream (builtin
+ * models by content hash).
+ */
+export async function loadCatalogue(db: Database | Transaction, name: string): Promise<Catalogue> {
+  const [model] = await db.select().from(models).where(eq(models.name, name));
+  if (!model) throw new ApiError("MODEL_NOT_FOUND", `Model '${name}' does not exist`);
+  const rows = await db
+    .select({
+      version: modelVersions.version,
+      upstream: modelVersions.upstream,
+      sha256: modelVersions.upstreamSha256,
+    })
+    .from(modelVersions)
+    .where(eq(modelVersions.modelId, model.id))
+    .orderBy(asc(modelVersions.id));
+  const versions: Record<string, VersionRef> = {};
+  for (const row of rows) {
+    const upstream: UpstreamRef =
+      row.upstream.kind === "builtin"
+        ? { kind: "builtin", format: row.upstream.format, sha256: row.sha256 }
+        : row.upstream;
+    versions[row.version] = { upstream, upstreamSha256: row.sha256 };
+  }
+  return {
+    profile: {
+      name: model.name,
+      task: model.task,
+      inputSchema: model.inputSchema,
+      classes: model.classes ?? null,
+      positiveClass: model.positiveClass ?? null,
+      fallback: model.fallback,
+      public: model.public,
+      apiKeyHashes: [],
+    },
+    versions,
+  };
+}
