@@ -32,17 +32,19 @@ export interface RolloutClient {
 
 export function rolloutObject(env: Env, model: string): RolloutClient {
   // The generated stub types turn each union result into a union of promises;
-  // the values are exactly the object's return values.
-  const stub = env.MODEL_ROLLOUT.getByName(model) as unknown as ModelRollout;
+  // the values are exactly the object's return values. The stub is resolved
+  // per call, so a failure to reach the object surfaces where it is awaited.
+  const stub = () => env.MODEL_ROLLOUT.getByName(model) as unknown as ModelRollout;
   return {
-    lease: async () => stub.lease(model),
-    read: async (historyLimit) => stub.read(model, historyLimit),
-    configure: (catalogue, context) => stub.configure(model, catalogue, context),
-    setRollout: (body, catalogue, context) => stub.setRollout(model, body, catalogue, context),
-    revert: (stateVersion, catalogue, context) =>
-      stub.revert(model, stateVersion, catalogue, context),
-    engageKillSwitch: (body, context) => stub.engageKillSwitch(model, body, context),
-    releaseKillSwitch: (context) => stub.releaseKillSwitch(model, context),
+    lease: async () => stub().lease(model),
+    read: async (historyLimit) => stub().read(model, historyLimit),
+    configure: async (catalogue, context) => stub().configure(model, catalogue, context),
+    setRollout: async (body, catalogue, context) =>
+      stub().setRollout(model, body, catalogue, context),
+    revert: async (stateVersion, catalogue, context) =>
+      stub().revert(model, stateVersion, catalogue, context),
+    engageKillSwitch: async (body, context) => stub().engageKillSwitch(model, body, context),
+    releaseKillSwitch: async (context) => stub().releaseKillSwitch(model, context),
   };
 }
 
