@@ -13,7 +13,8 @@
  */
 
 export const DEFAULT_LEASE_MS = 1_000;
-export const MIN_LEASE_MS = 50;
+/** Shortest lease a model may set: well above the margin plus a round trip to the object. */
+export const MIN_LEASE_MS = 250;
 export const MAX_LEASE_MS = 30_000;
 /** Allowance for clock drift and scheduling between isolate and object. */
 export const LEASE_MARGIN_MS = 50;
@@ -109,10 +110,14 @@ export class LeaseKeeper<S> {
     if (held?.isValid(now)) {
       if (held.shouldRenew(now) && !this.#renewing) {
         this.#renewing = true;
-        const renewal = this.#fetch().finally(() => {
-          this.#renewing = false;
-        });
-        background?.(renewal.catch(() => {}));
+        // A failed renewal is harmless (the next request fetches in the
+        // foreground), so it must not surface as an unhandled rejection.
+        const renewal = this.#fetch()
+          .finally(() => {
+            this.#renewing = false;
+          })
+          .catch(() => {});
+        background?.(renewal);
       }
       return held;
     }

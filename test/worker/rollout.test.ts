@@ -39,7 +39,7 @@ describe("rollout: admin routes", () => {
       champion: "v1",
       shadows: [{ version: "v2", sampleRate: 1 }],
       canary: { version: "v3", percent: 5 },
-      leaseMs: 100,
+      leaseMs: 250,
     });
     expect(response.status).toBe(200);
     const state = await json<RolloutJson>(response);
@@ -48,7 +48,7 @@ describe("rollout: admin routes", () => {
       champion: "v1",
       shadows: [{ version: "v2", sampleRate: 1 }],
       canary: { version: "v3", percent: 5 },
-      leaseMs: 100,
+      leaseMs: 250,
       killSwitch: { engaged: false },
     });
     expect(state.acknowledgedAfterMs).toBeGreaterThanOrEqual(0);
@@ -73,7 +73,7 @@ describe("rollout: admin routes", () => {
         await putRollout(model, {
           champion: "v1",
           canary: { version: "v2", percent: 10 },
-          leaseMs: 60,
+          leaseMs: 250,
         })
       ).status,
     ).toBe(200);
@@ -85,7 +85,7 @@ describe("rollout: admin routes", () => {
         await putRollout(model, {
           champion: "v1",
           canary: { version: "v2", percent: 30 },
-          leaseMs: 60,
+          leaseMs: 250,
         })
       ).status,
     ).toBe(200);
@@ -98,7 +98,7 @@ describe("rollout: admin routes", () => {
         await putRollout(model, {
           champion: "v1",
           canary: { version: "v3", percent: 30 },
-          leaseMs: 60,
+          leaseMs: 250,
         })
       ).status,
     ).toBe(200);
@@ -122,10 +122,12 @@ describe("rollout: admin routes", () => {
     });
     expect(duplicate.status).toBe(400);
 
-    const first = await json<RolloutJson>(await putRollout(model, { champion: "v1", leaseMs: 60 }));
+    const first = await json<RolloutJson>(
+      await putRollout(model, { champion: "v1", leaseMs: 250 }),
+    );
     const stale = await putRollout(
       model,
-      { champion: "v2", leaseMs: 60 },
+      { champion: "v2", leaseMs: 250 },
       { "if-match": `"${first.stateVersion - 1}"` },
     );
     expect(stale.status).toBe(412);
@@ -133,7 +135,7 @@ describe("rollout: admin routes", () => {
     expect(stale.headers.get("etag")).toBe(`"${first.stateVersion}"`);
     const fresh = await putRollout(
       model,
-      { champion: "v2", leaseMs: 60 },
+      { champion: "v2", leaseMs: 250 },
       { "if-match": `"${first.stateVersion}"` },
     );
     expect(fresh.status).toBe(200);
@@ -174,11 +176,11 @@ describe("rollout: admin routes", () => {
       await putRollout(model, {
         champion: "v1",
         canary: { version: "v2", percent: 20 },
-        leaseMs: 60,
+        leaseMs: 250,
       }),
     );
     const before = await canaryKeys(model);
-    await putRollout(model, { champion: "v3", leaseMs: 60 });
+    await putRollout(model, { champion: "v3", leaseMs: 250 });
     expect((await route(model, "customer-1")).body.version).toBe("v3");
     const reverted = await call(`/admin/models/${model}/rollout/revert`, {
       method: "POST",
@@ -205,7 +207,7 @@ describe("rollout: kill switch", () => {
       champion: "v1",
       shadows: [{ version: "v3", sampleRate: 1 }],
       canary: { version: "v2", percent: 50 },
-      leaseMs: 60,
+      leaseMs: 250,
     });
     const canaryBefore = await canaryKeys(model);
     expect(canaryBefore.size).toBeGreaterThan(0);
@@ -256,7 +258,7 @@ describe("rollout: kill switch", () => {
       champion: "v1",
       shadows: [{ version: "v3", sampleRate: 1 }],
       canary: { version: "v2", percent: 60 },
-      leaseMs: 60,
+      leaseMs: 250,
     });
     expect(during.status).toBe(200);
     expect((await route(model, "customer-1")).body.decision).toBe("killed");
@@ -271,7 +273,7 @@ describe("rollout: kill switch", () => {
 
   it("engages while Postgres is down, and its audit row appears once Postgres is back", async () => {
     const model = await modelWithVersions(1);
-    await putRollout(model, { champion: "v1", leaseMs: 60 });
+    await putRollout(model, { champion: "v1", leaseMs: 250 });
     const stub = rolloutStub(model);
     await runDurableObjectAlarm(stub);
     // Postgres unreachable, for the Worker and for the model's object.
@@ -346,7 +348,7 @@ describe("rollout: registry mirror and pushes", () => {
       champion: "v1",
       shadows: [{ version: "v2", sampleRate: 0.5 }],
       canary: { version: "v3", percent: 5 },
-      leaseMs: 60,
+      leaseMs: 250,
     });
     await runDurableObjectAlarm(rolloutStub(model));
     const statuses = async () =>
@@ -363,7 +365,7 @@ describe("rollout: registry mirror and pushes", () => {
       v3: "canary",
       v4: "registered",
     });
-    await putRollout(model, { champion: "v3", leaseMs: 60 });
+    await putRollout(model, { champion: "v3", leaseMs: 250 });
     await runDurableObjectAlarm(rolloutStub(model));
     expect(await statuses()).toEqual({
       v1: "retired",
@@ -375,7 +377,7 @@ describe("rollout: registry mirror and pushes", () => {
 
   it("pushes a model change to the rollout object before answering", async () => {
     const model = await modelWithVersions(2);
-    await putRollout(model, { champion: "v1", leaseMs: 60 });
+    await putRollout(model, { champion: "v1", leaseMs: 250 });
     const before = (await route(model)).body.stateVersion;
     const patched = await call(`/admin/models/${model}`, {
       method: "PATCH",
