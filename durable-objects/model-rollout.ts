@@ -422,13 +422,15 @@ export class ModelRollout extends DurableObject<Env> {
     };
   }
 
-  /** An object serves one model; its name is recorded on first use. */
+  /**
+   * An object serves one model. Its name is kept in memory on first use and
+   * stored with the first change, so reads for unknown names leave nothing behind.
+   */
   #claim(model: string): void {
     if (this.#state.model === model) return;
     if (this.#state.model !== null)
       throw new Error(`rollout object for '${this.#state.model}' called for '${model}'`);
     this.#state.model = model;
-    this.#save();
   }
 
   #snapshot(): RolloutSnapshot {

@@ -78,14 +78,9 @@ export function isConnectionError(error: unknown): boolean {
       if (/^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH)$/.test(code)) return true;
     }
     if (typeof Event !== "undefined" && e instanceof Event) return true; // a WebSocket error event
-    const name = (e as { name?: unknown }).name;
     const message = (e as { message?: unknown }).message;
-    if (
-      name !== "DrizzleQueryError" &&
-      typeof message === "string" &&
-      connectionMessage.test(message)
-    )
-      return true;
+    const isWrapper = e instanceof DrizzleQueryError; // its message holds the statement's parameters
+    if (!isWrapper && typeof message === "string" && connectionMessage.test(message)) return true;
     e = (e as { cause?: unknown }).cause;
   }
   return false;

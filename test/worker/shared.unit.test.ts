@@ -90,12 +90,10 @@ describe("database error classification", () => {
   });
 
   it("looks through drizzle's wrapper without reading the statement text", () => {
-    const statementError = Object.assign(
-      new Error("Failed query: insert ... params: network socket closed"),
-      {
-        name: "DrizzleQueryError",
-        cause: Object.assign(new Error("value too long"), { code: "22001" }),
-      },
+    const statementError = new DrizzleQueryError(
+      "insert into t values ($1)",
+      ["network socket closed"],
+      Object.assign(new Error("value too long"), { code: "22001" }),
     );
     expect(isConnectionError(statementError)).toBe(false);
     expect(sqlState(statementError)).toBe("22001");
