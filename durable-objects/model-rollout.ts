@@ -175,13 +175,21 @@ export class ModelRollout extends DurableObject<Env> {
         };
       }
     }
+    const rollout = nextRollout(this.#state.rollout, body, () => crypto.randomUUID());
+    const leaseMs = body.leaseMs ?? this.#state.leaseMs;
+    const unchanged =
+      JSON.stringify(rollout) === JSON.stringify(this.#state.rollout) &&
+      leaseMs === this.#state.leaseMs &&
+      JSON.stringify(catalogue.profile) === JSON.stringify(this.#state.profile);
+    // Repeating a PUT is not a change: no new state, nothing to wait for.
+    if (unchanged) return { ok: true, changed: false, view: this.#view(), acknowledgedAfterMs: 0 };
     const before = { rollout: this.#state.rollout, leaseMs: this.#state.leaseMs };
     return this.#commit("rollout.update", context, { audit: true, before }, (state) => {
       state.profile = catalogue.profile;
       state.catalogue = catalogue.versions;
-      state.rollout = nextRollout(state.rollout, body, () => crypto.randomUUID());
-      if (body.leaseMs !== undefined) state.leaseMs = body.leaseMs;
-      return { rollout: state.rollout, leaseMs: state.leaseMs };
+      state.rollout = rollout;
+      state.leaseMs = leaseMs;
+      return { rollout, leaseMs };
     });
   }
 

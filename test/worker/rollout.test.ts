@@ -55,6 +55,14 @@ describe("rollout: admin routes", () => {
     expect(response.headers.get("etag")).toBe(`"${state.stateVersion}"`);
     expect(JSON.stringify(state)).not.toContain("salt");
 
+    const repeated = await putRollout(model, {
+      champion: "v1",
+      shadows: [{ version: "v2", sampleRate: 1 }],
+      canary: { version: "v3", percent: 5 },
+      leaseMs: 250,
+    });
+    expect((await json<RolloutJson>(repeated)).stateVersion).toBe(state.stateVersion);
+
     const read = await call(`/admin/models/${model}/rollout`);
     expect(read.status).toBe(200);
     const again = await json<RolloutJson>(read);
