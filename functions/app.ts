@@ -52,6 +52,8 @@ app.doc31("/openapi.json", {
   tags: [
     { name: "Models", description: "The model registry" },
     { name: "Versions", description: "Versions of a model, with upstreams and model cards" },
+    { name: "Rollout", description: "Champion, shadows, canary and kill switch, per model" },
+    { name: "API keys", description: "Keys that clients use to call models" },
     { name: "Audit", description: "The trail of every change" },
   ],
 });

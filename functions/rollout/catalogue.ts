@@ -1,7 +1,7 @@
-import { asc, eq } from "drizzle-orm";
+import { and, asc, eq, gt, isNull, or, sql } from "drizzle-orm";
 import type { Catalogue } from "../../durable-objects/model-rollout";
 import type { Database } from "../../shared/db/client";
-import { models, modelVersions } from "../../shared/db/schema";
+import { apiKeys, models, modelVersions } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import type { UpstreamRef, VersionRef } from "../../shared/rollout/state";
 import type { Transaction } from "../admin/change";
@@ -31,6 +31,21 @@ export async function loadCatalogue(db: Database | Transaction, name: string): P
         : row.upstream;
     versions[row.version] = { upstream, upstreamSha256: row.sha256 };
   }
+  // Keys allowed for this model that are neither revoked nor expired.
+  const keys = await db
+    .select({ hash: apiKeys.keyHash, expiresAt: apiKeys.expiresAt })
+    .from(apiKeys)
+    .where(
+      and(
+        sql`${apiKeys.models} @> ${JSON.stringify([name])}::jsonb`,
+        isNull(apiKeys.revokedAt),
+        or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
+      ),
+    )
+    .orderBy(asc(apiKeys.keyHash));
+  const apiKeyExpiresAt: Record<string, string> = {};
+  for (const key of keys)
+    if (key.expiresAt) apiKeyExpiresAt[key.hash] = key.expiresAt.toISOString();
   return {
     profile: {
       name: model.name,
@@ -40,7 +55,8 @@ export async function loadCatalogue(db: Database | Transaction, name: string): P
       positiveClass: model.positiveClass ?? null,
       fallback: model.fallback,
       public: model.public,
-      apiKeyHashes: [],
+      apiKeyHashes: keys.map((key) => key.hash),
+      apiKeyExpiresAt,
     },
     versions,
   };

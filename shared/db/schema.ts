@@ -120,3 +120,28 @@ export const idempotencyKeys = pgTable(
     index("idempotency_keys_created_at_idx").on(t.createdAt),
   ],
 );
+
+/**
+ * Client API keys. Only a SHA-256 of each key is stored (keys are 256-bit
+ * random, so a fast hash is enough); the plaintext is shown once, at creation.
+ * `models` lists the model names the key may call.
+ */
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    prefix: text("prefix").notNull(),
+    keyHash: text("key_hash").notNull(),
+    models: jsonb("models").$type<string[]>().notNull(),
+    createdAt: createdAt(),
+    createdBy: text("created_by").notNull(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }),
+    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+    revokedBy: text("revoked_by"),
+  },
+  (t) => [
+    uniqueIndex("api_keys_key_hash_key").on(t.keyHash),
+    index("api_keys_created_at_idx").on(t.createdAt),
+  ],
+);

@@ -116,6 +116,8 @@ export interface ModelProfile {
   public: boolean;
   /** SHA-256 hashes of the API keys allowed to call this model. */
   apiKeyHashes: string[];
+  /** Expiry of those keys that have one (ISO time), by hash. */
+  apiKeyExpiresAt?: Record<string, string>;
 }
 
 /** The hot-path snapshot a lease carries. */
