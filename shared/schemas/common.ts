@@ -17,13 +17,18 @@ export const VersionLabel = z
   )
   .openapi({ example: "v3" });
 
+const reservedNames = new Set(["__proto__", "constructor", "prototype"]);
+
 /** A feature or class name as it appears in inputs and outputs. */
 export const FeatureName = z
   .string()
   .regex(
     /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/,
     "must start with a letter or '_' and hold up to 128 letters, digits, '_', '.' or '-'",
-  );
+  )
+  // Names that collide with JavaScript object internals would be dropped or
+  // change an object's prototype when inputs are parsed.
+  .refine((name) => !reservedNames.has(name), "is a reserved name");
 
 export const ClassLabel = z.string().min(1).max(128);
 

@@ -118,6 +118,13 @@ describe("input schema", () => {
     });
     expect(ok.success).toBe(true);
     expect(InputSchema.safeParse({ type: "object", properties: {} }).success).toBe(false);
+    const reserved = InputSchema.safeParse({
+      type: "object",
+      properties: { amount: { type: "number" } },
+      required: ["amount", "__proto__"],
+    });
+    expect(reserved.success).toBe(false);
+    expect(JSON.stringify(reserved.error?.issues)).toContain("reserved");
     expect(
       InputSchema.safeParse({ type: "object", properties: { a: { type: "array" } } }).success,
     ).toBe(false);
