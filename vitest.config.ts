@@ -19,6 +19,9 @@ export default defineConfig({
                 DATABASE_WS_PROXY: inject("databaseWsProxy"),
                 ADMIN_TOKEN: inject("adminToken"),
                 DEAD_DATABASE_WS_PROXY: inject("deadDatabaseWsProxy"),
+                TEST_UPSTREAM: inject("upstreamBase"),
+                // A credential that a test version names; upstreams see it as a bearer token.
+                FRAUD_MODEL_TOKEN: "upstream-secret-for-tests",
               },
             },
           })),

@@ -10,6 +10,7 @@ import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
 import { adminApi } from "./admin";
 import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
+import { predictApi } from "./inference/predict";
 import { database } from "./middleware/database";
 
 export const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -35,6 +36,7 @@ app.use("*", database());
 
 app.get("/health", (c) => c.json({ status: "ok" }));
 app.route("/admin", adminApi);
+app.route("/v1", predictApi);
 
 app.openAPIRegistry.registerComponent("securitySchemes", "AdminToken", {
   type: "http",

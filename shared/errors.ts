@@ -24,8 +24,11 @@ export const errorStatus = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   IDEMPOTENCY_KEY_REUSED: 422,
   INTERNAL_ERROR: 500,
+  UPSTREAM_FAILED: 502,
   DATABASE_UNAVAILABLE: 503,
   ROLLOUT_UNAVAILABLE: 503,
+  MODEL_DISABLED: 503,
+  NO_SERVING_VERSION: 503,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof errorStatus;

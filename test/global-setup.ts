@@ -8,6 +8,7 @@ import {
   startEmbeddedDatabase,
 } from "../scripts/lib/local-db.ts";
 import { execute, migrateDatabase } from "../scripts/lib/migrate.ts";
+import { startUpstreamPeer } from "./support/upstream-peer.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -15,6 +16,8 @@ declare module "vitest" {
     databaseWsProxy: string;
     /** A bridge whose Postgres is down: it accepts WebSockets and closes them at once. */
     deadDatabaseWsProxy: string;
+    /** Base URL of a local model server (test/support/upstream-peer.ts). */
+    upstreamBase: string;
     adminToken: string;
   }
 }
@@ -57,10 +60,13 @@ export default async function setup(project: TestProject) {
   const deadAddress = dead.address();
   if (!deadAddress || typeof deadAddress === "string") throw new Error("unexpected address");
   project.provide("deadDatabaseWsProxy", `127.0.0.1:${deadAddress.port}`);
+  const upstream = await startUpstreamPeer();
+  project.provide("upstreamBase", upstream.url);
   project.provide("adminToken", randomBytes(32).toString("base64url"));
 
   return async () => {
     dead.close();
+    await upstream.close();
     await cleanup().catch((error: unknown) =>
       console.error("[tests] could not drop the test database:", error),
     );

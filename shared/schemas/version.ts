@@ -32,6 +32,22 @@ export const HttpUpstream = z
     timeoutMs: z.number().int().min(1).max(30_000),
     idempotent: z.boolean().optional(),
     credential: SecretName.optional(),
+    outputMapping: z
+      .object({
+        label: z.string().max(256).optional(),
+        score: z.string().max(256).optional(),
+        probabilities: z.string().max(256).optional(),
+        value: z.string().max(256).optional(),
+      })
+      .strict()
+      .optional()
+      .openapi({
+        description:
+          "Where the canonical prediction is in the response: JSON pointers into each output item (json), or output tensor names (v2).",
+      }),
+    threshold: z.number().gt(0).lt(1).optional().openapi({
+      description: "Binary models: the label is the positive class when its score is at least this (default 0.5).",
+    }),
   })
   .strict()
   .openapi("HttpUpstream", {

@@ -1,0 +1,221 @@
+import { z } from "@hono/zod-openapi";
+import { and, eq, gt, isNull, or, sql } from "drizzle-orm";
+import type { Context } from "hono";
+import { Hono } from "hono";
+import { sha256Hex } from "../../shared/crypto";
+import { apiKeys } from "../../shared/db/schema";
+import { ApiError, validationError } from "../../shared/errors";
+import { type InputRow, validateInputs } from "../../shared/inference/inputs";
+import type { CanonicalPrediction, ModelOutputSpec } from "../../shared/inference/outputs";
+import { decideRoute, type RolloutSnapshot } from "../../shared/rollout/state";
+import type { AppEnv } from "../app-env";
+import { loadCatalogue } from "../rollout/catalogue";
+import { currentRollout, rolloutObject } from "../rollout/leases";
+import { callUpstream, type UpstreamOutcome } from "./upstream";
+
+/** Client inference routes: `POST /v1/models/{model}/predict`. */
+export const predictApi = new Hono<AppEnv>();
+
+const PredictBody = z
+  .object({
+    inputs: z.unknown(),
+    key: z.string().min(1).max(256).optional(),
+    attributes: z
+      .record(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1 to 64 letters, digits, '_', '.' or '-'"),
+        z.string().max(256),
+      )
+      .refine((a) => Object.keys(a).length <= 32, "must have at most 32 attributes")
+      .optional(),
+  })
+  .strict()
+  .refine((body) => body.inputs !== undefined, { message: "is required", path: ["inputs"] });
+
+const bearer = /^Bearer[ ]+([!-~]{1,512})$/i;
+
+/** Is this key valid for any model? Asked only on the rejection path, to pick 401 or 404. */
+async function keyExistsAnywhere(c: Context<AppEnv>, keyHash: string): Promise<boolean> {
+  try {
+    const rows = await c.var
+      .database()
+      .select({ id: apiKeys.id })
+      .from(apiKeys)
+      .where(
+        and(
+          eq(apiKeys.keyHash, keyHash),
+          isNull(apiKeys.revokedAt),
+          or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
+        ),
+      )
+      .limit(1);
+    return rows.length > 0;
+  } catch {
+    return false; // cannot tell: the safer answer is 401
+  }
+}
+
+const unauthorized = () =>
+  new ApiError("UNAUTHORIZED", "A valid API key is required: Authorization: Bearer <key>", {
+    headers: { "www-authenticate": 'Bearer realm="airlock"' },
+  });
+const notFound = (model: string) =>
+  new ApiError("MODEL_NOT_FOUND", `Model '${model}' does not exist`);
+
+/**
+ * Order of checks, so keys cannot probe for model names: no or invalid key on
+ * a non-public (or unknown) model is 401; a valid key not allowed for the
+ * model, or an unknown model, is 404.
+ */
+async function authorize(
+  c: Context<AppEnv>,
+  model: string,
+  snapshot: RolloutSnapshot | undefined,
+  now: number,
+) {
+  const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
+  const profile = snapshot?.profile;
+  if (profile?.public) return;
+  if (!token) throw unauthorized();
+  const keyHash = await sha256Hex(token);
+  if (profile?.apiKeyHashes.includes(keyHash)) {
+    const expiresAt = profile.apiKeyExpiresAt?.[keyHash];
+    if (!expiresAt || Date.parse(expiresAt) > now) return;
+  }
+  throw (await keyExistsAnywhere(c, keyHash)) ? notFound(model) : unauthorized();
+}
+
+/** The snapshot a request starting now uses; sets up a model's object on first use. */
+async function snapshotFor(
+  c: Context<AppEnv>,
+  model: string,
+): Promise<RolloutSnapshot | undefined> {
+  const lease = await currentRollout(c.env, model, (work) => c.executionCtx.waitUntil(work));
+  if (lease.grant.state.profile) return lease.grant.state;
+  // Never set up: only the registry knows whether the model exists.
+  let catalogue: Awaited<ReturnType<typeof loadCatalogue>>;
+  try {
+    catalogue = await loadCatalogue(c.var.database(), model);
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "MODEL_NOT_FOUND") return undefined;
+    throw error;
+  }
+  const object = rolloutObject(c.env, model);
+  const result = await object.configure(catalogue, {
+    actor: "system:first-request",
+    requestId: c.var.requestId,
+  });
+  if (!result.ok) throw new ApiError("ROLLOUT_UNAVAILABLE", result.message);
+  return (await object.lease()).state;
+}
+
+function outputSpec(snapshot: RolloutSnapshot): ModelOutputSpec {
+  const profile = snapshot.profile;
+  return {
+    task: profile?.task ?? "regression",
+    classes: profile?.classes ?? null,
+    positiveClass: profile?.positiveClass ?? null,
+  };
+}
+
+predictApi.post("/models/:model/predict", async (c) => {
+  const now = Date.now();
+  const model = c.req.param("model");
+  const contentType = c.req.header("content-type") ?? "";
+  if (!/^application\/json\b/i.test(contentType)) {
+    throw new ApiError(
+      "UNSUPPORTED_MEDIA_TYPE",
+      "Request body must be sent as Content-Type: application/json",
+    );
+  }
+  const snapshot = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(model)
+    ? await snapshotFor(c, model)
+    : undefined;
+  await authorize(c, model, snapshot, now);
+  if (!snapshot?.profile) throw notFound(model);
+  const profile = snapshot.profile;
+
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch {
+    throw new ApiError("MALFORMED_JSON", "Request body is not valid JSON");
+  }
+  const parsed = PredictBody.safeParse(raw);
+  if (!parsed.success) throw validationError(parsed.error.issues, "body");
+  const validated = validateInputs(profile.inputSchema, parsed.data.inputs);
+  if (!validated.ok) {
+    throw new ApiError(
+      "VALIDATION_FAILED",
+      `Invalid inputs: ${validated.issues
+        .slice(0, 5)
+        .map((i) => `${i.path}: ${i.message}`)
+        .join("; ")}`,
+      {
+        details: validated.issues,
+      },
+    );
+  }
+  const { rows, batch } = validated;
+
+  c.header("x-airlock-state-version", String(snapshot.stateVersion));
+  const decision = decideRoute(snapshot, parsed.data.key);
+  const ids = rows.map(() => crypto.randomUUID());
+  const respond = (version: string | null, outputs: CanonicalPrediction[], fallback: boolean) => {
+    if (version) c.header("x-airlock-version", version);
+    c.header("x-airlock-prediction-id", ids.join(","));
+    return c.json(
+      batch
+        ? { predictionIds: ids, model, version, outputs, fallback }
+        : { predictionId: ids[0], model, version, outputs: outputs[0], fallback },
+      200,
+    );
+  };
+  const staticOutputs = (): CanonicalPrediction[] | undefined => {
+    const fallback = profile.fallback;
+    return fallback.kind === "static" ? rows.map(() => fallback.output) : undefined;
+  };
+
+  if (decision.kind === "killed") {
+    const outputs = staticOutputs();
+    if (outputs) return respond(null, outputs, true);
+    throw new ApiError("MODEL_DISABLED", `Model '${model}' is stopped by its kill switch`);
+  }
+  if (decision.kind === "no-champion") {
+    throw new ApiError("NO_SERVING_VERSION", `Model '${model}' has no serving version`);
+  }
+
+  const call = (version: string, rowsToSend: InputRow[]): Promise<UpstreamOutcome> => {
+    const ref = snapshot.versions[version];
+    if (!ref)
+      return Promise.resolve({
+        ok: false,
+        code: "UPSTREAM_ERROR",
+        cause: `version '${version}' is not in the rollout state`,
+        latencyMs: 0,
+      });
+    return callUpstream({
+      upstream: ref.upstream,
+      schema: profile.inputSchema,
+      spec: outputSpec(snapshot),
+      rows: rowsToSend,
+      batch,
+      secrets: c.env as unknown as Record<string, unknown>,
+      traceparent: c.req.header("traceparent"),
+      requestId: c.var.requestId,
+    });
+  };
+
+  const served = await call(decision.version, rows);
+  if (served.ok) return respond(decision.version, served.predictions, false);
+
+  const fallback = profile.fallback;
+  if (fallback.kind === "version" && fallback.version !== decision.version) {
+    const second = await call(fallback.version, rows);
+    if (second.ok) return respond(fallback.version, second.predictions, true);
+  }
+  const outputs = staticOutputs();
+  if (outputs) return respond(null, outputs, true);
+  throw new ApiError("UPSTREAM_FAILED", `Version '${decision.version}' failed: ${served.cause}`);
+});

@@ -1,0 +1,137 @@
+import type { InputRow } from "../../shared/inference/inputs";
+import {
+  type CanonicalPrediction,
+  fromJsonResponse,
+  fromV2Response,
+  type ModelOutputSpec,
+} from "../../shared/inference/outputs";
+import { toV2Request } from "../../shared/inference/v2-request";
+import type { UpstreamRef } from "../../shared/rollout/state";
+import type { InputSchema } from "../../shared/schemas/model";
+
+export type UpstreamOutcome =
+  | { ok: true; predictions: CanonicalPrediction[]; latencyMs: number }
+  | {
+      ok: false;
+      code:
+        | "UPSTREAM_TIMEOUT"
+        | "UPSTREAM_ERROR"
+        | "UPSTREAM_BAD_RESPONSE"
+        | "UPSTREAM_UNSUPPORTED";
+      cause: string;
+      status?: number;
+      latencyMs: number;
+    };
+
+export interface UpstreamCall {
+  upstream: UpstreamRef;
+  schema: InputSchema;
+  spec: ModelOutputSpec;
+  rows: InputRow[];
+  batch: boolean;
+  /** Secrets by name, for `credential`. */
+  secrets: Record<string, unknown>;
+  traceparent?: string | undefined;
+  requestId: string;
+}
+
+/**
+ * Calls one version's upstream and maps its answer to canonical predictions.
+ * Never throws: every failure is an outcome with a cause, so the caller can
+ * apply the model's fallback. No retries here (a request may have reached the model).
+ */
+export async function callUpstream(call: UpstreamCall): Promise<UpstreamOutcome> {
+  const started = performance.now();
+  const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
+  const { upstream } = call;
+  if (upstream.kind !== "http") {
+    return {
+      ok: false,
+      code: "UPSTREAM_UNSUPPORTED",
+      cause: `upstream kind '${upstream.kind}' is not served yet`,
+      latencyMs: 0,
+    };
+  }
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    accept: "application/json",
+    "x-request-id": call.requestId,
+  };
+  if (call.traceparent) headers.traceparent = call.traceparent;
+  if (upstream.credential) {
+    const secret = call.secrets[upstream.credential];
+    if (typeof secret !== "string" || secret === "") {
+      return {
+        ok: false,
+        code: "UPSTREAM_ERROR",
+        cause: `secret '${upstream.credential}' is not configured`,
+        latencyMs: 0,
+      };
+    }
+    headers.authorization = `Bearer ${secret}`;
+  }
+  const body =
+    upstream.protocol === "v2"
+      ? toV2Request(call.schema, call.rows, { request_id: call.requestId })
+      : { inputs: call.batch ? call.rows : call.rows[0] };
+  let response: Response;
+  try {
+    response = await fetch(upstream.url, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(upstream.timeoutMs),
+    });
+  } catch (error) {
+    const timedOut =
+      error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
+    return {
+      ok: false,
+      code: timedOut ? "UPSTREAM_TIMEOUT" : "UPSTREAM_ERROR",
+      cause: timedOut
+        ? `no answer within ${upstream.timeoutMs} ms`
+        : `request failed: ${error instanceof Error ? error.message : String(error)}`,
+      latencyMs: elapsed(),
+    };
+  }
+  let parsed: unknown;
+  try {
+    const text = await response.text();
+    parsed = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    return {
+      ok: false,
+      code: "UPSTREAM_BAD_RESPONSE",
+      cause: `status ${response.status}, body is not JSON`,
+      status: response.status,
+      latencyMs: elapsed(),
+    };
+  }
+  if (!response.ok) {
+    return {
+      ok: false,
+      code: "UPSTREAM_ERROR",
+      cause: `status ${response.status}`,
+      status: response.status,
+      latencyMs: elapsed(),
+    };
+  }
+  const options = upstream.threshold === undefined ? {} : { threshold: upstream.threshold };
+  const mapped =
+    upstream.protocol === "v2"
+      ? fromV2Response(call.spec, parsed, call.rows.length, upstream.outputMapping, options)
+      : fromJsonResponse(call.spec, parsed, call.rows.length, upstream.outputMapping, {
+          ...options,
+          batch: call.batch,
+        });
+  if (!mapped.ok) {
+    return {
+      ok: false,
+      code: "UPSTREAM_BAD_RESPONSE",
+      cause: mapped.reason,
+      status: response.status,
+      latencyMs: elapsed(),
+    };
+  }
+  return { ok: true, predictions: mapped.predictions, latencyMs: elapsed() };
+}

@@ -1,0 +1,89 @@
+import { createServer, type IncomingMessage, type Server } from "node:http";
+
+/**
+ * A local model server for tests: the stand-in for an upstream that a
+ * version calls over HTTP (plain JSON or Open Inference Protocol V2). Its
+ * "model" scores a transaction as fraud when `amount` >= 100.
+ */
+export interface RecordedRequest {
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: unknown;
+}
+
+function score(amount: unknown): number {
+  return typeof amount === "number" && amount >= 100 ? 0.9 : 0.1;
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString("utf8");
+  return text ? JSON.parse(text) : undefined;
+}
+
+export async function startUpstreamPeer(): Promise<{ url: string; close: () => Promise<void> }> {
+  const recorded: RecordedRequest[] = [];
+  const server: Server = createServer(async (req, res) => {
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    try {
+      const path = new URL(req.url ?? "/", "http://peer").pathname;
+      if (req.method === "GET" && path === "/__requests") return send(200, recorded.splice(0));
+      const body = (await readJson(req)) as Record<string, unknown> | undefined;
+      recorded.push({ path, headers: req.headers, body });
+      if (recorded.length > 200) recorded.shift();
+      if (path === "/json/score") {
+        const inputs = body?.inputs;
+        const one = (row: Record<string, unknown>) => {
+          const s = score(row.amount);
+          return { label: s >= 0.5 ? "fraud" : "legit", score: s };
+        };
+        return send(200, {
+          outputs: Array.isArray(inputs) ? inputs.map(one) : one(inputs as Record<string, unknown>),
+        });
+      }
+      if (path === "/json/mapped") {
+        const inputs = body?.inputs;
+        const one = (row: Record<string, unknown>) => ({
+          result: { fraudProbability: score(row.amount) },
+        });
+        return send(200, {
+          outputs: Array.isArray(inputs) ? inputs.map(one) : one(inputs as Record<string, unknown>),
+        });
+      }
+      if (path === "/v2/models/fraud/infer") {
+        const tensors = (body?.inputs ?? []) as { name: string; data: unknown[] }[];
+        const amount = tensors.find((t) => t.name === "amount")?.data ?? [];
+        const scores = amount.map(score);
+        return send(200, {
+          model_name: "fraud",
+          id: (body?.id as string | undefined) ?? "x",
+          outputs: [{ name: "score", datatype: "FP64", shape: [scores.length], data: scores }],
+        });
+      }
+      if (path === "/slow") {
+        await new Promise((resolve) => setTimeout(resolve, 3_000));
+        return send(200, { outputs: { label: "legit" } });
+      }
+      if (path === "/fail") return send(500, { error: "model crashed" });
+      if (path === "/garbage") return send(200, { nope: true });
+      return send(404, { error: "no such route" });
+    } catch (error) {
+      send(500, { error: String(error) });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (!address || typeof address === "string") throw new Error("no address");
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
