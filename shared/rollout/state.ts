@@ -97,7 +97,9 @@ export type UpstreamRef =
       timeoutMs: number;
       idempotent?: boolean | undefined;
       credential?: string | undefined;
-      outputMapping?: { label?: string; score?: string; probabilities?: string; value?: string } | undefined;
+      outputMapping?:
+        | { label?: string; score?: string; probabilities?: string; value?: string }
+        | undefined;
       threshold?: number | undefined;
     }
   | { kind: "builtin"; format: string; sha256: string };

@@ -46,7 +46,8 @@ export const HttpUpstream = z
           "Where the canonical prediction is in the response: JSON pointers into each output item (json), or output tensor names (v2).",
       }),
     threshold: z.number().gt(0).lt(1).optional().openapi({
-      description: "Binary models: the label is the positive class when its score is at least this (default 0.5).",
+      description:
+        "Binary models: the label is the positive class when its score is at least this (default 0.5).",
     }),
   })
   .strict()

@@ -128,7 +128,7 @@ describe("predict: serving", () => {
     const [seen] = await peerRequests();
     expect(seen?.headers.authorization).toBe("Bearer upstream-secret-for-tests");
     const tensors = (
-      seen?.body as {
+      (seen?.body ?? { inputs: [] }) as {
         inputs: { name: string; datatype: string; shape: number[]; data: unknown[] }[];
       }
     ).inputs;
