@@ -22,6 +22,7 @@ export default defineConfig({
                 TEST_UPSTREAM: inject("upstreamBase"),
                 // A credential that a test version names; upstreams see it as a bearer token.
                 FRAUD_MODEL_TOKEN: "upstream-secret-for-tests",
+                LOG_HMAC_KEY: "log-hmac-key-for-tests",
               },
             },
           })),

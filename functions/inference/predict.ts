@@ -5,9 +5,10 @@ import { Hono } from "hono";
 import { sha256Hex } from "../../shared/crypto";
 import { apiKeys } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
+import { keyHmac, type PredictionEvent, packEvents } from "../../shared/inference/events";
 import { type InputRow, validateInputs } from "../../shared/inference/inputs";
 import type { CanonicalPrediction, ModelOutputSpec } from "../../shared/inference/outputs";
-import { decideRoute, type RolloutSnapshot } from "../../shared/rollout/state";
+import { decideRoute, effectiveRollout, type RolloutSnapshot } from "../../shared/rollout/state";
 import type { AppEnv } from "../app-env";
 import { loadCatalogue } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
@@ -144,8 +145,45 @@ predictApi.post("/models/:model/predict", async (c) => {
   }
   const parsed = PredictBody.safeParse(raw);
   if (!parsed.success) throw validationError(parsed.error.issues, "body");
+  const attributes = parsed.data.attributes ?? {};
+  const hashedKey =
+    parsed.data.key === undefined ? null : await keyHmac(c.env.LOG_HMAC_KEY, parsed.data.key);
+  const event = (
+    fields: Pick<
+      PredictionEvent,
+      | "role"
+      | "predictionId"
+      | "version"
+      | "prediction"
+      | "inputs"
+      | "latencyMs"
+      | "status"
+      | "errorCode"
+    >,
+  ): PredictionEvent => ({
+    ...fields,
+    requestId: c.var.requestId,
+    model,
+    attributes,
+    keyHmac: hashedKey,
+    stateVersion: snapshot.stateVersion,
+    timestamp: new Date(now).toISOString(),
+  });
   const validated = validateInputs(profile.inputSchema, parsed.data.inputs);
   if (!validated.ok) {
+    // Rejected requests feed data-quality monitoring.
+    logEvents(c, [
+      event({
+        role: "rejected",
+        predictionId: crypto.randomUUID(),
+        version: "",
+        prediction: null,
+        inputs: parsed.data.inputs,
+        latencyMs: 0,
+        status: "rejected",
+        errorCode: "VALIDATION_FAILED",
+      }),
+    ]);
     throw new ApiError(
       "VALIDATION_FAILED",
       `Invalid inputs: ${validated.issues
@@ -162,7 +200,32 @@ predictApi.post("/models/:model/predict", async (c) => {
   c.header("x-airlock-state-version", String(snapshot.stateVersion));
   const decision = decideRoute(snapshot, parsed.data.key);
   const ids = rows.map(() => crypto.randomUUID());
-  const respond = (version: string | null, outputs: CanonicalPrediction[], fallback: boolean) => {
+  const respond = (
+    version: string | null,
+    outputs: CanonicalPrediction[],
+    fallback: boolean,
+    latencyMs = 0,
+  ) => {
+    const role = fallback
+      ? "fallback"
+      : decision.kind === "serve" && decision.role === "canary"
+        ? "canary"
+        : "served";
+    logEvents(
+      c,
+      rows.map((row, i) =>
+        event({
+          role,
+          predictionId: ids[i] ?? "",
+          version: version ?? "",
+          prediction: outputs[i] ?? null,
+          inputs: row,
+          latencyMs,
+          status: "ok",
+          errorCode: null,
+        }),
+      ),
+    );
     if (version) c.header("x-airlock-version", version);
     c.header("x-airlock-prediction-id", ids.join(","));
     return c.json(
@@ -208,14 +271,140 @@ predictApi.post("/models/:model/predict", async (c) => {
   };
 
   const served = await call(decision.version, rows);
-  if (served.ok) return respond(decision.version, served.predictions, false);
+  if (decision.shadows.length > 0) {
+    c.executionCtx.waitUntil(runShadows(c, model, decision.shadows, rows, batch, ids, event));
+  }
+  if (served.ok) return respond(decision.version, served.predictions, false, served.latencyMs);
+  // The failed call is a result too: monitoring counts errors per version.
+  logEvents(
+    c,
+    rows.map((row, i) =>
+      event({
+        role: decision.role === "canary" ? "canary" : "served",
+        predictionId: ids[i] ?? "",
+        version: decision.version,
+        prediction: null,
+        inputs: row,
+        latencyMs: served.latencyMs,
+        status: served.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error",
+        errorCode: served.code,
+      }),
+    ),
+  );
 
   const fallback = profile.fallback;
   if (fallback.kind === "version" && fallback.version !== decision.version) {
     const second = await call(fallback.version, rows);
-    if (second.ok) return respond(fallback.version, second.predictions, true);
+    if (second.ok) return respond(fallback.version, second.predictions, true, second.latencyMs);
   }
   const outputs = staticOutputs();
   if (outputs) return respond(null, outputs, true);
   throw new ApiError("UPSTREAM_FAILED", `Version '${decision.version}' failed: ${served.cause}`);
 });
+
+/** Puts results on the log queue; a failure is logged, never passed to the client. */
+async function sendEvents(env: Env, requestId: string, events: PredictionEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  try {
+    await env.PREDICTION_LOGS.sendBatch(
+      packEvents(events).map((body) => ({ body, contentType: "json" as const })),
+    );
+  } catch (error) {
+    console.error(
+      JSON.stringify({
+        level: "error",
+        event: "prediction_logs.send_failed",
+        requestId,
+        error: String(error),
+      }),
+    );
+  }
+}
+
+/** Sends results once the response is on its way. */
+function logEvents(c: Context<AppEnv>, events: PredictionEvent[]) {
+  c.executionCtx.waitUntil(sendEvents(c.env, c.var.requestId, events));
+}
+
+/** Longest a shadow call may take, well inside the time the runtime grants after a response. */
+const SHADOW_TIMEOUT_CAP_MS = 10_000;
+
+/**
+ * Shadows get the same inputs after the client's response is on its way.
+ * The lease is checked again first: a shadow suspended or killed in the
+ * meantime is not called. Their results go out together in one message.
+ */
+async function runShadows(
+  c: Context<AppEnv>,
+  model: string,
+  versions: string[],
+  rows: InputRow[],
+  batch: boolean,
+  ids: string[],
+  event: (
+    fields: Pick<
+      PredictionEvent,
+      | "role"
+      | "predictionId"
+      | "version"
+      | "prediction"
+      | "inputs"
+      | "latencyMs"
+      | "status"
+      | "errorCode"
+    >,
+  ) => PredictionEvent,
+): Promise<void> {
+  let snapshot: RolloutSnapshot;
+  try {
+    snapshot = (await currentRollout(c.env, model)).grant.state;
+  } catch {
+    return; // no valid lease: call nothing
+  }
+  const rollout = effectiveRollout(snapshot);
+  if (rollout === "killed" || !snapshot.profile) return;
+  const live = new Set(rollout.shadows.map((s) => s.version));
+  const profile = snapshot.profile;
+  const results = await Promise.all(
+    versions
+      .filter((version) => live.has(version) && snapshot.versions[version])
+      .map(async (version) => {
+        const ref = snapshot.versions[version];
+        if (!ref) return [];
+        const upstream =
+          ref.upstream.kind === "http"
+            ? {
+                ...ref.upstream,
+                timeoutMs: Math.min(ref.upstream.timeoutMs, SHADOW_TIMEOUT_CAP_MS),
+              }
+            : ref.upstream;
+        const outcome = await callUpstream({
+          upstream,
+          schema: profile.inputSchema,
+          spec: {
+            task: profile.task,
+            classes: profile.classes,
+            positiveClass: profile.positiveClass,
+          },
+          rows,
+          batch,
+          secrets: c.env as unknown as Record<string, unknown>,
+          traceparent: c.req.header("traceparent"),
+          requestId: c.var.requestId,
+        });
+        return rows.map((row, i) =>
+          event({
+            role: "shadow",
+            predictionId: ids[i] ?? "",
+            version,
+            prediction: outcome.ok ? (outcome.predictions[i] ?? null) : null,
+            inputs: row,
+            latencyMs: outcome.latencyMs,
+            status: outcome.ok ? "ok" : outcome.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error",
+            errorCode: outcome.ok ? null : outcome.code,
+          }),
+        );
+      }),
+  );
+  await sendEvents(c.env, c.var.requestId, results.flat());
+}

@@ -105,12 +105,19 @@ export function ensureAdminToken(file = join(projectRoot, ".dev.vars")): {
   token: string;
   created: boolean;
 } {
-  const existing = readDevVars(file).get("ADMIN_TOKEN");
-  if (existing) return { token: existing, created: false };
-  const token = randomBytes(32).toString("base64url");
-  mkdirSync(dirname(file), { recursive: true });
-  const previous = existsSync(file) ? readFileSync(file, "utf8") : "";
-  const separator = previous === "" || previous.endsWith("\n") ? "" : "\n";
-  writeFileSync(file, `${previous}${separator}ADMIN_TOKEN="${token}"\n`, { mode: 0o600 });
-  return { token, created: true };
+  const vars = readDevVars(file);
+  const missing: string[] = [];
+  // The key of the HMAC that stands for clients' bucketing keys in logs.
+  if (!vars.get("LOG_HMAC_KEY"))
+    missing.push(`LOG_HMAC_KEY="${randomBytes(32).toString("base64url")}"`);
+  const existing = vars.get("ADMIN_TOKEN");
+  const token = existing || randomBytes(32).toString("base64url");
+  if (!existing) missing.push(`ADMIN_TOKEN="${token}"`);
+  if (missing.length > 0) {
+    mkdirSync(dirname(file), { recursive: true });
+    const previous = existsSync(file) ? readFileSync(file, "utf8") : "";
+    const separator = previous === "" || previous.endsWith("\n") ? "" : "\n";
+    writeFileSync(file, `${previous}${separator}${missing.join("\n")}\n`, { mode: 0o600 });
+  }
+  return { token, created: !existing };
 }

@@ -1,0 +1,83 @@
+import type { FeatureValue } from "./inputs";
+import type { CanonicalPrediction } from "./outputs";
+
+/**
+ * A prediction result as it travels on the PREDICTION_LOGS queue. Its
+ * identity is (predictionId, role, version); a static fallback has the empty
+ * version. The client's bucketing key is never logged, only its HMAC.
+ */
+export interface PredictionEvent {
+  role: "served" | "canary" | "fallback" | "shadow" | "rejected";
+  predictionId: string;
+  requestId: string;
+  model: string;
+  version: string;
+  prediction: CanonicalPrediction | null;
+  inputs: Record<string, FeatureValue> | unknown;
+  attributes: Record<string, string>;
+  keyHmac: string | null;
+  latencyMs: number;
+  status: "ok" | "error" | "timeout" | "rejected";
+  errorCode: string | null;
+  stateVersion: number;
+  timestamp: string;
+}
+
+export interface PredictionLogMessage {
+  schema: 1;
+  results: PredictionEvent[];
+}
+
+/** Queue messages are limited to 128 KB; stay well under it. */
+export const MAX_MESSAGE_BYTES = 120 * 1024;
+
+const encoder = new TextEncoder();
+
+/**
+ * Packs events into as few messages as fit under the size limit, keeping
+ * their order. An event too large on its own has its inputs replaced by a
+ * marker so that the result is still logged.
+ */
+export function packEvents(
+  events: PredictionEvent[],
+  maxBytes = MAX_MESSAGE_BYTES,
+): PredictionLogMessage[] {
+  const messages: PredictionLogMessage[] = [];
+  const overhead = encoder.encode(JSON.stringify({ schema: 1, results: [] })).length;
+  let current: PredictionEvent[] = [];
+  let size = overhead;
+  for (const original of events) {
+    let event = original;
+    let bytes = encoder.encode(JSON.stringify(event)).length + 1;
+    if (bytes + overhead > maxBytes) {
+      event = { ...event, inputs: { truncated: true, bytes } };
+      bytes = encoder.encode(JSON.stringify(event)).length + 1;
+    }
+    if (current.length > 0 && size + bytes > maxBytes) {
+      messages.push({ schema: 1, results: current });
+      current = [];
+      size = overhead;
+    }
+    current.push(event);
+    size += bytes;
+  }
+  if (current.length > 0) messages.push({ schema: 1, results: current });
+  return messages;
+}
+
+/** HMAC-SHA-256 of a bucketing key, hex: joins a customer's results without storing the key. */
+export async function keyHmac(secret: string, key: string): Promise<string> {
+  const cryptoKey = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const signature = new Uint8Array(
+    await crypto.subtle.sign("HMAC", cryptoKey, encoder.encode(key)),
+  );
+  let hex = "";
+  for (const byte of signature) hex += byte.toString(16).padStart(2, "0");
+  return hex;
+}
