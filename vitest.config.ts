@@ -14,6 +14,11 @@ export default defineConfig({
           cloudflareTest(({ inject }) => ({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
+              // A deliberately tight limiter, swapped in by the rate-limit test.
+              ratelimits: {
+                PREDICT_RATE_LIMITER: { namespace_id: "1001", simple: { limit: 6000, period: 60 } },
+                TEST_TIGHT_LIMITER: { namespace_id: "9001", simple: { limit: 3, period: 60 } },
+              },
               bindings: {
                 DATABASE_URL: inject("databaseUrl"),
                 DATABASE_WS_PROXY: inject("databaseWsProxy"),
@@ -23,6 +28,7 @@ export default defineConfig({
                 // A credential that a test version names; upstreams see it as a bearer token.
                 FRAUD_MODEL_TOKEN: "upstream-secret-for-tests",
                 LOG_HMAC_KEY: "log-hmac-key-for-tests",
+                UPSTREAM_ALLOWED_HOSTS: "127.0.0.1,localhost",
               },
             },
           })),

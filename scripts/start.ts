@@ -62,6 +62,9 @@ const wrangler = spawn(
     `DATABASE_URL:${database.databaseUrl}`,
     "--var",
     `DATABASE_WS_PROXY:${wsProxy}`,
+    // Local model servers run on loopback over http.
+    "--var",
+    `UPSTREAM_ALLOWED_HOSTS:${process.env.UPSTREAM_ALLOWED_HOSTS ?? "127.0.0.1,localhost"}`,
   ],
   {
     cwd: projectRoot,

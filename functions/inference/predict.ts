@@ -12,7 +12,8 @@ import { decideRoute, effectiveRollout, type RolloutSnapshot } from "../../share
 import type { AppEnv } from "../app-env";
 import { loadCatalogue } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
-import { callUpstream, type UpstreamOutcome } from "./upstream";
+import type { UpstreamOutcome } from "./upstream";
+import { callVersion } from "./versions";
 
 /** Client inference routes: `POST /v1/models/{model}/predict`. */
 export const predictApi = new Hono<AppEnv>();
@@ -74,17 +75,30 @@ async function authorize(
   model: string,
   snapshot: RolloutSnapshot | undefined,
   now: number,
-) {
+): Promise<{ keyHash: string | null }> {
   const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
   const profile = snapshot?.profile;
-  if (profile?.public) return;
-  if (!token) throw unauthorized();
-  const keyHash = await sha256Hex(token);
+  const keyHash = token ? await sha256Hex(token) : null;
+  if (profile?.public) return { keyHash };
+  if (!keyHash) throw unauthorized();
   if (profile?.apiKeyHashes.includes(keyHash)) {
     const expiresAt = profile.apiKeyExpiresAt?.[keyHash];
-    if (!expiresAt || Date.parse(expiresAt) > now) return;
+    if (!expiresAt || Date.parse(expiresAt) > now) return { keyHash };
   }
   throw (await keyExistsAnywhere(c, keyHash)) ? notFound(model) : unauthorized();
+}
+
+/** Requests per API key (or per client address without one), with the platform's rate limiter. */
+async function rateLimit(c: Context<AppEnv>, keyHash: string | null) {
+  const subject = keyHash
+    ? `key:${keyHash}`
+    : `ip:${c.req.header("cf-connecting-ip") ?? "unknown"}`;
+  const { success } = await c.env.PREDICT_RATE_LIMITER.limit({ key: subject });
+  if (!success) {
+    throw new ApiError("RATE_LIMITED", "Too many requests for this API key; slow down", {
+      headers: { "retry-after": "60" },
+    });
+  }
 }
 
 /** The snapshot a request starting now uses; sets up a model's object on first use. */
@@ -133,7 +147,8 @@ predictApi.post("/models/:model/predict", async (c) => {
   const snapshot = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(model)
     ? await snapshotFor(c, model)
     : undefined;
-  await authorize(c, model, snapshot, now);
+  const { keyHash } = await authorize(c, model, snapshot, now);
+  await rateLimit(c, keyHash);
   if (!snapshot?.profile) throw notFound(model);
   const profile = snapshot.profile;
 
@@ -258,7 +273,11 @@ predictApi.post("/models/:model/predict", async (c) => {
         cause: `version '${version}' is not in the rollout state`,
         latencyMs: 0,
       });
-    return callUpstream({
+    return callVersion({
+      env: c.env,
+      model,
+      version,
+      upstreamSha256: ref.upstreamSha256,
       upstream: ref.upstream,
       schema: profile.inputSchema,
       spec: outputSpec(snapshot),
@@ -378,7 +397,11 @@ async function runShadows(
                 timeoutMs: Math.min(ref.upstream.timeoutMs, SHADOW_TIMEOUT_CAP_MS),
               }
             : ref.upstream;
-        const outcome = await callUpstream({
+        const outcome = await callVersion({
+          env: c.env,
+          model,
+          version,
+          upstreamSha256: ref.upstreamSha256,
           upstream,
           schema: profile.inputSchema,
           spec: {

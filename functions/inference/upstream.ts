@@ -1,3 +1,4 @@
+import { checkUpstreamUrl } from "../../shared/inference/egress";
 import type { InputRow } from "../../shared/inference/inputs";
 import {
   type CanonicalPrediction,
@@ -9,19 +10,17 @@ import { toV2Request } from "../../shared/inference/v2-request";
 import type { UpstreamRef } from "../../shared/rollout/state";
 import type { InputSchema } from "../../shared/schemas/model";
 
+export type UpstreamFailure =
+  | "UPSTREAM_TIMEOUT"
+  | "UPSTREAM_ERROR"
+  | "UPSTREAM_BAD_RESPONSE"
+  | "UPSTREAM_UNSUPPORTED"
+  | "UPSTREAM_FORBIDDEN"
+  | "UPSTREAM_CIRCUIT_OPEN";
+
 export type UpstreamOutcome =
   | { ok: true; predictions: CanonicalPrediction[]; latencyMs: number }
-  | {
-      ok: false;
-      code:
-        | "UPSTREAM_TIMEOUT"
-        | "UPSTREAM_ERROR"
-        | "UPSTREAM_BAD_RESPONSE"
-        | "UPSTREAM_UNSUPPORTED";
-      cause: string;
-      status?: number;
-      latencyMs: number;
-    };
+  | { ok: false; code: UpstreamFailure; cause: string; status?: number; latencyMs: number };
 
 export interface UpstreamCall {
   upstream: UpstreamRef;
@@ -33,14 +32,34 @@ export interface UpstreamCall {
   secrets: Record<string, unknown>;
   traceparent?: string | undefined;
   requestId: string;
+  /** Hosts that may be called over http or at a private address (UPSTREAM_ALLOWED_HOSTS). */
+  allowlist: Set<string>;
 }
 
 /**
  * Calls one version's upstream and maps its answer to canonical predictions.
  * Never throws: every failure is an outcome with a cause, so the caller can
- * apply the model's fallback. No retries here (a request may have reached the model).
+ * apply the model's fallback. A failed call is repeated once only when the
+ * version says its upstream is idempotent: otherwise the first attempt may
+ * already have reached the model.
  */
 export async function callUpstream(call: UpstreamCall): Promise<UpstreamOutcome> {
+  if (call.upstream.kind === "http") {
+    const allowed = checkUpstreamUrl(call.upstream.url, call.allowlist);
+    if (!allowed.ok)
+      return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: allowed.reason, latencyMs: 0 };
+  }
+  const first = await attempt(call);
+  const retryable =
+    !first.ok &&
+    (first.code === "UPSTREAM_TIMEOUT" ||
+      (first.code === "UPSTREAM_ERROR" && (first.status === undefined || first.status >= 500)));
+  if (!retryable || call.upstream.kind !== "http" || !call.upstream.idempotent) return first;
+  const second = await attempt(call);
+  return { ...second, latencyMs: first.latencyMs + second.latencyMs };
+}
+
+async function attempt(call: UpstreamCall): Promise<UpstreamOutcome> {
   const started = performance.now();
   const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
   const { upstream } = call;

@@ -24,6 +24,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 
 export async function startUpstreamPeer(): Promise<{ url: string; close: () => Promise<void> }> {
   const recorded: RecordedRequest[] = [];
+  const flakySeen = new Set<string>();
   const server: Server = createServer(async (req, res) => {
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { "content-type": "application/json" });
@@ -69,6 +70,13 @@ export async function startUpstreamPeer(): Promise<{ url: string; close: () => P
         return send(200, { outputs: { label: "legit" } });
       }
       if (path === "/fail") return send(500, { error: "model crashed" });
+      // Fails the first call for each id, then answers: for retries of idempotent versions.
+      if (path.startsWith("/flaky/")) {
+        const seen = flakySeen.has(path);
+        flakySeen.add(path);
+        if (!seen) return send(503, { error: "warming up" });
+        return send(200, { outputs: { label: "legit", score: 0.2 } });
+      }
       if (path === "/garbage") return send(200, { nope: true });
       return send(404, { error: "no such route" });
     } catch (error) {

@@ -1,0 +1,75 @@
+import { CircuitBreaker, type Transition } from "../../shared/inference/circuit-breaker";
+import { checkUpstreamUrl, parseAllowlist } from "../../shared/inference/egress";
+import { callUpstream, type UpstreamCall, type UpstreamOutcome } from "./upstream";
+
+/** One breaker per version's upstream, per isolate. */
+const breakers = new Map<string, CircuitBreaker>();
+
+function logTransition(model: string, version: string, transition: Transition | undefined) {
+  if (!transition) return;
+  console.log(
+    JSON.stringify({
+      level: transition.to === "open" ? "warn" : "info",
+      event: `circuit.${transition.to === "half-open" ? "half_open" : transition.to === "open" ? "opened" : "closed"}`,
+      model,
+      version,
+      failures: transition.failures,
+    }),
+  );
+}
+
+export interface VersionCall extends Omit<UpstreamCall, "allowlist"> {
+  model: string;
+  version: string;
+  upstreamSha256: string;
+  env: Env;
+}
+
+/**
+ * Calls a version through its circuit breaker and the egress allowlist. A
+ * refused URL or an unsupported upstream fails before the breaker, so only
+ * real calls count toward opening it.
+ */
+export async function callVersion(call: VersionCall): Promise<UpstreamOutcome> {
+  const allowlist = parseAllowlist(call.env.UPSTREAM_ALLOWED_HOSTS);
+  if (call.upstream.kind !== "http") {
+    return {
+      ok: false,
+      code: "UPSTREAM_UNSUPPORTED",
+      cause: `upstream kind '${call.upstream.kind}' is not served yet`,
+      latencyMs: 0,
+    };
+  }
+  const allowed = checkUpstreamUrl(call.upstream.url, allowlist);
+  if (!allowed.ok)
+    return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: allowed.reason, latencyMs: 0 };
+
+  const id = `${call.model}/${call.version}/${call.upstreamSha256}`;
+  let breaker = breakers.get(id);
+  if (!breaker) {
+    breaker = new CircuitBreaker();
+    breakers.set(id, breaker);
+  }
+  const gate = breaker.allow(Date.now());
+  logTransition(call.model, call.version, gate.transition);
+  if (!gate.allowed) {
+    return {
+      ok: false,
+      code: "UPSTREAM_CIRCUIT_OPEN",
+      cause: "circuit open after repeated failures",
+      latencyMs: 0,
+    };
+  }
+  const outcome = await callUpstream({ ...call, allowlist });
+  logTransition(
+    call.model,
+    call.version,
+    outcome.ok ? breaker.success() : breaker.failure(Date.now()),
+  );
+  return outcome;
+}
+
+/** The breaker state of each version this isolate has called (diagnostics and tests). */
+export function breakerStates(): Record<string, string> {
+  return Object.fromEntries([...breakers].map(([id, breaker]) => [id, breaker.state]));
+}
