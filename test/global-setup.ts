@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
 import { WebSocketServer } from "ws";
+import { startUpstreamPeer } from "../scripts/lib/demo-model-server.ts";
 import {
   type LocalDatabase,
   redactUrl,
@@ -8,7 +9,6 @@ import {
   startEmbeddedDatabase,
 } from "../scripts/lib/local-db.ts";
 import { execute, migrateDatabase } from "../scripts/lib/migrate.ts";
-import { startUpstreamPeer } from "./support/upstream-peer.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -16,7 +16,7 @@ declare module "vitest" {
     databaseWsProxy: string;
     /** A bridge whose Postgres is down: it accepts WebSockets and closes them at once. */
     deadDatabaseWsProxy: string;
-    /** Base URL of a local model server (test/support/upstream-peer.ts). */
+    /** Base URL of a local model server (scripts/lib/demo-model-server.ts). */
     upstreamBase: string;
     adminToken: string;
   }

@@ -264,6 +264,15 @@ predictApi.post("/models/:model/predict", async (c) => {
     throw new ApiError("NO_SERVING_VERSION", `Model '${model}' has no serving version`);
   }
 
+  // Work that starts later on behalf of this request (a retry, a fallback
+  // call) checks the lease again first: never call past a kill switch.
+  const stillServing = async () => {
+    try {
+      return effectiveRollout((await currentRollout(c.env, model)).grant.state) !== "killed";
+    } catch {
+      return false;
+    }
+  };
   const call = (version: string, rowsToSend: InputRow[]): Promise<UpstreamOutcome> => {
     const ref = snapshot.versions[version];
     if (!ref)
@@ -286,6 +295,7 @@ predictApi.post("/models/:model/predict", async (c) => {
       secrets: c.env as unknown as Record<string, unknown>,
       traceparent: c.req.header("traceparent"),
       requestId: c.var.requestId,
+      recheck: stillServing,
     });
   };
 
@@ -312,7 +322,11 @@ predictApi.post("/models/:model/predict", async (c) => {
   );
 
   const fallback = profile.fallback;
-  if (fallback.kind === "version" && fallback.version !== decision.version) {
+  if (
+    fallback.kind === "version" &&
+    fallback.version !== decision.version &&
+    (await stillServing())
+  ) {
     const second = await call(fallback.version, rows);
     if (second.ok) return respond(fallback.version, second.predictions, true, second.latencyMs);
   }

@@ -34,6 +34,8 @@ export interface UpstreamCall {
   requestId: string;
   /** Hosts that may be called over http or at a private address (UPSTREAM_ALLOWED_HOSTS). */
   allowlist: Set<string>;
+  /** Checked before a retry: false when the model's lease no longer allows calling (e.g. killed). */
+  recheck?: (() => Promise<boolean>) | undefined;
 }
 
 /**
@@ -55,6 +57,7 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamOutcome>
     (first.code === "UPSTREAM_TIMEOUT" ||
       (first.code === "UPSTREAM_ERROR" && (first.status === undefined || first.status >= 500)));
   if (!retryable || call.upstream.kind !== "http" || !call.upstream.idempotent) return first;
+  if (call.recheck && !(await call.recheck())) return first;
   const second = await attempt(call);
   return { ...second, latencyMs: first.latencyMs + second.latencyMs };
 }

@@ -1,9 +1,10 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 
 /**
- * A local model server for tests: the stand-in for an upstream that a
- * version calls over HTTP (plain JSON or Open Inference Protocol V2). Its
- * "model" scores a transaction as fraud when `amount` >= 100.
+ * A local model server: the upstream that a version calls over HTTP (plain
+ * JSON or Open Inference Protocol V2), for trying Airlock under `npm start`
+ * (`npm run demo:model-server`) and as the tests' upstream peer. Its "model"
+ * scores a transaction as fraud when `amount` >= 100.
  */
 export interface RecordedRequest {
   path: string;
@@ -22,7 +23,10 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   return text ? JSON.parse(text) : undefined;
 }
 
-export async function startUpstreamPeer(): Promise<{ url: string; close: () => Promise<void> }> {
+export async function startUpstreamPeer(
+  port = 0,
+  host = "127.0.0.1",
+): Promise<{ url: string; close: () => Promise<void> }> {
   const recorded: RecordedRequest[] = [];
   const flakySeen = new Set<string>();
   const server: Server = createServer(async (req, res) => {
@@ -83,7 +87,7 @@ export async function startUpstreamPeer(): Promise<{ url: string; close: () => P
       send(500, { error: String(error) });
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(port, host, resolve));
   const address = server.address();
   if (!address || typeof address === "string") throw new Error("no address");
   return {
