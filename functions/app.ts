@@ -10,6 +10,7 @@ import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
 import { adminApi } from "./admin";
 import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
+import { predictPath } from "./inference/openapi";
 import { predictApi } from "./inference/predict";
 import { database } from "./middleware/database";
 
@@ -38,6 +39,12 @@ app.get("/health", (c) => c.json({ status: "ok" }));
 app.route("/admin", adminApi);
 app.route("/v1", predictApi);
 
+app.openAPIRegistry.registerPath(predictPath);
+app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {
+  type: "http",
+  scheme: "bearer",
+  description: "A client API key (POST /admin/keys).",
+});
 app.openAPIRegistry.registerComponent("securitySchemes", "AdminToken", {
   type: "http",
   scheme: "bearer",
@@ -54,6 +61,7 @@ app.doc31("/openapi.json", {
   tags: [
     { name: "Models", description: "The model registry" },
     { name: "Versions", description: "Versions of a model, with upstreams and model cards" },
+    { name: "Inference", description: "Client predictions" },
     { name: "Rollout", description: "Champion, shadows, canary and kill switch, per model" },
     { name: "API keys", description: "Keys that clients use to call models" },
     { name: "Audit", description: "The trail of every change" },

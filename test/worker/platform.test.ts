@@ -120,6 +120,9 @@ describe("platform: API description", () => {
         "/admin/models/{model}/versions",
         "/admin/models/{model}/versions/{version}",
         "/admin/audit",
+        "/v1/models/{model}/predict",
+        "/admin/models/{model}/rollout",
+        "/admin/keys",
       ]),
     );
     expect(doc.paths["/admin/models"]?.post?.security).toEqual([{ AdminToken: [] }]);
