@@ -26,12 +26,9 @@ export const PredictRequest = z
       .max(256)
       .optional()
       .openapi({ description: "Sticky bucketing key (a customer or session id)." }),
-    attributes: z
-      .record(z.string(), z.string())
-      .optional()
-      .openapi({
-        description: "Segment labels kept for fairness analysis, never sent to the model.",
-      }),
+    attributes: z.record(z.string(), z.string()).optional().openapi({
+      description: "Segment labels kept for fairness analysis, never sent to the model.",
+    }),
   })
   .openapi("PredictRequest", {
     example: { inputs: { amount: 250, country: "DE" }, key: "customer-42" },
