@@ -158,24 +158,9 @@ export class ModelRollout extends DurableObject<Env> {
     this.#claim(model);
     const stale = this.#checkIfMatch(context);
     if (stale) return stale;
-    for (const version of liveVersions(
-      {
-        champion: body.champion,
-        shadows: body.shadows,
-        canary: body.canary && { ...body.canary, salt: "" },
-      },
-      undefined,
-    )) {
-      if (!catalogue.versions[version]) {
-        return {
-          ok: false,
-          code: "VERSION_NOT_FOUND",
-          message: `Model '${model}' has no version '${version}'`,
-          stateVersion: this.#state.stateVersion,
-        };
-      }
-    }
     const rollout = nextRollout(this.#state.rollout, body, () => crypto.randomUUID());
+    const missing = this.#missingVersion(model, rollout, catalogue);
+    if (missing) return missing;
     const leaseMs = body.leaseMs ?? this.#state.leaseMs;
     const unchanged =
       JSON.stringify(rollout) === JSON.stringify(this.#state.rollout) &&
@@ -212,16 +197,8 @@ export class ModelRollout extends DurableObject<Env> {
         stateVersion: this.#state.stateVersion,
       };
     }
-    for (const version of liveVersions(rollout, undefined)) {
-      if (!catalogue.versions[version]) {
-        return {
-          ok: false,
-          code: "VERSION_NOT_FOUND",
-          message: `Model '${model}' has no version '${version}'`,
-          stateVersion: this.#state.stateVersion,
-        };
-      }
-    }
+    const missing = this.#missingVersion(model, rollout, catalogue);
+    if (missing) return missing;
     const before = { rollout: this.#state.rollout };
     return this.#commit("rollout.revert", context, { audit: true, before }, (state) => {
       state.profile = catalogue.profile;
@@ -417,6 +394,22 @@ export class ModelRollout extends DurableObject<Env> {
     const waitMs = Math.max(0, this.#ledger.acknowledgeAt() - Date.now());
     if (waitMs > 0) await scheduler.wait(waitMs);
     return { ok: true, changed: true, view: this.#view(), acknowledgedAfterMs: waitMs };
+  }
+
+  /** A failure naming the first version the rollout needs that the registry does not have. */
+  #missingVersion(
+    model: string,
+    rollout: RolloutConfig,
+    catalogue: Catalogue,
+  ): ChangeResult | undefined {
+    const version = liveVersions(rollout, undefined).find((name) => !catalogue.versions[name]);
+    if (version === undefined) return undefined;
+    return {
+      ok: false,
+      code: "VERSION_NOT_FOUND",
+      message: `Model '${model}' has no version '${version}'`,
+      stateVersion: this.#state.stateVersion,
+    };
   }
 
   #checkIfMatch(context: ChangeContext): ChangeResult | undefined {

@@ -7,13 +7,20 @@ import { apiKeys } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
 import { keyHmac, type PredictionEvent, packEvents } from "../../shared/inference/events";
 import { type InputRow, validateInputs } from "../../shared/inference/inputs";
-import type { CanonicalPrediction, ModelOutputSpec } from "../../shared/inference/outputs";
-import { decideRoute, effectiveRollout, type RolloutSnapshot } from "../../shared/rollout/state";
+import type { CanonicalPrediction } from "../../shared/inference/outputs";
+import {
+  decideRoute,
+  effectiveRollout,
+  type ModelProfile,
+  type RolloutSnapshot,
+  type UpstreamRef,
+  type VersionRef,
+} from "../../shared/rollout/state";
 import type { AppEnv } from "../app-env";
 import { loadCatalogue } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
 import type { UpstreamOutcome } from "./upstream";
-import { callVersion } from "./versions";
+import { callVersion, type VersionCall } from "./versions";
 
 /** Client inference routes: `POST /v1/models/{model}/predict`. */
 export const predictApi = new Hono<AppEnv>();
@@ -125,12 +132,30 @@ async function snapshotFor(
   return (await object.lease()).state;
 }
 
-function outputSpec(snapshot: RolloutSnapshot): ModelOutputSpec {
-  const profile = snapshot.profile;
+/** The parameters of a call to one version on behalf of this request. */
+function versionCall(
+  c: Context<AppEnv>,
+  model: string,
+  profile: ModelProfile,
+  version: string,
+  ref: VersionRef,
+  rows: InputRow[],
+  batch: boolean,
+  upstream: UpstreamRef = ref.upstream,
+): VersionCall {
   return {
-    task: profile?.task ?? "regression",
-    classes: profile?.classes ?? null,
-    positiveClass: profile?.positiveClass ?? null,
+    env: c.env,
+    model,
+    version,
+    upstreamSha256: ref.upstreamSha256,
+    upstream,
+    schema: profile.inputSchema,
+    spec: { task: profile.task, classes: profile.classes, positiveClass: profile.positiveClass },
+    rows,
+    batch,
+    secrets: c.env as unknown as Record<string, unknown>,
+    traceparent: c.req.header("traceparent"),
+    requestId: c.var.requestId,
   };
 }
 
@@ -283,18 +308,7 @@ predictApi.post("/models/:model/predict", async (c) => {
         latencyMs: 0,
       });
     return callVersion({
-      env: c.env,
-      model,
-      version,
-      upstreamSha256: ref.upstreamSha256,
-      upstream: ref.upstream,
-      schema: profile.inputSchema,
-      spec: outputSpec(snapshot),
-      rows: rowsToSend,
-      batch,
-      secrets: c.env as unknown as Record<string, unknown>,
-      traceparent: c.req.header("traceparent"),
-      requestId: c.var.requestId,
+      ...versionCall(c, model, profile, version, ref, rowsToSend, batch),
       recheck: stillServing,
     });
   };
@@ -411,24 +425,9 @@ async function runShadows(
                 timeoutMs: Math.min(ref.upstream.timeoutMs, SHADOW_TIMEOUT_CAP_MS),
               }
             : ref.upstream;
-        const outcome = await callVersion({
-          env: c.env,
-          model,
-          version,
-          upstreamSha256: ref.upstreamSha256,
-          upstream,
-          schema: profile.inputSchema,
-          spec: {
-            task: profile.task,
-            classes: profile.classes,
-            positiveClass: profile.positiveClass,
-          },
-          rows,
-          batch,
-          secrets: c.env as unknown as Record<string, unknown>,
-          traceparent: c.req.header("traceparent"),
-          requestId: c.var.requestId,
-        });
+        const outcome = await callVersion(
+          versionCall(c, model, profile, version, ref, rows, batch, upstream),
+        );
         return rows.map((row, i) =>
           event({
             role: "shadow",

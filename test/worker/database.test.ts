@@ -9,18 +9,11 @@ import {
   createModel,
   deadDatabaseProxy,
   type ErrorJson,
+  executionContext,
   httpUpstream,
   json,
   uniqueName,
 } from "./helpers";
-
-function executionContext(): ExecutionContext {
-  return {
-    waitUntil: () => {},
-    passThroughOnException: () => {},
-    props: {},
-  } as unknown as ExecutionContext;
-}
 
 describe("Postgres", () => {
   it("serves concurrent admin requests that each hold their own connection", async () => {

@@ -140,3 +140,12 @@ export async function rejection(promise: Promise<unknown>): Promise<unknown> {
   }
   throw new Error("expected the promise to reject");
 }
+
+/** A bare execution context, for calling the Worker's fetch with a modified env. */
+export function executionContext(): ExecutionContext {
+  return {
+    waitUntil: () => {},
+    passThroughOnException: () => {},
+    props: {},
+  } as unknown as ExecutionContext;
+}

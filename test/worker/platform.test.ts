@@ -1,15 +1,14 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../../functions/index";
-import { call, classificationModel, type ErrorJson, json, uniqueName } from "./helpers";
-
-function executionContext(): ExecutionContext {
-  return {
-    waitUntil: () => {},
-    passThroughOnException: () => {},
-    props: {},
-  } as unknown as ExecutionContext;
-}
+import {
+  call,
+  classificationModel,
+  type ErrorJson,
+  executionContext,
+  json,
+  uniqueName,
+} from "./helpers";
 
 describe("platform: errors, limits and headers", () => {
   it("puts an x-request-id on every response and honours a caller's", async () => {

@@ -4,7 +4,14 @@ import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import type { ModelRollout } from "../../durable-objects/model-rollout";
 import worker from "../../functions/index";
-import { call, database, deadDatabaseProxy, type ErrorJson, json } from "./helpers";
+import {
+  call,
+  database,
+  deadDatabaseProxy,
+  type ErrorJson,
+  executionContext,
+  json,
+} from "./helpers";
 import {
   modelWithVersions,
   putRollout,
@@ -22,14 +29,6 @@ async function canaryKeys(model: string): Promise<Set<string>> {
     if (body.role === "canary") onCanary.add(key);
   }
   return onCanary;
-}
-
-function executionContext(): ExecutionContext {
-  return {
-    waitUntil: () => {},
-    passThroughOnException: () => {},
-    props: {},
-  } as unknown as ExecutionContext;
 }
 
 describe("rollout: admin routes", () => {
