@@ -5,7 +5,12 @@ import { Hono } from "hono";
 import { sha256Hex } from "../../shared/crypto";
 import { apiKeys } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
-import { keyHmac, type PredictionEvent, packEvents } from "../../shared/inference/events";
+import {
+  keyHmac,
+  type PredictionEvent,
+  packEvents,
+  type ResultFields,
+} from "../../shared/inference/events";
 import { type InputRow, validateInputs } from "../../shared/inference/inputs";
 import type { CanonicalPrediction } from "../../shared/inference/outputs";
 import {
@@ -188,19 +193,7 @@ predictApi.post("/models/:model/predict", async (c) => {
   const attributes = parsed.data.attributes ?? {};
   const hashedKey =
     parsed.data.key === undefined ? null : await keyHmac(c.env.LOG_HMAC_KEY, parsed.data.key);
-  const event = (
-    fields: Pick<
-      PredictionEvent,
-      | "role"
-      | "predictionId"
-      | "version"
-      | "prediction"
-      | "inputs"
-      | "latencyMs"
-      | "status"
-      | "errorCode"
-    >,
-  ): PredictionEvent => ({
+  const event = (fields: ResultFields): PredictionEvent => ({
     ...fields,
     requestId: c.var.requestId,
     model,
@@ -388,19 +381,7 @@ async function runShadows(
   rows: InputRow[],
   batch: boolean,
   ids: string[],
-  event: (
-    fields: Pick<
-      PredictionEvent,
-      | "role"
-      | "predictionId"
-      | "version"
-      | "prediction"
-      | "inputs"
-      | "latencyMs"
-      | "status"
-      | "errorCode"
-    >,
-  ) => PredictionEvent,
+  event: (fields: ResultFields) => PredictionEvent,
 ): Promise<void> {
   let snapshot: RolloutSnapshot;
   try {

@@ -23,6 +23,19 @@ export interface PredictionEvent {
   timestamp: string;
 }
 
+/** What differs from one result of a request to the next; the rest is the request's. */
+export type ResultFields = Pick<
+  PredictionEvent,
+  | "role"
+  | "predictionId"
+  | "version"
+  | "prediction"
+  | "inputs"
+  | "latencyMs"
+  | "status"
+  | "errorCode"
+>;
+
 export interface PredictionLogMessage {
   schema: 1;
   results: PredictionEvent[];
@@ -65,17 +78,24 @@ export function packEvents(
   return messages;
 }
 
+/** Imported HMAC keys by secret: importing once per isolate keeps it off each request. */
+const hmacKeys = new Map<string, Promise<CryptoKey>>();
+
 /** HMAC-SHA-256 of a bucketing key, hex: joins a customer's results without storing the key. */
 export async function keyHmac(secret: string, key: string): Promise<string> {
-  const cryptoKey = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
+  let cryptoKey = hmacKeys.get(secret);
+  if (!cryptoKey) {
+    cryptoKey = crypto.subtle.importKey(
+      "raw",
+      encoder.encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    hmacKeys.set(secret, cryptoKey);
+  }
   const signature = new Uint8Array(
-    await crypto.subtle.sign("HMAC", cryptoKey, encoder.encode(key)),
+    await crypto.subtle.sign("HMAC", await cryptoKey, encoder.encode(key)),
   );
   let hex = "";
   for (const byte of signature) hex += byte.toString(16).padStart(2, "0");
