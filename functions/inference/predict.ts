@@ -97,6 +97,9 @@ async function authorize(
     const expiresAt = profile.apiKeyExpiresAt?.[keyHash];
     if (!expiresAt || Date.parse(expiresAt) > now) return { keyHash };
   }
+  // Telling 401 from 404 costs a database read: limit it per client address
+  // first, so a flood of made-up keys cannot turn into a flood of queries.
+  await rateLimit(c, null);
   throw (await keyExistsAnywhere(c, keyHash)) ? notFound(model) : unauthorized();
 }
 

@@ -6,6 +6,7 @@ import {
   classificationModel,
   createModel,
   type ErrorJson,
+  executionContext,
   json,
   uniqueName,
 } from "./helpers";
@@ -131,5 +132,30 @@ describe("predict: upstream guards", () => {
     expect(statuses).toEqual([200, 200, 200, 429, 429]);
     expect(limited?.headers.get("retry-after")).toBe("60");
     expect((await json<ErrorJson>(limited as Response)).error.code).toBe("RATE_LIMITED");
+  });
+
+  it("limits requests with made-up keys per client address before looking keys up", async () => {
+    const model = uniqueName("guard");
+    await createModel(classificationModel(model));
+    const tight = { ...env, PREDICT_RATE_LIMITER: bindings.TEST_TIGHT_LIMITER } as unknown as Env;
+    const client = `198.51.100.9/${crypto.randomUUID()}`;
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const response = await worker.fetch(
+        new Request(`http://airlock.test/v1/models/${model}/predict`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            authorization: `Bearer ak_made-up-${i}`,
+            "cf-connecting-ip": client,
+          },
+          body: JSON.stringify({ inputs: { amount: 1, country: "DE" } }),
+        }),
+        tight,
+        executionContext(),
+      );
+      statuses.push(response.status);
+    }
+    expect(statuses).toEqual([401, 401, 401, 429, 429]);
   });
 });
