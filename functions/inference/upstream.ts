@@ -1,4 +1,3 @@
-import { checkUpstreamUrl } from "../../shared/inference/egress";
 import type { InputRow } from "../../shared/inference/inputs";
 import {
   type CanonicalPrediction,
@@ -22,8 +21,11 @@ export type UpstreamOutcome =
   | { ok: true; predictions: CanonicalPrediction[]; latencyMs: number }
   | { ok: false; code: UpstreamFailure; cause: string; status?: number; latencyMs: number };
 
+/** An upstream reached over HTTP (the only kind called over the network). */
+export type HttpUpstreamRef = Extract<UpstreamRef, { kind: "http" }>;
+
 export interface UpstreamCall {
-  upstream: UpstreamRef;
+  upstream: HttpUpstreamRef;
   schema: InputSchema;
   spec: ModelOutputSpec;
   rows: InputRow[];
@@ -32,31 +34,26 @@ export interface UpstreamCall {
   secrets: Record<string, unknown>;
   traceparent?: string | undefined;
   requestId: string;
-  /** Hosts that may be called over http or at a private address (UPSTREAM_ALLOWED_HOSTS). */
-  allowlist: Set<string>;
   /** Checked before a retry: false when the model's lease no longer allows calling (e.g. killed). */
   recheck?: (() => Promise<boolean>) | undefined;
 }
 
 /**
- * Calls one version's upstream and maps its answer to canonical predictions.
+ * Calls one version's HTTP upstream and maps its answer to canonical predictions.
+ * Callers go through `callVersion`, which applies the egress allowlist and the
+ * circuit breaker first.
  * Never throws: every failure is an outcome with a cause, so the caller can
  * apply the model's fallback. A failed call is repeated once only when the
  * version says its upstream is idempotent: otherwise the first attempt may
  * already have reached the model.
  */
 export async function callUpstream(call: UpstreamCall): Promise<UpstreamOutcome> {
-  if (call.upstream.kind === "http") {
-    const allowed = checkUpstreamUrl(call.upstream.url, call.allowlist);
-    if (!allowed.ok)
-      return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: allowed.reason, latencyMs: 0 };
-  }
   const first = await attempt(call);
   const retryable =
     !first.ok &&
     (first.code === "UPSTREAM_TIMEOUT" ||
       (first.code === "UPSTREAM_ERROR" && (first.status === undefined || first.status >= 500)));
-  if (!retryable || call.upstream.kind !== "http" || !call.upstream.idempotent) return first;
+  if (!retryable || !call.upstream.idempotent) return first;
   if (call.recheck && !(await call.recheck())) return first;
   const second = await attempt(call);
   return { ...second, latencyMs: first.latencyMs + second.latencyMs };
@@ -66,14 +63,6 @@ async function attempt(call: UpstreamCall): Promise<UpstreamOutcome> {
   const started = performance.now();
   const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
   const { upstream } = call;
-  if (upstream.kind !== "http") {
-    return {
-      ok: false,
-      code: "UPSTREAM_UNSUPPORTED",
-      cause: `upstream kind '${upstream.kind}' is not served yet`,
-      latencyMs: 0,
-    };
-  }
   const headers: Record<string, string> = {
     "content-type": "application/json",
     accept: "application/json",

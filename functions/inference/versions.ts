@@ -1,6 +1,17 @@
 import { CircuitBreaker, type Transition } from "../../shared/inference/circuit-breaker";
 import { checkUpstreamUrl, parseAllowlist } from "../../shared/inference/egress";
+import type { UpstreamRef } from "../../shared/rollout/state";
 import { callUpstream, type UpstreamCall, type UpstreamOutcome } from "./upstream";
+
+/** The configured allowlist, parsed once per isolate rather than once per call. */
+let parsedAllowlist: { source: string | undefined; hosts: Set<string> } | undefined;
+function allowlistOf(source: string | undefined): Set<string> {
+  const cached = parsedAllowlist;
+  if (cached && cached.source === source) return cached.hosts;
+  const hosts = parseAllowlist(source);
+  parsedAllowlist = { source, hosts };
+  return hosts;
+}
 
 /** One breaker per version's upstream, per isolate. */
 const breakers = new Map<string, CircuitBreaker>();
@@ -18,7 +29,8 @@ function logTransition(model: string, version: string, transition: Transition | 
   );
 }
 
-export interface VersionCall extends Omit<UpstreamCall, "allowlist"> {
+export interface VersionCall extends Omit<UpstreamCall, "upstream"> {
+  upstream: UpstreamRef;
   model: string;
   version: string;
   upstreamSha256: string;
@@ -31,8 +43,9 @@ export interface VersionCall extends Omit<UpstreamCall, "allowlist"> {
  * real calls count toward opening it.
  */
 export async function callVersion(call: VersionCall): Promise<UpstreamOutcome> {
-  const allowlist = parseAllowlist(call.env.UPSTREAM_ALLOWED_HOSTS);
-  if (call.upstream.kind !== "http") {
+  const allowlist = allowlistOf(call.env.UPSTREAM_ALLOWED_HOSTS);
+  const { upstream } = call;
+  if (upstream.kind !== "http") {
     return {
       ok: false,
       code: "UPSTREAM_UNSUPPORTED",
@@ -40,7 +53,7 @@ export async function callVersion(call: VersionCall): Promise<UpstreamOutcome> {
       latencyMs: 0,
     };
   }
-  const allowed = checkUpstreamUrl(call.upstream.url, allowlist);
+  const allowed = checkUpstreamUrl(upstream.url, allowlist);
   if (!allowed.ok)
     return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: allowed.reason, latencyMs: 0 };
 
@@ -60,7 +73,7 @@ export async function callVersion(call: VersionCall): Promise<UpstreamOutcome> {
       latencyMs: 0,
     };
   }
-  const outcome = await callUpstream({ ...call, allowlist });
+  const outcome = await callUpstream({ ...call, upstream });
   logTransition(
     call.model,
     call.version,
