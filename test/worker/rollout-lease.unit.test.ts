@@ -10,6 +10,7 @@ import {
   MAX_LEASE_MS,
   MIN_LEASE_MS,
 } from "../../shared/rollout/lease";
+import { mulberry32 } from "./random";
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -70,17 +71,6 @@ function track<T>(promise: Promise<T>): Tracked<T> {
     },
   );
   return t;
-}
-
-/** Small, seedable PRNG (mulberry32), so simulations are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 // ---- constants ----------------------------------------------------------------

@@ -6,6 +6,7 @@ import {
   murmur3,
   randomBucket,
 } from "../../shared/rollout/routing";
+import { mulberry32, tolerance } from "./random";
 
 const encoder = new TextEncoder();
 const utf8 = (text: string) => encoder.encode(text);
@@ -13,20 +14,6 @@ const utf8 = (text: string) => encoder.encode(text);
 /** Keys as callers send them: user ids, in sequence. */
 const keys = (count: number, prefix = "user-") =>
   Array.from({ length: count }, (_, i) => `${prefix}${i}`);
-
-/** Small, seedable PRNG (mulberry32), so draws are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
-/** Allowed deviation of a count of `n` Bernoulli(p) draws: `sigmas` standard deviations. */
-const tolerance = (n: number, p: number, sigmas = 5) => sigmas * Math.sqrt(n * p * (1 - p));
 
 const bump = (counts: number[], index: number) => {
   counts[index] = (counts[index] ?? 0) + 1;

@@ -14,6 +14,7 @@ import {
   type RolloutSnapshot,
   versionStatuses,
 } from "../../shared/rollout/state";
+import { mulberry32, tolerance } from "./random";
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -74,19 +75,6 @@ function sequence(...values: number[]) {
   random.calls = 0;
   return random;
 }
-
-/** Small, seedable PRNG (mulberry32). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
-const tolerance = (n: number, p: number, sigmas = 5) => sigmas * Math.sqrt(n * p * (1 - p));
 
 // ---- RolloutBody ------------------------------------------------------------------
 
