@@ -12,12 +12,12 @@
 // (comma-separated T in ms, default "250,1000"), BENCH_CHANGES (per T, default
 // 20), BENCH_CLIENTS (default 4), BENCH_THINK_MS (client pause, default 2),
 // BENCH_GAP_MS (pause between changes, default 100).
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { type DevServer, freePort, startDevServer } from "../lib/dev-server.ts";
 import { ensureAdminToken, projectRoot } from "../lib/environment.ts";
 
 const leases = (process.env.BENCH_LEASES || "250,1000").split(",").map((s) => Number(s.trim()));
@@ -32,67 +32,13 @@ const resultFile = join(projectRoot, "bench", "results", "rollout-ack.json");
 
 // ---------------------------------------------------------------- npm start
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (!address || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
-
 const stateDir = mkdtempSync(join(os.tmpdir(), "airlock-bench-"));
-let child: ChildProcess | undefined;
-let output = "";
+let server: DevServer | undefined;
 /** wrangler dev reloads the Worker (and resets its objects) when source files change. */
 let reloads = 0;
 
-/** Runs `npm start` in its own process group, and waits for its banner. */
-async function start(env: Record<string, string>): Promise<ChildProcess> {
-  const started = spawn(join(projectRoot, "node_modules", ".bin", "node"), ["scripts/start.ts"], {
-    cwd: projectRoot,
-    env: { ...process.env, ...env, DATABASE_URL: "", FORCE_COLOR: "0" },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  child = started;
-  const collect = (chunk: Buffer) => {
-    const text = chunk.toString();
-    reloads += text.split("Reloading local server").length - 1;
-    output = (output + text).slice(-20_000);
-  };
-  started.stdout?.on("data", collect);
-  started.stderr?.on("data", collect);
-  const deadline = Date.now() + 120_000;
-  while (!output.includes("Airlock is running")) {
-    if (started.exitCode !== null) throw new Error(`npm start exited early:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`npm start did not become ready:\n${output}`);
-    await sleep(200);
-  }
-  return started;
-}
-
-async function stop(): Promise<void> {
-  const running = child;
-  if (!running?.pid || running.exitCode !== null || running.signalCode !== null) return;
-  const exited = new Promise((resolve) => running.once("exit", resolve));
-  try {
-    process.kill(-running.pid, "SIGTERM");
-  } catch {
-    return; // already gone
-  }
-  await Promise.race([exited, sleep(15_000)]);
-  if (running.exitCode === null && running.signalCode === null) {
-    try {
-      process.kill(-running.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
-
 async function cleanUp(): Promise<void> {
-  await stop();
+  await server?.stop();
   rmSync(stateDir, { recursive: true, force: true });
 }
 
@@ -202,11 +148,14 @@ async function main() {
 
   console.log(`Starting npm start on port ${port} (state in a temporary directory)...`);
   const t0 = performance.now();
-  await start({
-    AIRLOCK_STATE_DIR: stateDir,
-    PORT: String(port),
-    AIRLOCK_DB_PORT: String(await freePort()),
-  });
+  server = await startDevServer(
+    { AIRLOCK_STATE_DIR: stateDir, PORT: String(port), AIRLOCK_DB_PORT: String(await freePort()) },
+    {
+      onOutput: (text) => {
+        reloads += text.split("Reloading local server").length - 1;
+      },
+    },
+  );
   console.log(`Ready after ${round((performance.now() - t0) / 1000)} s.`);
 
   async function admin(method: string, path: string, body?: unknown): Promise<Response> {
