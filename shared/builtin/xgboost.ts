@@ -1,0 +1,433 @@
+/**
+ * XGBoost models, from the two things XGBoost writes:
+ * - `xgboost-json`: the file `Booster.save_model("model.json")` writes, as is
+ *   (XGBoost 1.x to 3.x layouts; gbtree and dart boosters);
+ * - `xgboost-dump`: `{ objective, baseScore, numClass?, trees }` where `trees`
+ *   is `Booster.get_dump(dump_format="json")`, each string parsed, and
+ *   `baseScore` is the learner's `base_score` as XGBoost reports it (in output
+ *   space: a probability for binary:logistic).
+ *
+ * Evaluation follows XGBoost's predictor: inputs and thresholds are 32-bit
+ * floats, a row goes left when `x < split_condition`, a missing value (null or
+ * absent) takes the split's default direction, and leaves are summed in single
+ * precision on top of the base margin.
+ */
+import type { EnsembleSpec, SourceTree } from "./ensemble";
+import type { Link } from "./link";
+import {
+  arrayAt,
+  integerAt,
+  isObject,
+  numberAt,
+  numbersAt,
+  objectAt,
+  problem,
+  stringAt,
+  upstreamProblem,
+} from "./problem";
+
+export interface Objective {
+  task: "classification" | "regression";
+  link: Link;
+  /** From base_score (output space) to the base margin. */
+  margin: (baseScore: number) => number;
+}
+
+const identity = (x: number) => x;
+const logit = (p: number) => -Math.log(1 / p - 1);
+
+const objectives: Record<string, Objective> = {
+  "binary:logistic": { task: "classification", link: "logistic", margin: logit },
+  "multi:softprob": { task: "classification", link: "softmax", margin: identity },
+  "multi:softmax": { task: "classification", link: "softmax", margin: identity },
+  "reg:squarederror": { task: "regression", link: "identity", margin: identity },
+  "reg:linear": { task: "regression", link: "identity", margin: identity },
+  "reg:squaredlogerror": { task: "regression", link: "identity", margin: identity },
+  "reg:pseudohubererror": { task: "regression", link: "identity", margin: identity },
+  "reg:absoluteerror": { task: "regression", link: "identity", margin: identity },
+  "reg:logistic": { task: "regression", link: "sigmoid", margin: logit },
+  "count:poisson": { task: "regression", link: "exp", margin: Math.log },
+  "reg:gamma": { task: "regression", link: "exp", margin: Math.log },
+  "reg:tweedie": { task: "regression", link: "exp", margin: Math.log },
+};
+
+export const supportedObjectives = Object.keys(objectives);
+
+export function objectiveOf(name: string, path: string): Objective {
+  const objective = objectives[name];
+  if (!objective) {
+    problem(
+      path,
+      `objective '${name}' is not supported; supported objectives: ${supportedObjectives.join(", ")}`,
+    );
+  }
+  return objective;
+}
+
+export interface ParsedEnsemble {
+  task: "classification" | "regression";
+  /** Feature names in column order, when the file names them. */
+  features: string[] | null;
+  featureCount: number;
+  /** Number of classes (classification), 1 for regression. */
+  classCount: number;
+  spec: Omit<EnsembleSpec, "featureCount">;
+}
+
+/** XGBoost writes numbers in its model parameters as strings ("5E-1", "[5E-1]" from 3.0 on). */
+function parameterNumbers(value: unknown, path: string): number[] {
+  if (typeof value === "number") return [value];
+  const text = stringAt(value, path).trim();
+  const inner = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
+  const numbers = inner.split(",").map((part) => Number(part.trim()));
+  if (numbers.length === 0 || numbers.some((n) => !Number.isFinite(n) || inner.trim() === "")) {
+    problem(path, `'${text}' is not a number`);
+  }
+  return numbers;
+}
+
+function parameterInteger(value: unknown, path: string): number {
+  const [n] = parameterNumbers(value, path);
+  if (n === undefined || !Number.isInteger(n) || n < 0) problem(path, "must be a whole number");
+  return n;
+}
+
+/** `Booster.save_model` JSON. */
+export function parseXgboostJson(model: unknown): ParsedEnsemble {
+  const root = objectAt(model, "");
+  const learner = objectAt(root.learner, "learner");
+  const objectiveName = stringAt(
+    objectAt(learner.objective, "learner.objective").name,
+    "learner.objective.name",
+  );
+  const objective = objectiveOf(objectiveName, "learner.objective.name");
+  const params = objectAt(learner.learner_model_param, "learner.learner_model_param");
+  const featureCount = parameterInteger(
+    params.num_feature,
+    "learner.learner_model_param.num_feature",
+  );
+  const numClass = parameterInteger(
+    params.num_class ?? "0",
+    "learner.learner_model_param.num_class",
+  );
+  if (params.num_target !== undefined) {
+    const targets = parameterInteger(params.num_target, "learner.learner_model_param.num_target");
+    if (targets > 1)
+      problem("learner.learner_model_param.num_target", "multi-target models are not supported");
+  }
+  const margins = objective.link === "softmax" ? numClass : 1;
+  if (objective.link === "softmax" && numClass < 2) {
+    problem("learner.learner_model_param.num_class", `must be at least 2 for ${objectiveName}`);
+  }
+  const baseScores = parameterNumbers(params.base_score, "learner.learner_model_param.base_score");
+  const base = expandBase(baseScores, margins, objective, "learner.learner_model_param.base_score");
+
+  const booster = objectAt(learner.gradient_booster, "learner.gradient_booster");
+  const boosterName = stringAt(booster.name, "learner.gradient_booster.name");
+  let gbtree: Record<string, unknown>;
+  let gbtreePath: string;
+  let weights: number[] | null = null;
+  if (boosterName === "gbtree") {
+    gbtree = booster;
+    gbtreePath = "learner.gradient_booster";
+  } else if (boosterName === "dart") {
+    gbtree = objectAt(booster.gbtree, "learner.gradient_booster.gbtree");
+    gbtreePath = "learner.gradient_booster.gbtree";
+    weights = numbersAt(booster.weight_drop, "learner.gradient_booster.weight_drop");
+  } else {
+    problem(
+      "learner.gradient_booster.name",
+      `booster '${boosterName}' is not supported; supported boosters: gbtree, dart`,
+    );
+  }
+  const body = objectAt(gbtree.model, `${gbtreePath}.model`);
+  const trees = arrayAt(body.trees, `${gbtreePath}.model.trees`);
+  const treeInfo = numbersAt(body.tree_info, `${gbtreePath}.model.tree_info`);
+  if (treeInfo.length !== trees.length) {
+    problem(
+      `${gbtreePath}.model.tree_info`,
+      `has ${treeInfo.length} entries for ${trees.length} trees`,
+    );
+  }
+  if (weights && weights.length !== trees.length) {
+    problem(
+      "learner.gradient_booster.weight_drop",
+      `has ${weights.length} weights for ${trees.length} trees`,
+    );
+  }
+
+  const sources = trees.map((raw, t): SourceTree => {
+    const path = `${gbtreePath}.model.trees[${t}]`;
+    const tree = objectAt(raw, path);
+    const param = objectAt(tree.tree_param, `${path}.tree_param`);
+    if (
+      param.size_leaf_vector !== undefined &&
+      parameterInteger(param.size_leaf_vector, `${path}.tree_param.size_leaf_vector`) > 1
+    ) {
+      problem(
+        `${path}.tree_param.size_leaf_vector`,
+        "vector leaves (multi-target trees) are not supported",
+      );
+    }
+    const left = numbersAt(tree.left_children, `${path}.left_children`);
+    const splitType =
+      tree.split_type === undefined ? [] : numbersAt(tree.split_type, `${path}.split_type`);
+    const categorical = splitType.findIndex((type) => type !== 0);
+    if (categorical >= 0) {
+      problem(`${path}.split_type[${categorical}]`, "categorical splits are not supported");
+    }
+    const conditions = numbersAt(tree.split_conditions, `${path}.split_conditions`);
+    const group = treeInfo[t] as number;
+    if (!Number.isInteger(group) || group < 0 || group >= margins) {
+      problem(
+        `${gbtreePath}.model.tree_info[${t}]`,
+        `names output group ${group}, but the model has ${margins}`,
+      );
+    }
+    return {
+      path,
+      fields: {
+        left: "left_children",
+        right: "right_children",
+        feature: "split_indices",
+        threshold: "split_conditions",
+        value: "split_conditions",
+      },
+      left,
+      right: numbersAt(tree.right_children, `${path}.right_children`),
+      feature: numbersAt(tree.split_indices, `${path}.split_indices`),
+      threshold: conditions,
+      defaultLeft: defaultDirections(tree.default_left, `${path}.default_left`),
+      leaf: (node) => [conditions[node] as number],
+      output: group,
+      weight: weights ? (weights[t] as number) : 1,
+    };
+  });
+
+  const names =
+    learner.feature_names === undefined
+      ? []
+      : arrayAt(learner.feature_names, "learner.feature_names");
+  let features: string[] | null = null;
+  if (names.length > 0) {
+    if (names.length !== featureCount) {
+      problem(
+        "learner.feature_names",
+        `names ${names.length} features, but num_feature is ${featureCount}`,
+      );
+    }
+    features = names.map((name, i) => stringAt(name, `learner.feature_names[${i}]`));
+  }
+  return {
+    task: objective.task,
+    features,
+    featureCount,
+    classCount: objective.task === "classification" ? Math.max(margins, 2) : 1,
+    spec: {
+      margins,
+      comparison: "lt",
+      accumulate: "float32",
+      combine: "sum",
+      scale: 1,
+      base,
+      link: objective.link,
+      trees: sources,
+    },
+  };
+}
+
+function expandBase(
+  scores: number[],
+  margins: number,
+  objective: Objective,
+  path: string,
+): number[] {
+  if (scores.length !== 1 && scores.length !== margins) {
+    problem(path, `holds ${scores.length} values for ${margins} outputs`);
+  }
+  return Array.from({ length: margins }, (_, k) => {
+    const score = scores.length === 1 ? (scores[0] as number) : (scores[k] as number);
+    const margin = objective.margin(score);
+    if (!Number.isFinite(margin)) problem(path, `${score} is outside this objective's range`);
+    return margin;
+  });
+}
+
+/** `default_left` is 0/1 numbers (XGBoost 1.x-3.x) or booleans. */
+function defaultDirections(value: unknown, path: string): number[] {
+  const items = arrayAt(value, path);
+  return items.map((item, i) => {
+    if (item === 0 || item === 1) return item;
+    if (typeof item === "boolean") return item ? 1 : 0;
+    return problem(`${path}[${i}]`, "must be 0, 1, true or false");
+  });
+}
+
+interface DumpNode {
+  id: number;
+  path: string;
+  split?: string;
+  condition?: number;
+  yes?: number;
+  no?: number;
+  missing?: number;
+  leaf?: number;
+}
+
+/**
+ * `{ objective, baseScore, numClass?, trees }` with `trees` the parsed
+ * `get_dump(dump_format="json")`. Split features are named (`"split": "age"`)
+ * or numbered (`"f3"`); `features` maps names to columns.
+ */
+export function parseXgboostDump(model: unknown, features: string[] | null): ParsedEnsemble {
+  const root = objectAt(model, "");
+  const objectiveName = stringAt(root.objective, "objective");
+  const objective = objectiveOf(objectiveName, "objective");
+  const baseScore = numberAt(root.baseScore, "baseScore");
+  let margins = 1;
+  if (objective.link === "softmax") {
+    margins = integerAt(root.numClass, "numClass");
+    if (margins < 2) problem("numClass", `must be at least 2 for ${objectiveName}`);
+  }
+  const base = expandBase([baseScore], margins, objective, "baseScore");
+  const trees = arrayAt(root.trees, "trees");
+  if (!features) {
+    upstreamProblem(
+      "features",
+      "an XGBoost dump does not list its features: give them in column order beside the model",
+    );
+  }
+  const column = new Map(features.map((name, i) => [name, i]));
+
+  const sources = trees.map((raw, t): SourceTree => {
+    const path = `trees[${t}]`;
+    const nodes = new Map<number, DumpNode>();
+    const stack: [unknown, string][] = [[raw, path]];
+    while (stack.length > 0) {
+      const [item, at] = stack.pop() as [unknown, string];
+      const node = objectAt(item, at);
+      const id = integerAt(node.nodeid, `${at}.nodeid`);
+      if (id < 0) problem(`${at}.nodeid`, "must not be negative");
+      if (nodes.has(id)) problem(`${at}.nodeid`, `repeats node ${id}`);
+      if (node.leaf !== undefined) {
+        nodes.set(id, { id, path: at, leaf: numberAt(node.leaf, `${at}.leaf`) });
+        continue;
+      }
+      const split = stringAt(node.split, `${at}.split`);
+      if (node.split_condition === undefined) {
+        problem(`${at}.split_condition`, "is missing (categorical splits are not supported)");
+      }
+      nodes.set(id, {
+        id,
+        path: at,
+        split,
+        condition: numberAt(node.split_condition, `${at}.split_condition`),
+        yes: integerAt(node.yes, `${at}.yes`),
+        no: integerAt(node.no, `${at}.no`),
+        missing: integerAt(node.missing, `${at}.missing`),
+      });
+      const children = node.children === undefined ? [] : arrayAt(node.children, `${at}.children`);
+      for (const [i, child] of children.entries()) stack.push([child, `${at}.children[${i}]`]);
+    }
+    if (!nodes.has(0)) problem(path, "has no node 0 (the root)");
+    const size = Math.max(...nodes.keys()) + 1;
+    const left = new Array<number>(size).fill(-1);
+    const right = new Array<number>(size).fill(-1);
+    const feature = new Array<number>(size).fill(0);
+    const threshold = new Array<number>(size).fill(0);
+    const defaultLeft = new Array<number>(size).fill(0);
+    const leaves = new Array<number>(size).fill(0);
+    const absent = new Set<number>();
+    for (let id = 0; id < size; id++) if (!nodes.has(id)) absent.add(id);
+    for (const node of nodes.values()) {
+      if (node.leaf !== undefined) {
+        leaves[node.id] = node.leaf;
+        continue;
+      }
+      for (const [name, target] of [
+        ["yes", node.yes],
+        ["no", node.no],
+      ] as const) {
+        if (target === undefined || !nodes.has(target)) {
+          problem(
+            `${node.path}.${name}`,
+            `references node ${target}, which the tree does not have`,
+          );
+        }
+      }
+      if (node.missing !== node.yes && node.missing !== node.no) {
+        problem(
+          `${node.path}.missing`,
+          `references node ${node.missing}, which is neither 'yes' nor 'no'`,
+        );
+      }
+      left[node.id] = node.yes as number;
+      right[node.id] = node.no as number;
+      defaultLeft[node.id] = node.missing === node.yes ? 1 : 0;
+      threshold[node.id] = node.condition as number;
+      feature[node.id] = resolveSplit(
+        node.split as string,
+        column,
+        features.length,
+        `${node.path}.split`,
+      );
+    }
+    // Unused ids (XGBoost's pruned nodes) are leaves nobody reaches.
+    for (const id of absent) leaves[id] = 0;
+    return {
+      path,
+      fields: {
+        left: "yes",
+        right: "no",
+        feature: "split",
+        threshold: "split_condition",
+        value: "leaf",
+      },
+      left,
+      right,
+      feature,
+      threshold,
+      defaultLeft,
+      leaf: (node) => [leaves[node] as number],
+      output: margins > 1 ? t % margins : 0,
+      weight: 1,
+    };
+  });
+  return {
+    task: objective.task,
+    features,
+    featureCount: features.length,
+    classCount: objective.task === "classification" ? Math.max(margins, 2) : 1,
+    spec: {
+      margins,
+      comparison: "lt",
+      accumulate: "float32",
+      combine: "sum",
+      scale: 1,
+      base,
+      link: objective.link,
+      trees: sources,
+    },
+  };
+}
+
+function resolveSplit(
+  split: string,
+  column: Map<string, number>,
+  count: number,
+  path: string,
+): number {
+  const named = column.get(split);
+  if (named !== undefined) return named;
+  const numbered = /^f(\d+)$/.exec(split);
+  if (numbered) {
+    const index = Number(numbered[1]);
+    if (index < count) return index;
+    problem(path, `splits on feature ${split}, but the model has ${count} features`);
+  }
+  problem(path, `splits on feature '${split}', which is not among the model's features`);
+}
+
+export function isXgboostJson(model: unknown): boolean {
+  return isObject(model) && isObject(model.learner);
+}
