@@ -5,6 +5,7 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
+import { MAX_MODEL_BYTES } from "../shared/builtin";
 import { isConnectionError } from "../shared/db/client";
 import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
 import { adminApi } from "./admin";
@@ -22,17 +23,22 @@ app.use("*", async (c, next) => {
   c.header("x-content-type-options", "nosniff");
   if (c.req.path.startsWith("/admin")) c.header("cache-control", "no-store");
 });
-app.use("*", (c, next) =>
-  bodyLimit({
-    maxSize: Number(c.env.MAX_BODY_BYTES) || 1_048_576,
+/** Registering a version may carry a builtin model file: its limit plus room for the rest. */
+const VERSION_UPLOAD_BYTES = MAX_MODEL_BYTES + 1_048_576;
+const versionsPath = /^\/admin\/models\/[^/]+\/versions\/?$/;
+
+app.use("*", (c, next) => {
+  const maxSize =
+    c.req.method === "POST" && versionsPath.test(c.req.path)
+      ? VERSION_UPLOAD_BYTES
+      : Number(c.env.MAX_BODY_BYTES) || 1_048_576;
+  return bodyLimit({
+    maxSize,
     onError: () => {
-      throw new ApiError(
-        "PAYLOAD_TOO_LARGE",
-        `Request body exceeds ${Number(c.env.MAX_BODY_BYTES) || 1_048_576} bytes`,
-      );
+      throw new ApiError("PAYLOAD_TOO_LARGE", `Request body exceeds ${maxSize} bytes`);
     },
-  })(c, next),
-);
+  })(c, next);
+});
 app.use("*", database());
 
 app.get("/health", (c) => c.json({ status: "ok" }));

@@ -2,6 +2,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../app-env";
 import { adminAuth } from "../middleware/admin-auth";
 import { idempotency } from "../middleware/idempotency";
+import { artifactsApi } from "./artifacts";
 import { auditApi } from "./audit";
 import { keysApi } from "./keys";
 import { modelsApi } from "./models";
@@ -19,5 +20,6 @@ adminApi.use("*", idempotency({ skip: (c) => c.req.path.endsWith("/kill-switch")
 adminApi.route("/models", modelsApi);
 adminApi.route("/models", versionsApi);
 adminApi.route("/models", rolloutApi);
+adminApi.route("/artifacts", artifactsApi);
 adminApi.route("/audit", auditApi);
 adminApi.route("/keys", keysApi);

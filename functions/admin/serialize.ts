@@ -1,10 +1,6 @@
 import type { models, modelVersions } from "../../shared/db/schema";
 import type { Model } from "../../shared/schemas/model";
-import {
-  missingCardSections,
-  type Version,
-  type VersionSummary,
-} from "../../shared/schemas/version";
+import { missingCardSections, type Version } from "../../shared/schemas/version";
 
 type ModelRow = typeof models.$inferSelect;
 type VersionRow = typeof modelVersions.$inferSelect;
@@ -37,21 +33,5 @@ export function versionResource(modelName: string, row: VersionRow): Version {
     createdAt: row.createdAt.toISOString(),
     createdBy: row.createdBy,
     updatedAt: row.updatedAt.toISOString(),
-  };
-}
-
-/** A version without a builtin model's body, for lists and the audit trail. */
-export function versionSummary(modelName: string, row: VersionRow): VersionSummary {
-  const { upstream, ...rest } = versionResource(modelName, row);
-  return {
-    ...rest,
-    upstream:
-      upstream.kind === "builtin"
-        ? {
-            kind: "builtin",
-            format: upstream.format,
-            modelBytes: new TextEncoder().encode(JSON.stringify(upstream.model)).length,
-          }
-        : upstream,
   };
 }

@@ -7,15 +7,16 @@ import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { PaginationQuery, pageOf, VersionLabel } from "../../shared/schemas/common";
 import {
   CreateVersionBody,
+  type HttpUpstream,
   ModelCard,
   Version,
-  VersionSummary,
 } from "../../shared/schemas/version";
 import type { AppEnv } from "../app-env";
+import { prepareBuiltin, storeBuiltin } from "./artifacts";
 import { runChange, type Transaction } from "./change";
 import { findModel, modelParams } from "./models";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
-import { versionResource, versionSummary } from "./serialize";
+import { versionResource } from "./serialize";
 import { validationHook } from "./validation";
 
 const versionParams = modelParams.extend({
@@ -59,16 +60,21 @@ versionsApi.openapi(
   async (c) => {
     const modelName = c.req.valid("param").model;
     const body = c.req.valid("json");
-    const upstreamSha256 = await sha256Hex(canonicalJson(body.upstream));
+    // A builtin model file is read and checked before the transaction: it is
+    // CPU work that needs no lock.
+    const builtin = body.upstream.kind === "builtin" ? await prepareBuiltin(body.upstream) : null;
+    const upstream = builtin ? builtin.upstream : (body.upstream as HttpUpstream);
+    const upstreamSha256 = await sha256Hex(canonicalJson(upstream));
     const { status, body: version } = await runChange(c, async (tx) => {
       // Lock the model row so a version never appears under a model being changed.
       const model = await findModel(tx, modelName, true);
+      if (builtin) await storeBuiltin(tx, model, builtin, c.var.principal.actor);
       const [row] = await tx
         .insert(modelVersions)
         .values({
           modelId: model.id,
           version: body.version,
-          upstream: body.upstream,
+          upstream,
           upstreamSha256,
           modelCard: body.modelCard,
           createdBy: c.var.principal.actor,
@@ -89,7 +95,7 @@ versionsApi.openapi(
             targetType: "version",
             target: `models/${modelName}/versions/${row.version}`,
             before: null,
-            after: versionSummary(modelName, row),
+            after: versionResource(modelName, row),
           },
         ],
       };
@@ -108,10 +114,7 @@ versionsApi.openapi(
     security: adminSecurity,
     request: { params: modelParams, query: PaginationQuery },
     responses: {
-      200: jsonContent(
-        pageOf(VersionSummary),
-        "A page of versions (builtin model bodies left out)",
-      ),
+      200: jsonContent(pageOf(Version), "A page of versions"),
       ...errorResponses(400, 401, 404, 503),
     },
   }),
@@ -136,7 +139,7 @@ versionsApi.openapi(
     const last = page.at(-1);
     return c.json(
       {
-        items: page.map((row) => versionSummary(modelName, row)),
+        items: page.map((row) => versionResource(modelName, row)),
         nextCursor: rows.length > limit && last ? encodeCursor({ id: last.id }) : null,
       },
       200,

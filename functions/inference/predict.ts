@@ -164,6 +164,7 @@ function versionCall(
     secrets: c.env as unknown as Record<string, unknown>,
     traceparent: c.req.header("traceparent"),
     requestId: c.var.requestId,
+    waitUntil: (promise) => c.executionCtx.waitUntil(promise),
   };
 }
 

@@ -13,9 +13,12 @@ export type UpstreamFailure =
   | "UPSTREAM_TIMEOUT"
   | "UPSTREAM_ERROR"
   | "UPSTREAM_BAD_RESPONSE"
-  | "UPSTREAM_UNSUPPORTED"
   | "UPSTREAM_FORBIDDEN"
-  | "UPSTREAM_CIRCUIT_OPEN";
+  | "UPSTREAM_CIRCUIT_OPEN"
+  /** A builtin model's file could not be loaded or compiled. */
+  | "MODEL_UNAVAILABLE"
+  /** A builtin model could not evaluate the rows (e.g. a missing value it cannot take). */
+  | "MODEL_FAILED";
 
 export type UpstreamOutcome =
   | { ok: true; predictions: CanonicalPrediction[]; latencyMs: number }

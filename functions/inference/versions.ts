@@ -1,6 +1,7 @@
 import { CircuitBreaker, type Transition } from "../../shared/inference/circuit-breaker";
 import { checkUpstreamUrl, parseAllowlist } from "../../shared/inference/egress";
 import type { UpstreamRef } from "../../shared/rollout/state";
+import { callBuiltin } from "./builtin";
 import { callUpstream, type UpstreamCall, type UpstreamOutcome } from "./upstream";
 
 /** The configured allowlist, parsed once per isolate rather than once per call. */
@@ -35,24 +36,19 @@ export interface VersionCall extends Omit<UpstreamCall, "upstream"> {
   version: string;
   upstreamSha256: string;
   env: Env;
+  waitUntil?: ((promise: Promise<unknown>) => void) | undefined;
 }
 
 /**
- * Calls a version through its circuit breaker and the egress allowlist. A
- * refused URL or an unsupported upstream fails before the breaker, so only
- * real calls count toward opening it.
+ * Calls a version: a builtin model in this isolate, an HTTP upstream through
+ * the egress allowlist and its circuit breaker. A refused URL fails before
+ * the breaker, so only real calls count toward opening it.
  */
 export async function callVersion(call: VersionCall): Promise<UpstreamOutcome> {
   const allowlist = allowlistOf(call.env.UPSTREAM_ALLOWED_HOSTS);
   const { upstream } = call;
-  if (upstream.kind !== "http") {
-    return {
-      ok: false,
-      code: "UPSTREAM_UNSUPPORTED",
-      cause: `upstream kind '${call.upstream.kind}' is not served yet`,
-      latencyMs: 0,
-    };
-  }
+  // Builtin models run here: no network, so neither allowlist nor breaker applies.
+  if (upstream.kind === "builtin") return callBuiltin({ ...call, upstream });
   const allowed = checkUpstreamUrl(upstream.url, allowlist);
   if (!allowed.ok)
     return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: allowed.reason, latencyMs: 0 };

@@ -25,9 +25,17 @@ export async function loadCatalogue(db: Database | Transaction, name: string): P
     .orderBy(asc(modelVersions.id));
   const versions: Record<string, VersionRef> = {};
   for (const row of rows) {
+    // A builtin model is carried by reference: the file stays in Postgres.
     const upstream: UpstreamRef =
       row.upstream.kind === "builtin"
-        ? { kind: "builtin", format: row.upstream.format, sha256: row.sha256 }
+        ? {
+            kind: "builtin",
+            format: row.upstream.format,
+            artifactSha256: row.upstream.artifactSha256,
+            features: row.upstream.features,
+            classes: row.upstream.classes,
+            threshold: row.upstream.threshold,
+          }
         : row.upstream;
     versions[row.version] = { upstream, upstreamSha256: row.sha256 };
   }

@@ -13,7 +13,7 @@ import {
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import type { Fallback, InputSchema } from "../schemas/model";
-import type { ModelCard, Upstream } from "../schemas/version";
+import type { ModelCard, StoredUpstream } from "../schemas/version";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
 
@@ -51,9 +51,9 @@ export const modelVersions = pgTable(
       .notNull()
       .references(() => models.id, { onDelete: "restrict" }),
     version: text("version").notNull(),
-    upstream: jsonb("upstream").$type<Upstream>().notNull(),
-    // SHA-256 of the canonical upstream definition: how the rollout snapshot
-    // names a builtin model without carrying it.
+    upstream: jsonb("upstream").$type<StoredUpstream>().notNull(),
+    // SHA-256 of the canonical upstream definition as stored (a builtin
+    // model's file by its artefact hash): the identity of what serves.
     upstreamSha256: text("upstream_sha256").notNull(),
     modelCard: jsonb("model_card").$type<ModelCard>().notNull(),
     status: text("status", { enum: versionStatuses }).notNull().default("registered"),
@@ -67,6 +67,31 @@ export const modelVersions = pgTable(
     check(
       "model_versions_status_check",
       sql`${t.status} in ('registered', 'shadow', 'canary', 'champion', 'retired')`,
+    ),
+  ],
+);
+
+/**
+ * Builtin model files, stored once by content hash: `sha256` is the SHA-256
+ * of `body`, the file's canonical JSON (keys sorted). Rows never change, so
+ * any cache keyed by the hash is always right.
+ */
+export const modelArtifacts = pgTable(
+  "model_artifacts",
+  {
+    sha256: text("sha256").primaryKey(),
+    format: text("format").notNull(),
+    bytes: integer("bytes").notNull(),
+    body: text("body").notNull(),
+    createdAt: createdAt(),
+    createdBy: text("created_by").notNull(),
+  },
+  (t) => [
+    check("model_artifacts_sha256_check", sql`${t.sha256} ~ '^[0-9a-f]{64}$'`),
+    check("model_artifacts_bytes_check", sql`${t.bytes} = octet_length(${t.body})`),
+    check(
+      "model_artifacts_hash_check",
+      sql`${t.sha256} = encode(sha256(convert_to(${t.body}, 'UTF8')), 'hex')`,
     ),
   ],
 );

@@ -102,7 +102,15 @@ export type UpstreamRef =
         | undefined;
       threshold?: number | undefined;
     }
-  | { kind: "builtin"; format: string; sha256: string };
+  | {
+      kind: "builtin";
+      format: string;
+      /** The model file, by content hash; isolates fetch and cache it. */
+      artifactSha256: string;
+      features?: string[] | undefined;
+      classes?: string[] | undefined;
+      threshold?: number | undefined;
+    };
 
 export interface VersionRef {
   upstream: UpstreamRef;

@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
+import { builtinFormats, MAX_MODEL_BYTES } from "../builtin";
 import { versionStatuses } from "../db/schema";
-import { ModelName, Timestamp, VersionLabel } from "./common";
+import { ClassLabel, FeatureName, ModelName, Timestamp, VersionLabel } from "./common";
 
 /** Names a Worker secret that holds the upstream's credential; never the credential. */
 const SecretName = z
@@ -9,6 +10,11 @@ const SecretName = z
     /^[A-Z][A-Z0-9_]{0,63}$/,
     "must be the name of a secret: uppercase letters, digits and '_'",
   );
+
+const Threshold = z.number().gt(0).lt(1).openapi({
+  description:
+    "Binary models: the label is the positive class when its score is at least this (default 0.5).",
+});
 
 const UpstreamUrl = z
   .url({ protocol: /^https?$/, hostname: z.regexes.hostname })
@@ -45,10 +51,7 @@ export const HttpUpstream = z
         description:
           "Where the canonical prediction is in the response: JSON pointers into each output item (json), or output tensor names (v2).",
       }),
-    threshold: z.number().gt(0).lt(1).optional().openapi({
-      description:
-        "Binary models: the label is the positive class when its score is at least this (default 0.5).",
-    }),
+    threshold: Threshold.optional(),
   })
   .strict()
   .openapi("HttpUpstream", {
@@ -61,21 +64,63 @@ export const HttpUpstream = z
     },
   });
 
+export type HttpUpstream = z.infer<typeof HttpUpstream>;
+
+const BuiltinFormat = z.enum(builtinFormats).openapi({
+  description:
+    "xgboost-json: the file Booster.save_model writes; xgboost-dump: { objective, baseScore, numClass?, trees } with trees from get_dump(dump_format='json'); sklearn-trees and sklearn-linear: what scripts/export/sklearn_export.py writes from a fitted estimator.",
+});
+
+const builtinBeside = {
+  features: z.array(FeatureName).min(1).max(1000).optional().openapi({
+    description:
+      "Feature names in the model's column order, for model files that do not name them (XGBoost without feature names, dumps).",
+  }),
+  classes: z.array(ClassLabel).min(2).max(1000).optional().openapi({
+    description:
+      "XGBoost classifiers: the model's class labels in class index order (default: the model's classes, in order).",
+  }),
+  threshold: Threshold.optional(),
+};
+
+/** A builtin model as registered: the model file travels in the request. */
 export const BuiltinUpstream = z
   .object({
     kind: z.literal("builtin"),
-    format: z
-      .string()
-      .regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "must be a format identifier such as 'xgboost-json'"),
-    model: z.record(z.string(), z.unknown()),
+    format: BuiltinFormat,
+    model: z.record(z.string(), z.unknown()).openapi({
+      description: `The model file as JSON, at most ${MAX_MODEL_BYTES} bytes. Stored once by content hash.`,
+    }),
+    ...builtinBeside,
   })
   .strict()
   .openapi("BuiltinUpstream");
+
+/** A builtin model as stored and shown: the model file is an artefact named by its hash. */
+export const StoredBuiltinUpstream = z
+  .object({
+    kind: z.literal("builtin"),
+    format: BuiltinFormat,
+    artifactSha256: z.string().openapi({
+      description:
+        "SHA-256 of the model file's canonical JSON; GET /admin/artifacts/{sha256} returns it.",
+    }),
+    modelBytes: z.number().int(),
+    ...builtinBeside,
+  })
+  .strict()
+  .openapi("StoredBuiltinUpstream");
+export type StoredBuiltinUpstream = z.infer<typeof StoredBuiltinUpstream>;
 
 export const Upstream = z
   .discriminatedUnion("kind", [HttpUpstream, BuiltinUpstream])
   .openapi("Upstream");
 export type Upstream = z.infer<typeof Upstream>;
+
+export const StoredUpstream = z
+  .discriminatedUnion("kind", [HttpUpstream, StoredBuiltinUpstream])
+  .openapi("StoredUpstream");
+export type StoredUpstream = z.infer<typeof StoredUpstream>;
 
 const LongText = z.string().max(20_000);
 
@@ -178,7 +223,7 @@ export const Version = z
     model: ModelName,
     version: VersionLabel,
     status: VersionStatus,
-    upstream: Upstream,
+    upstream: StoredUpstream,
     upstreamSha256: z.string(),
     modelCard: ModelCard,
     missingCardSections: z.array(z.string()),
@@ -188,14 +233,3 @@ export const Version = z
   })
   .openapi("Version");
 export type Version = z.infer<typeof Version>;
-
-/** In lists a builtin model's body is left out; fetch the version to see it. */
-export const VersionSummary = Version.omit({ upstream: true })
-  .extend({
-    upstream: z.union([
-      HttpUpstream,
-      z.object({ kind: z.literal("builtin"), format: z.string(), modelBytes: z.number().int() }),
-    ]),
-  })
-  .openapi("VersionSummary");
-export type VersionSummary = z.infer<typeof VersionSummary>;

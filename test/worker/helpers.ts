@@ -1,5 +1,6 @@
 import { env, exports } from "cloudflare:workers";
 import { openDatabase } from "../../shared/db/client";
+import type { PredictionLogMessage } from "../../shared/inference/events";
 
 export const BASE = "http://airlock.test";
 
@@ -148,4 +149,18 @@ export function executionContext(): ExecutionContext {
     passThroughOnException: () => {},
     props: {},
   } as unknown as ExecutionContext;
+}
+
+/** Records what the Worker puts on the PREDICTION_LOGS queue (the platform binding's interface). */
+export function recordingQueue() {
+  const messages: PredictionLogMessage[] = [];
+  const queue = {
+    send: async (body: PredictionLogMessage) => {
+      messages.push(body);
+    },
+    sendBatch: async (batch: { body: PredictionLogMessage }[]) => {
+      for (const item of batch) messages.push(item.body);
+    },
+  };
+  return { messages, queue };
 }

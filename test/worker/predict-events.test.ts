@@ -8,7 +8,14 @@ import {
   type PredictionLogMessage,
   packEvents,
 } from "../../shared/inference/events";
-import { call, classificationModel, createModel, json, uniqueName } from "./helpers";
+import {
+  call,
+  classificationModel,
+  createModel,
+  json,
+  recordingQueue,
+  uniqueName,
+} from "./helpers";
 import { putRollout } from "./rollout-helpers";
 
 const upstreamBase = (env as unknown as Record<string, string>).TEST_UPSTREAM ?? "";
@@ -18,20 +25,6 @@ const upstream = (path: string, timeoutMs = 500) => ({
   protocol: "json",
   timeoutMs,
 });
-
-/** Records what the Worker puts on the PREDICTION_LOGS queue (the platform binding's interface). */
-function recordingQueue() {
-  const messages: PredictionLogMessage[] = [];
-  const queue = {
-    send: async (body: PredictionLogMessage) => {
-      messages.push(body);
-    },
-    sendBatch: async (batch: { body: PredictionLogMessage }[]) => {
-      for (const item of batch) messages.push(item.body);
-    },
-  };
-  return { messages, queue };
-}
 
 async function setUp(
   versions: Record<string, ReturnType<typeof upstream>>,

@@ -1,9 +1,12 @@
+import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { modelArtifacts } from "../../shared/db/schema";
 import {
   call,
   classificationModel,
   createModel,
   createVersion,
+  database,
   type ErrorJson,
   httpUpstream,
   json,
@@ -19,8 +22,8 @@ const card = {
 
 const builtin = {
   kind: "builtin",
-  format: "linear",
-  model: { coef: [[0.5, -0.25]], intercept: [0.1] },
+  format: "sklearn-linear",
+  model: { features: ["amount"], coef: [[0.5]], intercept: [0.1], classes: ["legit", "fraud"] },
 };
 
 describe("versions: happy paths", () => {
@@ -56,21 +59,71 @@ describe("versions: happy paths", () => {
     await createModel(classificationModel(model));
     const a = await json(await createVersion(model, "a", { upstream: builtin }));
     const reordered = {
-      model: { intercept: [0.1], coef: [[0.5, -0.25]] },
-      format: "linear",
+      model: { intercept: [0.1], classes: ["legit", "fraud"], coef: [[0.5]], features: ["amount"] },
+      format: "sklearn-linear",
       kind: "builtin",
     };
     const b = await json(await createVersion(model, "b", { upstream: reordered }));
     expect(a.upstreamSha256).toBe(b.upstreamSha256);
+    expect(a.upstream).toEqual(b.upstream);
     const c = await json(
       await createVersion(model, "c", {
-        upstream: { ...builtin, model: { coef: [[0.5]], intercept: [0] } },
+        upstream: { ...builtin, model: { ...builtin.model, intercept: [0] } },
       }),
     );
     expect(c.upstreamSha256).not.toBe(a.upstreamSha256);
   });
 
-  it("lists versions newest first without builtin model bodies, page by page", async () => {
+  it("stores a builtin model file once, by the hash of its canonical JSON", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const a = await json<{ upstream: Record<string, unknown> }>(
+      await createVersion(model, "a", { upstream: builtin }),
+    );
+    const file = JSON.stringify(
+      Object.fromEntries(Object.entries(builtin.model).sort(([x], [y]) => (x < y ? -1 : 1))),
+    );
+    const digest = new Uint8Array(
+      await crypto.subtle.digest("SHA-256", new TextEncoder().encode(file)),
+    );
+    const sha256 = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+    expect(a.upstream).toEqual({
+      kind: "builtin",
+      format: "sklearn-linear",
+      artifactSha256: sha256,
+      modelBytes: file.length,
+    });
+    // The same file under another version (with a threshold) is the same artefact.
+    const b = await json<{ upstream: Record<string, unknown> }>(
+      await createVersion(model, "b", { upstream: { ...builtin, threshold: 0.7 } }),
+    );
+    expect(b.upstream.artifactSha256).toBe(sha256);
+    const db = database();
+    try {
+      const rows = await db.db
+        .select()
+        .from(modelArtifacts)
+        .where(eq(modelArtifacts.sha256, sha256));
+      expect(rows).toHaveLength(1);
+      expect(rows[0]?.body).toBe(file);
+    } finally {
+      await db.close();
+    }
+    const artifact = await call(`/admin/artifacts/${sha256}`);
+    expect(artifact.status).toBe(200);
+    expect(await json(artifact)).toMatchObject({
+      sha256,
+      format: "sklearn-linear",
+      bytes: file.length,
+      createdBy: "admin:bootstrap",
+      model: builtin.model,
+    });
+    const unknown = await call(`/admin/artifacts/${"0".repeat(64)}`);
+    expect(unknown.status).toBe(404);
+    expect((await json<ErrorJson>(unknown)).error.code).toBe("ARTIFACT_NOT_FOUND");
+  });
+
+  it("lists versions newest first, builtin models by artefact hash, page by page", async () => {
     const model = uniqueName();
     await createModel(classificationModel(model));
     await createVersion(model, "v1");
@@ -82,7 +135,8 @@ describe("versions: happy paths", () => {
     expect(first.items.map((v) => v.version)).toEqual(["v3", "v2"]);
     expect(first.items[1]?.upstream).toEqual({
       kind: "builtin",
-      format: "linear",
+      format: "sklearn-linear",
+      artifactSha256: expect.stringMatching(/^[0-9a-f]{64}$/),
       modelBytes: expect.any(Number),
     });
     expect(first.nextCursor).toBeTruthy();
@@ -92,7 +146,7 @@ describe("versions: happy paths", () => {
     expect(second.items.map((v) => v.version)).toEqual(["v1"]);
     expect(second.nextCursor).toBeNull();
     const full = await json(await call(`/admin/models/${model}/versions/v2`));
-    expect(full.upstream).toEqual(builtin);
+    expect(full.upstream).toEqual(first.items[1]?.upstream);
   });
 
   it("replaces a version's model card, and nothing else", async () => {
