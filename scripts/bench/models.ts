@@ -63,8 +63,30 @@ export { predictBuiltin } from "./shared/builtin/serve.ts";`,
     outfile,
     logLevel: "error",
   });
-  return (await import(outfile)) as typeof import("../../shared/builtin/index.ts") &
-    typeof import("../../shared/builtin/serve.ts");
+  return (await import(outfile)) as BuiltinModule;
+}
+
+// The shapes used here, declared locally: the Worker's modules resolve
+// imports the bundler's way, not Node's, so they stay out of this program.
+interface Compiled {
+  bytes: number;
+  description: string;
+  predict(x: Float64Array, rows: number): Float64Array;
+}
+interface BuiltinModule {
+  compileModel(
+    format: string,
+    model: unknown,
+  ): { ok: true; model: Compiled } | { ok: false; problem: { path: string; message: string } };
+  predictBuiltin(
+    compiled: Compiled,
+    spec: {
+      task: "classification" | "regression";
+      classes: string[] | null;
+      positiveClass: string | null;
+    },
+    rows: Record<string, number>[],
+  ): { ok: true; predictions: unknown[] } | { ok: false; reason: string };
 }
 
 // ---------------------------------------------------------------- models and rows
@@ -212,7 +234,7 @@ function median(values: number[]): number {
 
 // ---------------------------------------------------------------- XGBoost's own predictor
 
-const pythonScript = String.raw`
+const pythonScript = `
 import json, sys, time
 import numpy as np
 import xgboost as xgb
@@ -266,7 +288,7 @@ function xgboostNative(): Record<string, unknown> | { skipped: string } {
 function npy(data: Float64Array, rows: number, cols: number): Buffer {
   let header = `{'descr': '<f8', 'fortran_order': False, 'shape': (${rows}, ${cols}), }`;
   const total = 10 + header.length + 1;
-  header += " ".repeat((64 - (total % 64)) % 64) + "\n";
+  header += `${" ".repeat((64 - (total % 64)) % 64)}\n`;
   const prefix = Buffer.alloc(10);
   prefix.write("\x93NUMPY", 0, "latin1");
   prefix.writeUInt8(1, 6);

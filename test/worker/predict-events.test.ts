@@ -2,12 +2,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../../functions/index";
-import {
-  keyHmac,
-  type PredictionEvent,
-  type PredictionLogMessage,
-  packEvents,
-} from "../../shared/inference/events";
+import { keyHmac, type PredictionEvent, packEvents } from "../../shared/inference/events";
 import {
   call,
   classificationModel,
