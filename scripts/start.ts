@@ -2,8 +2,11 @@
 //   DATABASE_URL set: that Postgres (a loopback one through a local WebSocket bridge).
 //   otherwise:        an embedded Postgres persisted in .airlock/pgdata.
 // PORT (default 8787) and AIRLOCK_DB_PORT (embedded database's TCP port, default 54329) are configurable.
+// Once the Worker is up, the demo model is registered if it does not exist yet (`--no-demo` or
+// AIRLOCK_DEMO=0 skip it).
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { demoCurl, demoWanted, ensureDemoModel, readDemo } from "./lib/demo.ts";
 import {
   databaseFromEnvironment,
   ensureAdminToken,
@@ -80,20 +83,52 @@ wrangler.stdout.on("data", (chunk: Buffer) => {
   process.stdout.write(text.replaceAll(database.databaseUrl, redactUrl(database.databaseUrl)));
   if (!announced && text.includes("Ready on")) {
     announced = true;
-    const base = `http://${host}:${port}`;
-    console.log(
-      [
-        "",
-        "Airlock is running.",
-        `  API:       ${base}`,
-        `  Docs:      ${base}/docs  (OpenAPI: ${base}/openapi.json)`,
-        `  Database:  ${redactUrl(database.databaseUrl)} (${database.kind})`,
-        `  Admin:     Authorization: Bearer ${token}${created ? "   (new token, written to .dev.vars)" : "   (from .dev.vars)"}`,
-        "",
-      ].join("\n"),
-    );
+    void announce(`http://${host}:${port}`);
   }
 });
+
+/** The demo model first (so that what the banner offers works), then the banner. */
+async function announce(base: string) {
+  const demo = demoWanted(process.argv.slice(2), process.env) ? await demoLines(base) : [];
+  console.log(
+    [
+      "",
+      "Airlock is running.",
+      `  API:       ${base}`,
+      `  Docs:      ${base}/docs  (OpenAPI: ${base}/openapi.json)`,
+      `  Database:  ${redactUrl(database.databaseUrl)} (${database.kind})`,
+      `  Admin:     Authorization: Bearer ${token}${created ? "   (new token, written to .dev.vars)" : "   (from .dev.vars)"}`,
+      ...demo,
+      "",
+    ].join("\n"),
+  );
+}
+
+async function demoLines(base: string): Promise<string[]> {
+  try {
+    const demo = readDemo();
+    const outcome = await ensureDemoModel(base, token, demo);
+    const role = (name: string) =>
+      demo.versions
+        .filter((v) => v.role === name)
+        .map((v) => v.version)
+        .join(", ");
+    const what =
+      outcome === "registered"
+        ? `registered (champion ${role("champion")}, shadow ${role("shadow")})`
+        : "already present, left as it is";
+    return [
+      `  Demo:      ${demo.model.name} ${what}; --no-demo skips it`,
+      "",
+      "Ask it for a prediction:",
+      "",
+      demoCurl(base, demo),
+    ];
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return [`  Demo:      could not register the demo model (the server runs on): ${reason}`];
+  }
+}
 
 function stopWrangler() {
   if (wrangler.pid && wrangler.exitCode === null) {

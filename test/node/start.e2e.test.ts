@@ -2,26 +2,42 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { demoWanted, readDemo } from "../../scripts/lib/demo.ts";
 import { type DevServer, freePort, startDevServer } from "../../scripts/lib/dev-server.ts";
 import { ensureAdminToken } from "../../scripts/lib/environment.ts";
 
 describe("npm start", () => {
-  const stateDir = mkdtempSync(join(tmpdir(), "airlock-start-"));
+  const stateDirs: string[] = [];
   const running: DevServer[] = [];
   afterAll(async () => {
     for (const started of running) await started.stop();
-    rmSync(stateDir, { recursive: true, force: true });
+    for (const dir of stateDirs) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("serves the API on an embedded database whose data survives a restart", async () => {
-    const { token } = ensureAdminToken();
+  /** Ports and a state directory (so a fresh embedded database) for one instance. */
+  async function instance(extra: Record<string, string> = {}) {
+    const stateDir = mkdtempSync(join(tmpdir(), "airlock-start-"));
+    stateDirs.push(stateDir);
     const port = await freePort();
     const env = {
       AIRLOCK_STATE_DIR: stateDir,
       PORT: String(port),
       AIRLOCK_DB_PORT: String(await freePort()),
+      ...extra,
     };
-    const base = `http://127.0.0.1:${port}`;
+    return { env, base: `http://127.0.0.1:${port}` };
+  }
+
+  const demo = readDemo();
+  const auditActions = async (base: string, headers: Record<string, string>, target: string) => {
+    const audit = await fetch(`${base}/admin/audit?target=${target}&limit=200`, { headers });
+    expect(audit.status).toBe(200);
+    return ((await audit.json()) as { items: { action: string }[] }).items.map((e) => e.action);
+  };
+
+  it("serves the API on an embedded database whose data survives a restart", async () => {
+    const { token } = ensureAdminToken();
+    const { env, base } = await instance();
     const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
 
     const first = await startDevServer(env);
@@ -31,6 +47,38 @@ describe("npm start", () => {
     expect(first.output()).toMatch(
       /Database: +postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres \(embedded\)/,
     );
+
+    // The demo model is registered before the banner, and the banner shows how to call it.
+    expect(first.output()).toContain(
+      "demo-credit-risk registered (champion v1-logistic, shadow v2-xgboost)",
+    );
+    expect(first.output()).toContain(`curl -sS -X POST ${base}/v1/models/demo-credit-risk/predict`);
+    const demoModel = await fetch(`${base}/admin/models/demo-credit-risk`, { headers });
+    expect(demoModel.status).toBe(200);
+    const rollout = await fetch(`${base}/admin/models/demo-credit-risk/rollout`, { headers });
+    expect(await rollout.json()).toMatchObject({
+      champion: "v1-logistic",
+      shadows: [{ version: "v2-xgboost", sampleRate: 1 }],
+      canary: null,
+    });
+    const prediction = await fetch(`${base}/v1/models/demo-credit-risk/predict`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ inputs: demo.example }),
+    });
+    expect(prediction.status).toBe(200);
+    expect(prediction.headers.get("x-airlock-version")).toBe("v1-logistic");
+    const { outputs } = (await prediction.json()) as { outputs: { label: string; score: number } };
+    expect(["repaid", "default"]).toContain(outputs.label);
+    expect(outputs.score).toBeGreaterThanOrEqual(0);
+    expect(outputs.score).toBeLessThanOrEqual(1);
+    // An operator's change to the demo model must survive restarts.
+    const patched = await fetch(`${base}/admin/models/demo-credit-risk`, {
+      method: "PATCH",
+      headers,
+      body: JSON.stringify({ owner: "someone-else@example.com" }),
+    });
+    expect(patched.status).toBe(200);
 
     const model = await fetch(`${base}/admin/models`, {
       method: "POST",
@@ -72,6 +120,38 @@ describe("npm start", () => {
     expect(actions).toEqual(["version.create", "model.create"]);
     const docs = await fetch(`${base}/openapi.json`);
     expect(docs.status).toBe(200);
+
+    // The restart found the demo model and left it alone.
+    expect(second.output()).toContain("demo-credit-risk already present, left as it is");
+    const demoActions = await auditActions(base, headers, "models/demo-credit-risk");
+    expect(demoActions.filter((a) => a === "model.create")).toHaveLength(1);
+    expect(demoActions.filter((a) => a === "version.create")).toHaveLength(2);
+    expect(demoActions).toContain("model.update");
+    const kept = await fetch(`${base}/admin/models/demo-credit-risk`, { headers });
+    expect(((await kept.json()) as { owner: string }).owner).toBe("someone-else@example.com");
     await second.stop();
+  }, 240_000);
+
+  it("registers no demo model with AIRLOCK_DEMO=0", async () => {
+    const { token } = ensureAdminToken();
+    const { env, base } = await instance({ AIRLOCK_DEMO: "0" });
+    const server = await startDevServer(env);
+    running.push(server);
+    expect(server.output()).not.toContain("demo-credit-risk");
+    const headers = { authorization: `Bearer ${token}` };
+    const read = await fetch(`${base}/admin/models/demo-credit-risk`, { headers });
+    expect(read.status).toBe(404);
+    expect(await auditActions(base, headers, "models/demo-credit-risk")).toEqual([]);
+    await server.stop();
+  }, 180_000);
+});
+
+describe("demoWanted", () => {
+  it("is on unless --no-demo or AIRLOCK_DEMO=0 (or false, no, off)", () => {
+    expect(demoWanted([], {})).toBe(true);
+    expect(demoWanted([], { AIRLOCK_DEMO: "1" })).toBe(true);
+    expect(demoWanted(["--no-demo"], {})).toBe(false);
+    for (const value of ["0", "false", "No", " off "])
+      expect(demoWanted([], { AIRLOCK_DEMO: value })).toBe(false);
   });
 });
