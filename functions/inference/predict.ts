@@ -1,431 +1,64 @@
 import { z } from "@hono/zod-openapi";
-import { and, eq, gt, isNull, or, sql } from "drizzle-orm";
-import type { Context } from "hono";
 import { Hono } from "hono";
-import { sha256Hex } from "../../shared/crypto";
-import { apiKeys } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
-import {
-  keyHmac,
-  type PredictionEvent,
-  packEvents,
-  type ResultFields,
-} from "../../shared/inference/events";
-import { type InputRow, validateInputs } from "../../shared/inference/inputs";
-import type { CanonicalPrediction } from "../../shared/inference/outputs";
-import {
-  decideRoute,
-  effectiveRollout,
-  type ModelProfile,
-  type RolloutSnapshot,
-  type UpstreamRef,
-  type VersionRef,
-} from "../../shared/rollout/state";
 import type { AppEnv } from "../app-env";
-import { loadCatalogue } from "../rollout/catalogue";
-import { currentRollout, rolloutObject } from "../rollout/leases";
-import type { UpstreamOutcome } from "./upstream";
-import { callVersion, type VersionCall } from "./versions";
+import { admit, servePrediction } from "./serve";
 
-/** Client inference routes: `POST /v1/models/{model}/predict`. */
+/** Client inference routes, Airlock's JSON protocol: `POST /v1/models/{model}/predict`. */
 export const predictApi = new Hono<AppEnv>();
+
+export const Attributes = z
+  .record(
+    z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1 to 64 letters, digits, '_', '.' or '-'"),
+    z.string().max(256),
+  )
+  .refine((a) => Object.keys(a).length <= 32, "must have at most 32 attributes");
+
+export const BucketingKey = z.string().min(1).max(256);
 
 const PredictBody = z
   .object({
     inputs: z.unknown(),
-    key: z.string().min(1).max(256).optional(),
-    attributes: z
-      .record(
-        z
-          .string()
-          .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1 to 64 letters, digits, '_', '.' or '-'"),
-        z.string().max(256),
-      )
-      .refine((a) => Object.keys(a).length <= 32, "must have at most 32 attributes")
-      .optional(),
+    key: BucketingKey.optional(),
+    attributes: Attributes.optional(),
   })
   .strict()
   .refine((body) => body.inputs !== undefined, { message: "is required", path: ["inputs"] });
 
-const bearer = /^Bearer[ ]+([!-~]{1,512})$/i;
-
-/** Is this key valid for any model? Asked only on the rejection path, to pick 401 or 404. */
-async function keyExistsAnywhere(c: Context<AppEnv>, keyHash: string): Promise<boolean> {
-  try {
-    const rows = await c.var
-      .database()
-      .select({ id: apiKeys.id })
-      .from(apiKeys)
-      .where(
-        and(
-          eq(apiKeys.keyHash, keyHash),
-          isNull(apiKeys.revokedAt),
-          or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
-        ),
-      )
-      .limit(1);
-    return rows.length > 0;
-  } catch {
-    return false; // cannot tell: the safer answer is 401
-  }
-}
-
-const unauthorized = () =>
-  new ApiError("UNAUTHORIZED", "A valid API key is required: Authorization: Bearer <key>", {
-    headers: { "www-authenticate": 'Bearer realm="airlock"' },
-  });
-const notFound = (model: string) =>
-  new ApiError("MODEL_NOT_FOUND", `Model '${model}' does not exist`);
-
-/**
- * Order of checks, so keys cannot probe for model names: no or invalid key on
- * a non-public (or unknown) model is 401; a valid key not allowed for the
- * model, or an unknown model, is 404.
- */
-async function authorize(
-  c: Context<AppEnv>,
-  model: string,
-  snapshot: RolloutSnapshot | undefined,
-  now: number,
-): Promise<{ keyHash: string | null }> {
-  const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
-  const profile = snapshot?.profile;
-  const keyHash = token ? await sha256Hex(token) : null;
-  if (profile?.public) return { keyHash };
-  if (!keyHash) throw unauthorized();
-  if (profile?.apiKeyHashes.includes(keyHash)) {
-    const expiresAt = profile.apiKeyExpiresAt?.[keyHash];
-    if (!expiresAt || Date.parse(expiresAt) > now) return { keyHash };
-  }
-  // Telling 401 from 404 costs a database read: limit it per client address
-  // first, so a flood of made-up keys cannot turn into a flood of queries.
-  await rateLimit(c, null);
-  throw (await keyExistsAnywhere(c, keyHash)) ? notFound(model) : unauthorized();
-}
-
-/** Requests per API key (or per client address without one), with the platform's rate limiter. */
-async function rateLimit(c: Context<AppEnv>, keyHash: string | null) {
-  const subject = keyHash
-    ? `key:${keyHash}`
-    : `ip:${c.req.header("cf-connecting-ip") ?? "unknown"}`;
-  const { success } = await c.env.PREDICT_RATE_LIMITER.limit({ key: subject });
-  if (!success) {
-    throw new ApiError("RATE_LIMITED", "Too many requests for this API key; slow down", {
-      headers: { "retry-after": "60" },
-    });
-  }
-}
-
-/** The snapshot a request starting now uses; sets up a model's object on first use. */
-async function snapshotFor(
-  c: Context<AppEnv>,
-  model: string,
-): Promise<RolloutSnapshot | undefined> {
-  const lease = await currentRollout(c.env, model, (work) => c.executionCtx.waitUntil(work));
-  if (lease.grant.state.profile) return lease.grant.state;
-  // Never set up: only the registry knows whether the model exists.
-  let catalogue: Awaited<ReturnType<typeof loadCatalogue>>;
-  try {
-    catalogue = await loadCatalogue(c.var.database(), model);
-  } catch (error) {
-    if (error instanceof ApiError && error.code === "MODEL_NOT_FOUND") return undefined;
-    throw error;
-  }
-  const object = rolloutObject(c.env, model);
-  const result = await object.configure(catalogue, {
-    actor: "system:first-request",
-    requestId: c.var.requestId,
-  });
-  if (!result.ok) throw new ApiError("ROLLOUT_UNAVAILABLE", result.message);
-  return (await object.lease()).state;
-}
-
-/** The parameters of a call to one version on behalf of this request. */
-function versionCall(
-  c: Context<AppEnv>,
-  model: string,
-  profile: ModelProfile,
-  version: string,
-  ref: VersionRef,
-  rows: InputRow[],
-  batch: boolean,
-  upstream: UpstreamRef = ref.upstream,
-): VersionCall {
-  return {
-    env: c.env,
-    model,
-    version,
-    upstreamSha256: ref.upstreamSha256,
-    upstream,
-    schema: profile.inputSchema,
-    spec: { task: profile.task, classes: profile.classes, positiveClass: profile.positiveClass },
-    rows,
-    batch,
-    secrets: c.env as unknown as Record<string, unknown>,
-    traceparent: c.req.header("traceparent"),
-    requestId: c.var.requestId,
-    waitUntil: (promise) => c.executionCtx.waitUntil(promise),
-  };
-}
-
-predictApi.post("/models/:model/predict", async (c) => {
-  const now = Date.now();
-  const model = c.req.param("model");
-  const contentType = c.req.header("content-type") ?? "";
-  if (!/^application\/json\b/i.test(contentType)) {
+/** Inference bodies are JSON; anything else is refused before any work. */
+export function requireJson(contentType: string | undefined): void {
+  if (!/^application\/json\b/i.test(contentType ?? "")) {
     throw new ApiError(
       "UNSUPPORTED_MEDIA_TYPE",
       "Request body must be sent as Content-Type: application/json",
     );
   }
-  const snapshot = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(model)
-    ? await snapshotFor(c, model)
-    : undefined;
-  const { keyHash } = await authorize(c, model, snapshot, now);
-  await rateLimit(c, keyHash);
-  if (!snapshot?.profile) throw notFound(model);
-  const profile = snapshot.profile;
+}
 
-  let raw: unknown;
+export async function readJson(request: { json(): Promise<unknown> }): Promise<unknown> {
   try {
-    raw = await c.req.json();
+    return await request.json();
   } catch {
     throw new ApiError("MALFORMED_JSON", "Request body is not valid JSON");
   }
-  const parsed = PredictBody.safeParse(raw);
+}
+
+predictApi.post("/models/:model/predict", async (c) => {
+  requireJson(c.req.header("content-type"));
+  const admitted = await admit(c, c.req.param("model"));
+  const parsed = PredictBody.safeParse(await readJson(c.req));
   if (!parsed.success) throw validationError(parsed.error.issues, "body");
-  const attributes = parsed.data.attributes ?? {};
-  const hashedKey =
-    parsed.data.key === undefined ? null : await keyHmac(c.env.LOG_HMAC_KEY, parsed.data.key);
-  const event = (fields: ResultFields): PredictionEvent => ({
-    ...fields,
-    requestId: c.var.requestId,
-    model,
-    attributes,
-    keyHmac: hashedKey,
-    stateVersion: snapshot.stateVersion,
-    timestamp: new Date(now).toISOString(),
+  const served = await servePrediction(c, admitted, {
+    inputs: parsed.data.inputs,
+    key: parsed.data.key,
+    attributes: parsed.data.attributes ?? {},
   });
-  const validated = validateInputs(profile.inputSchema, parsed.data.inputs);
-  if (!validated.ok) {
-    // Rejected requests feed data-quality monitoring.
-    logEvents(c, [
-      event({
-        role: "rejected",
-        predictionId: crypto.randomUUID(),
-        version: "",
-        prediction: null,
-        inputs: parsed.data.inputs,
-        latencyMs: 0,
-        status: "rejected",
-        errorCode: "VALIDATION_FAILED",
-      }),
-    ]);
-    throw new ApiError(
-      "VALIDATION_FAILED",
-      `Invalid inputs: ${validated.issues
-        .slice(0, 5)
-        .map((i) => `${i.path}: ${i.message}`)
-        .join("; ")}`,
-      {
-        details: validated.issues,
-      },
-    );
-  }
-  const { rows, batch } = validated;
-
-  c.header("x-airlock-state-version", String(snapshot.stateVersion));
-  const decision = decideRoute(snapshot, parsed.data.key);
-  const ids = rows.map(() => crypto.randomUUID());
-  const respond = (
-    version: string | null,
-    outputs: CanonicalPrediction[],
-    fallback: boolean,
-    latencyMs = 0,
-  ) => {
-    const role = fallback
-      ? "fallback"
-      : decision.kind === "serve" && decision.role === "canary"
-        ? "canary"
-        : "served";
-    logEvents(
-      c,
-      rows.map((row, i) =>
-        event({
-          role,
-          predictionId: ids[i] ?? "",
-          version: version ?? "",
-          prediction: outputs[i] ?? null,
-          inputs: row,
-          latencyMs,
-          status: "ok",
-          errorCode: null,
-        }),
-      ),
-    );
-    if (version) c.header("x-airlock-version", version);
-    c.header("x-airlock-prediction-id", ids.join(","));
-    return c.json(
-      batch
-        ? { predictionIds: ids, model, version, outputs, fallback }
-        : { predictionId: ids[0], model, version, outputs: outputs[0], fallback },
-      200,
-    );
-  };
-  const staticOutputs = (): CanonicalPrediction[] | undefined => {
-    const fallback = profile.fallback;
-    return fallback.kind === "static" ? rows.map(() => fallback.output) : undefined;
-  };
-
-  if (decision.kind === "killed") {
-    const outputs = staticOutputs();
-    if (outputs) return respond(null, outputs, true);
-    throw new ApiError("MODEL_DISABLED", `Model '${model}' is stopped by its kill switch`);
-  }
-  if (decision.kind === "no-champion") {
-    throw new ApiError("NO_SERVING_VERSION", `Model '${model}' has no serving version`);
-  }
-
-  // Work that starts later on behalf of this request (a retry, a fallback
-  // call) checks the lease again first: never call past a kill switch.
-  const stillServing = async () => {
-    try {
-      return effectiveRollout((await currentRollout(c.env, model)).grant.state) !== "killed";
-    } catch {
-      return false;
-    }
-  };
-  const call = (version: string, rowsToSend: InputRow[]): Promise<UpstreamOutcome> => {
-    const ref = snapshot.versions[version];
-    if (!ref)
-      return Promise.resolve({
-        ok: false,
-        code: "UPSTREAM_ERROR",
-        cause: `version '${version}' is not in the rollout state`,
-        latencyMs: 0,
-      });
-    return callVersion({
-      ...versionCall(c, model, profile, version, ref, rowsToSend, batch),
-      recheck: stillServing,
-    });
-  };
-
-  const served = await call(decision.version, rows);
-  if (decision.shadows.length > 0) {
-    c.executionCtx.waitUntil(runShadows(c, model, decision.shadows, rows, batch, ids, event));
-  }
-  if (served.ok) return respond(decision.version, served.predictions, false, served.latencyMs);
-  // The failed call is a result too: monitoring counts errors per version.
-  logEvents(
-    c,
-    rows.map((row, i) =>
-      event({
-        role: decision.role === "canary" ? "canary" : "served",
-        predictionId: ids[i] ?? "",
-        version: decision.version,
-        prediction: null,
-        inputs: row,
-        latencyMs: served.latencyMs,
-        status: served.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error",
-        errorCode: served.code,
-      }),
-    ),
+  const { model } = admitted;
+  const { version, outputs, fallback, predictionIds, batch } = served;
+  return c.json(
+    batch
+      ? { predictionIds, model, version, outputs, fallback }
+      : { predictionId: predictionIds[0], model, version, outputs: outputs[0], fallback },
+    200,
   );
-
-  const fallback = profile.fallback;
-  if (
-    fallback.kind === "version" &&
-    fallback.version !== decision.version &&
-    (await stillServing())
-  ) {
-    const second = await call(fallback.version, rows);
-    if (second.ok) return respond(fallback.version, second.predictions, true, second.latencyMs);
-  }
-  const outputs = staticOutputs();
-  if (outputs) return respond(null, outputs, true);
-  throw new ApiError("UPSTREAM_FAILED", `Version '${decision.version}' failed: ${served.cause}`);
 });
-
-/** Puts results on the log queue; a failure is logged, never passed to the client. */
-async function sendEvents(env: Env, requestId: string, events: PredictionEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  try {
-    await env.PREDICTION_LOGS.sendBatch(
-      packEvents(events).map((body) => ({ body, contentType: "json" as const })),
-    );
-  } catch (error) {
-    console.error(
-      JSON.stringify({
-        level: "error",
-        event: "prediction_logs.send_failed",
-        requestId,
-        error: String(error),
-      }),
-    );
-  }
-}
-
-/** Sends results once the response is on its way. */
-function logEvents(c: Context<AppEnv>, events: PredictionEvent[]) {
-  c.executionCtx.waitUntil(sendEvents(c.env, c.var.requestId, events));
-}
-
-/** Longest a shadow call may take, well inside the time the runtime grants after a response. */
-const SHADOW_TIMEOUT_CAP_MS = 10_000;
-
-/**
- * Shadows get the same inputs after the client's response is on its way.
- * The lease is checked again first: a shadow suspended or killed in the
- * meantime is not called. Their results go out together in one message.
- */
-async function runShadows(
-  c: Context<AppEnv>,
-  model: string,
-  versions: string[],
-  rows: InputRow[],
-  batch: boolean,
-  ids: string[],
-  event: (fields: ResultFields) => PredictionEvent,
-): Promise<void> {
-  let snapshot: RolloutSnapshot;
-  try {
-    snapshot = (await currentRollout(c.env, model)).grant.state;
-  } catch {
-    return; // no valid lease: call nothing
-  }
-  const rollout = effectiveRollout(snapshot);
-  if (rollout === "killed" || !snapshot.profile) return;
-  const live = new Set(rollout.shadows.map((s) => s.version));
-  const profile = snapshot.profile;
-  const results = await Promise.all(
-    versions
-      .filter((version) => live.has(version) && snapshot.versions[version])
-      .map(async (version) => {
-        const ref = snapshot.versions[version];
-        if (!ref) return [];
-        const upstream =
-          ref.upstream.kind === "http"
-            ? {
-                ...ref.upstream,
-                timeoutMs: Math.min(ref.upstream.timeoutMs, SHADOW_TIMEOUT_CAP_MS),
-              }
-            : ref.upstream;
-        const outcome = await callVersion(
-          versionCall(c, model, profile, version, ref, rows, batch, upstream),
-        );
-        return rows.map((row, i) =>
-          event({
-            role: "shadow",
-            predictionId: ids[i] ?? "",
-            version,
-            prediction: outcome.ok ? (outcome.predictions[i] ?? null) : null,
-            inputs: row,
-            latencyMs: outcome.latencyMs,
-            status: outcome.ok ? "ok" : outcome.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error",
-            errorCode: outcome.ok ? null : outcome.code,
-          }),
-        );
-      }),
-  );
-  await sendEvents(c.env, c.var.requestId, results.flat());
-}
