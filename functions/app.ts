@@ -13,6 +13,7 @@ import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
 import { predictPath } from "./inference/openapi";
 import { predictApi } from "./inference/predict";
+import { serverMetadata, v2Api } from "./inference/v2";
 import { database } from "./middleware/database";
 
 export const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -44,6 +45,9 @@ app.use("*", database());
 app.get("/health", (c) => c.json({ status: "ok" }));
 app.route("/admin", adminApi);
 app.route("/v1", predictApi);
+app.route("/v2", v2Api);
+// The protocol names both `v2` and `v2/` for server metadata.
+app.get("/v2/", serverMetadata);
 
 app.openAPIRegistry.registerPath(predictPath);
 app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {
@@ -124,6 +128,13 @@ function errorResponse(c: Context<AppEnv>, error: ApiError): Response {
       }),
     );
   }
+  for (const [name, value] of Object.entries(error.headers ?? {})) c.header(name, value);
+  if (isOpenInferencePath(c.req.path)) {
+    // The Open Inference Protocol's error object, so its clients parse it;
+    // Airlock's code travels in a header.
+    c.header("x-airlock-error-code", error.code);
+    return c.json({ error: error.message }, status);
+  }
   const body: ErrorBody = {
     error: {
       code: error.code,
@@ -132,8 +143,11 @@ function errorResponse(c: Context<AppEnv>, error: ApiError): Response {
       ...(error.details ? { details: error.details } : {}),
     },
   };
-  for (const [name, value] of Object.entries(error.headers ?? {})) c.header(name, value);
   return c.json(body, status);
+}
+
+function isOpenInferencePath(path: string): boolean {
+  return path === "/v2" || path.startsWith("/v2/");
 }
 
 function describe(cause: unknown): string | undefined {

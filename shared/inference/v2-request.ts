@@ -34,7 +34,7 @@ export interface V2InferenceRequest {
   inputs: V2InputTensor[];
 }
 
-const datatypeOf = {
+export const datatypeOf = {
   number: "FP64",
   integer: "INT64",
   string: "BYTES",
