@@ -11,7 +11,7 @@ import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
 import { adminApi } from "./admin";
 import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
-import { predictPath } from "./inference/openapi";
+import { predictPath, v2Paths } from "./inference/openapi";
 import { predictApi } from "./inference/predict";
 import { serverMetadata, v2Api } from "./inference/v2";
 import { database } from "./middleware/database";
@@ -50,6 +50,7 @@ app.route("/v2", v2Api);
 app.get("/v2/", serverMetadata);
 
 app.openAPIRegistry.registerPath(predictPath);
+for (const path of v2Paths) app.openAPIRegistry.registerPath(path);
 app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {
   type: "http",
   scheme: "bearer",
@@ -72,6 +73,10 @@ app.doc31("/openapi.json", {
     { name: "Models", description: "The model registry" },
     { name: "Versions", description: "Versions of a model, with upstreams and model cards" },
     { name: "Inference", description: "Client predictions" },
+    {
+      name: "Open Inference Protocol (V2)",
+      description: "KServe / Triton / MLServer clients: the same routing as /v1 predict",
+    },
     { name: "Rollout", description: "Champion, shadows, canary and kill switch, per model" },
     { name: "API keys", description: "Keys that clients use to call models" },
     { name: "Audit", description: "The trail of every change" },

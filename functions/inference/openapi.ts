@@ -86,3 +86,203 @@ export const predictPath = {
     ),
   },
 };
+
+// ---- Open Inference Protocol (V2) ---------------------------------------------------------------
+
+const V2Error = z
+  .object({ error: z.string() })
+  .openapi("V2Error", {
+    description: "Airlock's error code is in the x-airlock-error-code header.",
+  });
+const v2Error = (description: string) => ({
+  description,
+  content: { "application/json": { schema: V2Error } },
+});
+const V2Parameters = z
+  .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+  .openapi("V2Parameters");
+const TensorData = z.array(z.unknown()).openapi({ description: "Row-major, flat or nested." });
+const V2InputTensor = z
+  .object({
+    name: z.string(),
+    shape: z.array(z.number().int()),
+    datatype: z.string(),
+    parameters: V2Parameters.optional(),
+    data: TensorData,
+  })
+  .openapi("V2InputTensor");
+const V2InferenceRequest = z
+  .object({
+    id: z.string().optional(),
+    parameters: V2Parameters.optional().openapi({
+      description: "`key`: the sticky bucketing key; `attribute.<name>`: a segment attribute.",
+    }),
+    inputs: z.array(V2InputTensor),
+    outputs: z
+      .array(z.object({ name: z.string(), parameters: V2Parameters.optional() }))
+      .optional(),
+  })
+  .openapi("V2InferenceRequest", {
+    example: {
+      id: "42",
+      parameters: { key: "customer-42", "attribute.region": "eu" },
+      inputs: [
+        { name: "amount", shape: [2], datatype: "FP64", data: [250, 12.5] },
+        { name: "country", shape: [2], datatype: "BYTES", data: ["DE", "FR"] },
+      ],
+    },
+  });
+const V2InferenceResponse = z
+  .object({
+    model_name: z.string(),
+    model_version: z.string().optional(),
+    id: z.string(),
+    parameters: V2Parameters.openapi({
+      description:
+        "`prediction_id`: comma-separated, in row order; `fallback`: true when a fallback answered.",
+    }),
+    outputs: z.array(V2InputTensor),
+  })
+  .openapi("V2InferenceResponse");
+const V2MetadataTensor = z.object({
+  name: z.string(),
+  datatype: z.string(),
+  shape: z.array(z.number().int()),
+});
+const V2ModelMetadata = z
+  .object({
+    name: z.string(),
+    versions: z.array(z.string()),
+    platform: z.string(),
+    inputs: z.array(V2MetadataTensor),
+    outputs: z.array(V2MetadataTensor),
+  })
+  .openapi("V2ModelMetadata");
+const modelParam = z.string().openapi({ param: { name: "model", in: "path" } });
+const versionParam = z.string().openapi({ param: { name: "version", in: "path" } });
+const keyErrors = {
+  401: v2Error("No or invalid API key"),
+  404: v2Error("Unknown model, a key not allowed for it, or a version that is not live"),
+  429: v2Error("Rate limited; see Retry-After"),
+};
+const tags = ["Open Inference Protocol (V2)"];
+
+function inferPath(path: string, versioned: boolean) {
+  return {
+    method: "post" as const,
+    path,
+    tags,
+    summary: versioned
+      ? "Infer with exactly this version, while it is live"
+      : "Infer, routed like /v1 predict (champion, canary, shadows, kill switch, fallback)",
+    security: [{ ApiKey: [] }],
+    request: {
+      params: versioned
+        ? z.object({ model: modelParam, version: versionParam })
+        : z.object({ model: modelParam }),
+      body: { required: true, content: { "application/json": { schema: V2InferenceRequest } } },
+    },
+    responses: {
+      200: {
+        description: "Output tensors label, score, probabilities or value",
+        content: { "application/json": { schema: V2InferenceResponse } },
+      },
+      400: v2Error("Malformed request or inputs that fail the model's input schema"),
+      ...keyErrors,
+      413: v2Error("Body larger than the configured limit"),
+      415: v2Error("Body is not application/json"),
+      502: v2Error("The serving version failed and the model has no fallback"),
+      503: v2Error("No serving version, or model disabled by its kill switch"),
+    },
+  };
+}
+
+function metadataPath(path: string, versioned: boolean) {
+  return {
+    method: "get" as const,
+    path,
+    tags,
+    summary: versioned
+      ? "A live version's metadata"
+      : "Model metadata: inputs, outputs, live versions",
+    security: [{ ApiKey: [] }],
+    request: {
+      params: versioned
+        ? z.object({ model: modelParam, version: versionParam })
+        : z.object({ model: modelParam }),
+    },
+    responses: {
+      200: {
+        description: "Metadata",
+        content: { "application/json": { schema: V2ModelMetadata } },
+      },
+      ...keyErrors,
+    },
+  };
+}
+
+function readyPath(path: string, versioned: boolean) {
+  return {
+    method: "get" as const,
+    path,
+    tags,
+    summary: versioned ? "Whether this version is live" : "Whether the model would serve now",
+    security: [{ ApiKey: [] }],
+    request: {
+      params: versioned
+        ? z.object({ model: modelParam, version: versionParam })
+        : z.object({ model: modelParam }),
+    },
+    responses: {
+      200: { description: "Ready (empty body)" },
+      400: {
+        description:
+          "Not ready: no live version, or killed (x-airlock-error-code: MODEL_NOT_READY)",
+      },
+      ...keyErrors,
+    },
+  };
+}
+
+export const v2Paths = [
+  {
+    method: "get" as const,
+    path: "/v2",
+    tags,
+    summary: "Server metadata (also at /v2/)",
+    responses: {
+      200: {
+        description: "Server metadata",
+        content: {
+          "application/json": {
+            schema: z.object({
+              name: z.string(),
+              version: z.string(),
+              extensions: z.array(z.string()),
+            }),
+          },
+        },
+      },
+    },
+  },
+  {
+    method: "get" as const,
+    path: "/v2/health/live",
+    tags,
+    summary: "Server live",
+    responses: { 200: { description: "Live (empty body)" } },
+  },
+  {
+    method: "get" as const,
+    path: "/v2/health/ready",
+    tags,
+    summary: "Server ready",
+    responses: { 200: { description: "Ready (empty body)" } },
+  },
+  metadataPath("/v2/models/{model}", false),
+  readyPath("/v2/models/{model}/ready", false),
+  inferPath("/v2/models/{model}/infer", false),
+  metadataPath("/v2/models/{model}/versions/{version}", true),
+  readyPath("/v2/models/{model}/versions/{version}/ready", true),
+  inferPath("/v2/models/{model}/versions/{version}/infer", true),
+];

@@ -122,8 +122,20 @@ describe("platform: API description", () => {
         "/v1/models/{model}/predict",
         "/admin/models/{model}/rollout",
         "/admin/keys",
+        "/admin/artifacts/{sha256}",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{model}",
+        "/v2/models/{model}/ready",
+        "/v2/models/{model}/infer",
+        "/v2/models/{model}/versions/{version}",
+        "/v2/models/{model}/versions/{version}/ready",
+        "/v2/models/{model}/versions/{version}/infer",
       ]),
     );
+    expect(doc.components.schemas).toHaveProperty("BuiltinUpstream");
+    expect(doc.components.schemas).toHaveProperty("V2InferenceRequest");
     expect(doc.paths["/admin/models"]?.post?.security).toEqual([{ AdminToken: [] }]);
     expect(doc.components.schemas).toHaveProperty("CreateModel");
     expect(doc.components.schemas).toHaveProperty("Error");
