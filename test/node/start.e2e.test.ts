@@ -72,6 +72,28 @@ describe("npm start", () => {
     expect(["repaid", "default"]).toContain(outputs.label);
     expect(outputs.score).toBeGreaterThanOrEqual(0);
     expect(outputs.score).toBeLessThanOrEqual(1);
+    // The same prediction through the Open Inference Protocol route.
+    const datatype = (value: unknown) =>
+      typeof value === "boolean" ? "BOOL" : Number.isInteger(value) ? "INT64" : "FP64";
+    const inferred = await fetch(`${base}/v2/models/demo-credit-risk/infer`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        inputs: Object.entries(demo.example as Record<string, unknown>).map(([name, value]) => ({
+          name,
+          shape: [1],
+          datatype: datatype(value),
+          data: [value],
+        })),
+      }),
+    });
+    expect(inferred.status).toBe(200);
+    const v2 = (await inferred.json()) as {
+      model_version: string;
+      outputs: { name: string; data: unknown[] }[];
+    };
+    expect(v2.model_version).toBe("v1-logistic");
+    expect(v2.outputs.find((o) => o.name === "score")?.data).toEqual([outputs.score]);
     // An operator's change to the demo model must survive restarts.
     const patched = await fetch(`${base}/admin/models/demo-credit-risk`, {
       method: "PATCH",
