@@ -1,4 +1,5 @@
 import { app } from "./app";
+import { handleQueue } from "./queue/prediction-logs";
 
 export { ModelRollout } from "../durable-objects/model-rollout";
 
@@ -6,9 +7,11 @@ export { ModelRollout } from "../durable-objects/model-rollout";
  * The Worker. Requests enter through Hono (`./app`): `/admin` for operators,
  * `/openapi.json` and `/docs` for the API description. Each model's rollout
  * state lives in a `ModelRollout` Durable Object, read through leases
- * (`./rollout/leases`). Inference routes, the prediction-log queue consumer
- * and cron jobs join this file as they are built.
+ * (`./rollout/leases`). Prediction results travel on the PREDICTION_LOGS
+ * queue to `./queue/prediction-logs`, which stores them in Postgres; cron
+ * jobs join this file as they are built.
  */
 export default {
   fetch: app.fetch,
+  queue: handleQueue,
 } satisfies ExportedHandler<Env>;

@@ -89,11 +89,9 @@ export const predictPath = {
 
 // ---- Open Inference Protocol (V2) ---------------------------------------------------------------
 
-const V2Error = z
-  .object({ error: z.string() })
-  .openapi("V2Error", {
-    description: "Airlock's error code is in the x-airlock-error-code header.",
-  });
+const V2Error = z.object({ error: z.string() }).openapi("V2Error", {
+  description: "Airlock's error code is in the x-airlock-error-code header.",
+});
 const v2Error = (description: string) => ({
   description,
   content: { "application/json": { schema: V2Error } },

@@ -228,6 +228,7 @@ export async function servePrediction(
         latencyMs: 0,
         status: "rejected",
         errorCode: "VALIDATION_FAILED",
+        issues: validated.issues,
       }),
     ]);
     const issues = request.issuePath

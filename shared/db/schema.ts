@@ -3,6 +3,7 @@ import {
   bigint,
   boolean,
   check,
+  doublePrecision,
   index,
   integer,
   jsonb,
@@ -168,5 +169,114 @@ export const apiKeys = pgTable(
   (t) => [
     uniqueIndex("api_keys_key_hash_key").on(t.keyHash),
     index("api_keys_created_at_idx").on(t.createdAt),
+  ],
+);
+
+// ---- Prediction logs ---------------------------------------------------------------------------
+//
+// The tables below are partitioned by day on their timestamp (declared in
+// migrations/0004, which drizzle-kit cannot express): a result's key holds
+// its own event time, partitions are created a week ahead by the maintenance
+// job, a DEFAULT partition catches anything else, and retention drops whole
+// partitions.
+
+/** Where a result came from. `rejected` requests live in `rejected_requests`. */
+export const resultRoles = ["served", "canary", "shadow", "fallback"] as const;
+
+/**
+ * One row per result. Identity: (prediction id, role, version), with the
+ * event's time as the partition column; a static fallback has the empty
+ * version. Inserts are ON CONFLICT DO NOTHING: delivery is at least once.
+ */
+export const predictions = pgTable(
+  "predictions",
+  {
+    predictionId: text("prediction_id").notNull(),
+    role: text("role", { enum: resultRoles }).notNull(),
+    version: text("version").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull(),
+    requestId: text("request_id").notNull(),
+    model: text("model").notNull(),
+    inputs: jsonb("inputs").notNull(),
+    prediction: jsonb("prediction"),
+    attributes: jsonb("attributes").$type<Record<string, string>>().notNull(),
+    keyHmac: text("key_hmac"),
+    latencyMs: doublePrecision("latency_ms").notNull(),
+    status: text("status", { enum: ["ok", "error", "timeout"] }).notNull(),
+    errorCode: text("error_code"),
+    stateVersion: bigint("state_version", { mode: "number" }).notNull(),
+    storedAt: timestamp("stored_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.predictionId, t.role, t.version, t.createdAt] }),
+    index("predictions_model_version_created_at_idx").on(t.model, t.version, t.createdAt),
+  ],
+);
+
+/**
+ * What joins to labels and outcomes need, kept far longer than `predictions`
+ * (credit and churn labels arrive months later): no inputs.
+ */
+export const predictionRefs = pgTable(
+  "prediction_refs",
+  {
+    predictionId: text("prediction_id").notNull(),
+    role: text("role", { enum: resultRoles }).notNull(),
+    version: text("version").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull(),
+    model: text("model").notNull(),
+    prediction: jsonb("prediction"),
+    attributes: jsonb("attributes").$type<Record<string, string>>().notNull(),
+    keyHmac: text("key_hmac"),
+  },
+  (t) => [
+    primaryKey({ columns: [t.predictionId, t.role, t.version, t.createdAt] }),
+    index("prediction_refs_prediction_id_idx").on(t.predictionId),
+    index("prediction_refs_model_created_at_idx").on(t.model, t.createdAt),
+  ],
+);
+
+/** Requests refused by a model's input schema, with the failing fields: data-quality monitoring. */
+export const rejectedRequests = pgTable(
+  "rejected_requests",
+  {
+    predictionId: text("prediction_id").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull(),
+    requestId: text("request_id").notNull(),
+    model: text("model").notNull(),
+    inputs: jsonb("inputs"),
+    issues: jsonb("issues").$type<{ path: string; message: string }[]>().notNull(),
+    attributes: jsonb("attributes").$type<Record<string, string>>().notNull(),
+    keyHmac: text("key_hmac"),
+    stateVersion: bigint("state_version", { mode: "number" }).notNull(),
+    storedAt: timestamp("stored_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.predictionId, t.createdAt] }),
+    index("rejected_requests_model_created_at_idx").on(t.model, t.createdAt),
+  ],
+);
+
+/**
+ * Queue messages that could not be stored: poison messages from the log
+ * consumer, and everything the dead-letter queue receives. Kept whole, with
+ * the error, until replayed (`POST /admin/dead-letters/replay`); 14 days.
+ */
+export const deadLetters = pgTable(
+  "dead_letters",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    messageId: text("message_id").notNull(),
+    queue: text("queue").notNull(),
+    body: jsonb("body"),
+    error: text("error").notNull(),
+    attempts: integer("attempts").notNull(),
+    receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+    replayedAt: timestamp("replayed_at", { withTimezone: true }),
+    replayedBy: text("replayed_by"),
+  },
+  (t) => [
+    uniqueIndex("dead_letters_message_id_key").on(t.messageId),
+    index("dead_letters_received_at_idx").on(t.receivedAt),
   ],
 );

@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { FeatureValue } from "./inputs";
 import type { CanonicalPrediction } from "./outputs";
 
@@ -21,6 +22,8 @@ export interface PredictionEvent {
   errorCode: string | null;
   stateVersion: number;
   timestamp: string;
+  /** Rejected requests: what failed the input schema. */
+  issues?: { path: string; message: string }[];
 }
 
 /** What differs from one result of a request to the next; the rest is the request's. */
@@ -34,6 +37,7 @@ export type ResultFields = Pick<
   | "latencyMs"
   | "status"
   | "errorCode"
+  | "issues"
 >;
 
 export interface PredictionLogMessage {
@@ -101,3 +105,33 @@ export async function keyHmac(secret: string, key: string): Promise<string> {
   for (const byte of signature) hex += byte.toString(16).padStart(2, "0");
   return hex;
 }
+
+/**
+ * What the log consumer accepts: a message is stored whole or, when it does
+ * not match, set aside as a dead letter (a poison message must not hold up
+ * the rest of its batch).
+ */
+export const PredictionLogMessageSchema = z.object({
+  schema: z.literal(1),
+  results: z
+    .array(
+      z.object({
+        role: z.enum(["served", "canary", "fallback", "shadow", "rejected"]),
+        predictionId: z.string().min(1).max(128),
+        requestId: z.string().max(256),
+        model: z.string().min(1).max(128),
+        version: z.string().max(128),
+        prediction: z.unknown(),
+        inputs: z.unknown(),
+        attributes: z.record(z.string(), z.string()),
+        keyHmac: z.string().max(128).nullable(),
+        latencyMs: z.number().finite().min(0),
+        status: z.enum(["ok", "error", "timeout", "rejected"]),
+        errorCode: z.string().max(128).nullable(),
+        stateVersion: z.number().int().min(0),
+        timestamp: z.iso.datetime({ offset: true }),
+        issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+      }),
+    )
+    .min(1),
+});

@@ -1,0 +1,365 @@
+import {
+  createExecutionContext,
+  createMessageBatch,
+  getQueueResult,
+  waitOnExecutionContext,
+} from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { sql } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import worker from "../../functions/index";
+import { storeLogs } from "../../functions/queue/prediction-logs";
+import type { PredictionEvent, PredictionLogMessage } from "../../shared/inference/events";
+import {
+  call,
+  classificationModel,
+  createModel,
+  database,
+  deadDatabaseProxy,
+  recordingQueue,
+  uniqueName,
+} from "./helpers";
+import { putRollout } from "./rollout-helpers";
+
+const LOGS = "airlock-prediction-logs";
+const DLQ = "airlock-prediction-logs-dlq";
+
+function event(overrides: Partial<PredictionEvent> = {}): PredictionEvent {
+  return {
+    role: "served",
+    predictionId: crypto.randomUUID(),
+    requestId: crypto.randomUUID(),
+    model: "logs-model",
+    version: "v1",
+    prediction: { label: "fraud", score: 0.9 },
+    inputs: { amount: 250, country: "DE" },
+    attributes: { region: "eu" },
+    keyHmac: "ab".repeat(32),
+    latencyMs: 12.5,
+    status: "ok",
+    errorCode: null,
+    stateVersion: 3,
+    timestamp: new Date().toISOString(),
+    ...overrides,
+  };
+}
+
+const message = (results: PredictionEvent[]): PredictionLogMessage => ({ schema: 1, results });
+
+let sequence = 0;
+/** Delivers `bodies` as one batch to the Worker's queue handler. */
+async function deliver(
+  queue: string,
+  bodies: { id?: string; body: unknown; attempts?: number }[],
+  overrides: Partial<Env> = {},
+) {
+  const batch = createMessageBatch(
+    queue,
+    bodies.map((b) => ({
+      id: b.id ?? `msg-${++sequence}-${crypto.randomUUID()}`,
+      timestamp: new Date(),
+      attempts: b.attempts ?? 1,
+      body: b.body,
+    })),
+  );
+  // The test batch records which messages were retried, not the delays asked for.
+  const delays = new Map<string, number | undefined>();
+  for (const m of batch.messages) {
+    const retry = m.retry.bind(m);
+    Object.defineProperty(m, "retry", {
+      value: (options?: QueueRetryOptions) => {
+        delays.set(m.id, options?.delaySeconds);
+        retry(options);
+      },
+    });
+  }
+  const ctx = createExecutionContext();
+  await worker.queue(batch, { ...env, ...overrides } as Env, ctx);
+  const result = await getQueueResult(batch, ctx);
+  return {
+    ...result,
+    retryMessages: result.retryMessages.map((r) => ({ ...r, delaySeconds: delays.get(r.msgId) })),
+  };
+}
+
+async function query<T>(statement: ReturnType<typeof sql>): Promise<T[]> {
+  const db = database();
+  try {
+    return (await db.db.execute(statement)).rows as T[];
+  } finally {
+    await db.close();
+  }
+}
+
+/** How many times each (prediction id, role, version) is stored. */
+async function storedCounts(ids: string[]): Promise<Map<string, number>> {
+  const rows = await query<{ prediction_id: string; role: string; version: string; n: string }>(
+    sql`SELECT prediction_id, role, version, count(*) AS n FROM predictions
+        WHERE prediction_id IN (SELECT jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))
+        GROUP BY 1, 2, 3`,
+  );
+  return new Map(rows.map((r) => [`${r.prediction_id}/${r.role}/${r.version}`, Number(r.n)]));
+}
+
+const identity = (e: PredictionEvent) => `${e.predictionId}/${e.role}/${e.version}`;
+
+describe("prediction logs: the consumer", () => {
+  it("stores every result of a batch, in predictions, prediction_refs and rejected_requests", async () => {
+    const served = event();
+    const shadow = event({ predictionId: served.predictionId, role: "shadow", version: "v2" });
+    const fallback = event({ role: "fallback", version: "", prediction: { label: "legit" } });
+    const failed = event({ status: "timeout", errorCode: "UPSTREAM_TIMEOUT", prediction: null });
+    const rejected = event({
+      role: "rejected",
+      version: "",
+      status: "rejected",
+      errorCode: "VALIDATION_FAILED",
+      prediction: null,
+      inputs: { amount: -1 },
+      issues: [{ path: "inputs.amount", message: "must be at least 0" }],
+    });
+    const result = await deliver(LOGS, [
+      { body: message([served, shadow]) },
+      { body: message([fallback, failed, rejected]) },
+    ]);
+    expect(result.ackAll).toBe(true);
+    expect(result.retryMessages).toEqual([]);
+    const ids = [served, fallback, failed].map((e) => e.predictionId);
+    const counts = await storedCounts(ids);
+    expect([...counts.keys()].sort()).toEqual(
+      [served, shadow, fallback, failed].map(identity).sort(),
+    );
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    const [row] = await query<Record<string, unknown>>(
+      sql`SELECT * FROM predictions WHERE prediction_id = ${served.predictionId} AND role = 'served'`,
+    );
+    expect(row).toMatchObject({
+      request_id: served.requestId,
+      model: "logs-model",
+      version: "v1",
+      inputs: served.inputs,
+      prediction: served.prediction,
+      attributes: served.attributes,
+      key_hmac: served.keyHmac,
+      latency_ms: 12.5,
+      status: "ok",
+      error_code: null,
+    });
+    expect(new Date(row?.created_at as string).toISOString()).toBe(served.timestamp);
+    const refs = await query<{ n: string }>(
+      sql`SELECT count(*) AS n FROM prediction_refs
+          WHERE prediction_id IN (SELECT jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))`,
+    );
+    expect(Number(refs[0]?.n)).toBe(4);
+    const [refused] = await query<Record<string, unknown>>(
+      sql`SELECT * FROM rejected_requests WHERE prediction_id = ${rejected.predictionId}`,
+    );
+    expect(refused).toMatchObject({
+      model: "logs-model",
+      inputs: { amount: -1 },
+      issues: rejected.issues,
+    });
+  });
+
+  it("changes nothing when the same batch is delivered again", async () => {
+    const events = Array.from({ length: 30 }, () => event());
+    const bodies = [
+      { id: "dup-a", body: message(events.slice(0, 15)) },
+      { id: "dup-b", body: message(events.slice(15)) },
+    ];
+    await deliver(LOGS, bodies);
+    const again = await deliver(
+      LOGS,
+      bodies.map((b) => ({ ...b, attempts: 2 })),
+    );
+    expect(again.ackAll).toBe(true);
+    const counts = await storedCounts(events.map((e) => e.predictionId));
+    expect(counts.size).toBe(30);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+  });
+
+  it("sets a poison message aside as a dead letter without holding up its batch", async () => {
+    const good = [event(), event()];
+    const poisonId = `poison-${crypto.randomUUID()}`;
+    const result = await deliver(LOGS, [
+      { body: message([good[0] as PredictionEvent]) },
+      { id: poisonId, body: { schema: 1, results: [{ role: "served", predictionId: 42 }] } },
+      { body: message([good[1] as PredictionEvent]) },
+    ]);
+    expect(result.ackAll).toBe(true);
+    expect((await storedCounts(good.map((e) => e.predictionId))).size).toBe(2);
+    const [dead] = await query<Record<string, unknown>>(
+      sql`SELECT * FROM dead_letters WHERE message_id = ${poisonId}`,
+    );
+    expect(dead).toMatchObject({
+      queue: LOGS,
+      body: { schema: 1, results: [{ role: "served", predictionId: 42 }] },
+      attempts: 1,
+      replayed_at: null,
+    });
+    expect(dead?.error).toMatch(/^malformed message: results\.0\./);
+  });
+
+  it("retries with growing delays while Postgres is down, then stores everything exactly once", async () => {
+    const down = { DATABASE_WS_PROXY: deadDatabaseProxy };
+    const batches = Array.from({ length: 5 }, () =>
+      Array.from({ length: 4 }, (_, i) => ({
+        id: `stream-${crypto.randomUUID()}`,
+        body: message(Array.from({ length: i + 1 }, () => event())),
+      })),
+    );
+    const produced = batches.flatMap((b) => b.flatMap((m) => m.body.results));
+    // Batches 0 and 4 land; 1 to 3 meet a database that is down, twice.
+    await deliver(LOGS, batches[0] ?? []);
+    const pending = batches.slice(1, 4).flat();
+    let delays: number[] = [];
+    for (const attempts of [1, 2]) {
+      const result = await deliver(
+        LOGS,
+        pending.map((m) => ({ ...m, attempts })),
+        down,
+      );
+      expect(result.ackAll).toBe(false);
+      expect(result.retryMessages.map((r) => r.msgId).sort()).toEqual(
+        pending.map((m) => m.id).sort(),
+      );
+      delays = [...delays, result.retryMessages[0]?.delaySeconds ?? 0];
+    }
+    expect(delays[1]).toBeGreaterThan(delays[0] ?? 0);
+    await deliver(LOGS, batches[4] ?? []);
+    // Redelivered once Postgres is back.
+    await deliver(
+      LOGS,
+      pending.map((m) => ({ ...m, attempts: 3 })),
+    );
+    const counts = await storedCounts(produced.map((e) => e.predictionId));
+    expect(counts.size).toBe(produced.length);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+  });
+
+  it("stores each result once when a delivery stopped after storing half of its batch", async () => {
+    const events = Array.from({ length: 40 }, () => event());
+    // What an earlier delivery managed to store before it died.
+    await storeLogs(env, events.slice(0, 20), []);
+    await deliver(LOGS, [
+      { body: message(events.slice(0, 25)) },
+      { body: message(events.slice(25)) },
+    ]);
+    const counts = await storedCounts(events.map((e) => e.predictionId));
+    expect(counts.size).toBe(40);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+  });
+
+  it("keeps a row whose day has no partition in DEFAULT, until maintenance moves it", async () => {
+    const far = new Date(Date.now() + 40 * 86_400_000);
+    const late = event({ timestamp: far.toISOString() });
+    await deliver(LOGS, [{ body: message([late]) }]);
+    const where = async () =>
+      (
+        await query<{ part: string }>(
+          sql`SELECT tableoid::regclass::text AS part FROM predictions WHERE prediction_id = ${late.predictionId}`,
+        )
+      ).map((r) => r.part);
+    expect(await where()).toEqual(["predictions_default"]);
+    const day = far.toISOString().slice(0, 10);
+    const [moved] = await query<{ moved: string }>(
+      sql`SELECT airlock_ensure_day_partitions('predictions', ${day}::date, 1) AS moved`,
+    );
+    expect(Number(moved?.moved)).toBeGreaterThanOrEqual(1);
+    expect(await where()).toEqual([`predictions_p${day.replaceAll("-", "")}`]);
+  });
+
+  it("fails loudly for a queue it does not consume", async () => {
+    await expect(deliver("some-other-queue", [{ body: message([event()]) }])).rejects.toThrow(
+      /No consumer for queue 'some-other-queue'/,
+    );
+  });
+});
+
+describe("prediction logs: the dead-letter queue", () => {
+  it("stores messages whole, once, and retries with long backoff while Postgres is down", async () => {
+    const body = message([event(), event()]);
+    const id = `dlq-${crypto.randomUUID()}`;
+    const failed = await deliver(DLQ, [{ id, body, attempts: 3 }], {
+      DATABASE_WS_PROXY: deadDatabaseProxy,
+    });
+    expect(failed.retryMessages).toEqual([{ msgId: id, delaySeconds: 240 }]);
+    for (const attempts of [4, 5]) {
+      expect((await deliver(DLQ, [{ id, body, attempts }])).ackAll).toBe(true);
+    }
+    const rows = await query<Record<string, unknown>>(
+      sql`SELECT * FROM dead_letters WHERE message_id = ${id}`,
+    );
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ queue: LOGS, body, attempts: 4 });
+    expect(rows[0]?.error).toMatch(/not stored after 4 deliveries/);
+  });
+});
+
+describe("prediction logs: from a request to rows", () => {
+  it("stores what a prediction request put on the queue", async () => {
+    const model = uniqueName("logs");
+    const { messages, queue } = recordingQueue();
+    await createModel(
+      classificationModel(model, {
+        public: true,
+        fallback: { kind: "static", output: { label: "legit" } },
+      }),
+    );
+    await putRollout(model, { leaseMs: 250 });
+    const ctx = createExecutionContext();
+    // No champion yet is 503; a killed model with a static fallback answers it.
+    await call(`/admin/models/${model}/kill-switch`, {
+      method: "POST",
+      body: { scope: "model", reason: "logs test" },
+    });
+    const response = await worker.fetch(
+      new Request(`http://airlock.test/v1/models/${model}/predict`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          inputs: [
+            { amount: 1, country: "DE" },
+            { amount: -5, country: "DE" },
+          ],
+        }),
+      }),
+      { ...env, PREDICTION_LOGS: queue } as unknown as Env,
+      ctx,
+    );
+    await waitOnExecutionContext(ctx);
+    expect(response.status).toBe(400);
+    const ok = await worker.fetch(
+      new Request(`http://airlock.test/v1/models/${model}/predict`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          inputs: [
+            { amount: 1, country: "DE" },
+            { amount: 5, country: "FR" },
+          ],
+        }),
+      }),
+      { ...env, PREDICTION_LOGS: queue } as unknown as Env,
+      createExecutionContext(),
+    );
+    expect(ok.status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await deliver(
+      LOGS,
+      messages.map((body) => ({ body })),
+    );
+    const ids = (ok.headers.get("x-airlock-prediction-id") ?? "").split(",");
+    const rows = await query<{ prediction_id: string; role: string; version: string }>(
+      sql`SELECT prediction_id, role, version FROM predictions WHERE model = ${model} ORDER BY prediction_id`,
+    );
+    expect(rows.map((r) => r.prediction_id).sort()).toEqual([...ids].sort());
+    expect(rows.every((r) => r.role === "fallback" && r.version === "")).toBe(true);
+    const refused = await query<{ issues: unknown }>(
+      sql`SELECT issues FROM rejected_requests WHERE model = ${model}`,
+    );
+    expect(refused).toEqual([
+      { issues: [{ path: "inputs[1].amount", message: "must be at least 0" }] },
+    ]);
+  });
+});
