@@ -80,6 +80,7 @@ app.doc31("/openapi.json", {
     { name: "Rollout", description: "Champion, shadows, canary and kill switch, per model" },
     { name: "API keys", description: "Keys that clients use to call models" },
     { name: "Audit", description: "The trail of every change" },
+    { name: "Prediction logs", description: "Dead letters of the log pipeline, and their replay" },
   ],
 });
 app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Airlock API" }));

@@ -363,3 +363,72 @@ describe("prediction logs: from a request to rows", () => {
     ]);
   });
 });
+
+describe("prediction logs: replaying dead letters", () => {
+  async function admin(path: string, body?: unknown, queue?: unknown) {
+    const ctx = createExecutionContext();
+    const response = await worker.fetch(
+      new Request(`http://airlock.test${path}`, {
+        method: body === undefined ? "GET" : "POST",
+        headers: {
+          authorization: `Bearer ${env.ADMIN_TOKEN}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }),
+      { ...env, ...(queue ? { PREDICTION_LOGS: queue } : {}) } as unknown as Env,
+      ctx,
+    );
+    await waitOnExecutionContext(ctx);
+    return response;
+  }
+  const idOf = async (messageId: string) =>
+    String(
+      (
+        await query<{ id: string }>(
+          sql`SELECT id FROM dead_letters WHERE message_id = ${messageId}`,
+        )
+      )[0]?.id,
+    );
+
+  it("puts well-formed dead letters back on the queue once, skips poison, and audits it", async () => {
+    const lost = [event(), event(), event()];
+    const lostId = `dlq-${crypto.randomUUID()}`;
+    await deliver(DLQ, [{ id: lostId, body: message(lost), attempts: 6 }]);
+    const poisonId = `poison-${crypto.randomUUID()}`;
+    await deliver(LOGS, [{ id: poisonId, body: "not a message" }]);
+    const ids = [await idOf(lostId), await idOf(poisonId)];
+
+    const { messages, queue } = recordingQueue();
+    const response = await admin("/admin/dead-letters/replay", { ids }, queue);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({
+      replayed: [ids[0]],
+      results: 3,
+      skipped: [{ id: ids[1], reason: "not a well-formed prediction-log message" }],
+    });
+    expect(messages).toEqual([message(lost)]);
+    // The replayed message is stored like any other.
+    await deliver(
+      LOGS,
+      messages.map((body) => ({ body })),
+    );
+    const counts = await storedCounts(lost.map((e) => e.predictionId));
+    expect(counts.size).toBe(3);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+
+    // Replayed once: a second call finds nothing pending for it.
+    const again = await admin(
+      "/admin/dead-letters/replay",
+      { ids: [ids[0]] },
+      recordingQueue().queue,
+    );
+    expect(await again.json()).toEqual({ replayed: [], results: 0, skipped: [] });
+    const listed = await admin("/admin/dead-letters?replayed=true&limit=100");
+    const items = ((await listed.json()) as { items: { id: string; replayedBy: string }[] }).items;
+    expect(items.find((i) => i.id === ids[0])?.replayedBy).toBe("admin:bootstrap");
+    const audit = await admin("/admin/audit?action=dead_letters.replay&limit=5");
+    const entries = ((await audit.json()) as { items: { after: { replayed: string[] } }[] }).items;
+    expect(entries.some((e) => e.after.replayed.includes(ids[0] as string))).toBe(true);
+  });
+});
