@@ -1,4 +1,5 @@
 import { app } from "./app";
+import { handleScheduled } from "./jobs";
 import { handleQueue } from "./queue/prediction-logs";
 
 export { ModelRollout } from "../durable-objects/model-rollout";
@@ -9,9 +10,10 @@ export { ModelRollout } from "../durable-objects/model-rollout";
  * state lives in a `ModelRollout` Durable Object, read through leases
  * (`./rollout/leases`). Prediction results travel on the PREDICTION_LOGS
  * queue to `./queue/prediction-logs`, which stores them in Postgres; cron
- * jobs join this file as they are built.
+ * triggers run the jobs in `./jobs`.
  */
 export default {
   fetch: app.fetch,
   queue: handleQueue,
+  scheduled: handleScheduled,
 } satisfies ExportedHandler<Env>;

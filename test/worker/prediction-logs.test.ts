@@ -432,3 +432,53 @@ describe("prediction logs: replaying dead letters", () => {
     expect(entries.some((e) => e.after.replayed.includes(ids[0] as string))).toBe(true);
   });
 });
+
+describe("prediction logs: partition upkeep", () => {
+  it("creates days ahead, moves rows out of DEFAULT, drops days past retention, runs on its cron", async () => {
+    const { maintainLogPartitions } = await import("../../functions/jobs/log-partitions");
+    const now = new Date();
+    const day = (offset: number) =>
+      new Date(now.getTime() + offset * 86_400_000).toISOString().slice(0, 10).replaceAll("-", "");
+    const partitions = async () =>
+      (
+        await query<{ name: string }>(
+          sql`SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = 'predictions'::regclass`,
+        )
+      ).map((r) => r.name);
+    // A stray row far ahead, and an expired day's partition.
+    const stray = event({ timestamp: new Date(now.getTime() + 60 * 86_400_000).toISOString() });
+    await storeLogs(env, [stray], []);
+    const old = `predictions_p${day(-120)}`;
+    await query(
+      sql.raw(`SELECT airlock_ensure_day_partitions('predictions', current_date - 120, 1)`),
+    );
+    expect(await partitions()).toContain(old);
+
+    const report = await maintainLogPartitions(env, now);
+    const after = await partitions();
+    for (const offset of [0, 1, 7]) expect(after).toContain(`predictions_p${day(offset)}`);
+    expect(after).toContain(`predictions_p${day(60)}`);
+    expect(after).not.toContain(old);
+    expect(report.dropped).toContain(old);
+    expect(report.moved.predictions).toBeGreaterThanOrEqual(1);
+    const [where] = await query<{ part: string }>(
+      sql`SELECT tableoid::regclass::text AS part FROM predictions WHERE prediction_id = ${stray.predictionId}`,
+    );
+    expect(where?.part).toBe(`predictions_p${day(60)}`);
+    // The same job through the scheduled handler; an unknown cron is an error.
+    const ctx = createExecutionContext();
+    await worker.scheduled(
+      { cron: "17 * * * *", scheduledTime: now.getTime(), noRetry() {} } as ScheduledController,
+      env,
+      ctx,
+    );
+    await expect(
+      worker.scheduled(
+        { cron: "* * * * *", scheduledTime: now.getTime(), noRetry() {} } as ScheduledController,
+        env,
+        ctx,
+      ),
+    ).rejects.toThrow(/No job for cron/);
+  });
+});

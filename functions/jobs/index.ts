@@ -1,0 +1,20 @@
+/**
+ * Cron jobs by schedule. Each job is a function of (env, time) that tests call
+ * directly; the scheduled handler only dispatches.
+ */
+import { maintainLogPartitions } from "./log-partitions";
+
+export const jobs: Record<string, (env: Env, now: Date) => Promise<unknown>> = {
+  // Hourly, off the hour.
+  "17 * * * *": maintainLogPartitions,
+};
+
+export async function handleScheduled(
+  controller: ScheduledController,
+  env: Env,
+  _ctx?: ExecutionContext,
+): Promise<void> {
+  const job = jobs[controller.cron];
+  if (!job) throw new Error(`No job for cron '${controller.cron}'`);
+  await job(env, new Date(controller.scheduledTime));
+}
