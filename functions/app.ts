@@ -11,6 +11,7 @@ import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
 import { adminApi } from "./admin";
 import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
+import { feedbackApi } from "./inference/feedback";
 import { predictPath, v2Paths } from "./inference/openapi";
 import { predictApi } from "./inference/predict";
 import { serverMetadata, v2Api } from "./inference/v2";
@@ -45,6 +46,7 @@ app.use("*", database());
 app.get("/health", (c) => c.json({ status: "ok" }));
 app.route("/admin", adminApi);
 app.route("/v1", predictApi);
+app.route("/v1", feedbackApi);
 app.route("/v2", v2Api);
 // The protocol names both `v2` and `v2/` for server metadata.
 app.get("/v2/", serverMetadata);

@@ -26,7 +26,7 @@ import { currentRollout, rolloutObject } from "../rollout/leases";
 import type { UpstreamOutcome } from "./upstream";
 import { callVersion, type VersionCall } from "./versions";
 
-const bearer = /^Bearer[ ]+([!-~]{1,512})$/i;
+export const bearer = /^Bearer[ ]+([!-~]{1,512})$/i;
 
 /** Is this key valid for any model? Asked only on the rejection path, to pick 401 or 404. */
 async function keyExistsAnywhere(c: Context<AppEnv>, keyHash: string): Promise<boolean> {
@@ -49,7 +49,7 @@ async function keyExistsAnywhere(c: Context<AppEnv>, keyHash: string): Promise<b
   }
 }
 
-const unauthorized = () =>
+export const unauthorized = () =>
   new ApiError("UNAUTHORIZED", "A valid API key is required: Authorization: Bearer <key>", {
     headers: { "www-authenticate": 'Bearer realm="airlock"' },
   });
@@ -83,7 +83,7 @@ async function authorize(
 }
 
 /** Requests per API key (or per client address without one), with the platform's rate limiter. */
-async function rateLimit(c: Context<AppEnv>, keyHash: string | null) {
+export async function rateLimit(c: Context<AppEnv>, keyHash: string | null) {
   const subject = keyHash
     ? `key:${keyHash}`
     : `ip:${c.req.header("cf-connecting-ip") ?? "unknown"}`;

@@ -2,7 +2,7 @@
  * Upkeep of the prediction-log tables, hourly: daily partitions a week ahead,
  * rows that landed in a DEFAULT partition moved into their day's (and
  * reported, since they mean a day had no partition), whole days dropped past
- * retention, and old dead letters deleted.
+ * retention, and old dead letters, labels and KPI events deleted.
  */
 import { sql } from "drizzle-orm";
 import { openDatabase } from "../../shared/db/client";
@@ -14,6 +14,8 @@ export const logRetentionDays = {
   prediction_refs: 400,
 } as const;
 export const DEAD_LETTER_RETENTION_DAYS = 14;
+/** Labels and KPI events are kept as long as the references they join to. */
+export const FEEDBACK_RETENTION_DAYS = logRetentionDays.prediction_refs;
 /** Partitions exist from yesterday to this many days ahead. */
 export const PARTITION_DAYS_AHEAD = 7;
 
@@ -22,11 +24,18 @@ export interface PartitionReport {
   moved: Record<string, number>;
   dropped: string[];
   deadLettersDeleted: number;
+  /** Labels, label events and KPI events past retention. */
+  feedbackDeleted: number;
 }
 
 export async function maintainLogPartitions(env: Env, now = new Date()): Promise<PartitionReport> {
   const handle = openDatabase(env);
-  const report: PartitionReport = { moved: {}, dropped: [], deadLettersDeleted: 0 };
+  const report: PartitionReport = {
+    moved: {},
+    dropped: [],
+    deadLettersDeleted: 0,
+    feedbackDeleted: 0,
+  };
   try {
     const db = handle.db;
     const today = now.toISOString().slice(0, 10);
@@ -57,6 +66,16 @@ export async function maintainLogPartitions(env: Env, now = new Date()): Promise
       sql`DELETE FROM dead_letters WHERE received_at < ${now.toISOString()}::timestamptz - make_interval(days => ${DEAD_LETTER_RETENTION_DAYS})`,
     );
     report.deadLettersDeleted = deleted.rowCount ?? 0;
+    const cutoff = sql`${now.toISOString()}::timestamptz - make_interval(days => ${FEEDBACK_RETENTION_DAYS})`;
+    let expired = 0;
+    expired +=
+      (await db.execute(sql`DELETE FROM feedback WHERE updated_at < ${cutoff}`)).rowCount ?? 0;
+    expired +=
+      (await db.execute(sql`DELETE FROM feedback_events WHERE received_at < ${cutoff}`)).rowCount ??
+      0;
+    expired +=
+      (await db.execute(sql`DELETE FROM outcomes WHERE received_at < ${cutoff}`)).rowCount ?? 0;
+    report.feedbackDeleted = expired;
   } finally {
     await handle.close();
   }

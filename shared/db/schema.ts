@@ -280,3 +280,67 @@ export const deadLetters = pgTable(
     index("dead_letters_received_at_idx").on(t.receivedAt),
   ],
 );
+
+/**
+ * Ground truth, one current label per prediction (a later label replaces an
+ * earlier one; `revision` counts them). Every label received is also kept in
+ * `feedback_events`, so a replacement never erases what was said before.
+ * Labels may arrive before the prediction's log row: no foreign key.
+ */
+export const feedback = pgTable(
+  "feedback",
+  {
+    predictionId: text("prediction_id").primaryKey(),
+    label: jsonb("label").$type<string | number>().notNull(),
+    observedAt: timestamp("observed_at", { withTimezone: true }).notNull(),
+    apiKeyId: text("api_key_id").notNull(),
+    revision: integer("revision").notNull().default(1),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("feedback_updated_at_idx").on(t.updatedAt)],
+);
+
+export const feedbackEvents = pgTable(
+  "feedback_events",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    predictionId: text("prediction_id").notNull(),
+    label: jsonb("label").$type<string | number>().notNull(),
+    observedAt: timestamp("observed_at", { withTimezone: true }).notNull(),
+    apiKeyId: text("api_key_id").notNull(),
+    receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index("feedback_events_prediction_id_idx").on(t.predictionId),
+    index("feedback_events_received_at_idx").on(t.receivedAt),
+  ],
+);
+
+/**
+ * Business KPI events (revenue, conversion, churn, handling time) tied to a
+ * prediction or to a bucketing key (stored as its HMAC, like the logs). A
+ * client may name each event (`client_id`) so that a retry stores it once.
+ */
+export const outcomes = pgTable(
+  "outcomes",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    clientId: text("client_id"),
+    apiKeyId: text("api_key_id").notNull(),
+    predictionId: text("prediction_id"),
+    keyHmac: text("key_hmac"),
+    kpi: text("kpi").notNull(),
+    value: doublePrecision("value").notNull(),
+    at: timestamp("at", { withTimezone: true }).notNull(),
+    receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("outcomes_client_id_key")
+      .on(t.apiKeyId, t.clientId)
+      .where(sql`${t.clientId} is not null`),
+    index("outcomes_prediction_id_idx").on(t.predictionId),
+    index("outcomes_key_hmac_at_idx").on(t.keyHmac, t.at),
+    index("outcomes_kpi_at_idx").on(t.kpi, t.at),
+    check("outcomes_subject_check", sql`${t.predictionId} is not null or ${t.keyHmac} is not null`),
+  ],
+);
