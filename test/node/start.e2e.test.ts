@@ -72,6 +72,22 @@ describe("npm start", () => {
     expect(["repaid", "default"]).toContain(outputs.label);
     expect(outputs.score).toBeGreaterThanOrEqual(0);
     expect(outputs.score).toBeLessThanOrEqual(1);
+    // The log pipeline stores it (and the shadow's result) within seconds.
+    const predictionId = prediction.headers.get("x-airlock-prediction-id") ?? "";
+    const loggedBy = Date.now() + 20_000;
+    let logged: { results: { role: string; version: string }[] } | undefined;
+    while (Date.now() < loggedBy) {
+      const stored = await fetch(`${base}/admin/predictions/${predictionId}`, { headers });
+      if (stored.status === 200) {
+        logged = (await stored.json()) as typeof logged;
+        if ((logged?.results.length ?? 0) >= 2) break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    expect(logged?.results.map((r) => `${r.role}:${r.version}`).sort()).toEqual([
+      "served:v1-logistic",
+      "shadow:v2-xgboost",
+    ]);
     // The same prediction through the Open Inference Protocol route.
     const datatype = (value: unknown) =>
       typeof value === "boolean" ? "BOOL" : Number.isInteger(value) ? "INT64" : "FP64";

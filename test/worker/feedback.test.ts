@@ -84,6 +84,17 @@ describe("feedback", () => {
           WHERE r.prediction_id = ${predictionId}`,
     );
     expect(joined).toEqual([{ predicted: "fraud", actual: "legit" }]);
+    const stored = await call(`/admin/predictions/${predictionId}`);
+    expect(stored.status).toBe(200);
+    expect(await stored.json()).toMatchObject({
+      predictionId,
+      results: [{ role: "served", version: "v1", model: "fb-model", prediction: event.prediction }],
+      feedback: { label: "legit", revision: 2, observedAt: "2026-11-20T10:00:00.000Z" },
+      outcomes: [],
+    });
+    const unknown = await call(`/admin/predictions/${crypto.randomUUID()}`);
+    expect(unknown.status).toBe(404);
+    expect((await json<ErrorJson>(unknown)).error.code).toBe("PREDICTION_NOT_FOUND");
   });
 
   it("takes a batch, the last label per prediction winning", async () => {

@@ -1,0 +1,119 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { asc, eq } from "drizzle-orm";
+import { feedback, outcomes, predictions } from "../../shared/db/schema";
+import { ApiError } from "../../shared/errors";
+import { Timestamp } from "../../shared/schemas/common";
+import type { AppEnv } from "../app-env";
+import { adminSecurity, errorResponses, jsonContent } from "./openapi";
+import { validationHook } from "./validation";
+
+/** One prediction as the log pipeline stored it: every result, its label, its outcomes. */
+export const predictionsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+const StoredPrediction = z
+  .object({
+    predictionId: z.string(),
+    results: z.array(
+      z.object({
+        role: z.string(),
+        version: z.string(),
+        model: z.string(),
+        requestId: z.string(),
+        prediction: z.unknown(),
+        inputs: z.unknown(),
+        attributes: z.record(z.string(), z.string()),
+        latencyMs: z.number(),
+        status: z.string(),
+        errorCode: z.string().nullable(),
+        stateVersion: z.number(),
+        createdAt: Timestamp,
+        storedAt: Timestamp,
+      }),
+    ),
+    feedback: z
+      .object({
+        label: z.union([z.string(), z.number()]),
+        observedAt: Timestamp,
+        revision: z.number(),
+      })
+      .nullable(),
+    outcomes: z.array(z.object({ kpi: z.string(), value: z.number(), at: Timestamp })),
+  })
+  .openapi("StoredPrediction");
+
+predictionsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/{predictionId}",
+    tags: ["Prediction logs"],
+    summary:
+      "A prediction's stored results (served, canary, fallback, shadows), label and outcomes",
+    security: adminSecurity,
+    request: {
+      params: z.object({
+        predictionId: z
+          .string()
+          .min(1)
+          .max(128)
+          .openapi({ param: { name: "predictionId", in: "path" } }),
+      }),
+    },
+    responses: {
+      200: jsonContent(StoredPrediction, "What is stored about the prediction"),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const { predictionId } = c.req.valid("param");
+    const db = c.var.database();
+    const [rows, labels, kpis] = await Promise.all([
+      db
+        .select()
+        .from(predictions)
+        .where(eq(predictions.predictionId, predictionId))
+        .orderBy(asc(predictions.storedAt)),
+      db.select().from(feedback).where(eq(feedback.predictionId, predictionId)),
+      db
+        .select()
+        .from(outcomes)
+        .where(eq(outcomes.predictionId, predictionId))
+        .orderBy(asc(outcomes.at)),
+    ]);
+    const label = labels[0];
+    if (rows.length === 0 && !label && kpis.length === 0) {
+      throw new ApiError(
+        "PREDICTION_NOT_FOUND",
+        `Nothing is stored for prediction '${predictionId}' (yet, or past retention)`,
+      );
+    }
+    return c.json(
+      {
+        predictionId,
+        results: rows.map((row) => ({
+          role: row.role,
+          version: row.version,
+          model: row.model,
+          requestId: row.requestId,
+          prediction: row.prediction ?? null,
+          inputs: row.inputs,
+          attributes: row.attributes,
+          latencyMs: row.latencyMs,
+          status: row.status,
+          errorCode: row.errorCode ?? null,
+          stateVersion: row.stateVersion,
+          createdAt: row.createdAt.toISOString(),
+          storedAt: row.storedAt.toISOString(),
+        })),
+        feedback: label
+          ? {
+              label: label.label,
+              observedAt: label.observedAt.toISOString(),
+              revision: label.revision,
+            }
+          : null,
+        outcomes: kpis.map((o) => ({ kpi: o.kpi, value: o.value, at: o.at.toISOString() })),
+      },
+      200,
+    );
+  },
+);
