@@ -7,6 +7,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { demoCurl, demoWanted, ensureDemoModel, readDemo } from "./lib/demo.ts";
+import { freePort } from "./lib/dev-server.ts";
 import {
   databaseFromEnvironment,
   ensureAdminToken,
@@ -50,6 +51,10 @@ try {
   await shutdown(1);
 }
 
+// wrangler's debugger port: its default (9229) collides when two instances
+// start at once, so take a free one unless INSPECTOR_PORT names it.
+const inspectorPort = process.env.INSPECTOR_PORT || String(await freePort());
+
 // wrangler runs in its own process group so that stopping it also stops workerd.
 const wrangler = spawn(
   join(projectRoot, "node_modules", ".bin", "wrangler"),
@@ -60,6 +65,8 @@ const wrangler = spawn(
     "--port",
     String(port),
     "--test-scheduled",
+    "--inspector-port",
+    inspectorPort,
     "--show-interactive-dev-session=false",
     "--var",
     `DATABASE_URL:${database.databaseUrl}`,
