@@ -1,14 +1,13 @@
 import { z } from "@hono/zod-openapi";
-import { and, eq, gt, isNull, or, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { sha256Hex } from "../../shared/crypto";
-import { apiKeys } from "../../shared/db/schema";
 import { validationError } from "../../shared/errors";
 import { keyHmac } from "../../shared/inference/events";
 import type { AppEnv } from "../app-env";
 import { BucketingKey, readJson, requireJson } from "./predict";
-import { bearer, rateLimit, unauthorized } from "./serve";
+import { bearer, rateLimit, unauthorized, validKeyId } from "./serve";
 
 /**
  * What clients learn after a prediction: ground-truth labels
@@ -57,23 +56,13 @@ async function reporter(c: Context<AppEnv>): Promise<string> {
     throw unauthorized();
   }
   const keyHash = await sha256Hex(token);
-  const [key] = await c.var
-    .database()
-    .select({ id: apiKeys.id })
-    .from(apiKeys)
-    .where(
-      and(
-        eq(apiKeys.keyHash, keyHash),
-        isNull(apiKeys.revokedAt),
-        or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
-      ),
-    );
-  if (!key) {
+  const keyId = await validKeyId(c, keyHash);
+  if (!keyId) {
     await rateLimit(c, null);
     throw unauthorized();
   }
   await rateLimit(c, keyHash);
-  return key.id;
+  return keyId;
 }
 
 async function parse<T extends z.ZodType>(c: Context<AppEnv>, schema: T): Promise<z.infer<T>[]> {

@@ -28,22 +28,27 @@ import { callVersion, type VersionCall } from "./versions";
 
 export const bearer = /^Bearer[ ]+([!-~]{1,512})$/i;
 
+/** The id of the API key with this hash, if it is neither revoked nor expired. */
+export async function validKeyId(c: Context<AppEnv>, keyHash: string): Promise<string | undefined> {
+  const [key] = await c.var
+    .database()
+    .select({ id: apiKeys.id })
+    .from(apiKeys)
+    .where(
+      and(
+        eq(apiKeys.keyHash, keyHash),
+        isNull(apiKeys.revokedAt),
+        or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
+      ),
+    )
+    .limit(1);
+  return key?.id;
+}
+
 /** Is this key valid for any model? Asked only on the rejection path, to pick 401 or 404. */
 async function keyExistsAnywhere(c: Context<AppEnv>, keyHash: string): Promise<boolean> {
   try {
-    const rows = await c.var
-      .database()
-      .select({ id: apiKeys.id })
-      .from(apiKeys)
-      .where(
-        and(
-          eq(apiKeys.keyHash, keyHash),
-          isNull(apiKeys.revokedAt),
-          or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
-        ),
-      )
-      .limit(1);
-    return rows.length > 0;
+    return (await validKeyId(c, keyHash)) !== undefined;
   } catch {
     return false; // cannot tell: the safer answer is 401
   }

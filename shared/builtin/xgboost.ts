@@ -218,22 +218,7 @@ export function parseXgboostJson(model: unknown): ParsedEnsemble {
     }
     features = names.map((name, i) => stringAt(name, `learner.feature_names[${i}]`));
   }
-  return {
-    task: objective.task,
-    features,
-    featureCount,
-    classCount: objective.task === "classification" ? Math.max(margins, 2) : 1,
-    spec: {
-      margins,
-      comparison: "lt",
-      accumulate: "float32",
-      combine: "sum",
-      scale: 1,
-      base,
-      link: objective.link,
-      trees: sources,
-    },
-  };
+  return xgboostEnsemble(objective, features, featureCount, margins, base, sources);
 }
 
 function expandBase(
@@ -393,10 +378,22 @@ export function parseXgboostDump(model: unknown, features: string[] | null): Par
       weight: 1,
     };
   });
+  return xgboostEnsemble(objective, features, features.length, margins, base, sources);
+}
+
+/** XGBoost's predictor: x < threshold goes left, leaves summed in single precision. */
+function xgboostEnsemble(
+  objective: Objective,
+  features: string[] | null,
+  featureCount: number,
+  margins: number,
+  base: number[],
+  trees: SourceTree[],
+): ParsedEnsemble {
   return {
     task: objective.task,
     features,
-    featureCount: features.length,
+    featureCount,
     classCount: objective.task === "classification" ? Math.max(margins, 2) : 1,
     spec: {
       margins,
@@ -406,7 +403,7 @@ export function parseXgboostDump(model: unknown, features: string[] | null): Par
       scale: 1,
       base,
       link: objective.link,
-      trees: sources,
+      trees,
     },
   };
 }

@@ -7,9 +7,9 @@ import {
   call,
   classificationModel,
   createModel,
-  database,
   type ErrorJson,
   json,
+  query,
   uniqueName,
 } from "./helpers";
 
@@ -26,15 +26,6 @@ async function newKey(): Promise<{ key: string; id: string }> {
 
 async function post(path: string, body: unknown, key: string | null) {
   return call(path, { method: "POST", body, token: key ?? null });
-}
-
-async function query<T>(statement: ReturnType<typeof sql>): Promise<T[]> {
-  const db = database();
-  try {
-    return (await db.db.execute(statement)).rows as T[];
-  } finally {
-    await db.close();
-  }
 }
 
 describe("feedback", () => {

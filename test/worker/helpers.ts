@@ -1,4 +1,5 @@
 import { env, exports } from "cloudflare:workers";
+import type { SQL } from "drizzle-orm";
 import { openDatabase } from "../../shared/db/client";
 import type { PredictionLogMessage } from "../../shared/inference/events";
 
@@ -163,4 +164,14 @@ export function recordingQueue() {
     },
   };
   return { messages, queue };
+}
+
+/** Runs one statement on the test database and returns its rows. */
+export async function query<T>(statement: SQL): Promise<T[]> {
+  const db = database();
+  try {
+    return (await db.db.execute(statement)).rows as T[];
+  } finally {
+    await db.close();
+  }
 }

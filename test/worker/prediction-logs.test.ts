@@ -14,8 +14,8 @@ import {
   call,
   classificationModel,
   createModel,
-  database,
   deadDatabaseProxy,
+  query,
   recordingQueue,
   uniqueName,
 } from "./helpers";
@@ -80,15 +80,6 @@ async function deliver(
     ...result,
     retryMessages: result.retryMessages.map((r) => ({ ...r, delaySeconds: delays.get(r.msgId) })),
   };
-}
-
-async function query<T>(statement: ReturnType<typeof sql>): Promise<T[]> {
-  const db = database();
-  try {
-    return (await db.db.execute(statement)).rows as T[];
-  } finally {
-    await db.close();
-  }
 }
 
 /** How many times each (prediction id, role, version) is stored. */
