@@ -145,8 +145,9 @@ const deadLetterColumns = sql.raw(
 
 /**
  * Stores results and dead letters in one statement (all or nothing), each
- * table's rows passed as one jsonb parameter; rows already stored are left
- * alone. Returns how many rows were new.
+ * kind of row passed once as one jsonb parameter (results feed both
+ * `predictions` and `prediction_refs`); rows already stored are left alone.
+ * Returns how many rows were new.
  */
 export async function storeLogs(
   env: Env,
@@ -165,20 +166,23 @@ export async function storeLogs(
       rejected: string;
       dead_letters: string;
     }>(sql`
-      WITH p AS (
+      WITH x AS MATERIALIZED (
+        SELECT * FROM jsonb_to_recordset(${JSON.stringify(rows.predictions)}::jsonb)
+          AS x(${predictionColumns})
+      ), p AS (
         INSERT INTO predictions (prediction_id, role, version, created_at, request_id, model,
           inputs, prediction, attributes, key_hmac, latency_ms, status, error_code, state_version)
         SELECT prediction_id, role, version, created_at, request_id, model,
           coalesce(inputs, 'null'::jsonb), prediction, attributes, key_hmac, latency_ms, status,
           error_code, state_version
-        FROM jsonb_to_recordset(${JSON.stringify(rows.predictions)}::jsonb) AS x(${predictionColumns})
+        FROM x
         ON CONFLICT DO NOTHING
         RETURNING 1
       ), r AS (
         INSERT INTO prediction_refs (prediction_id, role, version, created_at, model, prediction,
           attributes, key_hmac)
         SELECT prediction_id, role, version, created_at, model, prediction, attributes, key_hmac
-        FROM jsonb_to_recordset(${JSON.stringify(rows.predictions)}::jsonb) AS x(${predictionColumns})
+        FROM x
         ON CONFLICT DO NOTHING
         RETURNING 1
       ), j AS (
