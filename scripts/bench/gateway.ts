@@ -2,10 +2,11 @@
 // fast the kill switch takes hold, on the local workerd runtime.
 //
 // The Worker is bundled as deploy bundles it and run by the Miniflare 5 that
-// wrangler depends on (scripts/lib/local-workerd.ts), with the bindings
-// wrangler.toml declares, an embedded Postgres (or DATABASE_URL's, in a
-// throwaway database) and a local model server (scripts/demo-model-server.ts,
-// in its own process) as the upstream. In one run, at each concurrency
+// wrangler depends on (scripts/lib/local-workerd.ts), with the bindings and
+// queue consumers wrangler.toml declares (so the prediction logs are consumed
+// and stored while the benchmark runs), an embedded Postgres on a thread of
+// its own (or DATABASE_URL's, in a throwaway database) and a local model server
+// (scripts/demo-model-server.ts, in its own process) as the upstream. In one run, at each concurrency
 // (connections, each sending its requests one after another):
 //   direct       the upstream called directly;
 //   pass-through a trivial Worker on the same runtime that only forwards to the
@@ -37,8 +38,9 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { readDemo } from "../lib/demo.ts";
 import { freePort } from "../lib/dev-server.ts";
+import { startEmbeddedDatabaseThread } from "../lib/embedded-db-thread.ts";
 import { isLoopbackUrl, projectRoot } from "../lib/environment.ts";
-import { type LocalDatabase, startBridge, startEmbeddedDatabase } from "../lib/local-db.ts";
+import { type LocalDatabase, startBridge } from "../lib/local-db.ts";
 import {
   airlockWorker,
   type Binding,
@@ -324,13 +326,14 @@ async function startUpstream(): Promise<string> {
 }
 
 /**
- * An in-memory embedded Postgres; with DATABASE_URL (on this machine), a
+ * An in-memory embedded Postgres, on a thread of its own so its queries (the
+ * log consumer's writes) do not stall the clients' timing; with DATABASE_URL (on this machine), a
  * throwaway database on that server, dropped afterwards.
  */
 async function startDatabase(): Promise<{ databaseUrl: string; wsProxy: string; kind: string }> {
   const server = process.env.DATABASE_URL;
   if (!server) {
-    database = await startEmbeddedDatabase({});
+    database = await startEmbeddedDatabaseThread();
     await migrateDatabase({ databaseUrl: database.databaseUrl, wsProxy: database.wsProxy });
     return { databaseUrl: database.databaseUrl, wsProxy: database.wsProxy, kind: "embedded" };
   }
@@ -443,7 +446,7 @@ const scenarioDescriptions: Record<ScenarioKey, string> = {
   passThroughBindings:
     "diagnostic: the pass-through Worker making both calls above (rate limiter awaited, queue send in waitUntil), as Airlock does on every prediction",
   passThroughQueue:
-    "diagnostic: the pass-through Worker sending one prediction-log-sized message with sendBatch in waitUntil (as Airlock's PREDICTION_LOGS; no consumer, as in wrangler.toml) while forwarding",
+    "diagnostic: the pass-through Worker sending one prediction-log-sized message with sendBatch in waitUntil (as Airlock's PREDICTION_LOGS, but to a queue without a consumer, so only the send is measured) while forwarding",
 };
 
 interface ScenarioResult extends Summary {
@@ -984,6 +987,9 @@ async function main() {
       settleBetweenSegmentsMs: settleMs,
       leaseMs,
       database: db.kind,
+      /** Run in the same workerd as the requests, as wrangler.toml declares them. */
+      queueConsumers: (config.queues.consumers ?? []).map((consumer) => consumer.queue),
+      crons: config.triggers.crons ?? [],
       upstream: "scripts/demo-model-server.ts in its own Node process, POST /json/score",
       workerSockets:
         "each Worker on its own workerd socket (Miniflare's unsafeDirectSockets), no entry worker in front",
