@@ -29,13 +29,14 @@
 // per scenario and concurrency, default 3000), BENCH_ROUNDS (default 5),
 // BENCH_WARMUP (per scenario and concurrency, default 300), BENCH_KILL_CYCLES
 // (engage + release pairs, default 12). About four minutes on 2 vCPUs.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { git, quantile, sleep } from "../lib/bench-stats.ts";
 import { readDemo } from "../lib/demo.ts";
 import { freePort } from "../lib/dev-server.ts";
 import { startEmbeddedDatabaseThread } from "../lib/embedded-db-thread.ts";
@@ -127,31 +128,9 @@ async function stopProcess(child: ChildProcess | undefined): Promise<void> {
 
 // ---------------------------------------------------------------- helpers
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 function round(value: number, digits = 3): number {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
-}
-
-/** Quantile with linear interpolation between closest ranks. */
-function quantile(sorted: ArrayLike<number>, q: number): number {
-  const position = (sorted.length - 1) * q;
-  const lower = Math.floor(position);
-  const upper = Math.ceil(position);
-  const a = sorted[lower] ?? Number.NaN;
-  const b = sorted[upper] ?? Number.NaN;
-  return a + (b - a) * (position - lower);
-}
-
-function git(...args: string[]): string | null {
-  try {
-    return execFileSync("git", args, { cwd: projectRoot, encoding: "utf8" }).trim();
-  } catch {
-    return null;
-  }
 }
 
 interface Summary {

@@ -43,7 +43,7 @@
 // BENCH_ROUNDS (windows per configuration, 5), BENCH_E2E_RATE (requests/s,
 // 25), BENCH_E2E_SECONDS (40), BENCH_E2E_GRACE_MS (after the last request,
 // 15000). About five minutes on 2 vCPUs.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -54,6 +54,7 @@ import { fileURLToPath } from "node:url";
 import { Pool } from "@neondatabase/serverless";
 import { build } from "esbuild";
 import { WebSocket } from "ws";
+import { git, quantile, sleep } from "../lib/bench-stats.ts";
 import { readDemo } from "../lib/demo.ts";
 import { type DevServer, freePort, startDevServer } from "../lib/dev-server.ts";
 import { isLoopbackUrl, projectRoot } from "../lib/environment.ts";
@@ -172,24 +173,9 @@ async function stopChild(child: ChildProcess): Promise<void> {
 
 // ---------------------------------------------------------------- helpers
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 function round(value: number, digits = 1): number {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
-}
-
-/** Quantile with linear interpolation between closest ranks. */
-function quantile(sorted: ArrayLike<number>, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const position = (sorted.length - 1) * q;
-  const lower = Math.floor(position);
-  const upper = Math.ceil(position);
-  const a = sorted[lower] ?? Number.NaN;
-  const b = sorted[upper] ?? Number.NaN;
-  return a + (b - a) * (position - lower);
 }
 
 interface Summary {
@@ -217,14 +203,6 @@ function summarize(values: number[], digits = 1): Summary {
 
 function median(values: number[]): number {
   return quantile(Float64Array.from(values).sort(), 0.5);
-}
-
-function git(...args: string[]): string | null {
-  try {
-    return execFileSync("git", args, { cwd: projectRoot, encoding: "utf8" }).trim();
-  } catch {
-    return null;
-  }
 }
 
 /** mulberry32: a small seeded PRNG, so every configuration gets the same stream of messages. */

@@ -12,11 +12,11 @@
 // (comma-separated T in ms, default "250,1000"), BENCH_CHANGES (per T, default
 // 20), BENCH_CLIENTS (default 4), BENCH_THINK_MS (client pause, default 2),
 // BENCH_GAP_MS (pause between changes, default 100).
-import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { git, quantile, sleep } from "../lib/bench-stats.ts";
 import { type DevServer, freePort, startDevServer } from "../lib/dev-server.ts";
 import { ensureAdminToken, projectRoot } from "../lib/environment.ts";
 
@@ -51,10 +51,6 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 
 // ---------------------------------------------------------------- helpers
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 interface Summary {
   n: number;
   median: number;
@@ -62,24 +58,6 @@ interface Summary {
   min: number;
   max: number;
   mean: number;
-}
-
-/** Quantile with linear interpolation between closest ranks. */
-function quantile(sorted: number[], q: number): number {
-  const position = (sorted.length - 1) * q;
-  const lower = Math.floor(position);
-  const upper = Math.ceil(position);
-  const a = sorted[lower] ?? Number.NaN;
-  const b = sorted[upper] ?? Number.NaN;
-  return a + (b - a) * (position - lower);
-}
-
-function git(...args: string[]): string | null {
-  try {
-    return execFileSync("git", args, { cwd: projectRoot, encoding: "utf8" }).trim();
-  } catch {
-    return null;
-  }
 }
 
 function round(value: number, digits = 1): number {
