@@ -16,7 +16,7 @@ import { putRollout } from "./rollout-helpers";
 
 interface Fixture {
   case: string;
-  library: string;
+  trainedWith: string;
   format: string;
   task: "classification" | "regression";
   features: string[];
@@ -98,7 +98,7 @@ describe("fixtures", () => {
 });
 
 describe.each(fixtures.map((f) => [f.case, f] as const))("%s", (_name, fixture) => {
-  it(`agrees with ${fixture.library} to 1e-5 on ${fixture.rows.length} rows`, () => {
+  it(`agrees with ${fixture.trainedWith} to 1e-5 on ${fixture.rows.length} rows`, () => {
     const compiled = compileModel(fixture.format, fixture.model, beside(fixture));
     if (!compiled.ok) throw new Error(`${compiled.problem.path}: ${compiled.problem.message}`);
     const result = predictBuiltin(compiled.model, spec(fixture), fixture.rows);
@@ -113,7 +113,7 @@ describe.each(fixtures.map((f) => [f.case, f] as const))("%s", (_name, fixture) 
       name: model,
       task: fixture.task,
       owner: "tests@example.com",
-      description: `${fixture.case}: exported from ${fixture.library}`,
+      description: `${fixture.case}: exported from ${fixture.trainedWith}`,
       inputSchema: {
         type: "object",
         properties: Object.fromEntries(fixture.features.map((f) => [f, { type: "number" }])),
