@@ -36,7 +36,7 @@ import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { git, quantile, sleep } from "../lib/bench-stats.ts";
+import { quantile, sleep, sourceRevision } from "../lib/bench-stats.ts";
 import { readDemo } from "../lib/demo.ts";
 import { freePort } from "../lib/dev-server.ts";
 import { startEmbeddedDatabaseThread } from "../lib/embedded-db-thread.ts";
@@ -937,9 +937,7 @@ async function main() {
     description:
       "Latency of a prediction through Airlock on the local workerd runtime (wrangler's Miniflare 5, the Worker bundled by wrangler deploy --dry-run, bindings from wrangler.toml), against calling the upstream directly and through a pass-through Worker on the same runtime; and the kill switch's acknowledgement and visibility times. Client: Node http with a keep-alive agent per scenario (maxSockets = concurrency), each connection sending its next request when the last is answered; latency from writing the request to the last byte of the response. Quantiles: linear interpolation between closest ranks. Differences (derived) are differences of quantiles, not quantiles of per-request differences; rangeOverRounds is the same difference computed within each round.",
     date: new Date().toISOString(),
-    commit: git("rev-parse", "HEAD"),
-    /** The working tree bundled differs from the commit in these files. */
-    uncommittedChanges: git("status", "--porcelain")?.split("\n").filter(Boolean),
+    ...sourceRevision(),
     durationSeconds,
     machine: {
       cpuModel: cpus[0]?.model ?? "unknown",

@@ -52,9 +52,14 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { Pool } from "@neondatabase/serverless";
-import { build } from "esbuild";
 import { WebSocket } from "ws";
-import { git, quantile, sleep } from "../lib/bench-stats.ts";
+import {
+  bundleWorkerModules,
+  quantile,
+  sleep,
+  sourceRevision,
+  wranglerVersion,
+} from "../lib/bench-stats.ts";
 import { readDemo } from "../lib/demo.ts";
 import { type DevServer, freePort, startDevServer } from "../lib/dev-server.ts";
 import { isLoopbackUrl, projectRoot } from "../lib/environment.ts";
@@ -319,26 +324,14 @@ interface ConsumerModule {
 async function loadConsumer(): Promise<ConsumerModule> {
   workDir ??= mkdtempSync(join(os.tmpdir(), "airlock-bench-ingest-"));
   const outfile = join(workDir, "consumer.mjs");
-  await build({
-    stdin: {
-      contents: `export { consumePredictionLogs } from "./functions/queue/prediction-logs.ts";
+  await bundleWorkerModules(
+    `export { consumePredictionLogs } from "./functions/queue/prediction-logs.ts";
 export { openDatabase } from "./shared/db/client.ts";
 export { PredictionLogMessageSchema } from "./shared/inference/events.ts";
 export { sql } from "drizzle-orm";
 export { neonConfig } from "@neondatabase/serverless";`,
-      resolveDir: projectRoot,
-      loader: "ts",
-    },
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    // What wrangler resolves for the Worker.
-    conditions: ["workerd", "worker", "browser"],
-    mainFields: ["module", "main"],
-    target: "es2023",
     outfile,
-    logLevel: "error",
-  });
+  );
   const consumer = (await import(outfile)) as ConsumerModule;
   // Node has no WebSocket of the Workers kind; `ws` is what the project's Node tooling uses.
   consumer.neonConfig.webSocketConstructor = WebSocket;
@@ -1563,20 +1556,12 @@ async function main(): Promise<void> {
         ]
       : []),
   ];
-  const wranglerVersion = (
-    JSON.parse(
-      readFileSync(join(projectRoot, "node_modules", "wrangler", "package.json"), "utf8"),
-    ) as { version: string }
-  ).version;
   const report = {
     benchmark: "ingest",
     description:
       "(1) Prediction rows stored per second by the log consumer's own code (functions/queue/prediction-logs.ts consumePredictionLogs, bundled for Node with esbuild, unchanged), called with 100-message batches and an env with DATABASE_URL and DATABASE_WS_PROXY, so it uses the Neon driver (WebSocket from the `ws` package) over the project's local WebSocket endpoint and opens a pool per batch as in the Worker; `in flight` batches are stored concurrently by that many loops in this process. A window counts the rows of batches acked within it (after a 0.5 s ramp); configurations are interleaved per round. Rows = rows in `predictions` (each also writes a `prediction_refs` row). Exactly once: after the windows a few stored batches are delivered again, then the rows of the configuration's model are counted in both tables and compared with the rows of every acked batch and with the consumer's own counts. (2) Under npm start (wrangler dev), time from sending POST /v1/models/demo-credit-risk/predict to its prediction row in Postgres: stored_at (now() of the inserting transaction) minus the send time, both this machine's wall clock; and the time the first poll that returned the row was answered (an upper bound on visibility; polls every 100 ms). Quantiles: linear interpolation between closest ranks.",
     date: new Date().toISOString(),
-    commit: git("rev-parse", "HEAD"),
-    uncommittedChanges: git("status", "--porcelain", "--untracked-files=no")
-      ?.split("\n")
-      .filter(Boolean),
+    ...sourceRevision(),
     durationSeconds: round((performance.now() - startedAt) / 1000),
     machine: {
       cpuModel: cpus[0]?.model ?? "unknown",
@@ -1584,7 +1569,7 @@ async function main(): Promise<void> {
       platform: `${os.platform()} ${os.release()} ${os.arch()}`,
       memoryGiB: round(os.totalmem() / 2 ** 30),
       node: process.version,
-      wrangler: wranglerVersion,
+      wrangler: wranglerVersion(),
       loadAverage: loadAverages,
       note: "Shared 2-vCPU machine: the consumer loops, the WebSocket endpoint, Postgres (and in part 2 wrangler, workerd and the load generator) share the same two cores, and other people's test runs may have been running at the same time (see loadAverage). CPU cores columns (median over windows, from /proc): this process (the consumer), the child serving the WebSocket endpoint (the bridge; for embedded, PGlite itself), the throwaway Postgres cluster (postmaster, backends; its CPU is counted when a backend ends), and other = whole machine − those, i.e. whatever else was running. Quiet windows and noisy ones are both in the medians.",
     },

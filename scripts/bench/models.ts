@@ -22,7 +22,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join, relative } from "node:path";
 import { performance } from "node:perf_hooks";
-import { build } from "esbuild";
+import { bundleWorkerModules } from "../lib/bench-stats.ts";
 import { projectRoot } from "../lib/environment.ts";
 
 // ---------------------------------------------------------------- one core
@@ -49,20 +49,11 @@ process.on("exit", () => rmSync(workDir, { recursive: true, force: true }));
 /** The Worker's own modules, bundled as they are (no changes) for Node. */
 async function loadBuiltin() {
   const outfile = join(workDir, "builtin.mjs");
-  await build({
-    stdin: {
-      contents: `export { compileModel } from "./shared/builtin/index.ts";
+  await bundleWorkerModules(
+    `export { compileModel } from "./shared/builtin/index.ts";
 export { predictBuiltin } from "./shared/builtin/serve.ts";`,
-      resolveDir: projectRoot,
-      loader: "ts",
-    },
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    target: "es2023",
     outfile,
-    logLevel: "error",
-  });
+  );
   return (await import(outfile)) as BuiltinModule;
 }
 

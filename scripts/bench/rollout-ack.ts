@@ -12,11 +12,11 @@
 // (comma-separated T in ms, default "250,1000"), BENCH_CHANGES (per T, default
 // 20), BENCH_CLIENTS (default 4), BENCH_THINK_MS (client pause, default 2),
 // BENCH_GAP_MS (pause between changes, default 100).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { git, quantile, sleep } from "../lib/bench-stats.ts";
+import { quantile, sleep, sourceRevision, wranglerVersion } from "../lib/bench-stats.ts";
 import { type DevServer, freePort, startDevServer } from "../lib/dev-server.ts";
 import { ensureAdminToken, projectRoot } from "../lib/environment.ts";
 
@@ -385,22 +385,14 @@ async function main() {
   }
 
   const cpus = os.cpus();
-  const wranglerVersion = (
-    JSON.parse(
-      readFileSync(join(projectRoot, "node_modules", "wrangler", "package.json"), "utf8"),
-    ) as { version: string }
-  ).version;
   const report = {
     benchmark: "rollout-ack",
     description:
       "Wall time from sending a kill-switch engage/release to its 2xx, and the acknowledgedAfterMs the rollout object reports (time spent waiting for leases on the old state to run out), under npm start (wrangler dev on workerd, embedded Postgres), while background clients call GET /admin/models/{model}/rollout/route continuously. Violations: route requests started after a change's 2xx that used an older stateVersion (or answered inconsistently with the acknowledged kill switch).",
     date: new Date().toISOString(),
-    commit: git("rev-parse", "HEAD"),
-    uncommittedChanges: git("status", "--porcelain", "--untracked-files=no")
-      ?.split("\n")
-      .filter(Boolean),
+    ...sourceRevision(),
     node: process.version,
-    wrangler: wranglerVersion,
+    wrangler: wranglerVersion(),
     machine: {
       platform: `${os.platform()} ${os.release()} ${os.arch()}`,
       cpus: cpus.length,
