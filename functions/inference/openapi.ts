@@ -165,6 +165,12 @@ const keyErrors = {
 };
 const tags = ["Open Inference Protocol (V2)"];
 
+/** The model, and the version on the versioned routes. */
+const pathParams = (versioned: boolean) =>
+  versioned
+    ? z.object({ model: modelParam, version: versionParam })
+    : z.object({ model: modelParam });
+
 function inferPath(path: string, versioned: boolean) {
   return {
     method: "post" as const,
@@ -175,9 +181,7 @@ function inferPath(path: string, versioned: boolean) {
       : "Infer, routed like /v1 predict (champion, canary, shadows, kill switch, fallback)",
     security: [{ ApiKey: [] }],
     request: {
-      params: versioned
-        ? z.object({ model: modelParam, version: versionParam })
-        : z.object({ model: modelParam }),
+      params: pathParams(versioned),
       body: { required: true, content: { "application/json": { schema: V2InferenceRequest } } },
     },
     responses: {
@@ -205,9 +209,7 @@ function metadataPath(path: string, versioned: boolean) {
       : "Model metadata: inputs, outputs, live versions",
     security: [{ ApiKey: [] }],
     request: {
-      params: versioned
-        ? z.object({ model: modelParam, version: versionParam })
-        : z.object({ model: modelParam }),
+      params: pathParams(versioned),
     },
     responses: {
       200: {
@@ -227,9 +229,7 @@ function readyPath(path: string, versioned: boolean) {
     summary: versioned ? "Whether this version is live" : "Whether the model would serve now",
     security: [{ ApiKey: [] }],
     request: {
-      params: versioned
-        ? z.object({ model: modelParam, version: versionParam })
-        : z.object({ model: modelParam }),
+      params: pathParams(versioned),
     },
     responses: {
       200: { description: "Ready (empty body)" },
