@@ -7,7 +7,8 @@ import { validationError } from "../../shared/errors";
 import { keyHmac } from "../../shared/inference/events";
 import type { AppEnv } from "../app-env";
 import { BucketingKey, readJson, requireJson } from "./predict";
-import { bearer, rateLimit, unauthorized, validKeyId } from "./serve";
+import { rateLimit } from "./rate-limit";
+import { bearer, unauthorized, validKeyId } from "./serve";
 
 /**
  * What clients learn after a prediction: ground-truth labels
@@ -52,13 +53,13 @@ const Outcome = z
 async function reporter(c: Context<AppEnv>): Promise<string> {
   const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
   if (!token) {
-    await rateLimit(c, null);
+    await rateLimit(c, null, { strict: true });
     throw unauthorized();
   }
   const keyHash = await sha256Hex(token);
   const keyId = await validKeyId(c, keyHash);
   if (!keyId) {
-    await rateLimit(c, null);
+    await rateLimit(c, null, { strict: true });
     throw unauthorized();
   }
   await rateLimit(c, keyHash);

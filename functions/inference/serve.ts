@@ -3,12 +3,7 @@ import type { Context } from "hono";
 import { sha256Hex } from "../../shared/crypto";
 import { apiKeys } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
-import {
-  keyHmac,
-  type PredictionEvent,
-  packEvents,
-  type ResultFields,
-} from "../../shared/inference/events";
+import { keyHmac, type PredictionEvent, type ResultFields } from "../../shared/inference/events";
 import { type InputRow, validateInputs } from "../../shared/inference/inputs";
 import type { CanonicalPrediction } from "../../shared/inference/outputs";
 import {
@@ -23,6 +18,8 @@ import {
 import type { AppEnv } from "../app-env";
 import { loadCatalogue } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
+import { logBatchWindowMs, logResults } from "./log-batcher";
+import { rateLimit } from "./rate-limit";
 import type { UpstreamOutcome } from "./upstream";
 import { callVersion, type VersionCall } from "./versions";
 
@@ -83,21 +80,8 @@ async function authorize(
   }
   // Telling 401 from 404 costs a database read: limit it per client address
   // first, so a flood of made-up keys cannot turn into a flood of queries.
-  await rateLimit(c, null);
+  await rateLimit(c, null, { strict: true });
   throw (await keyExistsAnywhere(c, keyHash)) ? notFound(model) : unauthorized();
-}
-
-/** Requests per API key (or per client address without one), with the platform's rate limiter. */
-export async function rateLimit(c: Context<AppEnv>, keyHash: string | null) {
-  const subject = keyHash
-    ? `key:${keyHash}`
-    : `ip:${c.req.header("cf-connecting-ip") ?? "unknown"}`;
-  const { success } = await c.env.PREDICT_RATE_LIMITER.limit({ key: subject });
-  if (!success) {
-    throw new ApiError("RATE_LIMITED", "Too many requests for this API key; slow down", {
-      headers: { "retry-after": "60" },
-    });
-  }
 }
 
 /** The snapshot a request starting now uses; sets up a model's object on first use. */
@@ -392,28 +376,13 @@ export function liveVersions(snapshot: RolloutSnapshot): string[] {
 export const versionNotFound = (model: string, version: string) =>
   new ApiError("VERSION_NOT_FOUND", `Model '${model}' has no live version '${version}'`);
 
-/** Puts results on the log queue; a failure is logged, never passed to the client. */
-async function sendEvents(env: Env, requestId: string, events: PredictionEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  try {
-    await env.PREDICTION_LOGS.sendBatch(
-      packEvents(events).map((body) => ({ body, contentType: "json" as const })),
-    );
-  } catch (error) {
-    console.error(
-      JSON.stringify({
-        level: "error",
-        event: "prediction_logs.send_failed",
-        requestId,
-        error: String(error),
-      }),
-    );
-  }
-}
-
-/** Sends results once the response is on its way. */
+/** Sends results once the response is on its way, coalesced with the isolate's other results. */
 function logEvents(c: Context<AppEnv>, events: PredictionEvent[]) {
-  c.executionCtx.waitUntil(sendEvents(c.env, c.var.requestId, events));
+  logResults(c.env.PREDICTION_LOGS, events, {
+    windowMs: logBatchWindowMs(c.env.LOG_BATCH_WINDOW_MS),
+    requestId: c.var.requestId,
+    waitUntil: (promise) => c.executionCtx.waitUntil(promise),
+  });
 }
 
 /** Longest a shadow call may take, well inside the time the runtime grants after a response. */
@@ -473,5 +442,5 @@ async function runShadows(
         );
       }),
   );
-  await sendEvents(c.env, c.var.requestId, results.flat());
+  logEvents(c, results.flat());
 }

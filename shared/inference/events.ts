@@ -50,6 +50,15 @@ export const MAX_MESSAGE_BYTES = 120 * 1024;
 
 const encoder = new TextEncoder();
 
+/** One sendBatch call carries at most 100 messages and 256 KB in all; stay under it. */
+export const MAX_SEND_BATCH_MESSAGES = 100;
+export const MAX_SEND_BATCH_BYTES = 240 * 1024;
+
+interface SizedMessage {
+  message: PredictionLogMessage;
+  bytes: number;
+}
+
 /**
  * Packs events into as few messages as fit under the size limit, keeping
  * their order. An event too large on its own has its inputs replaced by a
@@ -59,7 +68,39 @@ export function packEvents(
   events: PredictionEvent[],
   maxBytes = MAX_MESSAGE_BYTES,
 ): PredictionLogMessage[] {
-  const messages: PredictionLogMessage[] = [];
+  return packSized(events, maxBytes).map((sized) => sized.message);
+}
+
+/**
+ * Packs events into messages (as packEvents) and the messages into groups
+ * that one sendBatch call accepts: at most 100 messages and 240 KB.
+ */
+export function packSendBatches(
+  events: PredictionEvent[],
+  maxMessageBytes = MAX_MESSAGE_BYTES,
+  maxBatchBytes = MAX_SEND_BATCH_BYTES,
+): PredictionLogMessage[][] {
+  const batches: PredictionLogMessage[][] = [];
+  let current: PredictionLogMessage[] = [];
+  let size = 0;
+  for (const { message, bytes } of packSized(events, maxMessageBytes)) {
+    if (
+      current.length > 0 &&
+      (size + bytes > maxBatchBytes || current.length >= MAX_SEND_BATCH_MESSAGES)
+    ) {
+      batches.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(message);
+    size += bytes;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+function packSized(events: PredictionEvent[], maxBytes: number): SizedMessage[] {
+  const messages: SizedMessage[] = [];
   const overhead = encoder.encode(JSON.stringify({ schema: 1, results: [] })).length;
   let current: PredictionEvent[] = [];
   let size = overhead;
@@ -71,14 +112,14 @@ export function packEvents(
       bytes = encoder.encode(JSON.stringify(event)).length + 1;
     }
     if (current.length > 0 && size + bytes > maxBytes) {
-      messages.push({ schema: 1, results: current });
+      messages.push({ message: { schema: 1, results: current }, bytes: size });
       current = [];
       size = overhead;
     }
     current.push(event);
     size += bytes;
   }
-  if (current.length > 0) messages.push({ schema: 1, results: current });
+  if (current.length > 0) messages.push({ message: { schema: 1, results: current }, bytes: size });
   return messages;
 }
 

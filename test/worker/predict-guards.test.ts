@@ -1,3 +1,4 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../../functions/index";
@@ -100,23 +101,31 @@ describe("predict: upstream guards", () => {
     expect((await json<ErrorJson>(response)).error.message).toContain("UPSTREAM_ALLOWED_HOSTS");
   });
 
-  it("limits requests per key with the platform's rate limiter: 429 with Retry-After", async () => {
+  it("limits requests per client with the platform's rate limiter: 429 with Retry-After", async () => {
     const model = await publicModel({
       kind: "http",
       url: `${upstreamBase}/json/score`,
       protocol: "json",
       timeoutMs: 500,
     });
-    const tight = { ...env, PREDICT_RATE_LIMITER: bindings.TEST_TIGHT_LIMITER } as unknown as Env;
-    const ctx = {
-      waitUntil: () => {},
-      passThroughOnException: () => {},
-      props: {},
-    } as unknown as ExecutionContext;
+    // The binding allows 3 per minute. The first request is checked before it
+    // runs; later ones, while the last answer was "allowed", run alongside
+    // their check. So the fourth goes through (its check says "limited"), and
+    // from then on the isolate answers 429 without asking again.
+    const limiter = bindings.TEST_TIGHT_LIMITER as RateLimit;
+    let calls = 0;
+    const counting: RateLimit = {
+      limit: (options) => {
+        calls++;
+        return limiter.limit(options);
+      },
+    };
+    const tight = { ...env, PREDICT_RATE_LIMITER: counting } as unknown as Env;
     const client = `203.0.113.7/${crypto.randomUUID()}`;
     const statuses: number[] = [];
     let limited: Response | undefined;
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 6; i++) {
+      const ctx = createExecutionContext();
       const response = await worker.fetch(
         new Request(`http://airlock.test/v1/models/${model}/predict`, {
           method: "POST",
@@ -126,10 +135,12 @@ describe("predict: upstream guards", () => {
         tight,
         ctx,
       );
+      await waitOnExecutionContext(ctx);
       statuses.push(response.status);
       if (response.status === 429) limited = response;
     }
-    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
+    expect(calls).toBe(4);
     expect(limited?.headers.get("retry-after")).toBe("60");
     expect((await json<ErrorJson>(limited as Response)).error.code).toBe("RATE_LIMITED");
   });
