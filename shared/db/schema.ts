@@ -231,7 +231,6 @@ export const predictionRefs = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.predictionId, t.role, t.version, t.createdAt] }),
-    index("prediction_refs_prediction_id_idx").on(t.predictionId),
     index("prediction_refs_model_created_at_idx").on(t.model, t.createdAt),
   ],
 );
