@@ -16,7 +16,7 @@
  * replays them with `POST /admin/dead-letters/replay`.
  */
 import { sql } from "drizzle-orm";
-import { openDatabase } from "../../shared/db/client";
+import { type Database, openDatabase } from "../../shared/db/client";
 import {
   type PredictionLogMessage,
   PredictionLogMessageSchema,
@@ -143,14 +143,47 @@ const deadLetterColumns = sql.raw(
   "message_id text, queue text, body jsonb, error text, attempts integer",
 );
 
+/** Results per statement: a batch of full messages holds thousands; see storeLogs. */
+export const RESULTS_PER_STATEMENT = 1000;
+
 /**
- * Stores results and dead letters in one statement (all or nothing), each
- * kind of row passed once as one jsonb parameter (results feed both
- * `predictions` and `prediction_refs`); rows already stored are left alone.
- * Returns how many rows were new.
+ * Stores results and dead letters on one connection, in statements of up to
+ * RESULTS_PER_STATEMENT results, each kind of row passed once per statement
+ * as one jsonb parameter (results feed both `predictions` and
+ * `prediction_refs`); rows already stored are left alone, so a batch that
+ * fails halfway and is delivered again stores the rest and doubles nothing.
+ * A batch of one-request messages is one statement; a batch of full,
+ * coalesced messages is a few, which keeps each statement's working set
+ * within the server's work_mem. Returns how many rows were new.
  */
 export async function storeLogs(
   env: Env,
+  results: PredictionLogMessage["results"],
+  deadLetters: DeadLetterRow[],
+): Promise<StoredCounts> {
+  const total = { predictions: 0, refs: 0, rejected: 0, deadLetters: 0 };
+  if (results.length + deadLetters.length === 0) return total;
+  const handle = openDatabase(env);
+  try {
+    for (let start = 0; start === 0 || start < results.length; start += RESULTS_PER_STATEMENT) {
+      const counts = await storeChunk(
+        handle.db,
+        results.slice(start, start + RESULTS_PER_STATEMENT),
+        start === 0 ? deadLetters : [],
+      );
+      total.predictions += counts.predictions;
+      total.refs += counts.refs;
+      total.rejected += counts.rejected;
+      total.deadLetters += counts.deadLetters;
+    }
+    return total;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function storeChunk(
+  db: Database,
   results: PredictionLogMessage["results"],
   deadLetters: DeadLetterRow[],
 ): Promise<StoredCounts> {
@@ -158,14 +191,12 @@ export async function storeLogs(
   if (rows.predictions.length + rows.rejected.length + deadLetters.length === 0) {
     return { predictions: 0, refs: 0, rejected: 0, deadLetters: 0 };
   }
-  const handle = openDatabase(env);
-  try {
-    const result = await handle.db.execute<{
-      predictions: string;
-      refs: string;
-      rejected: string;
-      dead_letters: string;
-    }>(sql`
+  const result = await db.execute<{
+    predictions: string;
+    refs: string;
+    rejected: string;
+    dead_letters: string;
+  }>(sql`
       WITH x AS MATERIALIZED (
         SELECT * FROM jsonb_to_recordset(${JSON.stringify(rows.predictions)}::jsonb)
           AS x(${predictionColumns})
@@ -202,16 +233,13 @@ export async function storeLogs(
       )
       SELECT (SELECT count(*) FROM p) AS predictions, (SELECT count(*) FROM r) AS refs,
         (SELECT count(*) FROM j) AS rejected, (SELECT count(*) FROM d) AS dead_letters`);
-    const counts = result.rows[0];
-    return {
-      predictions: Number(counts?.predictions ?? 0),
-      refs: Number(counts?.refs ?? 0),
-      rejected: Number(counts?.rejected ?? 0),
-      deadLetters: Number(counts?.dead_letters ?? 0),
-    };
-  } finally {
-    await handle.close();
-  }
+  const counts = result.rows[0];
+  return {
+    predictions: Number(counts?.predictions ?? 0),
+    refs: Number(counts?.refs ?? 0),
+    rejected: Number(counts?.rejected ?? 0),
+    deadLetters: Number(counts?.dead_letters ?? 0),
+  };
 }
 
 /** A message body as JSON: binary bodies as base64 text. */

@@ -8,7 +8,7 @@ import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import worker from "../../functions/index";
-import { storeLogs } from "../../functions/queue/prediction-logs";
+import { RESULTS_PER_STATEMENT, storeLogs } from "../../functions/queue/prediction-logs";
 import type { PredictionEvent, PredictionLogMessage } from "../../shared/inference/events";
 import {
   call,
@@ -239,6 +239,56 @@ describe("prediction logs: the consumer", () => {
     const counts = await storedCounts(events.map((e) => e.predictionId));
     expect(counts.size).toBe(40);
     expect([...counts.values()].every((n) => n === 1)).toBe(true);
+  });
+
+  it("stores a batch of full messages in several statements; one failing midway is retried and stores the rest once", async () => {
+    // Coalesced messages: 100 results each, 2,500 in the batch, more than one
+    // statement takes (RESULTS_PER_STATEMENT).
+    const events = Array.from({ length: 2500 }, () => event());
+    expect(events.length).toBeGreaterThan(2 * RESULTS_PER_STATEMENT);
+    const bodies = Array.from({ length: 25 }, (_, i) => ({
+      body: message(events.slice(i * 100, (i + 1) * 100)),
+    }));
+    // A trigger fails the statement holding one result of the third chunk.
+    const doomed = events[2 * RESULTS_PER_STATEMENT + 10]?.predictionId as string;
+    const fn = `fail_${uniqueName("t").replaceAll("-", "_")}`;
+    await query(
+      sql.raw(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.prediction_id = '${doomed}' THEN RAISE EXCEPTION 'injected failure'; END IF;
+          RETURN NEW;
+        END $$`),
+    );
+    await query(
+      sql.raw(
+        `CREATE TRIGGER ${fn} BEFORE INSERT ON prediction_refs FOR EACH ROW EXECUTE FUNCTION ${fn}()`,
+      ),
+    );
+    let first: Awaited<ReturnType<typeof deliver>>;
+    try {
+      first = await deliver(LOGS, bodies);
+    } finally {
+      await query(sql.raw(`DROP TRIGGER ${fn} ON prediction_refs`));
+      await query(sql.raw(`DROP FUNCTION ${fn}()`));
+    }
+    expect(first.ackAll).toBe(false);
+    expect(first.retryMessages).toHaveLength(25);
+    // The statements before the failing one were stored; the failing one not at all.
+    const partial = await storedCounts(events.map((e) => e.predictionId));
+    expect(partial.size).toBe(2 * RESULTS_PER_STATEMENT);
+    const again = await deliver(
+      LOGS,
+      bodies.map((b) => ({ ...b, attempts: 2 })),
+    );
+    expect(again.ackAll).toBe(true);
+    const counts = await storedCounts(events.map((e) => e.predictionId));
+    expect(counts.size).toBe(2500);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    const [refs] = await query<{ n: string }>(
+      sql`SELECT count(*) AS n FROM prediction_refs
+          WHERE prediction_id IN (SELECT jsonb_array_elements_text(${JSON.stringify(events.map((e) => e.predictionId))}::jsonb))`,
+    );
+    expect(Number(refs?.n)).toBe(2500);
   });
 
   it("keeps a row whose day has no partition in DEFAULT, until maintenance moves it", async () => {
