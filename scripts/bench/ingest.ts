@@ -65,6 +65,7 @@ import { type DevServer, freePort, startDevServer } from "../lib/dev-server.ts";
 import { isLoopbackUrl, projectRoot } from "../lib/environment.ts";
 import { redactUrl, startBridge, startEmbeddedDatabase } from "../lib/local-db.ts";
 import { configureNodeDriver, execute, migrateDatabase } from "../lib/migrate.ts";
+import { findPgBouncer, startPgBouncer, type TempPgBouncer } from "../lib/temp-pgbouncer.ts";
 import { findPostgresBin, startTempPostgres, type TempPostgres } from "../lib/temp-postgres.ts";
 
 // ---------------------------------------------------------------- child mode: a database server
@@ -110,8 +111,9 @@ function list(value: string | undefined, fallback: string): string[] {
 function knobs() {
   return {
     parts: list(process.env.BENCH_PARTS, "throughput,latency"),
-    databases: list(process.env.BENCH_DATABASES, "postgres,postgres-scram,embedded"),
-    concurrencies: list(process.env.BENCH_CONCURRENCY, "1,2,4").map(Number),
+    databases: list(process.env.BENCH_DATABASES, "postgres-pooled,postgres,embedded"),
+    concurrencies: list(process.env.BENCH_CONCURRENCY, "2,4").map(Number),
+    requestsPerMessage: list(process.env.BENCH_REQUESTS_PER_MESSAGE, "1,10").map(Number),
     windowMs: Number(process.env.BENCH_WINDOW_MS || 3000),
     rounds: Number(process.env.BENCH_ROUNDS || 5),
     e2eRate: Number(process.env.BENCH_E2E_RATE || 25),
@@ -122,12 +124,16 @@ function knobs() {
 
 /** Messages per batch: wrangler.toml's max_batch_size. */
 const BATCH_MESSAGES = 100;
+/** The log sender's message size limit (shared/inference/events.ts MAX_MESSAGE_BYTES). */
+const MESSAGE_BYTES = 120 * 1024;
 /** Unrecorded time at the start of each window: the workers' first batches get going. */
 const RAMP_MS = 500;
 /** Stored batches delivered a second time per configuration (the exactly-once check). */
 const REDELIVERED_BATCHES = 3;
 const QUEUE = "airlock-prediction-logs";
 const POLL_INTERVAL_MS = 100;
+/** PgBouncer's server connections per database ("postgres-pooled"). */
+const POOL_SIZE = 8;
 
 // ---------------------------------------------------------------- clean-up
 
@@ -135,6 +141,7 @@ const POLL_INTERVAL_MS = 100;
 let workDir: string | undefined;
 const children = new Set<ChildProcess>();
 let tempPostgres: TempPostgres | undefined;
+let tempPgBouncer: TempPgBouncer | undefined;
 let devServer: DevServer | undefined;
 let devStateDir: string | undefined;
 const pendingDrops: (() => Promise<void>)[] = [];
@@ -145,6 +152,7 @@ function cleanUp(): Promise<void> {
     await devServer?.stop().catch(() => {});
     for (const drop of pendingDrops.splice(0)) await drop().catch(() => {});
     for (const child of children) await stopChild(child);
+    tempPgBouncer?.stopNow();
     tempPostgres?.stopNow();
     cleanUpNow();
   })();
@@ -162,6 +170,7 @@ function cleanUpNow() {
     }
   }
   for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+  tempPgBouncer?.stopNow();
   tempPostgres?.stopNow();
   if (devStateDir) rmSync(devStateDir, { recursive: true, force: true });
   if (workDir) rmSync(workDir, { recursive: true, force: true });
@@ -223,6 +232,12 @@ function prng(seed: number) {
 }
 
 /** Seconds of CPU a process has used (Linux /proc), or NaN. */
+/** PgBouncer's CPU time, 0 without one. */
+function poolerCpuSeconds(database: { poolerPid: () => number | undefined }): number {
+  const pid = database.poolerPid();
+  return pid ? processCpuSeconds(pid) : 0;
+}
+
 function processCpuSeconds(pid: number | undefined): number {
   if (!pid) return Number.NaN;
   try {
@@ -384,11 +399,14 @@ interface GeneratedBatch {
  * them: each request's served message, then (half the requests) its shadow
  * message. Seeded, so every configuration sees the same sizes.
  */
-function batchStream(model: string, seed: number) {
+function batchStream(model: string, seed: number, requestsPerMessage = 1) {
   const random = prng(seed);
   const pool = Array.from({ length: 4096 }, () => featureRow(random));
   const keys = Array.from({ length: 2000 }, () => randomBytes(32).toString("hex"));
   const pending: QueueMessage[] = [];
+  /** Results of requests not yet in a message (requestsPerMessage > 1). */
+  let coalescing: unknown[] = [];
+  let coalescedRequests = 0;
   let poolIndex = 0;
   const rowsOfRequest = () => {
     const r = random();
@@ -449,24 +467,39 @@ function batchStream(model: string, seed: number) {
       };
     };
     const servedLatency = Math.round(random() * 40_000) / 1000;
-    pending.push(
-      message(
-        ids.map((_, i) => result("served", "v3", i, servedLatency)),
-        now,
-      ),
-    );
-    if (random() < 0.5) {
-      const shadows = random() < 0.75 ? ["v4"] : ["v4", "v5-candidate"];
-      pending.push(
-        message(
-          shadows.flatMap((version) => {
+    const served = ids.map((_, i) => result("served", "v3", i, servedLatency));
+    const shadowResults =
+      random() < 0.5
+        ? (random() < 0.75 ? ["v4"] : ["v4", "v5-candidate"]).flatMap((version) => {
             const latency = Math.round(random() * 60_000) / 1000;
             return ids.map((_, i) => result("shadow", version, i, latency));
-          }),
-          now,
-        ),
-      );
+          })
+        : [];
+    if (requestsPerMessage <= 1) {
+      pending.push(message(served, now));
+      if (shadowResults.length > 0) pending.push(message(shadowResults, now));
+      return;
     }
+    // As an isolate's log sender coalesces them: the results of several
+    // requests, in order, in messages of up to 120 KB.
+    coalescing.push(...served, ...shadowResults);
+    coalescedRequests += 1;
+    if (coalescedRequests < requestsPerMessage) return;
+    let current: unknown[] = [];
+    let size = 32;
+    for (const item of coalescing) {
+      const bytes = JSON.stringify(item).length + 1;
+      if (current.length > 0 && size + bytes > MESSAGE_BYTES) {
+        pending.push(message(current, now));
+        current = [];
+        size = 32;
+      }
+      current.push(item);
+      size += bytes;
+    }
+    if (current.length > 0) pending.push(message(current, now));
+    coalescing = [];
+    coalescedRequests = 0;
   };
   return (): GeneratedBatch => {
     while (pending.length < BATCH_MESSAGES) request();
@@ -565,6 +598,8 @@ interface BenchDatabase {
   server: ChildProcess;
   /** The throwaway cluster's postmaster, for its CPU time; undefined otherwise. */
   postgresPid: () => number | undefined;
+  /** PgBouncer in front of Postgres ("postgres-pooled"), counted with the endpoint. */
+  poolerPid: () => number | undefined;
   serverVersion: string;
   settings: Record<string, string>;
   close(): Promise<void>;
@@ -617,13 +652,20 @@ async function openBenchDatabase(name: string): Promise<BenchDatabase | { skippe
       env,
       server: server.child,
       postgresPid: () => undefined,
+      poolerPid: () => undefined,
       serverVersion: version?.version ?? "unknown",
       settings: {},
       close: () => stopChild(server.child),
     };
   }
-  if (name !== "postgres" && name !== "postgres-scram")
+  if (name !== "postgres" && name !== "postgres-scram" && name !== "postgres-pooled")
     throw new Error(`unknown database '${name}' in BENCH_DATABASES`);
+  const pgbouncer = name === "postgres-pooled" ? findPgBouncer() : undefined;
+  if (name === "postgres-pooled" && !pgbouncer)
+    return {
+      skipped:
+        "no pgbouncer on this machine (Debian: apt-get install pgbouncer), so no pooled endpoint to measure",
+    };
   const external = process.env.DATABASE_URL;
   let serverUrl: string;
   let description: string;
@@ -646,7 +688,7 @@ async function openBenchDatabase(name: string): Promise<BenchDatabase | { skippe
         skipped:
           "no DATABASE_URL and no PostgreSQL binaries (initdb) on this machine; install Debian's postgresql or set DATABASE_URL",
       };
-    const auth = name === "postgres" ? "password" : "scram-sha-256";
+    const auth = name === "postgres-scram" ? "scram-sha-256" : "password";
     tempPostgres = await startTempPostgres({ bin, port: await freePort(), auth });
     const cluster = tempPostgres;
     serverUrl = cluster.databaseUrl;
@@ -661,6 +703,22 @@ async function openBenchDatabase(name: string): Promise<BenchDatabase | { skippe
       await cluster.stop();
       tempPostgres = undefined;
     };
+  }
+  let pooler: TempPgBouncer | undefined;
+  if (pgbouncer) {
+    pooler = await startPgBouncer({
+      binary: pgbouncer,
+      upstreamUrl: serverUrl,
+      port: await freePort(),
+      poolSize: POOL_SIZE,
+    });
+    tempPgBouncer = pooler;
+    description += `; PgBouncer (${pooler.version}) in front of it in transaction mode with ${POOL_SIZE} server connections, as Neon's pooled endpoint runs it, so each batch's new client connection reuses a warm backend`;
+    settings = {
+      ...settings,
+      ...Object.fromEntries(Object.entries(pooler.settings).map(([k, v]) => [`pgbouncer.${k}`, v])),
+    };
+    serverUrl = pooler.databaseUrl;
   }
   const server = await spawnServer({ kind: "bridge", databaseUrl: serverUrl });
   let databaseUrl = serverUrl;
@@ -702,6 +760,7 @@ async function openBenchDatabase(name: string): Promise<BenchDatabase | { skippe
     env,
     server: server.child,
     postgresPid,
+    poolerPid: () => pooler?.pid(),
     serverVersion: version?.version ?? "unknown",
     settings,
     close: async () => {
@@ -709,6 +768,8 @@ async function openBenchDatabase(name: string): Promise<BenchDatabase | { skippe
       const index = pendingDrops.indexOf(drop);
       if (index >= 0) pendingDrops.splice(index, 1);
       await stopChild(server.child);
+      await pooler?.stop();
+      tempPgBouncer = undefined;
       await stopCluster();
     },
   };
@@ -736,6 +797,7 @@ interface WindowSample {
 
 interface ConfigState {
   concurrency: number;
+  requestsPerMessage: number;
   model: string;
   next: () => GeneratedBatch;
   redeliver: GeneratedBatch[];
@@ -771,7 +833,7 @@ async function runWindow(
   let cpuAtFrom: CpuCores | undefined;
   const cpuNow = (): CpuCores => ({
     consumer: selfCpuSeconds(),
-    server: processCpuSeconds(database.server.pid),
+    server: processCpuSeconds(database.server.pid) + poolerCpuSeconds(database),
     postgres: processTreeCpuSeconds(database.postgresPid()),
     machine: machineBusySeconds(),
   });
@@ -862,7 +924,7 @@ async function diagnose(
   const n = 15;
   const cpuNow = () => ({
     consumer: selfCpuSeconds(),
-    server: processCpuSeconds(database.server.pid),
+    server: processCpuSeconds(database.server.pid) + poolerCpuSeconds(database),
     postgres: processTreeCpuSeconds(database.postgresPid()),
   });
   const perOperation = (a: ReturnType<typeof cpuNow>, b: ReturnType<typeof cpuNow>) => ({
@@ -933,6 +995,8 @@ async function diagnose(
 
 interface ConfigResult {
   concurrency: number;
+  /** Requests whose results share a message, as the log sender coalesces them. */
+  requestsPerMessage: number;
   /** Median over windows of prediction rows stored per second. */
   rowsPerSecond: number;
   windowsRowsPerSecond: number[];
@@ -970,24 +1034,27 @@ async function throughputFor(
   say(
     `  ${diagnostics.rowsPerBatch} rows per batch: validate ${diagnostics.validateMsPerBatch.p50} ms, connect ${diagnostics.connectMs.p50} ms, whole batch ${diagnostics.storeMsPerBatch.p50} ms (p50)`,
   );
-  const states: ConfigState[] = settings.concurrencies.map((concurrency) => {
-    const model = `bench-ingest-${runId}-${database.name}-c${concurrency}`;
-    return {
-      concurrency,
-      model,
-      next: batchStream(model, 20261125),
-      redeliver: [],
-      producedRows: 0,
-      reportedRows: 0,
-      reportedRefs: 0,
-      batches: 0,
-      failures: 0,
-      batchMs: [],
-      rowsPerBatch: [],
-      recent: [],
-      windows: [],
-    };
-  });
+  const states: ConfigState[] = settings.requestsPerMessage.flatMap((requestsPerMessage) =>
+    settings.concurrencies.map((concurrency) => {
+      const model = `bench-ingest-${runId}-${database.name}-c${concurrency}-m${requestsPerMessage}`;
+      return {
+        concurrency,
+        requestsPerMessage,
+        model,
+        next: batchStream(model, 20261125, requestsPerMessage),
+        redeliver: [],
+        producedRows: 0,
+        reportedRows: 0,
+        reportedRefs: 0,
+        batches: 0,
+        failures: 0,
+        batchMs: [],
+        rowsPerBatch: [],
+        recent: [],
+        windows: [],
+      };
+    }),
+  );
   // A warm-up window each (not reported), then the rounds in rotating order.
   for (const state of states) {
     await runWindow(consumer, database, state, Math.min(settings.windowMs, 1500));
@@ -1002,7 +1069,10 @@ async function throughputFor(
     }
     say(
       `  round ${r + 1}/${settings.rounds}: ${states
-        .map((s) => `c=${s.concurrency} ${Math.round(s.windows.at(-1)?.rowsPerSecond ?? 0)} rows/s`)
+        .map(
+          (s) =>
+            `c=${s.concurrency} r/m=${s.requestsPerMessage} ${Math.round(s.windows.at(-1)?.rowsPerSecond ?? 0)} rows/s`,
+        )
         .join(", ")}`,
     );
   }
@@ -1050,6 +1120,7 @@ async function throughputFor(
       round((cpuMedian(key) * 1000) / batchesPerSecond, 1);
     configs.push({
       concurrency: state.concurrency,
+      requestsPerMessage: state.requestsPerMessage,
       rowsPerSecond: Math.round(median(windowsRates)),
       windowsRowsPerSecond: windowsRates.map((v) => Math.round(v)),
       batchesPerSecond: round(batchesPerSecond),
@@ -1407,18 +1478,18 @@ function markdown(
     lines.push(
       `Consumer throughput (prediction rows stored per second; ${BATCH_MESSAGES}-message batches; median of ${settings.rounds} windows of ${settings.windowMs / 1000} s), ${report.machine.cpus} × ${report.machine.cpuModel}, Node ${report.machine.node}:`,
       "",
-      "| database | in flight | rows/s (median) | windows min–max | batches/s | rows/batch | batch ms p50 / p95 | CPU cores: consumer / endpoint / postgres / other / machine | stored exactly once |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
+      "| database | requests per message | in flight | rows/s (median) | windows min–max | batches/s | rows/batch | batch ms p50 / p95 | CPU cores: consumer / endpoint / postgres / other / machine | stored exactly once |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     );
     for (const [name, result] of Object.entries(report.throughput)) {
       if ("skipped" in result) {
-        lines.push(`| ${name} | – | skipped: ${result.skipped} | | | | | | |`);
+        lines.push(`| ${name} | – | – | skipped: ${result.skipped} | | | | | | |`);
         continue;
       }
       for (const c of result.configs) {
         const e = c.exactlyOnce;
         lines.push(
-          `| ${name} | ${c.concurrency} | ${c.rowsPerSecond} | ${Math.min(...c.windowsRowsPerSecond)}–${Math.max(...c.windowsRowsPerSecond)} | ${c.batchesPerSecond} | ${c.rowsPerBatch.mean} | ${c.batchMs.p50} / ${c.batchMs.p95} | ${c.cpuCores.consumer} / ${c.cpuCores.server} / ${Number.isNaN(c.cpuCores.postgres) ? "–" : c.cpuCores.postgres} / ${c.cpuCores.other} / ${c.cpuCores.machine} | ${e.ok ? "yes" : "NO"} (${e.predictionsRows}/${e.produced}) |`,
+          `| ${name} | ${c.requestsPerMessage} | ${c.concurrency} | ${c.rowsPerSecond} | ${Math.min(...c.windowsRowsPerSecond)}–${Math.max(...c.windowsRowsPerSecond)} | ${c.batchesPerSecond} | ${c.rowsPerBatch.mean} | ${c.batchMs.p50} / ${c.batchMs.p95} | ${c.cpuCores.consumer} / ${c.cpuCores.server} / ${Number.isNaN(c.cpuCores.postgres) ? "–" : c.cpuCores.postgres} / ${c.cpuCores.other} / ${c.cpuCores.machine} | ${e.ok ? "yes" : "NO"} (${e.predictionsRows}/${e.produced}) |`,
         );
       }
     }
@@ -1532,7 +1603,7 @@ async function main(): Promise<void> {
       "skipped" in r
         ? []
         : r.configs.map((c) => ({
-            target: `rows/s stored, ${name}, ${c.concurrency} in flight`,
+            target: `rows/s stored, ${name}, ${c.requestsPerMessage} requests per message, ${c.concurrency} in flight`,
             limit: ">= 20000",
             measured: c.rowsPerSecond,
             met: c.rowsPerSecond >= 20_000,
