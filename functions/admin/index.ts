@@ -4,6 +4,7 @@ import { adminAuth } from "../middleware/admin-auth";
 import { idempotency } from "../middleware/idempotency";
 import { artifactsApi } from "./artifacts";
 import { auditApi } from "./audit";
+import { baselinesApi } from "./baselines";
 import { deadLettersApi } from "./dead-letters";
 import { keysApi } from "./keys";
 import { modelsApi } from "./models";
@@ -22,6 +23,7 @@ adminApi.use("*", idempotency({ skip: (c) => c.req.path.endsWith("/kill-switch")
 adminApi.route("/models", modelsApi);
 adminApi.route("/models", versionsApi);
 adminApi.route("/models", rolloutApi);
+adminApi.route("/models", baselinesApi);
 adminApi.route("/artifacts", artifactsApi);
 adminApi.route("/audit", auditApi);
 adminApi.route("/dead-letters", deadLettersApi);

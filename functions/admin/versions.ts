@@ -13,6 +13,7 @@ import {
 } from "../../shared/schemas/version";
 import type { AppEnv } from "../app-env";
 import { prepareBuiltin, storeBuiltin } from "./artifacts";
+import { uploadedBaseline } from "./baselines";
 import { runChange, type Transaction } from "./change";
 import { findModel, modelParams } from "./models";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
@@ -68,6 +69,12 @@ versionsApi.openapi(
     const { status, body: version } = await runChange(c, async (tx) => {
       // Lock the model row so a version never appears under a model being changed.
       const model = await findModel(tx, modelName, true);
+      const baseline = body.baseline
+        ? uploadedBaseline(model, body.baseline, "baseline.rows", {
+            createdAt: new Date().toISOString(),
+            createdBy: c.var.principal.actor,
+          })
+        : null;
       if (builtin) await storeBuiltin(tx, model, builtin, c.var.principal.actor);
       const [row] = await tx
         .insert(modelVersions)
@@ -77,6 +84,7 @@ versionsApi.openapi(
           upstream,
           upstreamSha256,
           modelCard: body.modelCard,
+          baseline,
           createdBy: c.var.principal.actor,
         })
         .onConflictDoNothing({ target: [modelVersions.modelId, modelVersions.version] })

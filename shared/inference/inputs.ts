@@ -56,6 +56,25 @@ export function validateInputs(schema: InputSchema, inputs: unknown): InputValid
     : { ok: false, issues };
 }
 
+/**
+ * Validates a list of rows (e.g. a baseline sample) with the same rules, each
+ * issue named `<at>[i].<feature>`; no limit on the number of rows here.
+ */
+export function validateRowList(
+  schema: InputSchema,
+  items: readonly unknown[],
+  at: string,
+): InputValidation {
+  const issues: InputIssue[] = [];
+  const rows: InputRow[] = [];
+  for (const [i, item] of items.entries()) {
+    const row = validateRow(schema, item, [at, i], issues);
+    if (row) rows.push(row);
+    if (issues.length >= MAX_INPUT_ISSUES) break;
+  }
+  return issues.length > 0 ? { ok: false, issues } : { ok: true, rows, batch: true };
+}
+
 function fail(path: string, message: string): InputValidation {
   return { ok: false, issues: [{ path, message }] };
 }

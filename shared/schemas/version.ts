@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { builtinFormats, MAX_MODEL_BYTES } from "../builtin";
 import { versionStatuses } from "../db/schema";
+import { UploadedBaseline } from "./baseline";
 import { ClassLabel, FeatureName, ModelName, Timestamp, VersionLabel } from "./common";
 
 /** Names a Worker secret that holds the upstream's credential; never the credential. */
@@ -211,6 +212,10 @@ export const CreateVersionBody = z
     version: VersionLabel,
     upstream: Upstream,
     modelCard: ModelCard.default({}),
+    baseline: UploadedBaseline.optional().openapi({
+      description:
+        "The version's reference data for drift and data-quality monitoring: rows as in training or validation, and optionally its predictions for them. Also settable later (POST .../baseline).",
+    }),
   })
   .strict()
   .openapi("CreateVersion");
