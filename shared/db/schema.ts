@@ -343,3 +343,65 @@ export const outcomes = pgTable(
     check("outcomes_subject_check", sql`${t.predictionId} is not null or ${t.keyHmac} is not null`),
   ],
 );
+
+/**
+ * What the monitoring jobs computed: one row per (model, version, role,
+ * window length, window start, metric, dimension). The dimension is a feature
+ * name for per-feature metrics, `prediction.<field>` for prediction drift,
+ * and empty for model-level ones; later metrics use it for a segment group, a
+ * counterpart version or a KPI. A job that runs twice over a window replaces
+ * its rows, so results are idempotent. `value` is null when the statistic is
+ * not finite or cannot be computed, and `reason` says why.
+ */
+export const monitoringResults = pgTable(
+  "monitoring_results",
+  {
+    model: text("model").notNull(),
+    version: text("version").notNull(),
+    role: text("role").notNull(),
+    windowSeconds: integer("window_seconds").notNull(),
+    windowStart: timestamp("window_start", { withTimezone: true }).notNull(),
+    metric: text("metric").notNull(),
+    dimension: text("dimension").notNull(),
+    value: doublePrecision("value"),
+    reason: text("reason"),
+    /** ok | warn | alert | unknown: the metric's verdict against its thresholds. */
+    status: text("status").notNull(),
+    details: jsonb("details").$type<Record<string, unknown>>().notNull(),
+    runId: bigint("run_id", { mode: "number" }).notNull(),
+    computedAt: timestamp("computed_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({
+      name: "monitoring_results_pk",
+      columns: [t.model, t.version, t.role, t.windowSeconds, t.windowStart, t.metric, t.dimension],
+    }),
+    index("monitoring_results_model_window_idx").on(t.model, t.windowStart),
+    check(
+      "monitoring_results_status_check",
+      sql`${t.status} in ('ok', 'warn', 'alert', 'unknown')`,
+    ),
+  ],
+);
+
+/** Each run of a monitoring job: when, how long, what it did, and how it failed. */
+export const monitoringRuns = pgTable(
+  "monitoring_runs",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    job: text("job").notNull(),
+    startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+    durationMs: integer("duration_ms"),
+    /** running | succeeded | failed */
+    status: text("status").notNull(),
+    windows: integer("windows").notNull().default(0),
+    results: integer("results").notNull().default(0),
+    error: text("error"),
+    details: jsonb("details").$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [
+    index("monitoring_runs_job_started_at_idx").on(t.job, t.startedAt),
+    check("monitoring_runs_status_check", sql`${t.status} in ('running', 'succeeded', 'failed')`),
+  ],
+);

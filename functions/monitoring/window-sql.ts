@@ -1,0 +1,186 @@
+import { type SQL, sql } from "drizzle-orm";
+import type { Database } from "../../shared/db/client";
+
+/**
+ * One window of a version's results, aggregated in Postgres for the drift
+ * and data-quality statistics: the Worker receives counts, never rows.
+ *
+ * Numeric fields: the values are bucketed against a sorted list of distinct
+ * thresholds (the reference sample's values, the PSI edges, a histogram grid:
+ * whatever the statistics need, merged), with `width_bucket`, which counts
+ * into bucket i (1-based) the values t[i] <= x < t[i + 1], into 0 those below
+ * t[1]. Each bucket also counts the values equal to its lower threshold. From
+ * these, `count(x < t)` and `count(x <= t)` at every threshold follow exactly
+ * (`cumulativeCounts`), and so does a histogram over any subset of them.
+ * Categorical fields: counts per value.
+ */
+
+export interface ResultWindow {
+  model: string;
+  version: string;
+  role: string;
+  from: Date;
+  to: Date;
+}
+
+export interface NumericWindow {
+  /** Values present (finite numbers). */
+  n: number;
+  /** Rows where the field is absent, null or not a number. */
+  missing: number;
+  min: number | null;
+  max: number | null;
+  mean: number | null;
+  std: number | null;
+  thresholds: number[];
+  /** buckets[i]: values with thresholds[i - 1] <= x < thresholds[i] (buckets[0]: below thresholds[0]). */
+  buckets: number[];
+  /** equal[i]: values equal to thresholds[i - 1] (equal[0] is 0). */
+  equal: number[];
+}
+
+export interface CategoricalWindow {
+  n: number;
+  missing: number;
+  counts: Record<string, number>;
+}
+
+function source(window: ResultWindow, column: "inputs" | "prediction"): SQL {
+  return sql`SELECT ${sql.raw(column)} AS doc FROM predictions
+    WHERE model = ${window.model} AND version = ${window.version} AND role = ${window.role}
+      AND created_at >= ${window.from.toISOString()} AND created_at < ${window.to.toISOString()}`;
+}
+
+/** Rows in the window. */
+export async function countResults(db: Database, window: ResultWindow): Promise<number> {
+  const { rows } = await db.execute<{ n: string }>(
+    sql`SELECT count(*) AS n FROM (${source(window, "inputs")}) src`,
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** Bucket counts per numeric field against each field's sorted, distinct thresholds. */
+export async function numericWindows(
+  db: Database,
+  window: ResultWindow,
+  column: "inputs" | "prediction",
+  thresholds: Record<string, number[]>,
+): Promise<Record<string, NumericWindow>> {
+  const names = Object.keys(thresholds);
+  const out: Record<string, NumericWindow> = {};
+  if (names.length === 0) return out;
+  for (const name of names) {
+    const t = thresholds[name] ?? [];
+    out[name] = {
+      n: 0,
+      missing: 0,
+      min: null,
+      max: null,
+      mean: null,
+      std: null,
+      thresholds: t,
+      buckets: new Array(t.length + 1).fill(0),
+      equal: new Array(t.length + 1).fill(0),
+    };
+  }
+  const { rows } = await db.execute<{
+    name: string;
+    b: number | null;
+    n: string;
+    eq: string;
+    missing: string;
+    min: number | null;
+    max: number | null;
+    mean: number | null;
+    std: number | null;
+  }>(sql`
+    WITH src AS MATERIALIZED (${source(window, column)}),
+    spec AS (
+      SELECT key AS name,
+        ARRAY(SELECT jsonb_array_elements_text(value)::float8) AS t
+      FROM jsonb_each(${JSON.stringify(thresholds)}::jsonb)
+    ),
+    vals AS (
+      SELECT spec.name, spec.t,
+        CASE WHEN jsonb_typeof(src.doc -> spec.name) = 'number'
+          THEN (src.doc ->> spec.name)::float8 END AS x
+      FROM src CROSS JOIN spec
+    ),
+    bucketed AS (
+      SELECT name, x, CASE WHEN x IS NOT NULL AND cardinality(t) > 0 THEN width_bucket(x, t) END AS b,
+        CASE WHEN x IS NOT NULL AND cardinality(t) > 0 AND width_bucket(x, t) > 0
+          THEN x = t[width_bucket(x, t)] ELSE false END AS eq
+      FROM vals
+    )
+    SELECT name, b, count(x) AS n, count(*) FILTER (WHERE eq) AS eq, count(*) - count(x) AS missing,
+      NULL::float8 AS min, NULL::float8 AS max, NULL::float8 AS mean, NULL::float8 AS std
+    FROM bucketed GROUP BY name, b
+    UNION ALL
+    SELECT name, -1, count(x), 0, 0, min(x), max(x), avg(x), stddev_pop(x)
+    FROM vals GROUP BY name`);
+  for (const row of rows) {
+    const entry = out[row.name];
+    if (!entry) continue;
+    const b = row.b === null ? null : Number(row.b);
+    if (b === -1) {
+      entry.n = Number(row.n);
+      entry.min = row.min === null ? null : Number(row.min);
+      entry.max = row.max === null ? null : Number(row.max);
+      entry.mean = row.mean === null ? null : Number(row.mean);
+      entry.std = row.std === null ? null : Number(row.std);
+      continue;
+    }
+    entry.missing += Number(row.missing);
+    if (b === null) continue;
+    entry.buckets[b] = (entry.buckets[b] ?? 0) + Number(row.n);
+    entry.equal[b] = (entry.equal[b] ?? 0) + Number(row.eq);
+  }
+  return out;
+}
+
+/** count(x < t[i]) and count(x <= t[i]) for every threshold, from a window's buckets. */
+export function cumulativeCounts(window: NumericWindow): { below: number[]; atOrBelow: number[] } {
+  const below: number[] = [];
+  const atOrBelow: number[] = [];
+  let running = 0;
+  for (let i = 0; i < window.thresholds.length; i++) {
+    running += window.buckets[i] ?? 0;
+    below.push(running);
+    atOrBelow.push(running + (window.equal[i + 1] ?? 0));
+  }
+  return { below, atOrBelow };
+}
+
+/** Value counts per categorical field (numbers and booleans as JSON text, as baselines keep them). */
+export async function categoricalWindows(
+  db: Database,
+  window: ResultWindow,
+  column: "inputs" | "prediction",
+  names: string[],
+): Promise<Record<string, CategoricalWindow>> {
+  const out: Record<string, CategoricalWindow> = {};
+  for (const name of names) out[name] = { n: 0, missing: 0, counts: {} };
+  if (names.length === 0) return out;
+  const { rows } = await db.execute<{ name: string; value: string | null; n: string }>(sql`
+    WITH src AS MATERIALIZED (${source(window, column)}),
+    vals AS (
+      SELECT f.name, src.doc -> f.name AS v
+      FROM src CROSS JOIN jsonb_array_elements_text(${JSON.stringify(names)}::jsonb) AS f(name)
+    )
+    SELECT name,
+      CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{}'
+        WHEN 'number' THEN v::text WHEN 'boolean' THEN v::text END AS value,
+      count(*) AS n
+    FROM vals GROUP BY 1, 2`);
+  for (const row of rows) {
+    const entry = out[row.name];
+    if (!entry) continue;
+    const count = Number(row.n);
+    if (row.value === null) entry.missing += count;
+    else {
+      entry.counts[row.value] = count;
+      entry.n += count;
+    }
+  }
+  return out;
+}
