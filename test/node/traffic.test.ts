@@ -795,6 +795,8 @@ describe("against a server", () => {
     expect(output).toMatch(new RegExp(`labels: ${labels.length} sent, ${labels.length} accepted`));
     const manifest = JSON.parse(readFileSync(manifestFile, "utf8"));
     expect(manifest.run.interrupted).toBe(false);
+    expect(manifest.run.argv).toContain("***");
+    expect(manifest.run.argv).not.toContain("admin-token");
     expect(manifest.target.schemaFrom).toBe("admin API");
     expect(manifest.phases.map((p: { sent: { requests: number } }) => p.sent.requests)).toEqual([
       20, 20,

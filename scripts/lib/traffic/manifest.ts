@@ -49,6 +49,17 @@ export function latencySummary(latenciesMs: readonly number[]) {
   };
 }
 
+const secretFlags = new Set(["--key", "--admin-token"]);
+
+/** The command line without the values of --key and --admin-token. */
+export function redactArgv(argv: readonly string[]): string[] {
+  return argv.map((arg, i) => {
+    const eq = arg.indexOf("=");
+    if (eq > 0 && secretFlags.has(arg.slice(0, eq))) return `${arg.slice(0, eq)}=***`;
+    return secretFlags.has(argv[i - 1] ?? "") ? "***" : arg;
+  });
+}
+
 export function buildManifest(facts: RunFacts) {
   const { options, profile, phases, tallies } = facts;
   const sum = (pick: (t: PhaseTally) => number) => tallies.reduce((a, t) => a + pick(t), 0);
@@ -75,7 +86,7 @@ export function buildManifest(facts: RunFacts) {
       finishedAt: facts.finishedAt,
       dryRun: facts.dryRun,
       interrupted: facts.interrupted,
-      argv: facts.argv,
+      argv: redactArgv(facts.argv),
     },
     target: { url: options.url, model: options.model, schemaFrom: facts.schemaFrom },
     settings: {
