@@ -223,6 +223,8 @@ describe("profiles", () => {
     expect(amounts.mean).toBeLessThan(16);
     expect(rows.every((r) => Number.isInteger(r.count))).toBe(true);
     expect(rows.every((r) => (r.balance as number) >= 100)).toBe(true);
+    expect(new Set(rows.map((r) => r.note)).size).toBe(5);
+    expect(new Set(rows.map((r) => r.is_new))).toEqual(new Set([true, false]));
     // Enums are skewed: the first value is the most common.
     const share = (value: string) => rows.filter((r) => r.country === value).length / rows.length;
     expect(share("DE")).toBeGreaterThan(share("FR"));

@@ -297,15 +297,12 @@ export function genericDistribution(schema: FeatureSchema): Distribution {
     case "boolean":
       return { kind: "bernoulli", p: 0.3 };
     case "string": {
-      const values = schema.enum ?? ["1", "2", "3", "4", "5"].map((k) => `v${k}`);
-      const short = values.map((v) =>
-        schema.maxLength !== undefined ? [...v].slice(0, schema.maxLength).join("") : v,
-      );
-      const unique = [...new Set(short)];
-      const weights = zipfWeights(unique.length);
+      // Free text: five short values, which fit any maxLength.
+      const values = schema.enum ?? ["a", "b", "c", "d", "e"];
+      const weights = zipfWeights(values.length);
       return {
         kind: "categorical",
-        weights: Object.fromEntries(unique.map((v, i) => [v, weights[i] ?? 0])),
+        weights: Object.fromEntries(values.map((v, i) => [v, weights[i] ?? 0])),
       };
     }
     case "number":
