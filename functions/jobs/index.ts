@@ -3,10 +3,14 @@
  * directly; the scheduled handler only dispatches.
  */
 import { maintainLogPartitions } from "./log-partitions";
+import { runMonitoring } from "./monitoring";
 
 export const jobs: Record<string, (env: Env, now: Date) => Promise<unknown>> = {
   // Hourly, off the hour.
   "17 * * * *": maintainLogPartitions,
+  // Drift and data quality, each 15-minute window once it has ended (and again
+  // in the next run, for late rows); hourly and daily roll-ups.
+  "*/15 * * * *": runMonitoring,
 };
 
 export async function handleScheduled(

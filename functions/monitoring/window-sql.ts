@@ -1,5 +1,6 @@
 import { type SQL, sql } from "drizzle-orm";
 import type { Database } from "../../shared/db/client";
+import type { BinnedWindow } from "../../shared/drift";
 
 /**
  * One window of a version's results, aggregated in Postgres for the drift
@@ -37,6 +38,8 @@ export interface NumericWindow {
   buckets: number[];
   /** equal[i]: values equal to thresholds[i - 1] (equal[0] is 0). */
   equal: number[];
+  /** sums[i]: the sum of the values in buckets[i]. */
+  sums: number[];
 }
 
 export interface CategoricalWindow {
@@ -66,10 +69,8 @@ export async function numericWindows(
   column: "inputs" | "prediction",
   thresholds: Record<string, number[]>,
 ): Promise<Record<string, NumericWindow>> {
-  const names = Object.keys(thresholds);
   const out: Record<string, NumericWindow> = {};
-  if (names.length === 0) return out;
-  for (const name of names) {
+  for (const name of Object.keys(thresholds)) {
     const t = thresholds[name] ?? [];
     out[name] = {
       n: 0,
@@ -81,13 +82,27 @@ export async function numericWindows(
       thresholds: t,
       buckets: new Array(t.length + 1).fill(0),
       equal: new Array(t.length + 1).fill(0),
+      sums: new Array(t.length + 1).fill(0),
     };
   }
+  // A field without edges has one bucket: width_bucket needs at least one edge.
+  const names = Object.keys(thresholds).filter((name) => (thresholds[name] ?? []).length > 0);
+  if (names.length === 0) return out;
+  // Each field's edges as a constant of the statement, chosen by the field's
+  // position: an array carried in every row would be decompressed per row.
+  const edges = sql`(CASE i ${sql.join(
+    names.map(
+      (name, index) =>
+        sql`WHEN ${sql.raw(String(index + 1))} THEN ${`{${(thresholds[name] ?? []).join(",")}}`}::float8[]`,
+    ),
+    sql` `,
+  )} END)`;
   const { rows } = await db.execute<{
     name: string;
     b: number | null;
     n: string;
     eq: string;
+    sum: number | null;
     missing: string;
     min: number | null;
     max: number | null;
@@ -95,28 +110,26 @@ export async function numericWindows(
     std: number | null;
   }>(sql`
     WITH src AS MATERIALIZED (${source(window, column)}),
-    spec AS (
-      SELECT key AS name,
-        ARRAY(SELECT jsonb_array_elements_text(value)::float8) AS t
-      FROM jsonb_each(${JSON.stringify(thresholds)}::jsonb)
-    ),
     vals AS (
-      SELECT spec.name, spec.t,
-        CASE WHEN jsonb_typeof(src.doc -> spec.name) = 'number'
-          THEN (src.doc ->> spec.name)::float8 END AS x
-      FROM src CROSS JOIN spec
+      SELECT f.i, f.name,
+        CASE WHEN jsonb_typeof(src.doc -> f.name) = 'number'
+          THEN (src.doc ->> f.name)::float8 END AS x
+      FROM src CROSS JOIN jsonb_array_elements_text(${JSON.stringify(names)}::jsonb)
+        WITH ORDINALITY AS f(name, i)
     ),
     bucketed AS (
-      SELECT name, x, CASE WHEN x IS NOT NULL AND cardinality(t) > 0 THEN width_bucket(x, t) END AS b,
-        CASE WHEN x IS NOT NULL AND cardinality(t) > 0 AND width_bucket(x, t) > 0
-          THEN x = t[width_bucket(x, t)] ELSE false END AS eq
-      FROM vals
+      SELECT name, x, b, coalesce(b > 0 AND x = (${edges})[b], false) AS eq
+      FROM (
+        SELECT i, name, x, CASE WHEN x IS NOT NULL THEN width_bucket(x, ${edges}) END AS b
+        FROM vals
+      ) v
     )
-    SELECT name, b, count(x) AS n, count(*) FILTER (WHERE eq) AS eq, count(*) - count(x) AS missing,
+    SELECT name, b, count(x) AS n, count(*) FILTER (WHERE eq) AS eq, sum(x) AS sum,
+      count(*) - count(x) AS missing,
       NULL::float8 AS min, NULL::float8 AS max, NULL::float8 AS mean, NULL::float8 AS std
     FROM bucketed GROUP BY name, b
     UNION ALL
-    SELECT name, -1, count(x), 0, 0, min(x), max(x), avg(x), stddev_pop(x)
+    SELECT name, -1, count(x), 0, NULL, 0, min(x), max(x), avg(x), stddev_pop(x)
     FROM vals GROUP BY name`);
   for (const row of rows) {
     const entry = out[row.name];
@@ -134,6 +147,7 @@ export async function numericWindows(
     if (b === null) continue;
     entry.buckets[b] = (entry.buckets[b] ?? 0) + Number(row.n);
     entry.equal[b] = (entry.equal[b] ?? 0) + Number(row.eq);
+    entry.sums[b] = (entry.sums[b] ?? 0) + Number(row.sum ?? 0);
   }
   return out;
 }
@@ -183,4 +197,14 @@ export async function categoricalWindows(
     }
   }
   return out;
+}
+
+/** The window as the drift statistics take it (shared/drift BinnedWindow). */
+export function binnedWindow(window: NumericWindow): BinnedWindow {
+  return {
+    edges: window.thresholds,
+    counts: window.buckets,
+    sums: window.sums,
+    atEdge: window.equal.slice(1),
+  };
 }

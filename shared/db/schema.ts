@@ -14,6 +14,7 @@ import {
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import type { Fallback, InputSchema } from "../schemas/model";
+import type { MonitoringSettings } from "../schemas/monitoring";
 import type { ModelCard, StoredUpstream } from "../schemas/version";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
@@ -31,6 +32,8 @@ export const models = pgTable(
     positiveClass: text("positive_class"),
     public: boolean("public").notNull().default(false),
     fallback: jsonb("fallback").$type<Fallback>().notNull(),
+    // Monitoring settings (drift method and threshold overrides); null: defaults.
+    monitoring: jsonb("monitoring").$type<MonitoringSettings>(),
     createdAt: createdAt(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },

@@ -1,0 +1,242 @@
+import { env } from "cloudflare:workers";
+import { sql } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { runMonitoring } from "../../functions/jobs/monitoring";
+import { storeLogs } from "../../functions/queue/prediction-logs";
+import demo from "../../scripts/demo/demo-credit-risk.json";
+import { parseDrift } from "../../scripts/lib/traffic/drift.ts";
+import { createGenerator } from "../../scripts/lib/traffic/generate.ts";
+import { profileFor, resolveProfile } from "../../scripts/lib/traffic/profile.ts";
+import type { PredictionEvent } from "../../shared/inference/events";
+import {
+  call,
+  createModel,
+  type ErrorJson,
+  httpUpstream,
+  json,
+  query,
+  uniqueName,
+} from "./helpers";
+
+interface ResultRow {
+  version: string;
+  role: string;
+  windowSeconds: number;
+  windowStart: string;
+  metric: string;
+  dimension: string;
+  value: number | null;
+  reason: string | null;
+  status: string;
+  details: Record<string, unknown>;
+}
+
+const W1 = Date.parse("2026-11-22T10:00:00.000Z");
+const W2 = W1 + 900_000;
+
+/** `count` rows of the demo model's traffic profile, seeded, with optional drifts. */
+function rowsFrom(model: string, seed: number, count: number, drifts: string[] = []) {
+  const schema = demo.model.inputSchema as Parameters<typeof resolveProfile>[0]["inputSchema"];
+  const profile = resolveProfile(
+    { name: model, inputSchema: schema, task: "classification" },
+    profileFor("demo-credit-risk", undefined).profile,
+  );
+  const generator = createGenerator(profile, {
+    seed,
+    rate: 100,
+    total: count,
+    batchRate: 0,
+    batchMax: 1,
+    labelRate: 0,
+    labelDelay: { min: 0, max: 0 },
+    drifts: drifts.map(parseDrift),
+  });
+  return Array.from({ length: count }, (_, i) => generator.request(i).rows[0]?.inputs ?? {});
+}
+
+function events(model: string, rows: Record<string, unknown>[], start: number): PredictionEvent[] {
+  return rows.map((inputs, i) => ({
+    role: "served",
+    predictionId: crypto.randomUUID(),
+    requestId: crypto.randomUUID(),
+    model,
+    version: "v1",
+    prediction: { label: "repaid", score: 0.1 + ((i * 37) % 50) / 100 },
+    inputs,
+    attributes: {},
+    keyHmac: null,
+    latencyMs: 2,
+    status: "ok",
+    errorCode: null,
+    stateVersion: 1,
+    timestamp: new Date(start + Math.floor((i * 890_000) / rows.length)).toISOString(),
+  }));
+}
+
+async function results(model: string): Promise<ResultRow[]> {
+  const response = await call(
+    `/admin/models/${model}/monitoring?from=${new Date(W1).toISOString()}&to=${new Date(W2 + 900_000).toISOString()}`,
+  );
+  expect(response.status).toBe(200);
+  return (await json<{ items: ResultRow[] }>(response)).items;
+}
+
+const find = (rows: ResultRow[], start: number, metric: string, dimension: string) =>
+  rows.find(
+    (r) =>
+      r.windowSeconds === 900 &&
+      Date.parse(r.windowStart) === start &&
+      r.metric === metric &&
+      r.dimension === dimension &&
+      r.role === "served",
+  );
+
+describe("monitoring job: drift and data quality from logged traffic", () => {
+  it("flags the drifted feature in its window only, leaves stable ones alone, and is idempotent", {
+    timeout: 60_000,
+  }, async () => {
+    const model = uniqueName("mon");
+    await createModel({ ...demo.model, name: model, public: false });
+    const baselineRows = rowsFrom(model, 11, 800);
+    const created = await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: { version: "v1", upstream: httpUpstream, baseline: { rows: baselineRows } },
+    });
+    expect(created.status).toBe(201);
+    // Window 1: the same distributions. Window 2: income moved up by 1.5
+    // standard deviations, everything else as before.
+    const stable = rowsFrom(model, 12, 1200);
+    const drifted = rowsFrom(model, 13, 1200, ["income:shift=1.5sd@0"]);
+    const logged = [...events(model, stable, W1), ...events(model, drifted, W2)];
+    // A request refused by the input schema, in window 2.
+    logged.push({
+      ...(logged[0] as PredictionEvent),
+      role: "rejected",
+      predictionId: crypto.randomUUID(),
+      version: "",
+      prediction: null,
+      inputs: { age: 7 },
+      status: "rejected",
+      issues: [{ path: "inputs.age", message: "must be at least 18" }],
+      timestamp: new Date(W2 + 60_000).toISOString(),
+    });
+    await storeLogs(env, logged, []);
+
+    const now = new Date(W2 + 900_000 + 30_000);
+    const first = await runMonitoring(env, now);
+    expect(
+      first.computed
+        .filter((c) => c.model === model)
+        .map((c) => c.start)
+        .sort(),
+    ).toEqual([new Date(W1).toISOString(), new Date(W2).toISOString()]);
+    const rows = await results(model);
+    const income2 = find(rows, W2, "drift", "income");
+    expect(income2?.status).toBe("alert");
+    expect(income2?.details.method).toBe("ks");
+    expect(income2?.value).toBeLessThan(0.05);
+    expect(find(rows, W1, "drift", "income")?.status).toBe("ok");
+    for (const feature of ["debt_to_income", "age", "utilization", "months_employed"]) {
+      expect(find(rows, W2, "drift", feature)?.status, feature).toBe("ok");
+      expect(find(rows, W1, "drift", feature)?.status, feature).toBe("ok");
+    }
+    expect(find(rows, W2, "psi", "income")?.status).toBe("alert");
+    expect(find(rows, W2, "results", "")?.value).toBe(1200);
+    expect(find(rows, W2, "missing_rate", "income")?.value).toBe(0);
+    const dataset = find(rows, W2, "dataset_drift", "");
+    expect(dataset?.details.drifting).toBe(1);
+    expect(dataset?.status).toBe("ok");
+    const rejection = rows.find(
+      (r) =>
+        r.metric === "schema_rejection_rate" &&
+        r.dimension === "age" &&
+        Date.parse(r.windowStart) === W2 &&
+        r.windowSeconds === 900,
+    );
+    expect(rejection?.version).toBe("");
+    expect(rejection?.value).toBeCloseTo(1 / 1201, 9);
+
+    // Running again over the same windows replaces, never adds.
+    await runMonitoring(env, now);
+    const again = await results(model);
+    expect(again.length).toBe(rows.length);
+    expect(again.map((r) => [r.metric, r.dimension, r.windowStart, r.value])).toEqual(
+      rows.map((r) => [r.metric, r.dimension, r.windowStart, r.value]),
+    );
+    const runs = await query<{ status: string; windows: number }>(
+      sql`SELECT status, windows FROM monitoring_runs WHERE id IN (${first.runId}) `,
+    );
+    expect(runs[0]?.status).toBe("succeeded");
+  });
+
+  it("reads results with filters and refuses unknown metrics by name", async () => {
+    const model = uniqueName("mon");
+    await createModel({ ...demo.model, name: model, public: false });
+    const bad = await call(`/admin/models/${model}/monitoring?metric=accuracyy`);
+    expect(bad.status).toBe(400);
+    expect((await json<ErrorJson>(bad)).error.details?.[0]?.path).toBe("metric");
+    const range = await call(
+      `/admin/models/${model}/monitoring?from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z`,
+    );
+    expect((await json<ErrorJson>(range)).error.details?.[0]?.path).toBe("from");
+    const empty = await call(`/admin/models/${model}/monitoring`);
+    expect(await json(empty)).toMatchObject({ model, items: [], truncated: false });
+  });
+
+  it("takes per-model drift overrides, checked against the model's features and audited", async () => {
+    const model = uniqueName("mon");
+    await createModel({ ...demo.model, name: model, public: false });
+    const unknown = await call(`/admin/models/${model}/monitoring/settings`, {
+      method: "PUT",
+      body: { drift: { features: { salary: { numericMethod: "wasserstein" } } } },
+    });
+    expect(unknown.status).toBe(400);
+    expect((await json<ErrorJson>(unknown)).error.details?.[0]?.path).toBe("drift.features.salary");
+    const invalid = await call(`/admin/models/${model}/monitoring/settings`, {
+      method: "PUT",
+      body: { drift: { thresholds: { ks: 2 } } },
+    });
+    expect((await json<ErrorJson>(invalid)).error.details?.[0]?.path).toBe("drift.thresholds.ks");
+    const settings = {
+      drift: {
+        numericMethod: "wasserstein",
+        features: { income: { thresholds: { wasserstein: 0.5 } } },
+      },
+    };
+    const put = await call(`/admin/models/${model}/monitoring/settings`, {
+      method: "PUT",
+      body: settings,
+    });
+    expect(put.status).toBe(200);
+    expect(await json(await call(`/admin/models/${model}/monitoring/settings`))).toEqual(settings);
+    const [audit] = await query<{ action: string }>(
+      sql`SELECT action FROM audit_log WHERE target = ${`models/${model}`} AND action = 'model.monitoring.update'`,
+    );
+    expect(audit?.action).toBe("model.monitoring.update");
+
+    // The job uses them: Wasserstein for every numeric feature.
+    await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: { version: "v1", upstream: httpUpstream, baseline: { rows: rowsFrom(model, 21, 300) } },
+    });
+    const start = Date.parse("2026-11-23T06:00:00.000Z");
+    await storeLogs(
+      env,
+      events(model, rowsFrom(model, 22, 400, ["income:shift=0.3sd@0"]), start),
+      [],
+    );
+    await runMonitoring(env, new Date(start + 900_000 + 1000));
+    const rows = (
+      await json<{ items: ResultRow[] }>(
+        await call(
+          `/admin/models/${model}/monitoring?metric=drift&from=${new Date(start).toISOString()}&to=${new Date(start + 900_000).toISOString()}&window=900`,
+        ),
+      )
+    ).items;
+    const income = rows.find((r) => r.dimension === "income");
+    expect(income?.details.method).toBe("wasserstein");
+    expect(income?.details.threshold).toBe(0.5);
+    expect(income?.status).toBe("ok");
+    expect(rows.find((r) => r.dimension === "age")?.details.threshold).toBe(0.1);
+  });
+});
