@@ -26,10 +26,10 @@ import { sql } from "drizzle-orm";
 import type { Database } from "../../shared/db/client";
 import {
   type DriftOverrides,
-  defaultDriftSettings,
   detectDrift,
   driftGrid,
   type FeatureDrift,
+  resolveDriftSettings,
 } from "../../shared/drift";
 import type {
   Baseline,
@@ -163,8 +163,13 @@ function alignedCounts(reference: CategoricalSummary, current: CategoricalWindow
 const OTHER = "(other)";
 
 /** The edges a numeric field's window is counted over: the drift grid, plus min and max. */
-export function numericThresholds(reference: NumericSummary, overrides?: DriftOverrides): number[] {
-  const bins = overrides?.psi?.bins ?? defaultDriftSettings.psi.bins;
+export function numericThresholds(
+  reference: NumericSummary,
+  overrides: DriftOverrides | undefined,
+  feature: string,
+): number[] {
+  // The feature's own PSI bins, if it overrides them: the grid must hold its edges.
+  const bins = resolveDriftSettings(overrides, feature).psi.bins;
   const edges = new Set(driftGrid(reference.sample, bins));
   edges.add(reference.min);
   edges.add(reference.max);
@@ -268,7 +273,12 @@ export async function versionMetrics(
     const numeric: Record<string, number[]> = {};
     const categorical: string[] = [];
     for (const [name, summary] of Object.entries(dims)) {
-      if (summary.kind === "numeric") numeric[name] = numericThresholds(summary, overrides);
+      if (summary.kind === "numeric")
+        numeric[name] = numericThresholds(
+          summary,
+          overrides,
+          column === "inputs" ? name : `prediction.${name}`,
+        );
       else categorical.push(name);
     }
     return {

@@ -200,7 +200,8 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
     const settings = {
       drift: {
         numericMethod: "wasserstein",
-        features: { income: { thresholds: { wasserstein: 0.5 } } },
+        // Its own PSI bins: the window must be counted over its own edges.
+        features: { income: { thresholds: { wasserstein: 0.5 }, psi: { bins: 20 } } },
       },
     };
     const put = await call(`/admin/models/${model}/monitoring/settings`, {
@@ -238,5 +239,11 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
     expect(income?.details.threshold).toBe(0.5);
     expect(income?.status).toBe("ok");
     expect(rows.find((r) => r.dimension === "age")?.details.threshold).toBe(0.1);
+    const psi = await json<{ items: ResultRow[] }>(
+      await call(
+        `/admin/models/${model}/monitoring?metric=psi&from=${new Date(start).toISOString()}&to=${new Date(start + 900_000).toISOString()}&window=900`,
+      ),
+    );
+    expect(psi.items.find((r) => r.dimension === "income")?.value).not.toBeNull();
   });
 });
