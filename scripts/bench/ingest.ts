@@ -45,7 +45,7 @@
 // 15000). About five minutes on 2 vCPUs.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
@@ -55,6 +55,8 @@ import { Pool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import {
   bundleWorkerModules,
+  processCpuSeconds,
+  processTreeCpuSeconds,
   quantile,
   sleep,
   sourceRevision,
@@ -231,50 +233,10 @@ function prng(seed: number) {
   };
 }
 
-/** Seconds of CPU a process has used (Linux /proc), or NaN. */
 /** PgBouncer's CPU time, 0 without one. */
 function poolerCpuSeconds(database: { poolerPid: () => number | undefined }): number {
   const pid = database.poolerPid();
   return pid ? processCpuSeconds(pid) : 0;
-}
-
-function processCpuSeconds(pid: number | undefined): number {
-  if (!pid) return Number.NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 of the whole line, i.e. 11 and 12 after ")".
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/**
- * Seconds of CPU a process tree has used: the process, its children that have
- * ended (counted once it has reaped them: cutime, cstime) and its children
- * still running. For the postmaster, that is Postgres with its backends.
- */
-function processTreeCpuSeconds(pid: number | undefined): number {
-  if (!pid) return Number.NaN;
-  try {
-    const fieldsOf = (stat: string) => stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const own = fieldsOf(readFileSync(`/proc/${pid}/stat`, "utf8"));
-    // After ")": state, ppid, ..., utime (11), stime (12), cutime (13), cstime (14).
-    let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
-    for (const entry of readdirSync("/proc")) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const fields = fieldsOf(readFileSync(`/proc/${entry}/stat`, "utf8"));
-        if (Number(fields[1]) === pid) ticks += Number(fields[11]) + Number(fields[12]);
-      } catch {
-        // ended meanwhile
-      }
-    }
-    return ticks / 100;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 /** Busy CPU seconds of the whole machine, all cores (Linux /proc/stat), or NaN. */

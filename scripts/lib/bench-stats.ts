@@ -1,6 +1,6 @@
 // Small helpers the benchmarks share.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { projectRoot } from "./environment.ts";
@@ -64,4 +64,44 @@ export async function bundleWorkerModules(contents: string, outfile: string): Pr
     outfile,
     logLevel: "error",
   });
+}
+
+/** Seconds of CPU a process has used (Linux /proc), or NaN. */
+export function processCpuSeconds(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 of the whole line, i.e. 11 and 12 after ")".
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * Seconds of CPU a process tree has used: the process, its children that have
+ * ended (counted once it has reaped them: cutime, cstime) and its children
+ * still running. For the postmaster, that is Postgres with its backends.
+ */
+export function processTreeCpuSeconds(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
+  try {
+    const fieldsOf = (stat: string) => stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const own = fieldsOf(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    // After ")": state, ppid, ..., utime (11), stime (12), cutime (13), cstime (14).
+    let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const fields = fieldsOf(readFileSync(`/proc/${entry}/stat`, "utf8"));
+        if (Number(fields[1]) === pid) ticks += Number(fields[11]) + Number(fields[12]);
+      } catch {
+        // ended meanwhile
+      }
+    }
+    return ticks / 100;
+  } catch {
+    return Number.NaN;
+  }
 }
