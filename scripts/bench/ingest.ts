@@ -69,6 +69,7 @@ import { redactUrl, startBridge, startEmbeddedDatabase } from "../lib/local-db.t
 import { configureNodeDriver, execute, migrateDatabase } from "../lib/migrate.ts";
 import { findPgBouncer, startPgBouncer, type TempPgBouncer } from "../lib/temp-pgbouncer.ts";
 import { findPostgresBin, startTempPostgres, type TempPostgres } from "../lib/temp-postgres.ts";
+import { mulberry32 } from "../lib/traffic/random.ts";
 
 // ---------------------------------------------------------------- child mode: a database server
 
@@ -221,18 +222,6 @@ function median(values: number[]): number {
   return quantile(Float64Array.from(values).sort(), 0.5);
 }
 
-/** mulberry32: a small seeded PRNG, so every configuration gets the same stream of messages. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** PgBouncer's CPU time, 0 without one. */
 function poolerCpuSeconds(database: { poolerPid: () => number | undefined }): number {
   const pid = database.poolerPid();
@@ -362,7 +351,7 @@ interface GeneratedBatch {
  * message. Seeded, so every configuration sees the same sizes.
  */
 function batchStream(model: string, seed: number, requestsPerMessage = 1) {
-  const random = prng(seed);
+  const random = mulberry32(seed);
   const pool = Array.from({ length: 4096 }, () => featureRow(random));
   const keys = Array.from({ length: 2000 }, () => randomBytes(32).toString("hex"));
   const pending: QueueMessage[] = [];
@@ -1249,7 +1238,7 @@ async function latency(settings: ReturnType<typeof knobs>) {
 
   const demo = readDemo();
   const example = demo.example as Record<string, number | boolean>;
-  const random = prng(42);
+  const random = mulberry32(42);
   const url = new URL(`${base}/v1/models/${demo.model.name}/predict`);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   const bodyFor = (i: number) =>

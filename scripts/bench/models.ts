@@ -24,6 +24,7 @@ import { join, relative } from "node:path";
 import { performance } from "node:perf_hooks";
 import { bundleWorkerModules } from "../lib/bench-stats.ts";
 import { projectRoot } from "../lib/environment.ts";
+import { mulberry32 } from "../lib/traffic/random.ts";
 
 // ---------------------------------------------------------------- one core
 
@@ -82,18 +83,7 @@ interface BuiltinModule {
 
 // ---------------------------------------------------------------- models and rows
 
-/** mulberry32: a small seeded PRNG, so every run measures the same models. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = prng(20261125);
+const random = mulberry32(20261125);
 const gaussian = () => {
   const u = 1 - random();
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());

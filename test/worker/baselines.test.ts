@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { storeLogs } from "../../functions/queue/prediction-logs";
+import { mulberry32 } from "../../scripts/lib/traffic/random.ts";
 import type { PredictionEvent } from "../../shared/inference/events";
 import { BASELINE_SAMPLE_SIZE } from "../../shared/monitoring/baseline";
 import {
@@ -38,21 +39,9 @@ interface BaselineJson {
   predictions: Record<string, Summary>;
 }
 
-/** A seeded stream of numbers in [0, 1). */
-function random(seed: number) {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Rows of the helpers' classification model: amount, country, is_new_customer, tier (1-3). */
 function rowsOf(count: number, seed: number) {
-  const next = random(seed);
+  const next = mulberry32(seed);
   const countries = ["DE", "FR", "US"];
   return Array.from({ length: count }, () => {
     const row: Record<string, unknown> = {
