@@ -9,16 +9,8 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Quantile with linear interpolation between closest ranks; NaN for no values. */
-export function quantile(sorted: ArrayLike<number>, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const position = (sorted.length - 1) * q;
-  const lower = Math.floor(position);
-  const upper = Math.ceil(position);
-  const a = sorted[lower] ?? Number.NaN;
-  const b = sorted[upper] ?? Number.NaN;
-  return a + (b - a) * (position - lower);
-}
+/** Quantile with linear interpolation between closest ranks (one definition for all scripts). */
+export { quantile } from "./traffic/summary.ts";
 
 /** A git command's output in the project, or null when git cannot tell. */
 export function git(...args: string[]): string | null {
