@@ -101,3 +101,13 @@ export function validationError(
   const more = details.length > 5 ? ` (and ${details.length - 5} more)` : "";
   return new ApiError("VALIDATION_FAILED", `Invalid ${where}: ${summary}${more}`, { details });
 }
+
+/**
+ * A failure in one line for logs and run records: the error and its cause,
+ * without a failed query's statement text (and never its parameters).
+ */
+export function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? ` <- ${error.cause.message}` : "";
+  return `${error.name}${error.message.startsWith("Failed query") ? "" : `: ${error.message}`}${cause}`;
+}

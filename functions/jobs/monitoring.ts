@@ -18,6 +18,7 @@ import { and, eq, isNotNull, sql } from "drizzle-orm";
 import { type Database, openDatabase } from "../../shared/db/client";
 import { models, modelVersions, monitoringResults, monitoringRuns } from "../../shared/db/schema";
 import type { DriftOverrides } from "../../shared/drift";
+import { describeError } from "../../shared/errors";
 import type { Baseline } from "../../shared/monitoring/baseline";
 import type { InputSchema } from "../../shared/schemas/model";
 import { type MetricRow, rejectionMetrics, versionMetrics } from "../monitoring/metrics";
@@ -189,7 +190,7 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
       .where(eq(monitoringRuns.id, runId));
     return report;
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = describeError(error);
     console.error(
       JSON.stringify({ level: "error", event: "monitoring.failed", runId, error: message }),
     );

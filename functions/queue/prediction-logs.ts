@@ -17,6 +17,7 @@
  */
 import { sql } from "drizzle-orm";
 import { type Database, openDatabase } from "../../shared/db/client";
+import { describeError } from "../../shared/errors";
 import {
   type PredictionLogMessage,
   PredictionLogMessageSchema,
@@ -99,7 +100,7 @@ export async function consumePredictionLogs(batch: MessageBatch<unknown>, env: E
         level: "error",
         event: "prediction_logs.store_failed",
         messages: batch.messages.length,
-        error: describe(error),
+        error: describeError(error),
       }),
     );
   }
@@ -127,7 +128,7 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env)
       JSON.stringify({
         level: "error",
         event: "dead_letters.store_failed",
-        error: describe(error),
+        error: describeError(error),
       }),
     );
   }
@@ -254,11 +255,4 @@ function jsonBody(body: unknown): unknown {
     return { base64: btoa(text) };
   }
   return body === undefined ? null : body;
-}
-
-/** An error for the logs: never the statement's parameters (they hold request data). */
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause instanceof Error ? ` <- ${error.cause.message}` : "";
-  return `${error.name}${error.message.startsWith("Failed query") ? "" : `: ${error.message}`}${cause}`;
 }

@@ -169,6 +169,59 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
     expect(runs[0]?.status).toBe("succeeded");
   });
 
+  it("records a run that fails midway, with its error, and keeps the windows it had finished", async () => {
+    const model = uniqueName("mon");
+    await createModel({ ...demo.model, name: model, public: false });
+    await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: { version: "v1", upstream: httpUpstream, baseline: { rows: rowsFrom(model, 31, 300) } },
+    });
+    const start = Date.parse("2026-11-24T14:00:00.000Z");
+    await storeLogs(env, events(model, rowsFrom(model, 32, 200), start), []);
+    await storeLogs(env, events(model, rowsFrom(model, 33, 200), start + 900_000), []);
+    // Storing the later window's results fails (as a lost connection or a full disk would).
+    const fn = `fail_${model.replaceAll("-", "_")}`;
+    await query(
+      sql.raw(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.model = '${model}' AND NEW.window_start = '${new Date(start + 900_000).toISOString()}'
+          THEN RAISE EXCEPTION 'injected failure in window %', NEW.window_start; END IF;
+          RETURN NEW;
+        END $$`),
+    );
+    await query(
+      sql.raw(
+        `CREATE TRIGGER ${fn} BEFORE INSERT ON monitoring_results FOR EACH ROW EXECUTE FUNCTION ${fn}()`,
+      ),
+    );
+    let failure: unknown;
+    try {
+      await runMonitoring(env, new Date(start + 1_800_000 + 1000));
+    } catch (error) {
+      failure = error;
+    } finally {
+      await query(sql.raw(`DROP TRIGGER ${fn} ON monitoring_results`));
+      await query(sql.raw(`DROP FUNCTION ${fn}()`));
+    }
+    expect(String((failure as Error).cause)).toContain("injected failure");
+    const [run] = await query<{ status: string; error: string; finished_at: string | null }>(
+      sql`SELECT status, error, finished_at FROM monitoring_runs ORDER BY id DESC LIMIT 1`,
+    );
+    expect(run?.status).toBe("failed");
+    expect(run?.error).toContain("injected failure");
+    expect(run?.finished_at).not.toBeNull();
+    // The failed window has nothing half-written; the next run computes it.
+    const stored = await query<{ window_start: Date; n: string }>(
+      sql`SELECT window_start, count(*) AS n FROM monitoring_results WHERE model = ${model}
+          GROUP BY window_start`,
+    );
+    expect(stored.map((r) => new Date(r.window_start).toISOString())).not.toContain(
+      new Date(start + 900_000).toISOString(),
+    );
+    const retry = await runMonitoring(env, new Date(start + 1_800_000 + 1000));
+    expect(retry.computed.filter((c) => c.model === model)).toHaveLength(2);
+  });
+
   it("reads results with filters and refuses unknown metrics by name", async () => {
     const model = uniqueName("mon");
     await createModel({ ...demo.model, name: model, public: false });
