@@ -21,6 +21,11 @@ export const monitoringMetrics = [
   "out_of_range_rate",
   "unseen_category_rate",
   "schema_rejection_rate",
+  "error_rate",
+  "latency_p50",
+  "latency_p95",
+  "latency_p99",
+  "fallback_rate",
 ] as const;
 
 /** Results one call returns at most; `truncated` says when more matched. */

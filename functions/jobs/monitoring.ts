@@ -21,8 +21,15 @@ import type { DriftOverrides } from "../../shared/drift";
 import { describeError } from "../../shared/errors";
 import type { Baseline } from "../../shared/monitoring/baseline";
 import type { InputSchema } from "../../shared/schemas/model";
-import { type MetricRow, rejectionMetrics, versionMetrics } from "../monitoring/metrics";
-import { countResults, type ResultWindow } from "../monitoring/window-sql";
+import {
+  fallbackRow,
+  type MetricRow,
+  operationsRows,
+  rejectionMetrics,
+  versionMetrics,
+  windowTraffic,
+} from "../monitoring/metrics";
+import type { ResultWindow } from "../monitoring/window-sql";
 import { MONITORED_ROLES, windowsToCompute } from "../monitoring/windows";
 
 export const MONITORING_JOB = "drift-quality";
@@ -129,51 +136,60 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
     report.runId = runId;
     const windows = windowsToCompute(now);
     const versions = await monitoredVersions(db);
+    const withBaseline = new Map(versions.map((v) => [`${v.model}\u0000${v.version}`, v]));
     for (const window of windows) {
-      for (const v of versions) {
-        for (const role of MONITORED_ROLES) {
+      const key = (model: string, version: string, role: string) => ({
+        model,
+        version,
+        role,
+        seconds: window.seconds,
+        start: window.start,
+      });
+      // Every (model, version, role) with results: operations; where the
+      // version has a baseline and the role is monitored, drift and quality too.
+      const traffic = await windowTraffic(db, window.start, window.end);
+      const answers = new Map<string, { answers: number; fallbacks: number }>();
+      for (const t of traffic) {
+        if (t.role === "served" || t.role === "canary" || t.role === "fallback") {
+          const entry = answers.get(t.model) ?? { answers: 0, fallbacks: 0 };
+          entry.answers += t.results;
+          if (t.role === "fallback") entry.fallbacks += t.results;
+          answers.set(t.model, entry);
+        }
+        const rows = operationsRows(t);
+        const v = withBaseline.get(`${t.model}\u0000${t.version}`);
+        if (v && (MONITORED_ROLES as readonly string[]).includes(t.role)) {
           const resultWindow: ResultWindow = {
-            model: v.model,
-            version: v.version,
-            role,
+            model: t.model,
+            version: t.version,
+            role: t.role,
             from: window.start,
             to: window.end,
           };
-          const count = await countResults(db, resultWindow);
-          if (count === 0) continue;
-          const rows = await versionMetrics(db, resultWindow, count, v);
-          await replaceResults(
-            db,
-            {
-              model: v.model,
-              version: v.version,
-              role,
-              seconds: window.seconds,
-              start: window.start,
-            },
-            rows,
-            runId,
-          );
-          report.windows += 1;
-          report.results += rows.length;
+          rows.push(...(await versionMetrics(db, resultWindow, t.results, v)));
           report.computed.push({
-            model: v.model,
-            version: v.version,
-            role,
+            model: t.model,
+            version: t.version,
+            role: t.role,
             seconds: window.seconds,
             start: window.start.toISOString(),
           });
         }
+        await replaceResults(db, key(t.model, t.version, t.role), rows, runId);
+        report.windows += 1;
+        report.results += rows.length;
       }
-      // Schema rejections happen before a version is chosen: per model.
+      // Model level: the fallback rate, and schema rejections (they happen
+      // before a version is chosen).
       const rejections = await rejectionMetrics(db, window.start, window.end);
-      for (const [model, rows] of Object.entries(rejections)) {
-        await replaceResults(
-          db,
-          { model, version: "", role: "all", seconds: window.seconds, start: window.start },
-          rows,
-          runId,
-        );
+      const models = new Set([...answers.keys(), ...Object.keys(rejections)]);
+      for (const model of models) {
+        const counted = answers.get(model);
+        const rows = [
+          ...(counted ? [fallbackRow(counted.answers, counted.fallbacks)] : []),
+          ...(rejections[model] ?? []),
+        ];
+        await replaceResults(db, key(model, "", "all"), rows, runId);
         report.results += rows.length;
       }
     }

@@ -3,7 +3,14 @@
  * version's baseline, from aggregates computed in Postgres. Metric names
  * (documented in the README):
  *
- * - `results` (dimension ''): results in the window.
+ * - `results` (dimension ''): results in the window, for every (version,
+ *   role) with results, baseline or not (as the operations metrics below).
+ * - `error_rate` (dimension ''): share of results whose call failed or timed
+ *   out; `warn`/`alert` above 1% / 5%.
+ * - `latency_p50`, `latency_p95`, `latency_p99` (dimension ''): the version's
+ *   call latency in ms (Postgres' percentile_cont).
+ * - `fallback_rate` (model level): share of the model's answers that came
+ *   from a fallback; `warn`/`alert` above 1% / 5%.
  * - `drift` (dimension: a feature, or `prediction.<field>`): the statistic of
  *   the method chosen for the field (details: method, threshold, drifted,
  *   pValue where the method has one, n, referenceN).
@@ -262,9 +269,7 @@ export async function versionMetrics(
   version: { inputSchema: InputSchema; baseline: Baseline; driftOverrides?: DriftOverrides | null },
 ): Promise<MetricRow[]> {
   const overrides = version.driftOverrides ?? undefined;
-  const out: MetricRow[] = [
-    { metric: "results", dimension: "", value: rows, reason: null, status: "ok", details: {} },
-  ];
+  const out: MetricRow[] = [];
   const baseline = version.baseline;
   const summaries = async (
     column: "inputs" | "prediction",
@@ -376,4 +381,93 @@ export async function rejectionMetrics(
     );
   }
   return out;
+}
+
+/** Error and fallback rates: above these, a warning, an alert. */
+export const OPERATIONS_WARN = 0.01;
+export const OPERATIONS_ALERT = 0.05;
+
+const operationsStatus = (rate: number): MetricStatus =>
+  rate > OPERATIONS_ALERT ? "alert" : rate > OPERATIONS_WARN ? "warn" : "ok";
+
+export interface WindowTraffic {
+  model: string;
+  version: string;
+  role: string;
+  results: number;
+  errors: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+/** The operations rows of one (model, version, role): pure, from the window's aggregates. */
+export function operationsRows(traffic: WindowTraffic): MetricRow[] {
+  const rate = traffic.results === 0 ? Number.NaN : traffic.errors / traffic.results;
+  const latency = (metric: string, value: number | null): MetricRow =>
+    value === null
+      ? { metric, dimension: "", value: null, reason: "no_values", status: "unknown", details: {} }
+      : { metric, dimension: "", value, reason: null, status: "ok", details: {} };
+  return [
+    {
+      metric: "results",
+      dimension: "",
+      value: traffic.results,
+      reason: null,
+      status: "ok",
+      details: {},
+    },
+    finite(
+      "error_rate",
+      "",
+      rate,
+      operationsStatus(rate),
+      { errors: traffic.errors, results: traffic.results },
+      "no_results",
+    ),
+    latency("latency_p50", traffic.p50),
+    latency("latency_p95", traffic.p95),
+    latency("latency_p99", traffic.p99),
+  ];
+}
+
+/** Model level: the share of answers (served, canary, fallback) that a fallback gave. */
+export function fallbackRow(answers: number, fallbacks: number): MetricRow {
+  const rate = answers === 0 ? Number.NaN : fallbacks / answers;
+  return finite(
+    "fallback_rate",
+    "",
+    rate,
+    operationsStatus(rate),
+    { fallbacks, answers },
+    "no_requests",
+  );
+}
+
+/** Results, errors and latency percentiles per (model, version, role) with results in a window. */
+export async function windowTraffic(db: Database, from: Date, to: Date): Promise<WindowTraffic[]> {
+  const { rows } = await db.execute<{
+    model: string;
+    version: string;
+    role: string;
+    results: string;
+    errors: string;
+    p: (number | null)[] | null;
+  }>(sql`
+    SELECT model, version, role, count(*) AS results,
+      count(*) FILTER (WHERE status <> 'ok') AS errors,
+      percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms) AS p
+    FROM predictions
+    WHERE created_at >= ${from.toISOString()} AND created_at < ${to.toISOString()}
+    GROUP BY model, version, role`);
+  return rows.map((row) => ({
+    model: row.model,
+    version: row.version,
+    role: row.role,
+    results: Number(row.results),
+    errors: Number(row.errors),
+    p50: row.p?.[0] ?? null,
+    p95: row.p?.[1] ?? null,
+    p99: row.p?.[2] ?? null,
+  }));
 }

@@ -142,6 +142,14 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
     }
     expect(find(rows, W2, "psi", "income")?.status).toBe("alert");
     expect(find(rows, W2, "results", "")?.value).toBe(1200);
+    // Operations: every result ok, latency 2 ms; the model's answers came from no fallback.
+    expect(find(rows, W2, "error_rate", "")?.value).toBe(0);
+    expect(find(rows, W2, "latency_p95", "")?.value).toBe(2);
+    const fallback = rows.find(
+      (r) => r.metric === "fallback_rate" && r.version === "" && Date.parse(r.windowStart) === W2,
+    );
+    expect(fallback?.value).toBe(0);
+    expect(fallback?.details).toEqual({ fallbacks: 0, answers: 1200 });
     expect(find(rows, W2, "missing_rate", "income")?.value).toBe(0);
     const dataset = find(rows, W2, "dataset_drift", "");
     expect(dataset?.details.drifting).toBe(1);
