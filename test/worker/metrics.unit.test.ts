@@ -1,0 +1,299 @@
+/**
+ * Monitoring metrics against scikit-learn's and SciPy's results
+ * (scripts/fixtures/make_quality_fixtures.py), the aggregate forms against
+ * the array forms, and the edge cases that give null with a reason.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  classificationFromConfusion,
+  classificationMetrics,
+  confusionMatrix,
+  LOG_LOSS_EPS,
+  labelCoverage,
+  logLoss,
+  logLossBinary,
+  type Metric,
+  regressionFromSums,
+  regressionMetrics,
+  regressionSums,
+  rocAuc,
+  rocAucFromCounts,
+  scoreCounts,
+} from "../../shared/metrics";
+import qualityFixture from "../fixtures/metrics/quality.json";
+import { mulberry32 } from "./random";
+
+/** JSON has no NaN or Infinity: the generator writes them as strings. */
+type Num = number | string;
+const num = (value: Num): number => (typeof value === "number" ? value : Number(value));
+
+/** |actual - expected| <= rel * |expected| + abs. */
+function expectClose(actual: number | null | undefined, expected: number, rel = 1e-9, abs = 0) {
+  expect(actual).toBeTypeOf("number");
+  expect(Math.abs((actual as number) - expected)).toBeLessThanOrEqual(
+    rel * Math.abs(expected) + abs,
+  );
+}
+
+function present(result: Metric): number {
+  if (result.value === null) throw new Error(`expected a value, got null (${result.reason})`);
+  return result.value;
+}
+
+interface ClassificationCase {
+  name: string;
+  actual: string[];
+  predicted: string[];
+  positive: string | null;
+  accuracy: Num;
+  precision: Num;
+  recall: Num;
+  f1: Num;
+}
+interface AucCase {
+  name: string;
+  actual: boolean[];
+  scores: number[];
+  auc: Num;
+}
+interface BinaryLogLossCase {
+  name: string;
+  actual: boolean[];
+  scores: number[];
+  logLoss: Num;
+}
+interface LogLossCase {
+  name: string;
+  actual: number[];
+  probabilities: number[][];
+  logLoss: Num;
+}
+interface RegressionCase {
+  name: string;
+  actual: number[];
+  predicted: number[];
+  mae: Num;
+  rmse: Num;
+  r2: Num;
+}
+
+const classificationCases = qualityFixture.classification as ClassificationCase[];
+const aucCases = qualityFixture.auc as AucCase[];
+const binaryLogLossCases = qualityFixture.logLossBinary as BinaryLogLossCase[];
+const logLossCases = qualityFixture.logLoss as LogLossCase[];
+const regressionCases = qualityFixture.regression as RegressionCase[];
+
+describe("quality fixtures", () => {
+  it("were made with scikit-learn and cover binary, macro, ties and clipping", () => {
+    expect(qualityFixture.generatedWith).toMatch(/^sklearn 1\.2/);
+    expect(classificationCases.filter((c) => c.positive === null).length).toBeGreaterThanOrEqual(3);
+    expect(classificationCases.filter((c) => c.positive !== null).length).toBeGreaterThanOrEqual(3);
+    const tied = aucCases.filter((c) => new Set(c.scores).size < c.scores.length / 10);
+    expect(tied.length).toBeGreaterThanOrEqual(3);
+    expect(binaryLogLossCases.some((c) => c.scores.includes(0) && c.scores.includes(1))).toBe(true);
+    expect(regressionCases.length).toBeGreaterThanOrEqual(4);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Classification
+// ---------------------------------------------------------------------------
+
+describe("classificationMetrics against scikit-learn", () => {
+  it.each(classificationCases.map((c) => [c.name, c] as const))("%s", (_name, c) => {
+    const options = c.positive === null ? {} : { positive: c.positive };
+    const result = classificationMetrics(c.actual, c.predicted, options);
+    expect(result.average).toBe(c.positive === null ? "macro" : "binary");
+    expect(result.n).toBe(c.actual.length);
+    expectClose(result.accuracy.value, num(c.accuracy), 1e-12);
+    expectClose(result.precision.value, num(c.precision), 1e-12);
+    expectClose(result.recall.value, num(c.recall), 1e-12);
+    expectClose(result.f1.value, num(c.f1), 1e-12);
+  });
+
+  it("gives the same numbers from a confusion matrix summed in any order", () => {
+    const c = classificationCases.find((x) => x.positive === null) as ClassificationCase;
+    const cells = confusionMatrix(c.actual, c.predicted);
+    // Split every cell in two, as two database partitions would report it.
+    const split = cells.flatMap((cell) => [
+      { ...cell, count: Math.floor(cell.count / 2) },
+      { ...cell, count: Math.ceil(cell.count / 2) },
+    ]);
+    expect(classificationFromConfusion(split.reverse())).toEqual(
+      classificationMetrics(c.actual, c.predicted),
+    );
+  });
+
+  it("lists every label seen as actual or predicted", () => {
+    const result = classificationMetrics(["a", "b", "a"], ["a", "c", "c"]);
+    expect(result.labels).toEqual(["a", "b", "c"]);
+    // a: p 1, r 1/2; b: p 0 (none predicted), r 0; c: p 0, r 0 (none true).
+    expectClose(result.precision.value, 1 / 3, 1e-15);
+    expectClose(result.recall.value, 1 / 6, 1e-15);
+    expectClose(result.f1.value, 2 / 3 / 3, 1e-15);
+  });
+
+  it("gives null with a reason where scikit-learn gives 0 with a warning", () => {
+    const none = classificationMetrics(["no", "no"], ["no", "no"], { positive: "yes" });
+    expect(none.accuracy).toEqual({ value: 1 });
+    expect(none.precision).toEqual({ value: null, reason: "no_predicted_positives" });
+    expect(none.recall).toEqual({ value: null, reason: "no_positives" });
+    expect(none.f1).toEqual({ value: null, reason: "undefined_f1" });
+    const missed = classificationMetrics(["yes", "no"], ["no", "no"], { positive: "yes" });
+    expect(missed.precision.reason).toBe("no_predicted_positives");
+    expect(missed.recall).toEqual({ value: 0 });
+    expect(missed.f1).toEqual({ value: 0 });
+  });
+
+  it("has no numbers without predictions", () => {
+    for (const options of [{}, { positive: "yes" }]) {
+      const result = classificationMetrics([], [], options);
+      expect(result.n).toBe(0);
+      for (const key of ["accuracy", "precision", "recall", "f1"] as const) {
+        expect(result[key]).toEqual({ value: null, reason: "no_predictions" });
+      }
+    }
+    expect(classificationFromConfusion([{ actual: "a", predicted: "a", count: 0 }]).n).toBe(0);
+  });
+
+  it("rejects counts that are not counts and arrays of different lengths", () => {
+    expect(() => classificationFromConfusion([{ actual: "a", predicted: "b", count: -1 }])).toThrow(
+      RangeError,
+    );
+    expect(() =>
+      classificationFromConfusion([{ actual: "a", predicted: "b", count: 1.5 }]),
+    ).toThrow(RangeError);
+    expect(() => classificationMetrics(["a"], [])).toThrow(RangeError);
+  });
+});
+
+describe("rocAuc against scikit-learn's roc_auc_score", () => {
+  it.each(aucCases.map((c) => [c.name, c] as const))("%s", (_name, c) => {
+    expectClose(present(rocAuc(c.actual, c.scores)), num(c.auc), 1e-12);
+  });
+
+  it("gives the same value from counts per score grouped in any order", () => {
+    const random = mulberry32(7);
+    for (const c of aucCases) {
+      const rows = scoreCounts(c.actual, c.scores);
+      // Split each row in two and shuffle, as GROUP BY over partitions would.
+      const split = rows.flatMap((row) => [
+        { score: row.score, positives: row.positives, negatives: 0 },
+        { score: row.score, positives: 0, negatives: row.negatives },
+      ]);
+      for (let i = split.length - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1));
+        [split[i], split[j]] = [
+          split[j] as (typeof split)[number],
+          split[i] as (typeof split)[number],
+        ];
+      }
+      expect(rocAucFromCounts(split)).toEqual(rocAuc(c.actual, c.scores));
+    }
+  });
+
+  it("counts a tie between a positive and a negative as one half", () => {
+    expect(rocAuc([true, false], [0.5, 0.5])).toEqual({ value: 0.5 });
+    expect(rocAuc([true, false, true, false], [0.9, 0.9, 0.8, 0.1])).toEqual({ value: 0.625 });
+    expect(
+      rocAucFromCounts([
+        { score: -0, positives: 1, negatives: 0 },
+        { score: 0, positives: 0, negatives: 1 },
+      ]),
+    ).toEqual({ value: 0.5 });
+  });
+
+  it("is null when the labels hold one class or nothing", () => {
+    expect(rocAuc([true, true], [0.2, 0.9])).toEqual({ value: null, reason: "single_class" });
+    expect(rocAuc([false], [0.2])).toEqual({ value: null, reason: "single_class" });
+    expect(rocAuc([], [])).toEqual({ value: null, reason: "no_predictions" });
+    expect(rocAucFromCounts([{ score: 0.3, positives: 0, negatives: 0 }])).toEqual({
+      value: null,
+      reason: "no_predictions",
+    });
+  });
+
+  it("rejects scores that are not finite", () => {
+    expect(() => rocAuc([true, false], [Number.NaN, 0.1])).toThrow(RangeError);
+    expect(() => rocAucFromCounts([{ score: 0.1, positives: -1, negatives: 2 }])).toThrow(
+      RangeError,
+    );
+  });
+});
+
+describe("logLoss against scikit-learn 1.2's log_loss", () => {
+  it.each(binaryLogLossCases.map((c) => [c.name, c] as const))("binary: %s", (_name, c) => {
+    expectClose(present(logLossBinary(c.actual, c.scores)), num(c.logLoss), 1e-12);
+  });
+
+  it.each(logLossCases.map((c) => [c.name, c] as const))("multiclass: %s", (_name, c) => {
+    expectClose(present(logLoss(c.actual, c.probabilities)), num(c.logLoss), 1e-12);
+  });
+
+  it("clips at the float64 epsilon, so a certain miss costs -ln(2^-52)", () => {
+    expect(LOG_LOSS_EPS).toBe(2 ** -52);
+    expectClose(present(logLossBinary([true], [0])), 52 * Math.LN2, 1e-15);
+    expectClose(
+      present(logLoss([2], [[0.5, 0.5, 0]])),
+      -Math.log(2 ** -52 / (1 + 2 ** -52)),
+      1e-15,
+    );
+  });
+
+  it("is null without predictions and rejects a label outside its row", () => {
+    expect(logLoss([], [])).toEqual({ value: null, reason: "no_predictions" });
+    expect(() => logLoss([3], [[0.5, 0.5]])).toThrow(RangeError);
+  });
+});
+
+describe("labelCoverage", () => {
+  it("is labelled over predictions, null without predictions", () => {
+    expect(labelCoverage(3, 12)).toEqual({ value: 0.25 });
+    expect(labelCoverage(0, 0)).toEqual({ value: null, reason: "no_predictions" });
+    expect(() => labelCoverage(5, 4)).toThrow(RangeError);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Regression
+// ---------------------------------------------------------------------------
+
+describe("regressionMetrics against scikit-learn", () => {
+  it.each(regressionCases.map((c) => [c.name, c] as const))("%s", (_name, c) => {
+    const result = regressionMetrics(c.actual, c.predicted);
+    expectClose(result.mae.value, num(c.mae), 1e-12);
+    expectClose(result.rmse.value, num(c.rmse), 1e-12);
+    // Σy² − (Σy)²/n: the offset targets (mean 50, spread 3) lose about 300x more.
+    expectClose(result.r2.value, num(c.r2), 1e-10);
+  });
+
+  it("gives the same numbers from sums added in another order", () => {
+    const c = regressionCases[0] as RegressionCase;
+    const reversed = regressionSums([...c.actual].reverse(), [...c.predicted].reverse());
+    const result = regressionFromSums(reversed);
+    const direct = regressionMetrics(c.actual, c.predicted);
+    expectClose(result.r2.value, present(direct.r2), 1e-14);
+    expectClose(result.mae.value, present(direct.mae), 1e-14);
+    expectClose(result.rmse.value, present(direct.rmse), 1e-14);
+  });
+
+  it("reports the mean error (bias) of the predictions", () => {
+    expect(regressionMetrics([1, 2], [2, 4]).meanError).toEqual({ value: 1.5 });
+  });
+
+  it("gives null with a reason for no rows, one row and constant truth", () => {
+    const empty = regressionMetrics([], []);
+    expect(empty.mae).toEqual({ value: null, reason: "no_predictions" });
+    expect(empty.r2).toEqual({ value: null, reason: "no_predictions" });
+    const one = regressionMetrics([2], [3]);
+    expect(one.mae).toEqual({ value: 1 });
+    expect(one.r2).toEqual({ value: null, reason: "too_few" });
+    const constant = regressionMetrics([0.1, 0.1, 0.1], [0.1, 0.2, 0.3]);
+    expect(constant.r2).toEqual({ value: null, reason: "constant_actual" });
+    expectClose(constant.rmse.value, Math.sqrt(0.05 / 3), 1e-14);
+  });
+
+  it("rejects values that are not finite", () => {
+    expect(() => regressionMetrics([1, Number.NaN], [1, 2])).toThrow(RangeError);
+  });
+});
