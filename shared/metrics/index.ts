@@ -7,6 +7,10 @@
  *   (binary or macro) from a confusion matrix; ROC AUC from counts per
  *   score; log loss; label coverage.
  * - Regression (regression.ts): MAE, RMSE, R2 from one-pass sums.
+ * - Intervals (intervals.ts): Welch's t interval for a difference of means,
+ *   Wilson's for a proportion, Newcombe's hybrid score interval for a
+ *   difference of proportions; the normal and t quantiles behind them
+ *   (distributions.ts).
  *
  * A value that cannot be computed is null with a `MetricReason`, never NaN.
  */
@@ -26,6 +30,25 @@ export {
   type ScoreCount,
   scoreCounts,
 } from "./classification";
+export {
+  logBeta,
+  logGamma,
+  normalCdf,
+  normalQuantile,
+  regularizedBeta,
+  studentTCdf,
+  studentTQuantile,
+} from "./distributions";
+export {
+  DEFAULT_CONFIDENCE,
+  type Interval,
+  newcombeInterval,
+  type ProportionCounts,
+  type SampleSummary,
+  type WelchInterval,
+  welchInterval,
+  wilsonInterval,
+} from "./intervals";
 export {
   type RegressionMetrics,
   type RegressionSums,

@@ -3,6 +3,7 @@
  * Callers store the reason beside the null rather than a NaN nobody can read.
  *
  * - `no_predictions`: nothing to measure (no rows, or n = 0).
+ * - `no_observations`: an interval over an empty sample (n = 0).
  * - `no_labels`: predictions exist but none of them has a ground-truth label.
  * - `single_class`: ROC AUC needs both classes among the labels.
  * - `no_positives`: recall or a true-positive rate over no actual positives.
@@ -16,6 +17,7 @@
  */
 export type MetricReason =
   | "no_predictions"
+  | "no_observations"
   | "no_labels"
   | "single_class"
   | "no_positives"

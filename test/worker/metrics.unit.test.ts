@@ -10,16 +10,26 @@ import {
   confusionMatrix,
   LOG_LOSS_EPS,
   labelCoverage,
+  logBeta,
+  logGamma,
   logLoss,
   logLossBinary,
   type Metric,
+  newcombeInterval,
+  normalCdf,
+  normalQuantile,
   regressionFromSums,
   regressionMetrics,
   regressionSums,
   rocAuc,
   rocAucFromCounts,
   scoreCounts,
+  studentTCdf,
+  studentTQuantile,
+  welchInterval,
+  wilsonInterval,
 } from "../../shared/metrics";
+import intervalsFixture from "../fixtures/metrics/intervals.json";
 import qualityFixture from "../fixtures/metrics/quality.json";
 import { mulberry32 } from "./random";
 
@@ -295,5 +305,188 @@ describe("regressionMetrics against scikit-learn", () => {
 
   it("rejects values that are not finite", () => {
     expect(() => regressionMetrics([1, Number.NaN], [1, 2])).toThrow(RangeError);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Distributions and intervals
+// ---------------------------------------------------------------------------
+
+interface WelchCase {
+  name: string;
+  a: { n: number; mean: number; variance: number };
+  b: { n: number; mean: number; variance: number };
+  confidence: number;
+  difference: number;
+  standardError: number;
+  df: number;
+  lower: number;
+  upper: number;
+}
+interface WilsonCase {
+  successes: number;
+  n: number;
+  confidence: number;
+  lower: number;
+  upper: number;
+}
+interface NewcombeCase {
+  a: { successes: number; n: number };
+  b: { successes: number; n: number };
+  confidence: number;
+  lower: number;
+  upper: number;
+}
+
+const tPpf = intervalsFixture.tPpf as [number, number, number, Num][];
+const tCdf = intervalsFixture.tCdf as [number, number, Num][];
+const normPpf = intervalsFixture.normPpf as [number, Num][];
+const normCdf = intervalsFixture.normCdf as [number, Num][];
+const welchCases = intervalsFixture.welch as WelchCase[];
+const wilsonCases = intervalsFixture.wilson as WilsonCase[];
+const newcombeCases = intervalsFixture.newcombe as NewcombeCase[];
+
+describe("normal distribution against SciPy", () => {
+  it("normalQuantile matches norm.ppf, tails included", () => {
+    expect(normPpf.length).toBeGreaterThan(20);
+    for (const [p, expected] of normPpf) {
+      if (p === 0.5) expect(normalQuantile(p)).toBe(0);
+      else expectClose(normalQuantile(p), num(expected), 1e-14);
+    }
+  });
+
+  it("normalCdf matches norm.cdf, tails included", () => {
+    for (const [z, expected] of normCdf) expectClose(normalCdf(z), num(expected), 1e-13);
+  });
+
+  it("is infinite at 0 and 1 and NaN outside", () => {
+    expect(normalQuantile(0)).toBe(Number.NEGATIVE_INFINITY);
+    expect(normalQuantile(1)).toBe(Number.POSITIVE_INFINITY);
+    expect(normalQuantile(1.5)).toBeNaN();
+    expect(normalQuantile(Number.NaN)).toBeNaN();
+  });
+});
+
+describe("Student's t distribution", () => {
+  it("studentTQuantile is the exact quantile to 1e-13, over df 1 to 3e7", () => {
+    expect(new Set(tPpf.map(([, df]) => df)).size).toBeGreaterThanOrEqual(14);
+    for (const [p, df, exact] of tPpf) {
+      const got = studentTQuantile(p, df);
+      if (p === 0.5) expect(got).toBe(0);
+      else expectClose(got, exact, 1e-13);
+    }
+  });
+
+  it("agrees with SciPy's t.ppf to SciPy's own accuracy (5e-9)", () => {
+    for (const [p, df, , scipy] of tPpf) {
+      expectClose(studentTQuantile(p, df), num(scipy), 1e-8, 1e-15);
+    }
+  });
+
+  it("studentTCdf matches t.cdf up to 10^4 degrees of freedom, 1e-8 at 10^6", () => {
+    for (const [t, df, expected] of tCdf) {
+      expectClose(studentTCdf(t, df), num(expected), df > 1e5 ? 1e-8 : 1e-11, 1e-300);
+    }
+  });
+
+  it("is the inverse of its CDF", () => {
+    for (const df of [3, 7.5, 60]) {
+      for (const p of [0.001, 0.2, 0.9])
+        expectClose(studentTCdf(studentTQuantile(p, df), df), p, 1e-13);
+    }
+  });
+
+  it("has ln Γ and ln B right where they cancel", () => {
+    expectClose(logGamma(0.5), Math.log(Math.sqrt(Math.PI)), 1e-15);
+    expectClose(logGamma(171), 706.5730622457874, 1e-15);
+    // ln B(5e5, 1/2) from mpmath: -5.98881649577746431.
+    expectClose(logBeta(5e5, 0.5), -5.988816495777464, 1e-15);
+    expectClose(logBeta(20, 30), logGamma(20) + logGamma(30) - logGamma(50), 1e-13);
+  });
+
+  it("is NaN for no degrees of freedom", () => {
+    expect(studentTQuantile(0.9, 0)).toBeNaN();
+    expect(studentTCdf(1, -1)).toBeNaN();
+    expect(studentTQuantile(1, 5)).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe("welchInterval against SciPy", () => {
+  it.each(welchCases.map((c) => [c.name, c] as const))("%s", (_name, c) => {
+    const result = welchInterval(c.a, c.b, c.confidence);
+    expectClose(result.estimate, c.difference, 1e-15);
+    expectClose(result.standardError, c.standardError, 1e-14);
+    expectClose(result.df, c.df, 1e-13);
+    expectClose(result.lower, c.lower, 1e-12, 1e-15);
+    expectClose(result.upper, c.upper, 1e-12, 1e-15);
+  });
+
+  it("defaults to 95%", () => {
+    const c = welchCases.find((x) => x.confidence === 0.95) as WelchCase;
+    expect(welchInterval(c.a, c.b)).toEqual(welchInterval(c.a, c.b, 0.95));
+    expect(welchInterval(c.a, c.b, 0.9).lower).toBeGreaterThan(
+      welchInterval(c.a, c.b).lower as number,
+    );
+  });
+
+  it("is null with a reason for n < 2 or no variance at all", () => {
+    const one = { n: 1, mean: 2, variance: 0 };
+    const many = { n: 10, mean: 1, variance: 1 };
+    expect(welchInterval(one, many)).toMatchObject({ estimate: null, reason: "too_few", df: null });
+    expect(welchInterval(many, { n: 5, mean: 0, variance: 0 }).df).toBe(9);
+    expect(
+      welchInterval({ n: 5, mean: 1, variance: 0 }, { n: 5, mean: 0, variance: 0 }),
+    ).toMatchObject({ estimate: null, lower: null, upper: null, reason: "zero_variance" });
+    expect(() => welchInterval(many, many, 1)).toThrow(RangeError);
+    expect(() => welchInterval(many, { n: 5, mean: 0, variance: -1 })).toThrow(RangeError);
+  });
+});
+
+describe("wilsonInterval and newcombeInterval against their published formulas", () => {
+  it.each(wilsonCases.map((c) => [`${c.successes}/${c.n} at ${c.confidence}`, c] as const))(
+    "Wilson %s",
+    (_name, c) => {
+      const result = wilsonInterval(c.successes, c.n, c.confidence);
+      expect(result.estimate).toBe(c.successes / c.n);
+      expectClose(result.lower, c.lower, 1e-13, 1e-16);
+      expectClose(result.upper, c.upper, 1e-13, 1e-16);
+    },
+  );
+
+  it.each(
+    newcombeCases.map(
+      (c) =>
+        [`${c.a.successes}/${c.a.n} - ${c.b.successes}/${c.b.n} at ${c.confidence}`, c] as const,
+    ),
+  )("Newcombe %s", (_name, c) => {
+    const result = newcombeInterval(c.a, c.b, c.confidence);
+    expectClose(result.estimate, c.a.successes / c.a.n - c.b.successes / c.b.n, 1e-15, 1e-16);
+    expectClose(result.lower, c.lower, 1e-13, 1e-15);
+    expectClose(result.upper, c.upper, 1e-13, 1e-15);
+  });
+
+  it("reproduces Newcombe's (1998) worked example: 56/70 - 48/80 is 0.0524 to 0.3339", () => {
+    const result = newcombeInterval({ successes: 56, n: 70 }, { successes: 48, n: 80 });
+    expect((result.lower as number).toFixed(4)).toBe("0.0524");
+    expect((result.upper as number).toFixed(4)).toBe("0.3339");
+  });
+
+  it("keeps Wilson limits inside [0, 1] at 0 and n", () => {
+    expect(wilsonInterval(0, 10).lower).toBe(0);
+    expect(wilsonInterval(10, 10).upper).toBe(1);
+  });
+
+  it("is null with a reason for an empty sample", () => {
+    expect(wilsonInterval(0, 0)).toEqual({
+      estimate: null,
+      lower: null,
+      upper: null,
+      reason: "no_observations",
+    });
+    expect(newcombeInterval({ successes: 0, n: 0 }, { successes: 1, n: 2 }).reason).toBe(
+      "no_observations",
+    );
+    expect(() => wilsonInterval(3, 2)).toThrow(RangeError);
+    expect(() => wilsonInterval(1, 2, 0)).toThrow(RangeError);
   });
 });
