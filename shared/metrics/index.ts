@@ -7,6 +7,11 @@
  *   (binary or macro) from a confusion matrix; ROC AUC from counts per
  *   score; log loss; label coverage.
  * - Regression (regression.ts): MAE, RMSE, R2 from one-pass sums.
+ * - Fairness (fairness.ts): selection rates, demographic parity difference,
+ *   disparate impact ratio (four-fifths rule), equal opportunity difference
+ *   across a segment's groups, from per-group counts.
+ * - Champion-challenger (comparison.ts): agreement, score and prediction
+ *   differences, correlation, latency and error-rate deltas, from pair sums.
  * - Intervals (intervals.ts): Welch's t interval for a difference of means,
  *   Wilson's for a proportion, Newcombe's hybrid score interval for a
  *   difference of proportions; the normal and t quantiles behind them
@@ -31,6 +36,18 @@ export {
   scoreCounts,
 } from "./classification";
 export {
+  type ClassificationComparison,
+  type ClassificationPairSums,
+  compareClassification,
+  compareOperations,
+  compareRegression,
+  type OperationalComparison,
+  type OperationalSums,
+  type RegressionComparison,
+  type RegressionPairSums,
+  regressionPairSums,
+} from "./comparison";
+export {
   logBeta,
   logGamma,
   normalCdf,
@@ -39,6 +56,14 @@ export {
   studentTCdf,
   studentTQuantile,
 } from "./distributions";
+export {
+  DEFAULT_MIN_GROUP_SIZE,
+  type FairnessReport,
+  FOUR_FIFTHS,
+  fairnessReport,
+  type GroupCounts,
+  type GroupFairness,
+} from "./fairness";
 export {
   DEFAULT_CONFIDENCE,
   type Interval,

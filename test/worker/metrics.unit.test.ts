@@ -7,7 +7,12 @@ import { describe, expect, it } from "vitest";
 import {
   classificationFromConfusion,
   classificationMetrics,
+  compareClassification,
+  compareOperations,
+  compareRegression,
   confusionMatrix,
+  fairnessReport,
+  type GroupCounts,
   LOG_LOSS_EPS,
   labelCoverage,
   logBeta,
@@ -20,6 +25,7 @@ import {
   normalQuantile,
   regressionFromSums,
   regressionMetrics,
+  regressionPairSums,
   regressionSums,
   rocAuc,
   rocAucFromCounts,
@@ -488,5 +494,166 @@ describe("wilsonInterval and newcombeInterval against their published formulas",
     );
     expect(() => wilsonInterval(3, 2)).toThrow(RangeError);
     expect(() => wilsonInterval(1, 2, 0)).toThrow(RangeError);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Fairness
+// ---------------------------------------------------------------------------
+
+describe("fairnessReport", () => {
+  const groups: GroupCounts[] = [
+    { group: "north", n: 200, predictedPositive: 50, actualPositive: 40, truePositive: 30 },
+    { group: "south", n: 100, predictedPositive: 40, actualPositive: 20, truePositive: 18 },
+    { group: "east", n: 50, predictedPositive: 15, actualPositive: 0, truePositive: 0 },
+    { group: "island", n: 12, predictedPositive: 12, actualPositive: 12, truePositive: 0 },
+  ];
+
+  it("computes rates per group and the spreads across the groups large enough", () => {
+    const report = fairnessReport(groups);
+    expect(report.minGroupSize).toBe(30);
+    expect(report.groups).toEqual([
+      { group: "north", n: 200, tooSmall: false, selectionRate: 0.25, truePositiveRate: 0.75 },
+      { group: "south", n: 100, tooSmall: false, selectionRate: 0.4, truePositiveRate: 0.9 },
+      { group: "east", n: 50, tooSmall: false, selectionRate: 0.3, truePositiveRate: null },
+      { group: "island", n: 12, tooSmall: true },
+    ]);
+    // island's selection rate of 1 and TPR of 0 would dominate both spreads.
+    expectClose(report.demographicParityDifference.value, 0.4 - 0.25, 1e-15);
+    expectClose(report.disparateImpactRatio.value, 0.25 / 0.4, 1e-15);
+    expect(report.fourFifths).toBe(false);
+    expectClose(report.equalOpportunityDifference.value, 0.9 - 0.75, 1e-15);
+  });
+
+  it("takes the minimum group size as a parameter", () => {
+    const report = fairnessReport(groups, { minGroupSize: 10 });
+    expect(report.groups.every((g) => !g.tooSmall)).toBe(true);
+    expect(report.demographicParityDifference).toEqual({ value: 0.75 });
+    expect(report.equalOpportunityDifference).toEqual({ value: 0.9 });
+    expect(fairnessReport(groups, { minGroupSize: 150 }).demographicParityDifference).toEqual({
+      value: null,
+      reason: "too_few_groups",
+    });
+  });
+
+  it("passes the four-fifths rule at a ratio of exactly 0.8", () => {
+    const report = fairnessReport([
+      { group: "a", n: 100, predictedPositive: 50, actualPositive: 0, truePositive: 0 },
+      { group: "b", n: 100, predictedPositive: 40, actualPositive: 0, truePositive: 0 },
+    ]);
+    expect(report.disparateImpactRatio).toEqual({ value: 0.8 });
+    expect(report.fourFifths).toBe(true);
+    expect(report.equalOpportunityDifference).toEqual({ value: null, reason: "too_few_groups" });
+  });
+
+  it("has no ratio when no group selects anyone", () => {
+    const none = fairnessReport([
+      { group: "a", n: 40, predictedPositive: 0, actualPositive: 5, truePositive: 0 },
+      { group: "b", n: 40, predictedPositive: 0, actualPositive: 5, truePositive: 0 },
+    ]);
+    expect(none.demographicParityDifference).toEqual({ value: 0 });
+    expect(none.disparateImpactRatio).toEqual({ value: null, reason: "no_selections" });
+    expect(none.fourFifths).toBeNull();
+    expect(fairnessReport([]).disparateImpactRatio.reason).toBe("too_few_groups");
+  });
+
+  it("rejects inconsistent counts and repeated groups", () => {
+    const bad = { group: "a", n: 10, predictedPositive: 11, actualPositive: 0, truePositive: 0 };
+    expect(() => fairnessReport([bad])).toThrow(RangeError);
+    const tpTooHigh = {
+      group: "a",
+      n: 10,
+      predictedPositive: 2,
+      actualPositive: 5,
+      truePositive: 3,
+    };
+    expect(() => fairnessReport([tpTooHigh])).toThrow(RangeError);
+    const ok = groups[0] as GroupCounts;
+    expect(() => fairnessReport([ok, ok])).toThrow(RangeError);
+    expect(() => fairnessReport(groups, { minGroupSize: 0 })).toThrow(RangeError);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Champion-challenger
+// ---------------------------------------------------------------------------
+
+interface PairCase {
+  name: string;
+  champion: number[];
+  challenger: number[];
+  correlation: Num;
+  meanAbsDifference: Num;
+}
+const pairCases = qualityFixture.pairs as PairCase[];
+
+describe("compareRegression against SciPy's pearsonr", () => {
+  it.each(pairCases.map((c) => [c.name, c] as const))("%s", (_name, c) => {
+    const result = compareRegression(regressionPairSums(c.champion, c.challenger));
+    expect(result.n).toBe(c.champion.length);
+    expectClose(result.correlation.value, num(c.correlation), 1e-10);
+    expectClose(result.meanAbsDifference.value, num(c.meanAbsDifference), 1e-12);
+  });
+
+  it("reports the mean shift and null correlation when a model is constant or n < 2", () => {
+    const shifted = compareRegression(regressionPairSums([1, 2, 3], [2, 3, 5]));
+    expectClose(shifted.meanDifference.value, 4 / 3, 1e-15);
+    expect(compareRegression(regressionPairSums([1, 2, 3], [0.3, 0.3, 0.3])).correlation).toEqual({
+      value: null,
+      reason: "zero_variance",
+    });
+    expect(compareRegression(regressionPairSums([1], [2])).correlation.reason).toBe("too_few");
+    expect(compareRegression(regressionPairSums([], [])).meanAbsDifference.reason).toBe(
+      "no_predictions",
+    );
+    expect(compareRegression(regressionPairSums([1, 2, 3], [2, 4, 6])).correlation).toEqual({
+      value: 1,
+    });
+  });
+});
+
+describe("compareClassification and compareOperations", () => {
+  it("gives agreement and mean score difference over their own pair counts", () => {
+    const result = compareClassification({
+      pairs: 200,
+      agreeing: 170,
+      scoredPairs: 150,
+      sumAbsScoreDifference: 12,
+    });
+    expect(result.agreementRate).toEqual({ value: 0.85 });
+    expect(result.meanAbsScoreDifference).toEqual({ value: 0.08 });
+    const unscored = compareClassification({
+      pairs: 4,
+      agreeing: 4,
+      scoredPairs: 0,
+      sumAbsScoreDifference: 0,
+    });
+    expect(unscored.meanAbsScoreDifference).toEqual({ value: null, reason: "no_predictions" });
+    expect(() =>
+      compareClassification({ pairs: 1, agreeing: 2, scoredPairs: 0, sumAbsScoreDifference: 0 }),
+    ).toThrow(RangeError);
+  });
+
+  it("gives latency and error-rate deltas, challenger minus champion", () => {
+    const result = compareOperations(
+      400,
+      { sumLatencyMs: 40_000, errors: 4 },
+      { sumLatencyMs: 52_000, errors: 2 },
+    );
+    expect(result.pairs).toBe(400);
+    expect(result.championMeanLatencyMs).toEqual({ value: 100 });
+    expect(result.latencyDeltaMs).toEqual({ value: 30 });
+    expect(result.championErrorRate).toEqual({ value: 0.01 });
+    expect(result.errorRateDelta).toEqual({ value: -0.005 });
+    expect(
+      compareOperations(0, { sumLatencyMs: 0, errors: 0 }, { sumLatencyMs: 0, errors: 0 })
+        .latencyDeltaMs,
+    ).toEqual({
+      value: null,
+      reason: "no_predictions",
+    });
+    expect(() =>
+      compareOperations(1, { sumLatencyMs: 0, errors: 2 }, { sumLatencyMs: 0, errors: 0 }),
+    ).toThrow(RangeError);
   });
 });
