@@ -286,6 +286,24 @@ export function logLoss(
 }
 
 /**
+ * One row's term of the log loss, −ln(clip(p_true) / Σ_j clip(p_j)) with
+ * clip(p) = min(1 − eps, max(eps, p)): what a database sums for
+ * `logLossFromSum` (for a binary score p, the row is [1 − clip(p), clip(p)],
+ * whose sum is 1).
+ */
+export function logLossTerm(probabilityOfTrue: number, clippedRowSum = 1): number {
+  const clipped = Math.min(1 - LOG_LOSS_EPS, Math.max(LOG_LOSS_EPS, probabilityOfTrue));
+  return -Math.log(clipped / clippedRowSum);
+}
+
+/** Log loss from n rows and the sum of their `logLossTerm`s; null with `no_predictions` for n = 0. */
+export function logLossFromSum(n: number, sumOfTerms: number): Metric {
+  assertCount("n", n);
+  if (!(sumOfTerms >= 0)) throw new RangeError("a sum of log-loss terms is >= 0");
+  return n === 0 ? missing("no_predictions") : metric(sumOfTerms / n);
+}
+
+/**
  * Binary log loss from the positive class's probability: `logLoss` over rows
  * [1 - p, p], as scikit-learn does for a one-dimensional `y_pred` (it clips p
  * before forming 1 - p, and so does this).

@@ -3,6 +3,7 @@
  * pairs: both models answered the same request, and the database sums over
  * the pairs. Deltas are challenger minus champion.
  */
+import { Sum } from "../drift/sum";
 import { assertCount, type Metric, metric, missing } from "./result";
 
 /** Sums over classification pairs. */
@@ -77,26 +78,33 @@ export function regressionPairSums(
 ): RegressionPairSums {
   if (champion.length !== challenger.length) throw new RangeError("arrays of different lengths");
   const sums = {
-    n: champion.length,
-    sumX: 0,
-    sumY: 0,
-    sumXX: 0,
-    sumYY: 0,
-    sumXY: 0,
-    sumAbsDifference: 0,
+    x: new Sum(),
+    y: new Sum(),
+    xx: new Sum(),
+    yy: new Sum(),
+    xy: new Sum(),
+    absDifference: new Sum(),
   };
   for (let i = 0; i < champion.length; i++) {
     const x = champion[i] as number;
     const y = challenger[i] as number;
     if (!Number.isFinite(x) || !Number.isFinite(y)) throw new RangeError(`pair ${i} is not finite`);
-    sums.sumX += x;
-    sums.sumY += y;
-    sums.sumXX += x * x;
-    sums.sumYY += y * y;
-    sums.sumXY += x * y;
-    sums.sumAbsDifference += Math.abs(y - x);
+    sums.x.add(x);
+    sums.y.add(y);
+    sums.xx.add(x * x);
+    sums.yy.add(y * y);
+    sums.xy.add(x * y);
+    sums.absDifference.add(Math.abs(y - x));
   }
-  return sums;
+  return {
+    n: champion.length,
+    sumX: sums.x.value,
+    sumY: sums.y.value,
+    sumXX: sums.xx.value,
+    sumYY: sums.yy.value,
+    sumXY: sums.xy.value,
+    sumAbsDifference: sums.absDifference.value,
+  };
 }
 
 /**

@@ -5,7 +5,8 @@
  *
  * - Classification (classification.ts): accuracy, precision, recall, F1
  *   (binary or macro) from a confusion matrix; ROC AUC from counts per
- *   score; log loss; label coverage.
+ *   score; log loss (from arrays, or from a sum of per-row terms); label
+ *   coverage.
  * - Regression (regression.ts): MAE, RMSE, R2 from one-pass sums.
  * - Fairness (fairness.ts): selection rates, demographic parity difference,
  *   disparate impact ratio (four-fifths rule), equal opportunity difference
@@ -30,6 +31,8 @@ export {
   labelCoverage,
   logLoss,
   logLossBinary,
+  logLossFromSum,
+  logLossTerm,
   rocAuc,
   rocAucFromCounts,
   type ScoreCount,

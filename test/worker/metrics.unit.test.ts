@@ -19,6 +19,8 @@ import {
   logGamma,
   logLoss,
   logLossBinary,
+  logLossFromSum,
+  logLossTerm,
   type Metric,
   newcombeInterval,
   normalCdf,
@@ -254,6 +256,30 @@ describe("logLoss against scikit-learn 1.2's log_loss", () => {
       -Math.log(2 ** -52 / (1 + 2 ** -52)),
       1e-15,
     );
+  });
+
+  it("gives the same loss from a sum of per-row terms, as a database would add them", () => {
+    const clip = (p: number) => Math.min(1 - LOG_LOSS_EPS, Math.max(LOG_LOSS_EPS, p));
+    for (const c of binaryLogLossCases) {
+      const terms = c.actual.map((a, i) => {
+        const p = c.scores[i] as number;
+        return logLossTerm(a ? p : 1 - clip(p));
+      });
+      const total = terms.reduce((x, y) => x + y, 0);
+      expectClose(present(logLossFromSum(terms.length, total)), num(c.logLoss), 1e-12);
+    }
+    for (const c of logLossCases) {
+      const terms = c.actual.map((label, i) => {
+        const row = c.probabilities[i] as number[];
+        return logLossTerm(
+          row[label] as number,
+          row.reduce((sum, p) => sum + clip(p), 0),
+        );
+      });
+      const total = terms.reduce((x, y) => x + y, 0);
+      expectClose(present(logLossFromSum(terms.length, total)), num(c.logLoss), 1e-12);
+    }
+    expect(logLossFromSum(0, 0)).toEqual({ value: null, reason: "no_predictions" });
   });
 
   it("is null without predictions and rejects a label outside its row", () => {
