@@ -443,6 +443,17 @@ describe("Student's t distribution", () => {
   });
 });
 
+describe("interval fixtures", () => {
+  it("were made with SciPy and hold Newcombe's worked example", () => {
+    expect(intervalsFixture.generatedWith).toMatch(/scipy 1\.10/);
+    expect(tPpf.length).toBeGreaterThan(200);
+    expect(welchCases.length).toBeGreaterThanOrEqual(8);
+    const example = newcombeCases.find((c) => c.a.successes === 56 && c.b.n === 80);
+    expect(example?.lower.toFixed(4)).toBe("0.0524");
+    expect(example?.upper.toFixed(4)).toBe("0.3339");
+  });
+});
+
 describe("welchInterval against SciPy", () => {
   it.each(welchCases.map((c) => [c.name, c] as const))("%s", (_name, c) => {
     const result = welchInterval(c.a, c.b, c.confidence);
@@ -451,6 +462,17 @@ describe("welchInterval against SciPy", () => {
     expectClose(result.df, c.df, 1e-13);
     expectClose(result.lower, c.lower, 1e-12, 1e-15);
     expectClose(result.upper, c.upper, 1e-12, 1e-15);
+  });
+
+  it("has the t statistic and p-value of SciPy's ttest_ind(equal_var=False)", () => {
+    const c = welchCases.find((x) => "pValue" in x) as WelchCase & {
+      tStatistic: number;
+      pValue: number;
+    };
+    const result = welchInterval(c.a, c.b);
+    const t = (result.estimate as number) / (result.standardError as number);
+    expectClose(t, c.tStatistic, 1e-12);
+    expectClose(2 * studentTCdf(-Math.abs(t), result.df as number), c.pValue, 1e-11);
   });
 
   it("defaults to 95%", () => {
