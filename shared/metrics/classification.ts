@@ -49,7 +49,8 @@ export function confusionMatrix(
   return [...cells.values()];
 }
 
-interface ClassCounts {
+/** One class against the rest: its true positives, predictions and actual examples. */
+export interface ClassCounts {
   truePositive: number;
   predictedPositive: number;
   actualPositive: number;

@@ -22,6 +22,7 @@
  */
 export {
   binaryScores,
+  type ClassCounts,
   type ClassificationMetrics,
   type ConfusionCell,
   classificationFromConfusion,
