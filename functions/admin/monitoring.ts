@@ -26,6 +26,12 @@ export const monitoringMetrics = [
   "latency_p95",
   "latency_p99",
   "fallback_rate",
+  "shadow_agreement",
+  "shadow_score_difference",
+  "shadow_mean_abs_difference",
+  "shadow_correlation",
+  "shadow_latency_delta_ms",
+  "shadow_error_rate_delta",
 ] as const;
 
 /** Results one call returns at most; `truncated` says when more matched. */

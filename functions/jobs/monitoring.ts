@@ -21,6 +21,7 @@ import type { DriftOverrides } from "../../shared/drift";
 import { describeError } from "../../shared/errors";
 import type { Baseline } from "../../shared/monitoring/baseline";
 import type { InputSchema } from "../../shared/schemas/model";
+import { shadowComparisons } from "../monitoring/comparison";
 import {
   fallbackRow,
   type MetricRow,
@@ -148,6 +149,7 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
       // Every (model, version, role) with results: operations; where the
       // version has a baseline and the role is monitored, drift and quality too.
       const traffic = await windowTraffic(db, window.start, window.end);
+      const comparisons = await shadowComparisons(db, window.start, window.end);
       const answers = new Map<string, { answers: number; fallbacks: number }>();
       for (const t of traffic) {
         if (t.role === "served" || t.role === "canary" || t.role === "fallback") {
@@ -157,6 +159,8 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
           answers.set(t.model, entry);
         }
         const rows = operationsRows(t);
+        if (t.role === "shadow")
+          rows.push(...(comparisons.get(`${t.model}\u0000${t.version}`) ?? []));
         const v = withBaseline.get(`${t.model}\u0000${t.version}`);
         if (v && (MONITORED_ROLES as readonly string[]).includes(t.role)) {
           const resultWindow: ResultWindow = {

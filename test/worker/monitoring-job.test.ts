@@ -230,6 +230,48 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
     expect(retry.computed.filter((c) => c.model === model)).toHaveLength(2);
   });
 
+  it("compares a shadow with the version that answered, pair by pair on the prediction id", async () => {
+    const model = uniqueName("mon");
+    await createModel({ ...demo.model, name: model, public: false });
+    const start = Date.parse("2026-11-24T16:00:00.000Z");
+    // 200 requests answered by v1; the shadow v2 disagrees on every fourth label, scores
+    // 0.1 higher, takes 5 ms more, and fails on 10 requests (no prediction).
+    const answered = events(model, rowsFrom(model, 41, 200), start).map((e, i) => ({
+      ...e,
+      prediction: { label: "repaid", score: 0.2 + (i % 5) / 100 },
+      latencyMs: 10,
+    }));
+    const shadow = answered.map((e, i) => ({
+      ...e,
+      role: "shadow" as const,
+      version: "v2",
+      prediction:
+        i >= 190 ? null : { label: i % 4 === 0 ? "default" : "repaid", score: 0.3 + (i % 5) / 100 },
+      status: i >= 190 ? ("timeout" as const) : ("ok" as const),
+      errorCode: i >= 190 ? "UPSTREAM_TIMEOUT" : null,
+      latencyMs: 15,
+    }));
+    await storeLogs(env, [...answered, ...shadow], []);
+    await runMonitoring(env, new Date(start + 900_000 + 1000));
+    const items = (
+      await json<{ items: ResultRow[] }>(
+        await call(
+          `/admin/models/${model}/monitoring?version=v2&role=shadow&from=${new Date(start).toISOString()}&to=${new Date(start + 900_000).toISOString()}&window=900`,
+        ),
+      )
+    ).items;
+    const metric = (name: string) => items.find((r) => r.metric === name);
+    const agreeing = Array.from({ length: 190 }, (_, i) => i % 4 !== 0).filter(Boolean).length;
+    expect(metric("shadow_agreement")?.value).toBeCloseTo(agreeing / 190, 12);
+    expect(metric("shadow_agreement")?.dimension).toBe("v1");
+    expect(metric("shadow_agreement")?.details).toMatchObject({ pairs: 200, labelled: 190 });
+    expect(metric("shadow_score_difference")?.value).toBeCloseTo(0.1, 12);
+    expect(metric("shadow_latency_delta_ms")?.value).toBeCloseTo(5, 12);
+    expect(metric("shadow_error_rate_delta")?.value).toBeCloseTo(10 / 200, 12);
+    expect(metric("error_rate")?.value).toBeCloseTo(10 / 200, 12);
+    expect(metric("shadow_correlation")).toBeUndefined();
+  });
+
   it("reads results with filters and refuses unknown metrics by name", async () => {
     const model = uniqueName("mon");
     await createModel({ ...demo.model, name: model, public: false });
