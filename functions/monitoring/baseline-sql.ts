@@ -1,5 +1,6 @@
 import { type SQL, sql } from "drizzle-orm";
 import type { Database } from "../../shared/db/client";
+import { LOW_CARDINALITY } from "../../shared/drift";
 import {
   BASELINE_SAMPLE_SIZE,
   type Baseline,
@@ -7,9 +8,9 @@ import {
   type DeclaredKind,
   type DimensionSummary,
   keepTop,
-  LOW_CARDINALITY,
   SAMPLE_QUANTILES,
 } from "../../shared/monitoring/baseline";
+import { categoricalWindows } from "./window-sql";
 
 /**
  * A baseline from a window of a version's own traffic, aggregated in
@@ -107,27 +108,10 @@ async function summarizeColumn(
       if (summary?.kind === "numeric") summary.sample = row.values.map(Number);
     }
   }
-  if (categorical.length > 0) {
-    const { rows } = await db.execute<{ name: string; value: string | null; n: string }>(sql`
-      ${fieldValues(window, column, categorical)}
-      SELECT name,
-        CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{}'
-          WHEN 'number' THEN v::text WHEN 'boolean' THEN v::text END AS value,
-        count(*) AS n
-      FROM vals GROUP BY 1, 2`);
-    const byName = new Map<string, { counts: Map<string, number>; n: number; missing: number }>();
-    for (const name of categorical) byName.set(name, { counts: new Map(), n: 0, missing: 0 });
-    for (const row of rows) {
-      const entry = byName.get(row.name);
-      if (!entry) continue;
-      const count = Number(row.n);
-      if (row.value === null) entry.missing += count;
-      else {
-        entry.counts.set(row.value, count);
-        entry.n += count;
-      }
-    }
-    for (const [name, entry] of byName) out[name] = keepTop(entry.counts, entry.n, entry.missing);
+  // Categories are counted as the monitoring job counts a window's.
+  const counted = await categoricalWindows(db, window, column, categorical);
+  for (const [name, entry] of Object.entries(counted)) {
+    out[name] = keepTop(new Map(Object.entries(entry.counts)), entry.n, entry.missing);
   }
   return out;
 }

@@ -54,14 +54,6 @@ function source(window: ResultWindow, column: "inputs" | "prediction"): SQL {
       AND created_at >= ${window.from.toISOString()} AND created_at < ${window.to.toISOString()}`;
 }
 
-/** Rows in the window. */
-export async function countResults(db: Database, window: ResultWindow): Promise<number> {
-  const { rows } = await db.execute<{ n: string }>(
-    sql`SELECT count(*) AS n FROM (${source(window, "inputs")}) src`,
-  );
-  return Number(rows[0]?.n ?? 0);
-}
-
 /** Bucket counts per numeric field against each field's sorted, distinct thresholds. */
 export async function numericWindows(
   db: Database,

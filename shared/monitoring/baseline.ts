@@ -18,14 +18,13 @@
  * - `missing` counts rows where the field is absent or null; `n` those with a
  *   value.
  */
+import { LOW_CARDINALITY } from "../drift";
 import type { InputSchema } from "../schemas/model";
 
 export const BASELINE_SAMPLE_SIZE = 1000;
 /** Rows an upload may carry (the request body limit applies too). */
 export const MAX_BASELINE_UPLOAD_ROWS = 5000;
 export const MAX_CATEGORIES = 1000;
-/** Numeric fields with at most this many distinct values are treated as categories. */
-export const LOW_CARDINALITY = 5;
 
 export interface NumericSummary {
   kind: "numeric";
