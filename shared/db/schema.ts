@@ -183,8 +183,13 @@ export const apiKeys = pgTable(
 // job, a DEFAULT partition catches anything else, and retention drops whole
 // partitions.
 
-/** Where a result came from. `rejected` requests live in `rejected_requests`. */
-export const resultRoles = ["served", "canary", "shadow", "fallback"] as const;
+/**
+ * Where a result came from. `control` is the champion's answer to a request
+ * the canary answered, computed in shadow and never returned, so that the
+ * canary is compared with the champion request by request. `rejected`
+ * requests live in `rejected_requests`.
+ */
+export const resultRoles = ["served", "canary", "shadow", "fallback", "control"] as const;
 
 /**
  * One row per result. Identity: (prediction id, role, version), with the
@@ -408,3 +413,29 @@ export const monitoringRuns = pgTable(
     check("monitoring_runs_status_check", sql`${t.status} in ('running', 'succeeded', 'failed')`),
   ],
 );
+
+/**
+ * Prediction windows whose label- or outcome-dependent metrics must be
+ * computed again because labels (`kind` 'labels') or outcomes ('outcomes')
+ * arrived for them after they were computed. Marked by the monitoring job
+ * from what arrived since its cursor, removed once the window is redone.
+ */
+export const monitoringPending = pgTable(
+  "monitoring_pending",
+  {
+    kind: text("kind").notNull(),
+    windowStart: timestamp("window_start", { withTimezone: true }).notNull(),
+    markedAt: timestamp("marked_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ name: "monitoring_pending_pk", columns: [t.kind, t.windowStart] }),
+    check("monitoring_pending_kind_check", sql`${t.kind} in ('labels', 'outcomes')`),
+  ],
+);
+
+/** How far the monitoring job has read an append-mostly table (labels, outcomes). */
+export const monitoringCursors = pgTable("monitoring_cursors", {
+  name: text("name").primaryKey(),
+  position: timestamp("position", { withTimezone: true }).notNull(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
