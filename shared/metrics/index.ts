@@ -13,6 +13,8 @@
  *   across a segment's groups, from per-group counts.
  * - Champion-challenger (comparison.ts): agreement, score and prediction
  *   differences, correlation, latency and error-rate deltas, from pair sums.
+ * - Business KPIs (kpi.ts): canary minus champion, Newcombe's interval for
+ *   a 0/1 KPI, Welch's for any other.
  * - Intervals (intervals.ts): Welch's t interval for a difference of means,
  *   Wilson's for a proportion, Newcombe's hybrid score interval for a
  *   difference of proportions; the normal and t quantiles behind them
@@ -34,8 +36,11 @@ export {
   logLossBinary,
   logLossFromSum,
   logLossTerm,
+  type RankPairCounts,
+  rankPairCounts,
   rocAuc,
   rocAucFromCounts,
+  rocAucFromPairCounts,
   type ScoreCount,
   scoreCounts,
 } from "./classification";
@@ -78,6 +83,7 @@ export {
   welchInterval,
   wilsonInterval,
 } from "./intervals";
+export { type KpiDifference, type KpiSummary, kpiDifference } from "./kpi";
 export {
   type RegressionMetrics,
   type RegressionSums,
