@@ -6,12 +6,14 @@ import { predictionKinds } from "../../shared/monitoring/baseline";
 import { Timestamp, VersionLabel } from "../../shared/schemas/common";
 import { MonitoringSettings } from "../../shared/schemas/monitoring";
 import type { AppEnv } from "../app-env";
+import { OUTCOME_METRICS } from "../monitoring/kpis";
+import { LABEL_METRICS } from "../monitoring/labels";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
 import { validationHook } from "./validation";
 
-/** The metric names the monitoring jobs write (functions/monitoring/metrics.ts). */
+/** The metric names the monitoring jobs write (functions/monitoring/*.ts; README). */
 export const monitoringMetrics = [
   "results",
   "drift",
@@ -32,6 +34,15 @@ export const monitoringMetrics = [
   "shadow_correlation",
   "shadow_latency_delta_ms",
   "shadow_error_rate_delta",
+  "canary_agreement",
+  "canary_score_difference",
+  "canary_mean_abs_difference",
+  "canary_correlation",
+  "canary_latency_delta_ms",
+  "canary_error_rate_delta",
+  "circuit_open_rate",
+  ...LABEL_METRICS,
+  ...OUTCOME_METRICS,
 ] as const;
 
 /** Results one call returns at most; `truncated` says when more matched. */
@@ -58,7 +69,7 @@ const MonitoringQuery = z
         description: "One version; the empty string selects model-level results.",
       }),
     role: z
-      .enum(["served", "canary", "shadow", "all"])
+      .enum(["served", "canary", "shadow", "control", "fallback", "all"])
       .optional()
       .openapi({ param: { name: "role", in: "query" } }),
     metric: z
@@ -99,6 +110,7 @@ const MonitoringResult = z
     status: z.enum(["ok", "warn", "alert", "unknown"]),
     details: z.record(z.string(), z.unknown()),
     computedAt: Timestamp,
+    runId: z.number().int().openapi({ description: "The monitoring run that computed it." }),
   })
   .openapi("MonitoringResult");
 
@@ -107,7 +119,8 @@ monitoringApi.openapi(
     method: "get",
     path: "/models/{model}/monitoring",
     tags: ["Monitoring"],
-    summary: "A model's monitoring results: drift and data quality per window",
+    summary:
+      "A model's monitoring results per window: operations, drift, data quality, comparisons, quality, fairness, KPIs",
     description: `Oldest window first. Metrics: ${monitoringMetrics.join(", ")}. A statistic that is not finite has value null and a reason. At most ${MAX_RESULTS} results; \`truncated\` says when more matched (narrow the range or filter).`,
     security: adminSecurity,
     request: { params: modelParams, query: MonitoringQuery },
@@ -174,6 +187,7 @@ monitoringApi.openapi(
           status: row.status as "ok" | "warn" | "alert" | "unknown",
           details: row.details,
           computedAt: row.computedAt.toISOString(),
+          runId: row.runId,
         })),
         truncated: rows.length > MAX_RESULTS,
       },

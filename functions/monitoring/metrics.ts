@@ -9,6 +9,10 @@
  *   out; `warn`/`alert` above 1% / 5%.
  * - `latency_p50`, `latency_p95`, `latency_p99` (dimension ''): the version's
  *   call latency in ms (Postgres' percentile_cont).
+ * - `circuit_open_rate` (dimension ''): share of results refused because the
+ *   version's circuit breaker was open in the isolate that served them
+ *   (breakers live per isolate; this is what reaches the logs); `alert` when
+ *   any.
  * - `fallback_rate` (model level): share of the model's answers that came
  *   from a fallback; `warn`/`alert` above 1% / 5%.
  * - `drift` (dimension: a feature, or `prediction.<field>`): the statistic of
@@ -38,6 +42,7 @@ import {
   type FeatureDrift,
   resolveDriftSettings,
 } from "../../shared/drift";
+import type { Metric } from "../../shared/metrics";
 import type {
   Baseline,
   CategoricalSummary,
@@ -63,6 +68,19 @@ export interface MetricRow {
   reason: string | null;
   status: MetricStatus;
   details: Record<string, unknown>;
+}
+
+/** A row from a shared/metrics result: a value with `status`, or null with its reason. */
+export function metricRow(
+  metric: string,
+  dimension: string,
+  result: Metric,
+  details: Record<string, unknown>,
+  status: MetricStatus = "ok",
+): MetricRow {
+  return result.value === null
+    ? { metric, dimension, value: null, reason: result.reason, status: "unknown", details }
+    : { metric, dimension, value: result.value, reason: null, status, details };
 }
 
 /** Data quality: how far above the baseline's rate a rate may rise before a warning, an alert. */
@@ -396,6 +414,8 @@ export interface WindowTraffic {
   role: string;
   results: number;
   errors: number;
+  /** Results refused by an open circuit breaker without calling the upstream. */
+  circuitOpen: number;
   p50: number | null;
   p95: number | null;
   p99: number | null;
@@ -425,6 +445,14 @@ export function operationsRows(traffic: WindowTraffic): MetricRow[] {
       { errors: traffic.errors, results: traffic.results },
       "no_results",
     ),
+    finite(
+      "circuit_open_rate",
+      "",
+      traffic.results === 0 ? Number.NaN : traffic.circuitOpen / traffic.results,
+      traffic.circuitOpen > 0 ? "alert" : "ok",
+      { refused: traffic.circuitOpen, results: traffic.results },
+      "no_results",
+    ),
     latency("latency_p50", traffic.p50),
     latency("latency_p95", traffic.p95),
     latency("latency_p99", traffic.p99),
@@ -452,10 +480,12 @@ export async function windowTraffic(db: Database, from: Date, to: Date): Promise
     role: string;
     results: string;
     errors: string;
+    circuit_open: string;
     p: (number | null)[] | null;
   }>(sql`
     SELECT model, version, role, count(*) AS results,
       count(*) FILTER (WHERE status <> 'ok') AS errors,
+      count(*) FILTER (WHERE error_code = 'UPSTREAM_CIRCUIT_OPEN') AS circuit_open,
       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms) AS p
     FROM predictions
     WHERE created_at >= ${from.toISOString()} AND created_at < ${to.toISOString()}
@@ -466,6 +496,7 @@ export async function windowTraffic(db: Database, from: Date, to: Date): Promise
     role: row.role,
     results: Number(row.results),
     errors: Number(row.errors),
+    circuitOpen: Number(row.circuit_open),
     p50: row.p?.[0] ?? null,
     p95: row.p?.[1] ?? null,
     p99: row.p?.[2] ?? null,

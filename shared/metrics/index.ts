@@ -91,4 +91,4 @@ export {
   regressionMetrics,
   regressionSums,
 } from "./regression";
-export type { Metric, MetricReason } from "./result";
+export { type Metric, type MetricReason, metric, missing } from "./result";

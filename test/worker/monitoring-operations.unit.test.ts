@@ -9,6 +9,7 @@ describe("operations metrics of a window", () => {
       role: "served",
       results: 400,
       errors: 8,
+      circuitOpen: 2,
       p50: 12.5,
       p95: 40,
       p99: 95.5,
@@ -17,6 +18,7 @@ describe("operations metrics of a window", () => {
     expect(by.results?.value).toBe(400);
     expect(by.error_rate?.value).toBe(0.02);
     expect(by.error_rate?.status).toBe("warn");
+    expect(by.circuit_open_rate).toMatchObject({ value: 0.005, status: "alert" });
     expect(by.latency_p50?.value).toBe(12.5);
     expect(by.latency_p99?.value).toBe(95.5);
     expect(
@@ -26,11 +28,25 @@ describe("operations metrics of a window", () => {
         role: "served",
         results: 100,
         errors: 6,
+        circuitOpen: 0,
         p50: 1,
         p95: 1,
         p99: 1,
       }).find((r) => r.metric === "error_rate")?.status,
     ).toBe("alert");
+    expect(
+      operationsRows({
+        model: "m",
+        version: "v1",
+        role: "served",
+        results: 100,
+        errors: 0,
+        circuitOpen: 0,
+        p50: 1,
+        p95: 1,
+        p99: 1,
+      }).find((r) => r.metric === "circuit_open_rate"),
+    ).toMatchObject({ value: 0, status: "ok" });
   });
 
   it("says why a rate or a percentile has no value", () => {
@@ -40,6 +56,7 @@ describe("operations metrics of a window", () => {
       role: "served",
       results: 0,
       errors: 0,
+      circuitOpen: 0,
       p50: null,
       p95: null,
       p99: null,

@@ -1,0 +1,186 @@
+/**
+ * Business KPIs from `outcomes`, per (model, version, role) and KPI, over the
+ * window in which the outcomes happened (their `at`). An outcome counts for
+ * the version that gave the answer it follows:
+ *
+ * - by prediction id: the answering result (served, canary or fallback) of
+ *   that prediction, found in its own partition through the time the id
+ *   carries (ids that carry none are searched over the 31 days before);
+ * - by bucketing key: the version that answered the key in the same window.
+ *   A key answered by more than one version in the window (the canary's
+ *   share changed) is ambiguous and left out, and counted.
+ *
+ * Rows (dimension: the KPI): `kpi_count`, `kpi_sum`, `kpi_mean` (details:
+ * variance, and for a 0/1 KPI the Wilson interval), and under each canary
+ * `kpi_difference`, canary minus champion (the served version with the most
+ * outcomes) with Newcombe's interval for a 0/1 KPI and Welch's otherwise, the
+ * sample sizes and whether the interval excludes 0. The canary and the
+ * champion answer different requests, so this compares populations.
+ */
+import { sql } from "drizzle-orm";
+import type { Database } from "../../shared/db/client";
+import { type KpiSummary, kpiDifference, metric, wilsonInterval } from "../../shared/metrics";
+import { type MetricRow, metricRow } from "./metrics";
+
+export const OUTCOME_METRICS = ["kpi_count", "kpi_sum", "kpi_mean", "kpi_difference"] as const;
+
+/** Outcomes tied to a prediction id that carries no time are looked for this far back. */
+const UNTIMED_LOOKBACK = "31 days";
+
+export interface KpiSums extends KpiSummary {
+  model: string;
+  version: string;
+  role: string;
+  kpi: string;
+  byPrediction: number;
+  byKey: number;
+}
+
+export interface KpiWindow {
+  sums: KpiSums[];
+  /** Outcomes by key left out because the key was answered by several versions, per model. */
+  ambiguous: Record<string, number>;
+}
+
+type Count = string | number;
+
+/** The KPI aggregates of the outcomes that happened in [from, to). */
+export async function kpiSums(db: Database, from: Date, to: Date): Promise<KpiWindow> {
+  const start = from.toISOString();
+  const end = to.toISOString();
+  const { rows } = await db.execute<{
+    model: string;
+    version: string;
+    role: string;
+    kpi: string | null;
+    n: Count;
+    sum: number;
+    variance: number | null;
+    binary: boolean;
+    by_prediction: Count;
+    by_key: Count;
+    ambiguous: Count;
+  }>(sql`
+    WITH o AS (
+      SELECT kpi, value, prediction_id, key_hmac FROM outcomes
+      WHERE at >= ${start} AND at < ${end}
+    ),
+    by_prediction AS (
+      SELECT r.model, r.version, r.role, o.kpi, o.value
+      FROM o JOIN prediction_refs r ON r.prediction_id = o.prediction_id
+        AND r.role IN ('served', 'canary', 'fallback') AND r.prediction IS NOT NULL
+        AND r.created_at = prediction_id_time(o.prediction_id)
+      UNION ALL
+      SELECT r.model, r.version, r.role, o.kpi, o.value
+      FROM o JOIN prediction_refs r ON r.prediction_id = o.prediction_id
+        AND r.role IN ('served', 'canary', 'fallback') AND r.prediction IS NOT NULL
+        AND r.created_at >= ${start}::timestamptz - ${UNTIMED_LOOKBACK}::interval
+        AND r.created_at < ${end}
+      WHERE prediction_id_time(o.prediction_id) IS NULL
+    ),
+    keys AS (
+      SELECT model, key_hmac, min(version) AS version, min(role) AS role,
+        count(DISTINCT (version, role)) AS answers
+      FROM prediction_refs
+      WHERE created_at >= ${start} AND created_at < ${end} AND key_hmac IS NOT NULL
+        AND role IN ('served', 'canary', 'fallback') AND prediction IS NOT NULL
+      GROUP BY model, key_hmac
+    ),
+    by_key AS (
+      SELECT k.model, k.version, k.role, o.kpi, o.value, k.answers > 1 AS ambiguous
+      FROM o JOIN keys k ON k.key_hmac = o.key_hmac
+      WHERE o.prediction_id IS NULL
+    ),
+    attributed AS (
+      SELECT model, version, role, kpi, value, true AS by_prediction FROM by_prediction
+      UNION ALL
+      SELECT model, version, role, kpi, value, false FROM by_key WHERE NOT ambiguous
+    )
+    SELECT model, version, role, kpi, count(*) AS n, sum(value) AS sum,
+      var_samp(value) AS variance, bool_and(value IN (0, 1)) AS binary,
+      count(*) FILTER (WHERE by_prediction) AS by_prediction,
+      count(*) FILTER (WHERE NOT by_prediction) AS by_key, 0 AS ambiguous
+    FROM attributed GROUP BY model, version, role, kpi
+    UNION ALL
+    SELECT model, '', 'all', NULL, 0, 0, NULL, true, 0, 0, count(*)
+    FROM by_key WHERE ambiguous GROUP BY model`);
+  const window: KpiWindow = { sums: [], ambiguous: {} };
+  for (const row of rows) {
+    if (row.kpi === null) {
+      window.ambiguous[row.model] = Number(row.ambiguous);
+      continue;
+    }
+    window.sums.push({
+      model: row.model,
+      version: row.version,
+      role: row.role,
+      kpi: row.kpi,
+      n: Number(row.n),
+      sum: Number(row.sum),
+      variance: row.variance === null ? null : Number(row.variance),
+      binary: row.binary,
+      byPrediction: Number(row.by_prediction),
+      byKey: Number(row.by_key),
+    });
+  }
+  return window;
+}
+
+const keyOf = (model: string, version: string, role: string) =>
+  `${model}\u0000${version}\u0000${role}`;
+
+/** The KPI rows of a window, keyed by (model, version, role): pure. */
+export function kpiRows(window: KpiWindow): Map<string, MetricRow[]> {
+  const out = new Map<string, MetricRow[]>();
+  const push = (key: string, ...rows: MetricRow[]) => {
+    const list = out.get(key) ?? [];
+    list.push(...rows);
+    out.set(key, list);
+  };
+  for (const s of window.sums) {
+    const sources = { byPrediction: s.byPrediction, byKey: s.byKey };
+    const mean = s.sum / s.n;
+    const interval = s.binary ? wilsonInterval(Math.round(s.sum), s.n) : null;
+    push(
+      keyOf(s.model, s.version, s.role),
+      metricRow("kpi_count", s.kpi, metric(s.n), sources),
+      metricRow("kpi_sum", s.kpi, metric(s.sum), { n: s.n }),
+      metricRow("kpi_mean", s.kpi, metric(mean), {
+        n: s.n,
+        variance: s.variance,
+        binary: s.binary,
+        ...(interval ? { lower: interval.lower, upper: interval.upper, interval: "wilson" } : {}),
+      }),
+    );
+  }
+  // Canary against the champion of the same model and KPI.
+  for (const canary of window.sums.filter((s) => s.role === "canary")) {
+    const champion = window.sums
+      .filter((s) => s.model === canary.model && s.kpi === canary.kpi && s.role === "served")
+      .sort((a, b) => b.n - a.n)[0];
+    if (!champion) continue;
+    const difference = kpiDifference(canary, champion);
+    const interval = difference.interval;
+    push(
+      keyOf(canary.model, canary.version, "canary"),
+      metricRow(
+        "kpi_difference",
+        canary.kpi,
+        interval.estimate === null
+          ? { value: null, reason: interval.reason }
+          : { value: interval.estimate },
+        {
+          comparedWith: champion.version,
+          method: difference.method,
+          confidence: difference.confidence,
+          lower: interval.lower,
+          upper: interval.upper,
+          significant: difference.significant,
+          canary: { n: canary.n, mean: canary.sum / canary.n },
+          champion: { n: champion.n, mean: champion.sum / champion.n },
+        },
+      ),
+    );
+  }
+  return out;
+}
