@@ -3,7 +3,12 @@ import type { Context } from "hono";
 import { sha256Hex } from "../../shared/crypto";
 import { apiKeys } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
-import { keyHmac, type PredictionEvent, type ResultFields } from "../../shared/inference/events";
+import {
+  keyHmac,
+  newPredictionId,
+  type PredictionEvent,
+  type ResultFields,
+} from "../../shared/inference/events";
 import { type InputRow, validateInputs } from "../../shared/inference/inputs";
 import type { CanonicalPrediction } from "../../shared/inference/outputs";
 import {
@@ -210,7 +215,7 @@ export async function servePrediction(
     logEvents(c, [
       event({
         role: "rejected",
-        predictionId: crypto.randomUUID(),
+        predictionId: newPredictionId(now),
         version: "",
         prediction: null,
         inputs: request.inputs,
@@ -239,7 +244,7 @@ export async function servePrediction(
 
   c.header("x-airlock-state-version", String(snapshot.stateVersion));
   const decision = pinnedOr(snapshot, request.version, decideRoute(snapshot, request.key));
-  const ids = rows.map(() => crypto.randomUUID());
+  const ids = rows.map(() => newPredictionId(now));
   const respond = (
     version: string | null,
     outputs: CanonicalPrediction[],
