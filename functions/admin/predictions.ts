@@ -47,7 +47,7 @@ predictionsApi.openapi(
     path: "/{predictionId}",
     tags: ["Prediction logs"],
     summary:
-      "A prediction's stored results (served, canary, fallback, shadows), label and outcomes",
+      "A prediction's stored results (served, canary, control, fallback, shadows), label and outcomes",
     security: adminSecurity,
     request: {
       params: z.object({

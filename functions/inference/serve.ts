@@ -188,8 +188,9 @@ export interface Served {
 /**
  * Routes, calls and logs one admitted prediction request, whatever the
  * protocol: validation, the routing decision (or the pinned version), the
- * kill switch, the call with its fallbacks, shadows after the response, and
- * every result on the log queue. Errors are thrown as ApiErrors.
+ * kill switch, the call with its fallbacks, shadows (and the champion's
+ * control of a canary answer) after the response, and every result on the
+ * log queue. Errors are thrown as ApiErrors.
  */
 export async function servePrediction(
   c: Context<AppEnv>,
@@ -314,8 +315,14 @@ export async function servePrediction(
   };
 
   const served = await call(decision.version, rows);
-  if (decision.shadows.length > 0) {
-    c.executionCtx.waitUntil(runShadows(c, model, decision.shadows, rows, batch, ids, event));
+  const copies: Copy[] = decision.shadows.map((version) => ({ version, role: "shadow" }));
+  // The champion also scores what the canary answered, as a control: its load
+  // stays what it was before the canary, and canary and champion can be
+  // compared request by request, not only as populations.
+  const champion = decision.role === "canary" ? championOf(snapshot) : null;
+  if (champion) copies.push({ version: champion, role: "control" });
+  if (copies.length > 0) {
+    c.executionCtx.waitUntil(runCopies(c, model, copies, rows, batch, ids, event));
   }
   if (served.ok) return respond(decision.version, served.predictions, false, served.latencyMs);
   // The failed call is a result too: monitoring counts errors per version.
@@ -390,18 +397,35 @@ function logEvents(c: Context<AppEnv>, events: PredictionEvent[]) {
   });
 }
 
-/** Longest a shadow call may take, well inside the time the runtime grants after a response. */
+/** Longest a shadow or control call may take, well inside the time the runtime grants after a response. */
 const SHADOW_TIMEOUT_CAP_MS = 10_000;
 
+/** The champion in force for a snapshot, under the kill switch. */
+function championOf(snapshot: RolloutSnapshot): string | null {
+  const rollout = effectiveRollout(snapshot);
+  return rollout === "killed" ? null : rollout.champion;
+}
+
 /**
- * Shadows get the same inputs after the client's response is on its way.
- * The lease is checked again first: a shadow suspended or killed in the
- * meantime is not called. Their results go out together in one message.
+ * A version that gets a copy of a request after the response: a shadow, or
+ * the champion as the control of a request the canary answered.
  */
-async function runShadows(
+interface Copy {
+  version: string;
+  role: "shadow" | "control";
+}
+
+/**
+ * Copies get the same inputs after the client's response is on its way.
+ * The lease is checked again first: a shadow suspended or killed in the
+ * meantime is not called, nor a control once the challengers or the model
+ * are killed or the champion has changed. Their results go out together in
+ * one message.
+ */
+async function runCopies(
   c: Context<AppEnv>,
   model: string,
-  versions: string[],
+  copies: Copy[],
   rows: InputRow[],
   batch: boolean,
   ids: string[],
@@ -415,12 +439,15 @@ async function runShadows(
   }
   const rollout = effectiveRollout(snapshot);
   if (rollout === "killed" || !snapshot.profile) return;
-  const live = new Set(rollout.shadows.map((s) => s.version));
+  const shadows = new Set(rollout.shadows.map((s) => s.version));
+  const challengersKilled = snapshot.killSwitch?.scope === "challengers";
+  const stillLive = ({ version, role }: Copy) =>
+    role === "shadow" ? shadows.has(version) : !challengersKilled && rollout.champion === version;
   const profile = snapshot.profile;
   const results = await Promise.all(
-    versions
-      .filter((version) => live.has(version) && snapshot.versions[version])
-      .map(async (version) => {
+    copies
+      .filter((copy) => stillLive(copy) && snapshot.versions[copy.version])
+      .map(async ({ version, role }) => {
         const ref = snapshot.versions[version];
         if (!ref) return [];
         const upstream =
@@ -435,7 +462,7 @@ async function runShadows(
         );
         return rows.map((row, i) =>
           event({
-            role: "shadow",
+            role,
             predictionId: ids[i] ?? "",
             version,
             prediction: outcome.ok ? (outcome.predictions[i] ?? null) : null,

@@ -4,12 +4,26 @@ import type { FeatureValue } from "./inputs";
 import type { CanonicalPrediction } from "./outputs";
 
 /**
+ * Where a result came from. `control` is the champion's answer to a request
+ * the canary answered, computed after the response like a shadow's and never
+ * returned to the client.
+ */
+export const eventRoles = [
+  "served",
+  "canary",
+  "fallback",
+  "shadow",
+  "control",
+  "rejected",
+] as const;
+
+/**
  * A prediction result as it travels on the PREDICTION_LOGS queue. Its
  * identity is (predictionId, role, version); a static fallback has the empty
  * version. The client's bucketing key is never logged, only its HMAC.
  */
 export interface PredictionEvent {
-  role: "served" | "canary" | "fallback" | "shadow" | "rejected";
+  role: (typeof eventRoles)[number];
   predictionId: string;
   requestId: string;
   model: string;
@@ -170,7 +184,7 @@ export const PredictionLogMessageSchema = z.object({
   results: z
     .array(
       z.object({
-        role: z.enum(["served", "canary", "fallback", "shadow", "rejected"]),
+        role: z.enum(eventRoles),
         predictionId: z.string().min(1).max(128),
         requestId: z.string().max(256),
         model: z.string().min(1).max(128),

@@ -2,11 +2,12 @@
  * Prediction-log messages as table rows. Pure: the consumer passes each
  * table's rows to Postgres as one jsonb parameter.
  */
+import type { resultRoles } from "../db/schema";
 import type { PredictionEvent } from "../inference/events";
 
 export interface PredictionRow {
   prediction_id: string;
-  role: "served" | "canary" | "shadow" | "fallback";
+  role: (typeof resultRoles)[number];
   version: string;
   created_at: string;
   request_id: string;

@@ -135,9 +135,12 @@ describe("prediction events", () => {
       { champion: "v1", canary: { version: "v2", percent: 100 } },
     );
     const canary = await predictRecorded(model, { inputs: { amount: 1, country: "DE" } });
+    // The champion scores the canary's request after the response, as its control.
     expect(canary.results.map((r) => [r.role, r.version, r.status])).toEqual([
       ["canary", "v2", "ok"],
+      ["control", "v1", "error"],
     ]);
+    expect(canary.results[1]?.predictionId).toBe(canary.results[0]?.predictionId);
 
     expect(
       (
