@@ -26,6 +26,9 @@ export type PendingKind = "labels" | "outcomes";
 /** How long after its timestamp a row is taken as committed. */
 export const DEFAULT_SETTLE_MS = 120_000;
 
+/** At most this many labels (and outcomes) are read per run; the rest on the next. */
+export const MAX_ARRIVALS_PER_RUN = 50_000;
+
 /** At most this many base windows are redone per run, oldest first; the rest wait for the next run. */
 export const MAX_PENDING_PER_RUN = 96;
 
@@ -37,42 +40,59 @@ export async function markPending(
   settleMs = DEFAULT_SETTLE_MS,
 ): Promise<Record<PendingKind, number>> {
   return db.transaction(async (tx) => {
-    // One marker at a time: a concurrent run waits here, then reads the moved cursor.
+    const settle = sql`${String(Math.max(0, Math.round(settleMs)))}::int * interval '1 millisecond'`;
+    // The first run starts from now: earlier labels and outcomes are not
+    // replayed (their recent windows are computed anyway). One marker at a
+    // time: a concurrent run waits on the row lock, then reads the moved cursor.
     await tx.execute(sql`
       INSERT INTO monitoring_cursors (name, position)
-      VALUES ('labels', 'epoch'), ('outcomes', 'epoch')
+      VALUES ('labels', now() - ${settle}), ('outcomes', now() - ${settle})
       ON CONFLICT (name) DO NOTHING`);
-    const { rows } = await tx.execute<{ name: string; position: string; upto: string }>(sql`
-      SELECT name, position::text AS position,
-        (now() - ${String(Math.max(0, Math.round(settleMs)))}::int * interval '1 millisecond')::text AS upto
+    const { rows } = await tx.execute<{ name: PendingKind; position: string; upto: string }>(sql`
+      SELECT name, position::text AS position, (now() - ${settle})::text AS upto
       FROM monitoring_cursors WHERE name IN ('labels', 'outcomes') ORDER BY name FOR UPDATE`);
-    const cursor = Object.fromEntries(rows.map((r) => [r.name, r]));
-    const labels = cursor.labels as { position: string; upto: string };
-    const outcomes = cursor.outcomes as { position: string; upto: string };
-    const labelled = await tx.execute(sql`
-      INSERT INTO monitoring_pending (kind, window_start)
-      SELECT DISTINCT 'labels', date_bin(${BASE}::interval, created, 'epoch')
-      FROM (
-        SELECT coalesce(prediction_id_time(f.prediction_id), (
-          SELECT min(r.created_at) FROM prediction_refs r
-          WHERE r.prediction_id = f.prediction_id)) AS created
-        FROM feedback f
-        WHERE f.updated_at > ${labels.position} AND f.updated_at <= ${labels.upto}
-      ) t
-      WHERE created IS NOT NULL
-      ON CONFLICT (kind, window_start) DO UPDATE SET marked_at = now()`);
-    const happened = await tx.execute(sql`
-      INSERT INTO monitoring_pending (kind, window_start)
-      SELECT DISTINCT 'outcomes', date_bin(${BASE}::interval, at, 'epoch')
-      FROM outcomes
-      WHERE received_at > ${outcomes.position} AND received_at <= ${outcomes.upto}
-      ON CONFLICT (kind, window_start) DO UPDATE SET marked_at = now()`);
-    await tx.execute(sql`
-      UPDATE monitoring_cursors SET position = CASE name
-        WHEN 'labels' THEN ${labels.upto}::timestamptz ELSE ${outcomes.upto}::timestamptz END,
-        updated_at = now()
-      WHERE name IN ('labels', 'outcomes')`);
-    return { labels: labelled.rowCount ?? 0, outcomes: happened.rowCount ?? 0 };
+    const marked: Record<PendingKind, number> = { labels: 0, outcomes: 0 };
+    for (const cursor of rows) {
+      const source =
+        cursor.name === "labels"
+          ? sql`
+            SELECT updated_at AS arrived, coalesce(prediction_id_time(f.prediction_id), (
+              SELECT min(r.created_at) FROM prediction_refs r
+              WHERE r.prediction_id = f.prediction_id)) AS happened
+            FROM feedback f
+            WHERE f.updated_at > ${cursor.position} AND f.updated_at <= ${cursor.upto}
+            ORDER BY f.updated_at LIMIT ${MAX_ARRIVALS_PER_RUN}`
+          : sql`
+            SELECT received_at AS arrived, at AS happened FROM outcomes
+            WHERE received_at > ${cursor.position} AND received_at <= ${cursor.upto}
+            ORDER BY received_at LIMIT ${MAX_ARRIVALS_PER_RUN}`;
+      // Marks the windows, then moves the cursor: to `upto` when everything
+      // up to it was read, else to just before the last time read (rows
+      // sharing that time are read again; marking twice is harmless).
+      const result = await tx.execute<{ windows: string; arrivals: string; last: string | null }>(
+        sql`
+        WITH arrived AS (${source}),
+        marked AS (
+          INSERT INTO monitoring_pending (kind, window_start)
+          SELECT DISTINCT ${cursor.name}, date_bin(${BASE}::interval, happened, 'epoch')
+          FROM arrived WHERE happened IS NOT NULL
+          ON CONFLICT (kind, window_start) DO UPDATE SET marked_at = now()
+          RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM marked) AS windows, count(*) AS arrivals,
+          (max(arrived) - interval '1 microsecond')::text AS last
+        FROM arrived`,
+      );
+      const summary = result.rows[0];
+      const full = Number(summary?.arrivals ?? 0) >= MAX_ARRIVALS_PER_RUN;
+      await tx.execute(sql`
+        UPDATE monitoring_cursors
+        SET position = ${full && summary?.last ? summary.last : cursor.upto}::timestamptz,
+          updated_at = now()
+        WHERE name = ${cursor.name}`);
+      marked[cursor.name] = Number(summary?.windows ?? 0);
+    }
+    return marked;
   });
 }
 
