@@ -1,21 +1,32 @@
 /**
- * Shadow versions against the version that answered the same request
- * (champion or canary), pair by pair on the prediction id, in one window.
- * Postgres sums the pairs; shared/metrics turns the sums into metrics. Rows
- * belong to the shadow's (model, version, role 'shadow') window, with the
- * answering version as the dimension:
+ * Challengers against a reference result of the same request, pair by pair
+ * on the prediction id (and model), in one window. Postgres sums the pairs;
+ * shared/metrics turns the sums into metrics. A pair whose two results fall
+ * in different windows (a request at a window's edge) is not counted. Every
+ * row carries the number of pairs.
  *
- * - `shadow_agreement`: share of pairs with the same label (classification).
- * - `shadow_score_difference`: mean |score_shadow − score_answer| (classification).
- * - `shadow_mean_abs_difference`, `shadow_correlation`: mean |value_shadow −
- *   value_answer| and Pearson r (regression).
- * - `shadow_latency_delta_ms`, `shadow_error_rate_delta`: shadow minus answer,
- *   over the pairs.
+ * Shadows (`shadowComparisons`): each shadow against the version that
+ * answered the same request (role 'served' or 'canary'; a fallback or a
+ * control never counts as the answer). Rows belong to the shadow's (model,
+ * version, role 'shadow') window, with the answering version as the
+ * dimension and `answeredBy` in the details.
  *
- * Every row carries the number of pairs. A pair whose two results fall in
- * different windows (a request at a window's edge) is not counted. A canary
- * answers requests the champion never sees, so canary and champion are
- * compared by population (operations and KPIs), not here.
+ * Canaries (`canaryComparisons`): each canary answer against the champion's
+ * control result for the same request (role 'control', computed after the
+ * response and never returned), so canary and champion are compared on the
+ * same inputs, not only by population. Rows belong to the canary's (model,
+ * version, role 'canary') window, with the champion as the dimension and
+ * `comparedWith` in the details. A control without its canary answer in the
+ * window (or the other way round) is not counted.
+ *
+ * Metrics, prefixed `shadow_` or `canary_`:
+ *
+ * - `agreement`: share of pairs with the same label (classification).
+ * - `score_difference`: mean |score_challenger − score_reference| (classification).
+ * - `mean_abs_difference`, `correlation`: mean |value_challenger −
+ *   value_reference| and Pearson r (regression).
+ * - `latency_delta_ms`, `error_rate_delta`: challenger minus reference, over
+ *   the pairs.
  */
 import { sql } from "drizzle-orm";
 import type { Database } from "../../shared/db/client";
@@ -29,8 +40,10 @@ import type { MetricRow } from "./metrics";
 
 interface PairSums {
   model: string;
+  /** The challenger: a shadow or a canary. */
   version: string;
-  answered_by: string;
+  /** The result it is paired with: the answer, or the champion's control. */
+  reference: string;
   pairs: string;
   labelled: string;
   agreeing: string;
@@ -43,12 +56,36 @@ interface PairSums {
   sum_yy: number | null;
   sum_xy: number | null;
   sum_abs_value: number | null;
-  answer_latency: number | null;
-  answer_errors: string;
-  shadow_latency: number | null;
-  shadow_errors: string;
+  reference_latency: number | null;
+  reference_errors: string;
+  challenger_latency: number | null;
+  challenger_errors: string;
   [column: string]: unknown;
 }
+
+/** Which results pair up, and how the rows of the pairs are named. */
+interface Pairing {
+  challengerRole: "shadow" | "canary";
+  referenceRoles: readonly ("served" | "canary" | "control")[];
+  /** Metric names: `${prefix}_agreement` and so on. */
+  prefix: "shadow" | "canary";
+  /** The details key naming the reference version. */
+  referenceKey: "answeredBy" | "comparedWith";
+}
+
+const shadowPairing: Pairing = {
+  challengerRole: "shadow",
+  referenceRoles: ["served", "canary"],
+  prefix: "shadow",
+  referenceKey: "answeredBy",
+};
+
+const canaryPairing: Pairing = {
+  challengerRole: "canary",
+  referenceRoles: ["control"],
+  prefix: "canary",
+  referenceKey: "comparedWith",
+};
 
 function row(
   metric: string,
@@ -62,93 +99,136 @@ function row(
 }
 
 /** Comparison rows per shadow (model, version) with pairs in the window. */
-export async function shadowComparisons(
+export function shadowComparisons(
   db: Database,
   from: Date,
   to: Date,
 ): Promise<Map<string, MetricRow[]>> {
+  return comparisons(db, from, to, shadowPairing);
+}
+
+/**
+ * Comparison rows per canary (model, version) with pairs in the window: the
+ * canary's answers against the champion's control results.
+ */
+export function canaryComparisons(
+  db: Database,
+  from: Date,
+  to: Date,
+): Promise<Map<string, MetricRow[]>> {
+  return comparisons(db, from, to, canaryPairing);
+}
+
+/** Rows by `${model}\u0000${challenger version}`. */
+async function comparisons(
+  db: Database,
+  from: Date,
+  to: Date,
+  pairing: Pairing,
+): Promise<Map<string, MetricRow[]>> {
+  const out = new Map<string, MetricRow[]>();
+  for (const sums of await pairSums(db, from, to, pairing)) {
+    const key = `${sums.model}\u0000${sums.version}`;
+    out.set(key, [...(out.get(key) ?? []), ...comparisonRows(sums, pairing)]);
+  }
+  return out;
+}
+
+/**
+ * Sums over the pairs of a challenger result (`c`) and its reference (`r`)
+ * created in [from, to), per (model, challenger version, reference version).
+ */
+async function pairSums(db: Database, from: Date, to: Date, pairing: Pairing): Promise<PairSums[]> {
   const range = (alias: string) =>
     sql`${sql.raw(alias)}.created_at >= ${from.toISOString()} AND ${sql.raw(alias)}.created_at < ${to.toISOString()}`;
   const score = (alias: string) => sql.raw(`(${alias}.prediction ->> 'score')::float8`);
   const value = (alias: string) => sql.raw(`(${alias}.prediction ->> 'value')::float8`);
   const both = (field: string) =>
     sql.raw(
-      `jsonb_typeof(s.prediction -> '${field}') = 'number' AND jsonb_typeof(a.prediction -> '${field}') = 'number'`,
+      `jsonb_typeof(c.prediction -> '${field}') = 'number' AND jsonb_typeof(r.prediction -> '${field}') = 'number'`,
     );
+  const referenceRoles = sql.join(
+    pairing.referenceRoles.map((role) => sql`${role}`),
+    sql`, `,
+  );
   const { rows } = await db.execute<PairSums>(sql`
-    SELECT s.model, s.version, a.version AS answered_by, count(*) AS pairs,
-      count(*) FILTER (WHERE s.prediction ? 'label' AND a.prediction ? 'label') AS labelled,
-      count(*) FILTER (WHERE s.prediction ? 'label' AND a.prediction ? 'label'
-        AND s.prediction -> 'label' = a.prediction -> 'label') AS agreeing,
+    SELECT c.model, c.version, r.version AS reference, count(*) AS pairs,
+      count(*) FILTER (WHERE c.prediction ? 'label' AND r.prediction ? 'label') AS labelled,
+      count(*) FILTER (WHERE c.prediction ? 'label' AND r.prediction ? 'label'
+        AND c.prediction -> 'label' = r.prediction -> 'label') AS agreeing,
       count(*) FILTER (WHERE ${both("score")}) AS scored,
-      coalesce(sum(abs(${score("s")} - ${score("a")})) FILTER (WHERE ${both("score")}), 0) AS sum_abs_score,
+      coalesce(sum(abs(${score("c")} - ${score("r")})) FILTER (WHERE ${both("score")}), 0) AS sum_abs_score,
       count(*) FILTER (WHERE ${both("value")}) AS valued,
-      coalesce(sum(${value("a")}) FILTER (WHERE ${both("value")}), 0) AS sum_x,
-      coalesce(sum(${value("s")}) FILTER (WHERE ${both("value")}), 0) AS sum_y,
-      coalesce(sum(${value("a")} * ${value("a")}) FILTER (WHERE ${both("value")}), 0) AS sum_xx,
-      coalesce(sum(${value("s")} * ${value("s")}) FILTER (WHERE ${both("value")}), 0) AS sum_yy,
-      coalesce(sum(${value("a")} * ${value("s")}) FILTER (WHERE ${both("value")}), 0) AS sum_xy,
-      coalesce(sum(abs(${value("s")} - ${value("a")})) FILTER (WHERE ${both("value")}), 0) AS sum_abs_value,
-      sum(a.latency_ms) AS answer_latency, count(*) FILTER (WHERE a.status <> 'ok') AS answer_errors,
-      sum(s.latency_ms) AS shadow_latency, count(*) FILTER (WHERE s.status <> 'ok') AS shadow_errors
-    FROM predictions s
-    JOIN predictions a ON a.prediction_id = s.prediction_id AND a.model = s.model
-      AND a.role IN ('served', 'canary') AND ${range("a")}
-    WHERE s.role = 'shadow' AND ${range("s")}
-    GROUP BY s.model, s.version, a.version`);
-  const out = new Map<string, MetricRow[]>();
-  for (const sums of rows) {
-    const pairs = Number(sums.pairs);
-    const dimension = sums.answered_by;
-    const details = { pairs, answeredBy: dimension };
-    const list = out.get(`${sums.model}\u0000${sums.version}`) ?? [];
-    const classification = compareClassification({
-      pairs: Number(sums.labelled),
-      agreeing: Number(sums.agreeing),
-      scoredPairs: Number(sums.scored),
-      sumAbsScoreDifference: Number(sums.sum_abs_score ?? 0),
-    });
-    if (classification.pairs > 0) {
-      list.push(
-        row("shadow_agreement", dimension, classification.agreementRate, {
-          ...details,
-          labelled: classification.pairs,
-        }),
-        row("shadow_score_difference", dimension, classification.meanAbsScoreDifference, {
-          ...details,
-          scored: classification.scoredPairs,
-        }),
-      );
-    }
-    const valued = Number(sums.valued);
-    if (valued > 0) {
-      const regression = compareRegression({
-        n: valued,
-        sumX: Number(sums.sum_x),
-        sumY: Number(sums.sum_y),
-        sumXX: Number(sums.sum_xx),
-        sumYY: Number(sums.sum_yy),
-        sumXY: Number(sums.sum_xy),
-        sumAbsDifference: Number(sums.sum_abs_value),
-      });
-      list.push(
-        row("shadow_mean_abs_difference", dimension, regression.meanAbsDifference, {
-          ...details,
-          valued,
-        }),
-        row("shadow_correlation", dimension, regression.correlation, { ...details, valued }),
-      );
-    }
-    const operations = compareOperations(
-      pairs,
-      { sumLatencyMs: Number(sums.answer_latency ?? 0), errors: Number(sums.answer_errors) },
-      { sumLatencyMs: Number(sums.shadow_latency ?? 0), errors: Number(sums.shadow_errors) },
-    );
+      coalesce(sum(${value("r")}) FILTER (WHERE ${both("value")}), 0) AS sum_x,
+      coalesce(sum(${value("c")}) FILTER (WHERE ${both("value")}), 0) AS sum_y,
+      coalesce(sum(${value("r")} * ${value("r")}) FILTER (WHERE ${both("value")}), 0) AS sum_xx,
+      coalesce(sum(${value("c")} * ${value("c")}) FILTER (WHERE ${both("value")}), 0) AS sum_yy,
+      coalesce(sum(${value("r")} * ${value("c")}) FILTER (WHERE ${both("value")}), 0) AS sum_xy,
+      coalesce(sum(abs(${value("c")} - ${value("r")})) FILTER (WHERE ${both("value")}), 0) AS sum_abs_value,
+      sum(r.latency_ms) AS reference_latency,
+      count(*) FILTER (WHERE r.status <> 'ok') AS reference_errors,
+      sum(c.latency_ms) AS challenger_latency,
+      count(*) FILTER (WHERE c.status <> 'ok') AS challenger_errors
+    FROM predictions c
+    JOIN predictions r ON r.prediction_id = c.prediction_id AND r.model = c.model
+      AND r.role IN (${referenceRoles}) AND ${range("r")}
+    WHERE c.role = ${pairing.challengerRole} AND ${range("c")}
+    GROUP BY c.model, c.version, r.version`);
+  return rows;
+}
+
+/** The metric rows of one (challenger, reference) pair of versions, from their sums. */
+function comparisonRows(sums: PairSums, pairing: Pairing): MetricRow[] {
+  const { prefix } = pairing;
+  const pairs = Number(sums.pairs);
+  const dimension = sums.reference;
+  const details = { pairs, [pairing.referenceKey]: dimension };
+  const list: MetricRow[] = [];
+  const classification = compareClassification({
+    pairs: Number(sums.labelled),
+    agreeing: Number(sums.agreeing),
+    scoredPairs: Number(sums.scored),
+    sumAbsScoreDifference: Number(sums.sum_abs_score ?? 0),
+  });
+  if (classification.pairs > 0) {
     list.push(
-      row("shadow_latency_delta_ms", dimension, operations.latencyDeltaMs, details),
-      row("shadow_error_rate_delta", dimension, operations.errorRateDelta, details),
+      row(`${prefix}_agreement`, dimension, classification.agreementRate, {
+        ...details,
+        labelled: classification.pairs,
+      }),
+      row(`${prefix}_score_difference`, dimension, classification.meanAbsScoreDifference, {
+        ...details,
+        scored: classification.scoredPairs,
+      }),
     );
-    out.set(`${sums.model}\u0000${sums.version}`, list);
   }
-  return out;
+  const valued = Number(sums.valued);
+  if (valued > 0) {
+    const regression = compareRegression({
+      n: valued,
+      sumX: Number(sums.sum_x),
+      sumY: Number(sums.sum_y),
+      sumXX: Number(sums.sum_xx),
+      sumYY: Number(sums.sum_yy),
+      sumXY: Number(sums.sum_xy),
+      sumAbsDifference: Number(sums.sum_abs_value),
+    });
+    list.push(
+      row(`${prefix}_mean_abs_difference`, dimension, regression.meanAbsDifference, {
+        ...details,
+        valued,
+      }),
+      row(`${prefix}_correlation`, dimension, regression.correlation, { ...details, valued }),
+    );
+  }
+  const operations = compareOperations(
+    pairs,
+    { sumLatencyMs: Number(sums.reference_latency ?? 0), errors: Number(sums.reference_errors) },
+    { sumLatencyMs: Number(sums.challenger_latency ?? 0), errors: Number(sums.challenger_errors) },
+  );
+  list.push(
+    row(`${prefix}_latency_delta_ms`, dimension, operations.latencyDeltaMs, details),
+    row(`${prefix}_error_rate_delta`, dimension, operations.errorRateDelta, details),
+  );
+  return list;
 }
