@@ -13,15 +13,24 @@
  * windows: the 15-minute window just ended and the one before it (so late
  * rows, retries and dead-letter replays are counted), an hour in the two runs
  * after it ends, a day likewise.
+ *
+ * Three families of metrics, each replaced as a whole per window: traffic
+ * (operations, drift, data quality, comparisons), labels (quality and
+ * fairness, functions/monitoring/labels.ts) and outcomes (KPIs,
+ * functions/monitoring/kpis.ts). Labels and outcomes arrive late: windows
+ * they arrived for are marked and only their label or outcome metrics are
+ * computed again (functions/monitoring/pending.ts).
  */
-import { and, eq, isNotNull, sql } from "drizzle-orm";
+import { and, eq, inArray, isNotNull, notInArray, sql } from "drizzle-orm";
 import { type Database, openDatabase } from "../../shared/db/client";
 import { models, modelVersions, monitoringResults, monitoringRuns } from "../../shared/db/schema";
 import type { DriftOverrides } from "../../shared/drift";
 import { describeError } from "../../shared/errors";
 import type { Baseline } from "../../shared/monitoring/baseline";
 import type { InputSchema } from "../../shared/schemas/model";
-import { shadowComparisons } from "../monitoring/comparison";
+import { canaryComparisons, shadowComparisons } from "../monitoring/comparison";
+import { kpiRows, kpiSums, OUTCOME_METRICS } from "../monitoring/kpis";
+import { LABEL_METRICS, labelledSums, labelRows } from "../monitoring/labels";
 import {
   fallbackRow,
   type MetricRow,
@@ -30,8 +39,9 @@ import {
   versionMetrics,
   windowTraffic,
 } from "../monitoring/metrics";
+import { clearPending, enclosingWindows, markPending, pendingWindows } from "../monitoring/pending";
 import type { ResultWindow } from "../monitoring/window-sql";
-import { MONITORED_ROLES, windowsToCompute } from "../monitoring/windows";
+import { MONITORED_ROLES, type MonitoringWindow, windowsToCompute } from "../monitoring/windows";
 
 export const MONITORING_JOB = "drift-quality";
 export interface MonitoringRunReport {
@@ -41,6 +51,10 @@ export interface MonitoringRunReport {
   /** (model, version, role, window) combinations that had results and a baseline. */
   computed: { model: string; version: string; role: string; seconds: number; start: string }[];
   skipped: { model: string; version: string; reason: string }[];
+  /** Windows marked because labels or outcomes arrived for them. */
+  marked: { labels: number; outcomes: number };
+  /** Windows whose label or outcome metrics were computed again. */
+  redone: { family: MetricFamily; seconds: number; start: string }[];
 }
 
 interface MonitoredVersion {
@@ -72,47 +86,102 @@ async function monitoredVersions(db: Database): Promise<MonitoredVersion[]> {
   }));
 }
 
-/** Replaces a window's rows for one (model, version, role) with `rows`, in one transaction. */
-async function replaceResults(
+export type MetricFamily = "traffic" | "labels" | "outcomes";
+
+/** The rows of one (model, version, role) in a window. */
+export interface KeyedRows {
+  model: string;
+  version: string;
+  role: string;
+  rows: MetricRow[];
+}
+
+const familyMetrics = (family: MetricFamily) => {
+  const labels = [...LABEL_METRICS] as string[];
+  const outcomes = [...OUTCOME_METRICS] as string[];
+  if (family === "labels") return inArray(monitoringResults.metric, labels);
+  if (family === "outcomes") return inArray(monitoringResults.metric, outcomes);
+  return notInArray(monitoringResults.metric, [...labels, ...outcomes]);
+};
+
+/**
+ * Replaces one family's rows of a window, for every model, with `entries`, in
+ * one transaction: a key that has no rows any more loses its old ones.
+ */
+async function replaceFamily(
   db: Database,
-  key: { model: string; version: string; role: string; seconds: number; start: Date },
-  rows: MetricRow[],
+  window: MonitoringWindow,
+  family: MetricFamily,
+  entries: KeyedRows[],
   runId: number,
-): Promise<void> {
+): Promise<number> {
+  const rows = entries.flatMap((entry) =>
+    entry.rows.map((row) => ({
+      model: entry.model,
+      version: entry.version,
+      role: entry.role,
+      metric: row.metric,
+      dimension: row.dimension,
+      value: row.value,
+      reason: row.reason,
+      status: row.status,
+      details: row.details,
+    })),
+  );
   await db.transaction(async (tx) => {
     await tx
       .delete(monitoringResults)
       .where(
         and(
-          eq(monitoringResults.model, key.model),
-          eq(monitoringResults.version, key.version),
-          eq(monitoringResults.role, key.role),
-          eq(monitoringResults.windowSeconds, key.seconds),
-          eq(monitoringResults.windowStart, key.start),
+          eq(monitoringResults.windowSeconds, window.seconds),
+          eq(monitoringResults.windowStart, window.start),
+          familyMetrics(family),
         ),
       );
     if (rows.length === 0) return;
-    await tx.insert(monitoringResults).values(
-      rows.map((row) => ({
-        model: key.model,
-        version: key.version,
-        role: key.role,
-        windowSeconds: key.seconds,
-        windowStart: key.start,
-        metric: row.metric,
-        dimension: row.dimension,
-        value: row.value,
-        reason: row.reason,
-        status: row.status,
-        details: row.details,
-        runId,
-      })),
-    );
+    await tx.execute(sql`
+      INSERT INTO monitoring_results (model, version, role, window_seconds, window_start,
+        metric, dimension, value, reason, status, details, run_id)
+      SELECT model, version, role, ${window.seconds}::int, ${window.start.toISOString()}::timestamptz,
+        metric, dimension, value, reason, status, details, ${runId}::bigint
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(model text, version text,
+        role text, metric text, dimension text, value float8, reason text, status text,
+        details jsonb)`);
+  });
+  return rows.length;
+}
+
+/** Quality and fairness of every (model, version, role) with predictions in the window. */
+async function labelFamily(db: Database, window: MonitoringWindow): Promise<KeyedRows[]> {
+  const sums = await labelledSums(db, window.start, window.end);
+  return sums.map((s) => ({
+    model: s.model,
+    version: s.version,
+    role: s.role,
+    rows: labelRows(s),
+  }));
+}
+
+/** KPIs of the outcomes that happened in the window. */
+async function outcomeFamily(db: Database, window: MonitoringWindow): Promise<KeyedRows[]> {
+  const byKey = kpiRows(await kpiSums(db, window.start, window.end));
+  return [...byKey].map(([key, rows]) => {
+    const [model = "", version = "", role = ""] = key.split("\u0000");
+    return { model, version, role, rows };
   });
 }
 
+export interface MonitoringOptions {
+  /** How long after its timestamp a label or outcome is taken as committed (pending.ts). */
+  settleMs?: number;
+}
+
 /** One run of the job at `now`; recorded in monitoring_runs whether it succeeds or fails. */
-export async function runMonitoring(env: Env, now = new Date()): Promise<MonitoringRunReport> {
+export async function runMonitoring(
+  env: Env,
+  now = new Date(),
+  options: MonitoringOptions = {},
+): Promise<MonitoringRunReport> {
   const handle = openDatabase(env);
   const started = Date.now();
   const db = handle.db;
@@ -123,6 +192,8 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
     results: 0,
     computed: [],
     skipped: [],
+    marked: { labels: 0, outcomes: 0 },
+    redone: [],
   };
   try {
     const [run] = await db
@@ -135,22 +206,19 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
       .returning({ id: monitoringRuns.id });
     runId = run?.id as number;
     report.runId = runId;
+    // What arrived late since the last run, before the windows are computed.
+    const marked = await markPending(db, options.settleMs);
     const windows = windowsToCompute(now);
     const versions = await monitoredVersions(db);
     const withBaseline = new Map(versions.map((v) => [`${v.model}\u0000${v.version}`, v]));
     for (const window of windows) {
-      const key = (model: string, version: string, role: string) => ({
-        model,
-        version,
-        role,
-        seconds: window.seconds,
-        start: window.start,
-      });
       // Every (model, version, role) with results: operations; where the
       // version has a baseline and the role is monitored, drift and quality too.
       const traffic = await windowTraffic(db, window.start, window.end);
       const comparisons = await shadowComparisons(db, window.start, window.end);
+      const canaries = await canaryComparisons(db, window.start, window.end);
       const answers = new Map<string, { answers: number; fallbacks: number }>();
+      const entries: KeyedRows[] = [];
       for (const t of traffic) {
         if (t.role === "served" || t.role === "canary" || t.role === "fallback") {
           const entry = answers.get(t.model) ?? { answers: 0, fallbacks: 0 };
@@ -159,9 +227,10 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
           answers.set(t.model, entry);
         }
         const rows = operationsRows(t);
-        if (t.role === "shadow")
-          rows.push(...(comparisons.get(`${t.model}\u0000${t.version}`) ?? []));
-        const v = withBaseline.get(`${t.model}\u0000${t.version}`);
+        const pairKey = `${t.model}\u0000${t.version}`;
+        if (t.role === "shadow") rows.push(...(comparisons.get(pairKey) ?? []));
+        if (t.role === "canary") rows.push(...(canaries.get(pairKey) ?? []));
+        const v = withBaseline.get(pairKey);
         if (v && (MONITORED_ROLES as readonly string[]).includes(t.role)) {
           const resultWindow: ResultWindow = {
             model: t.model,
@@ -179,9 +248,8 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
             start: window.start.toISOString(),
           });
         }
-        await replaceResults(db, key(t.model, t.version, t.role), rows, runId);
+        entries.push({ model: t.model, version: t.version, role: t.role, rows });
         report.windows += 1;
-        report.results += rows.length;
       }
       // Model level: the fallback rate, and schema rejections (they happen
       // before a version is chosen).
@@ -193,10 +261,44 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
           ...(counted ? [fallbackRow(counted.answers, counted.fallbacks)] : []),
           ...(rejections[model] ?? []),
         ];
-        await replaceResults(db, key(model, "", "all"), rows, runId);
-        report.results += rows.length;
+        entries.push({ model, version: "", role: "all", rows });
+      }
+      report.results += await replaceFamily(db, window, "traffic", entries, runId);
+      report.results += await replaceFamily(
+        db,
+        window,
+        "labels",
+        await labelFamily(db, window),
+        runId,
+      );
+      report.results += await replaceFamily(
+        db,
+        window,
+        "outcomes",
+        await outcomeFamily(db, window),
+        runId,
+      );
+    }
+
+    // Windows that labels or outcomes arrived for late: only that family, at
+    // every length, unless the pass above has just computed the window.
+    const done = new Set(windows.map((w) => `${w.seconds}:${w.start.getTime()}`));
+    const pending = await pendingWindows(db, now);
+    const redo = new Map<string, { family: MetricFamily; window: MonitoringWindow }>();
+    for (const p of pending) {
+      for (const window of enclosingWindows(p.start, now)) {
+        const id = `${window.seconds}:${window.start.getTime()}`;
+        if (!done.has(id)) redo.set(`${p.kind}:${id}`, { family: p.kind, window });
       }
     }
+    for (const { family, window } of redo.values()) {
+      const entries =
+        family === "labels" ? await labelFamily(db, window) : await outcomeFamily(db, window);
+      report.results += await replaceFamily(db, window, family, entries, runId);
+      report.redone.push({ family, seconds: window.seconds, start: window.start.toISOString() });
+    }
+    for (const p of pending) await clearPending(db, p);
+    report.marked = marked;
     await db
       .update(monitoringRuns)
       .set({
@@ -205,7 +307,12 @@ export async function runMonitoring(env: Env, now = new Date()): Promise<Monitor
         durationMs: Date.now() - started,
         windows: report.windows,
         results: report.results,
-        details: { scheduledFor: now.toISOString(), computed: report.computed.length },
+        details: {
+          scheduledFor: now.toISOString(),
+          computed: report.computed.length,
+          marked: report.marked,
+          redone: report.redone.length,
+        },
       })
       .where(eq(monitoringRuns.id, runId));
     return report;
