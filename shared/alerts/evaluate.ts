@@ -1,0 +1,213 @@
+/**
+ * Rules against monitoring results: every (rule, model, version, role,
+ * dimension) the latest windows say something about becomes an observation,
+ * violating or not. A result without a value (and, for status rules, an
+ * `unknown` status) says nothing: it neither opens nor clears an alert.
+ */
+import type { AlertRule, ResolvedRules } from "./rules";
+import type { AlertSeverity } from "./types";
+
+/** A monitoring result, as evaluation needs it. */
+export interface ResultRow {
+  model: string;
+  version: string;
+  role: string;
+  windowSeconds: number;
+  windowStart: string;
+  metric: string;
+  dimension: string;
+  value: number | null;
+  status: string;
+  details: Record<string, unknown>;
+}
+
+export interface Observation {
+  /** rule, model, version, role and dimension: one alert at most is open per fingerprint. */
+  fingerprint: string;
+  rule: string;
+  severity: AlertSeverity;
+  model: string;
+  version: string;
+  role: string;
+  metric: string;
+  dimension: string;
+  value: number | null;
+  threshold: number | null;
+  comparison: "above" | "below";
+  windowSeconds: number | null;
+  windowStart: string | null;
+  violating: boolean;
+  summary: string;
+}
+
+export const fingerprintOf = (
+  rule: string,
+  model: string,
+  version: string,
+  role: string,
+  dimension: string,
+) => [rule, model, version, role, dimension].map((part) => part.replaceAll("|", "||")).join("|");
+
+/** Up to 4 significant digits; integers as they are. */
+export function formatNumber(value: number | null): string {
+  if (value === null) return "n/a";
+  if (Number.isInteger(value)) return String(value);
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(3);
+  return String(Number(value.toPrecision(4)));
+}
+
+const P_VALUE_METHODS = new Set(["ks", "chi_square"]);
+
+function where(row: ResultRow): string {
+  const subject = row.version ? `${row.model} ${row.version} (${row.role})` : row.model;
+  return row.dimension ? `${subject}, ${row.dimension}` : subject;
+}
+
+function observe(
+  name: string,
+  rule: AlertRule,
+  row: ResultRow,
+  fields: Pick<Observation, "value" | "threshold" | "comparison" | "violating" | "summary">,
+  dimension = row.dimension,
+): Observation {
+  return {
+    fingerprint: fingerprintOf(name, row.model, row.version, row.role, dimension),
+    rule: name,
+    severity: rule.severity,
+    model: row.model,
+    version: row.version,
+    role: row.role,
+    metric: row.metric,
+    dimension,
+    windowSeconds: row.windowSeconds,
+    windowStart: row.windowStart,
+    ...fields,
+  };
+}
+
+function thresholdObservations(name: string, rule: AlertRule, rows: ResultRow[]): Observation[] {
+  if (rule.kind !== "threshold" && rule.kind !== "status") return [];
+  const out: Observation[] = [];
+  for (const row of rows) {
+    if (row.metric !== rule.metric || row.windowSeconds !== rule.windowSeconds) continue;
+    if (rule.roles && !rule.roles.includes(row.role)) continue;
+    if (rule.kind === "threshold") {
+      if (row.value === null) continue;
+      const violating =
+        rule.comparison === "above" ? row.value > rule.threshold : row.value < rule.threshold;
+      out.push(
+        observe(name, rule, row, {
+          value: row.value,
+          threshold: rule.threshold,
+          comparison: rule.comparison,
+          violating,
+          summary: `${row.metric} of ${where(row)} is ${formatNumber(row.value)}, ${rule.comparison} ${formatNumber(rule.threshold)}`,
+        }),
+      );
+    } else {
+      if (row.status !== "alert" && row.status !== "ok") continue;
+      const method = typeof row.details.method === "string" ? row.details.method : null;
+      const threshold = typeof row.details.threshold === "number" ? row.details.threshold : null;
+      const comparison = method && P_VALUE_METHODS.has(method) ? "below" : "above";
+      const stat = method ? `${method} ${formatNumber(row.value)}` : formatNumber(row.value);
+      out.push(
+        observe(name, rule, row, {
+          value: row.value,
+          threshold,
+          comparison,
+          violating: row.status === "alert",
+          summary:
+            row.status === "alert"
+              ? `${row.metric} of ${where(row)}: ${stat}${threshold === null ? "" : ` (${comparison} ${formatNumber(threshold)})`}`
+              : `${row.metric} of ${where(row)} is back within bounds (${stat})`,
+        }),
+      );
+    }
+  }
+  return out;
+}
+
+function labelled(row: ResultRow): number {
+  const n = row.details.n;
+  return typeof n === "number" ? n : 0;
+}
+
+/** Challengers against the champion on the same requests (control) or the same window (served). */
+function championObservations(name: string, rule: AlertRule, rows: ResultRow[]): Observation[] {
+  if (rule.kind !== "champion") return [];
+  const out: Observation[] = [];
+  const metrics = new Set([...rule.metrics, ...rule.lowerIsBetter]);
+  const inWindow = rows.filter(
+    (r) => r.windowSeconds === rule.windowSeconds && metrics.has(r.metric) && r.value !== null,
+  );
+  for (const challenger of inWindow) {
+    if (challenger.role !== "canary" && challenger.role !== "shadow") continue;
+    const sameModel = inWindow.filter(
+      (r) => r.model === challenger.model && r.metric === challenger.metric,
+    );
+    const control = challenger.role === "canary" && sameModel.find((r) => r.role === "control");
+    const champion =
+      control ||
+      sameModel.filter((r) => r.role === "served").sort((a, b) => labelled(b) - labelled(a))[0];
+    if (!champion || champion.version === challenger.version) continue;
+    if (labelled(challenger) < rule.minLabelled || labelled(champion) < rule.minLabelled) continue;
+    const lower = rule.lowerIsBetter.includes(challenger.metric);
+    const bound = (champion.value as number) + (lower ? rule.margin : -rule.margin);
+    const value = challenger.value as number;
+    const violating = lower ? value > bound : value < bound;
+    out.push(
+      observe(
+        name,
+        rule,
+        challenger,
+        {
+          value,
+          threshold: bound,
+          comparison: lower ? "above" : "below",
+          violating,
+          summary: `${challenger.metric} of ${challenger.model} ${challenger.version} (${challenger.role}) is ${formatNumber(value)} against the champion ${champion.version}'s ${formatNumber(champion.value)} (margin ${formatNumber(rule.margin)})`,
+        },
+        challenger.metric,
+      ),
+    );
+  }
+  return out;
+}
+
+function kpiObservations(name: string, rule: AlertRule, rows: ResultRow[]): Observation[] {
+  if (rule.kind !== "kpi") return [];
+  const out: Observation[] = [];
+  for (const row of rows) {
+    if (row.metric !== "kpi_difference" || row.windowSeconds !== rule.windowSeconds) continue;
+    if (row.value === null || typeof row.details.significant !== "boolean") continue;
+    const lower = rule.lowerIsBetter.includes(row.dimension);
+    const worse = lower ? row.value > 0 : row.value < 0;
+    const violating = row.details.significant && worse;
+    const interval = `[${formatNumber(row.details.lower as number)}, ${formatNumber(row.details.upper as number)}]`;
+    out.push(
+      observe(name, rule, row, {
+        value: row.value,
+        threshold: 0,
+        comparison: lower ? "above" : "below",
+        violating,
+        summary: `${row.dimension} of ${row.model} canary ${row.version} against the champion: ${formatNumber(row.value)}, 95% interval ${interval}`,
+      }),
+    );
+  }
+  return out;
+}
+
+/** Observations of one model's latest results under its rules. */
+export function evaluateRules(rules: ResolvedRules, rows: ResultRow[]): Observation[] {
+  const out: Observation[] = [];
+  for (const [name, rule] of Object.entries(rules.rules)) {
+    if (!rule.enabled) continue;
+    out.push(
+      ...thresholdObservations(name, rule, rows),
+      ...championObservations(name, rule, rows),
+      ...kpiObservations(name, rule, rows),
+    );
+  }
+  return out;
+}

@@ -1,0 +1,83 @@
+/**
+ * The alert lifecycle as a pure plan: given the open (firing) alerts and one
+ * evaluation's observations, what changes.
+ *
+ * - A violating observation with no open alert opens one (`firing`): the
+ *   only moment a firing notice is sent.
+ * - A violating observation of an open alert folds into it: count + 1, last
+ *   seen, the latest value; any clearing stops.
+ * - A clear observation of an open alert starts its clearing; once it has
+ *   been clear for the cooldown it resolves (the resolution notice). A
+ *   condition that flaps inside the cooldown stays one firing alert.
+ * - An open alert that nothing has observed for `staleMinutes` resolves as
+ *   `no_data` (its version stopped getting traffic, or the rule was turned off).
+ */
+import type { Observation } from "./evaluate";
+
+export interface OpenAlert {
+  id: number;
+  fingerprint: string;
+  model: string;
+  lastSeenAt: string;
+  /** When its condition was first seen clear since it last violated; null while violating. */
+  clearSince: string | null;
+}
+
+export interface LifecycleSettings {
+  cooldownMinutes: number;
+  staleMinutes: number;
+}
+
+export type AlertAction =
+  | { kind: "open"; observation: Observation }
+  | { kind: "fold"; id: number; observation: Observation }
+  | { kind: "clearing"; id: number; observation: Observation }
+  | {
+      kind: "resolve";
+      id: number;
+      reason: "recovered" | "no_data";
+      observation: Observation | null;
+    };
+
+/** The changes one evaluation at `now` makes; `settings` per model ('' for Airlock's own health). */
+export function planAlerts(
+  open: readonly OpenAlert[],
+  observations: readonly Observation[],
+  now: Date,
+  settings: (model: string) => LifecycleSettings,
+): AlertAction[] {
+  // One observation per fingerprint: a violating one wins over a clear one.
+  const byFingerprint = new Map<string, Observation>();
+  for (const observation of observations) {
+    const seen = byFingerprint.get(observation.fingerprint);
+    if (!seen || (!seen.violating && observation.violating))
+      byFingerprint.set(observation.fingerprint, observation);
+  }
+  const openByFingerprint = new Map(open.map((alert) => [alert.fingerprint, alert]));
+  const actions: AlertAction[] = [];
+  const t = now.getTime();
+  for (const observation of byFingerprint.values()) {
+    const alert = openByFingerprint.get(observation.fingerprint);
+    if (observation.violating) {
+      actions.push(
+        alert ? { kind: "fold", id: alert.id, observation } : { kind: "open", observation },
+      );
+      continue;
+    }
+    if (!alert) continue;
+    const cooldownMs = settings(alert.model).cooldownMinutes * 60_000;
+    const clearSince = alert.clearSince === null ? t : Date.parse(alert.clearSince);
+    if (t - clearSince >= cooldownMs) {
+      actions.push({ kind: "resolve", id: alert.id, reason: "recovered", observation });
+    } else if (alert.clearSince === null) {
+      actions.push({ kind: "clearing", id: alert.id, observation });
+    }
+  }
+  for (const alert of open) {
+    if (byFingerprint.has(alert.fingerprint)) continue;
+    const staleMs = settings(alert.model).staleMinutes * 60_000;
+    if (t - Date.parse(alert.lastSeenAt) >= staleMs)
+      actions.push({ kind: "resolve", id: alert.id, reason: "no_data", observation: null });
+  }
+  return actions;
+}

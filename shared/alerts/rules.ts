@@ -1,0 +1,293 @@
+/**
+ * Alert rules over monitoring results: which metric, compared how, in which
+ * window, at what severity. Defaults cover what Monitoring I and II compute;
+ * a model overrides any field of any rule (`PUT
+ * /admin/models/{model}/alert-rules`), or turns a rule off.
+ *
+ * A rule is one of:
+ * - `threshold`: the metric's value above (or below) a number;
+ * - `status`: the job's own verdict (`alert`) on the row, for metrics whose
+ *   threshold depends on the method (drift: a p-value below 0.05 or a
+ *   distance above 0.1) or on the baseline (missing values);
+ * - `champion`: a challenger's metric (canary, shadow) worse than the
+ *   champion's in the same window by more than a margin, with enough labels;
+ * - `kpi`: a canary's KPI difference significantly in the bad direction.
+ *
+ * Evaluation (evaluate.ts) turns rules and results into observations;
+ * lifecycle.ts turns observations into alerts.
+ */
+import { z } from "zod";
+import type { AlertSeverity } from "./types";
+
+export const Severity = z.enum(["warning", "critical"]);
+
+const common = {
+  enabled: z.boolean(),
+  severity: Severity,
+  /** Window length evaluated: the latest ended window of this length. */
+  windowSeconds: z.union([z.literal(900), z.literal(3600), z.literal(86_400)]),
+};
+
+const ThresholdRule = z
+  .object({
+    kind: z.literal("threshold"),
+    ...common,
+    metric: z.string(),
+    comparison: z.enum(["above", "below"]),
+    threshold: z.number().finite(),
+    /** Roles the rule looks at; omitted: every role with the metric. */
+    roles: z.array(z.string()).optional(),
+  })
+  .strict();
+
+const StatusRule = z
+  .object({
+    kind: z.literal("status"),
+    ...common,
+    metric: z.string(),
+    roles: z.array(z.string()).optional(),
+  })
+  .strict();
+
+const ChampionRule = z
+  .object({
+    kind: z.literal("champion"),
+    ...common,
+    /** Quality metrics compared; higher is better unless listed in `lowerIsBetter`. */
+    metrics: z.array(z.string()).min(1),
+    lowerIsBetter: z.array(z.string()),
+    /** How much worse than the champion before the rule fires. */
+    margin: z.number().finite().min(0),
+    /** Labelled predictions each side needs (details.n of the metric rows). */
+    minLabelled: z.number().int().min(1),
+  })
+  .strict();
+
+const KpiRule = z
+  .object({
+    kind: z.literal("kpi"),
+    ...common,
+    /** KPIs where a rise is bad (costs, losses, handling time); others should not fall. */
+    lowerIsBetter: z.array(z.string()),
+  })
+  .strict();
+
+export const AlertRule = z.discriminatedUnion("kind", [
+  ThresholdRule,
+  StatusRule,
+  ChampionRule,
+  KpiRule,
+]);
+export type AlertRule = z.infer<typeof AlertRule>;
+
+/** Seconds in the evaluated windows. */
+const QUARTER = 900 as const;
+const HOUR = 3600 as const;
+
+/** The default model rules, by name. */
+export const DEFAULT_MODEL_RULES = {
+  drift: {
+    kind: "status",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: QUARTER,
+    metric: "drift",
+  },
+  dataset_drift: {
+    kind: "status",
+    enabled: true,
+    severity: "critical",
+    windowSeconds: QUARTER,
+    metric: "dataset_drift",
+  },
+  psi: {
+    kind: "threshold",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: QUARTER,
+    metric: "psi",
+    comparison: "above",
+    threshold: 0.25,
+  },
+  schema_rejection_rate: {
+    kind: "threshold",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: QUARTER,
+    metric: "schema_rejection_rate",
+    comparison: "above",
+    threshold: 0.05,
+  },
+  missing_rate: {
+    kind: "status",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: QUARTER,
+    metric: "missing_rate",
+  },
+  error_rate: {
+    kind: "threshold",
+    enabled: true,
+    severity: "critical",
+    windowSeconds: QUARTER,
+    metric: "error_rate",
+    comparison: "above",
+    threshold: 0.05,
+    roles: ["served", "canary"],
+  },
+  fallback_rate: {
+    kind: "threshold",
+    enabled: true,
+    severity: "critical",
+    windowSeconds: QUARTER,
+    metric: "fallback_rate",
+    comparison: "above",
+    threshold: 0.05,
+  },
+  latency_p99: {
+    kind: "threshold",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: QUARTER,
+    metric: "latency_p99",
+    comparison: "above",
+    threshold: 1000,
+    roles: ["served", "canary"],
+  },
+  circuit_open: {
+    kind: "threshold",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: QUARTER,
+    metric: "circuit_open_rate",
+    comparison: "above",
+    threshold: 0,
+  },
+  shadow_agreement: {
+    kind: "threshold",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: HOUR,
+    metric: "shadow_agreement",
+    comparison: "below",
+    threshold: 0.9,
+  },
+  canary_agreement: {
+    kind: "threshold",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: HOUR,
+    metric: "canary_agreement",
+    comparison: "below",
+    threshold: 0.9,
+  },
+  quality_vs_champion: {
+    kind: "champion",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: HOUR,
+    metrics: ["roc_auc", "accuracy", "r2"],
+    lowerIsBetter: ["log_loss", "mae", "rmse"],
+    margin: 0.02,
+    minLabelled: 200,
+  },
+  disparate_impact: {
+    kind: "threshold",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: HOUR,
+    metric: "disparate_impact_ratio",
+    comparison: "below",
+    threshold: 0.8,
+  },
+  kpi_drop: {
+    kind: "kpi",
+    enabled: true,
+    severity: "warning",
+    windowSeconds: HOUR,
+    lowerIsBetter: [],
+  },
+} as const satisfies Record<string, AlertRule>;
+
+export type ModelRuleName = keyof typeof DEFAULT_MODEL_RULES;
+export const MODEL_RULE_NAMES = Object.keys(DEFAULT_MODEL_RULES) as ModelRuleName[];
+
+/** Settings of the lifecycle, per model. */
+export const DEFAULT_LIFECYCLE = {
+  /** A firing alert resolves only once its condition has been clear this long. */
+  cooldownMinutes: 30,
+  /** A firing alert no evaluation has seen for this long resolves (no data). */
+  staleMinutes: 180,
+};
+
+/**
+ * What `PUT /admin/models/{model}/alert-rules` takes: per rule, the fields to
+ * change (the rule's kind cannot change); and the lifecycle settings.
+ */
+export const AlertRuleOverrides = z
+  .object({
+    rules: z
+      .partialRecord(
+        z.enum(MODEL_RULE_NAMES as [ModelRuleName, ...ModelRuleName[]]),
+        z
+          .object({
+            enabled: z.boolean(),
+            severity: Severity,
+            windowSeconds: common.windowSeconds,
+            threshold: z.number().finite(),
+            comparison: z.enum(["above", "below"]),
+            roles: z.array(z.enum(["served", "canary", "shadow", "control", "fallback", "all"])),
+            metrics: z.array(z.string().min(1).max(64)).min(1),
+            lowerIsBetter: z.array(z.string().min(1).max(64)),
+            margin: z.number().finite().min(0),
+            minLabelled: z.number().int().min(1),
+          })
+          .partial()
+          .strict(),
+      )
+      .optional(),
+    cooldownMinutes: z.number().int().min(0).max(1440).optional(),
+    staleMinutes: z.number().int().min(15).max(10_080).optional(),
+  })
+  .strict();
+export type AlertRuleOverrides = z.infer<typeof AlertRuleOverrides>;
+
+export interface ResolvedRules {
+  rules: Record<ModelRuleName, AlertRule>;
+  cooldownMinutes: number;
+  staleMinutes: number;
+}
+
+/** The defaults with a model's overrides applied; a field that does not fit the rule's kind is refused. */
+export function resolveRules(overrides: AlertRuleOverrides | null | undefined): ResolvedRules {
+  const rules = {} as Record<ModelRuleName, AlertRule>;
+  for (const name of MODEL_RULE_NAMES) {
+    const merged = { ...DEFAULT_MODEL_RULES[name], ...(overrides?.rules?.[name] ?? {}) };
+    const parsed = AlertRule.safeParse(merged);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new RuleError(
+        `rules.${name}${issue?.path.length ? `.${issue.path.join(".")}` : ""}`,
+        issue?.message ?? "is not valid for this rule",
+      );
+    }
+    rules[name] = parsed.data;
+  }
+  return {
+    rules,
+    cooldownMinutes: overrides?.cooldownMinutes ?? DEFAULT_LIFECYCLE.cooldownMinutes,
+    staleMinutes: overrides?.staleMinutes ?? DEFAULT_LIFECYCLE.staleMinutes,
+  };
+}
+
+/** An override that does not fit its rule, with the path of the field. */
+export class RuleError extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(`${path}: ${message}`);
+  }
+}
+
+export const severityRank = (severity: AlertSeverity) => (severity === "critical" ? 2 : 1);

@@ -1,0 +1,45 @@
+/**
+ * What an alert says, as the lifecycle stores it and the destinations send
+ * it: one condition (a rule broken by one metric of one model, version, role
+ * and dimension), firing until the condition clears, then resolved.
+ */
+
+export type AlertSeverity = "warning" | "critical";
+export type AlertState = "firing" | "resolved";
+
+/** Airlock's own health, not a model's: alerts whose `model` is empty. */
+export const SYSTEM_MODEL = "";
+
+/** The notice sent to a destination when an alert fires or resolves. */
+export interface AlertNotice {
+  /** The alert's id (stable across its firing and its resolution). */
+  alertId: number;
+  state: AlertState;
+  severity: AlertSeverity;
+  /** The rule that fired, e.g. `drift`, `error_rate`, `dead_letters`. */
+  rule: string;
+  /** The model ('' for Airlock's own health), version and role ('' when not one). */
+  model: string;
+  version: string;
+  role: string;
+  /** The monitoring metric and its dimension (a feature, an attribute, a KPI; '' if none). */
+  metric: string;
+  dimension: string;
+  /** The value that broke the rule (at resolution: the last value seen), null if none. */
+  value: number | null;
+  /** The threshold it was compared with, and how: the value is `above` or `below` it. */
+  threshold: number | null;
+  comparison: "above" | "below";
+  /** The monitoring window of the last evaluation (seconds, ISO start); null for health checks. */
+  windowSeconds: number | null;
+  windowStart: string | null;
+  firstSeenAt: string;
+  lastSeenAt: string;
+  resolvedAt: string | null;
+  /** How many evaluations found the condition while it was firing. */
+  count: number;
+  /** One sentence for people, e.g. "income drifted (KS p = 0.0001 < 0.05)". */
+  summary: string;
+  /** Where an operator reads more: the monitoring endpoint (or console) for this model and window. */
+  link: string;
+}
