@@ -25,6 +25,7 @@ export default defineConfig({
                 ADMIN_TOKEN: inject("adminToken"),
                 DEAD_DATABASE_WS_PROXY: inject("deadDatabaseWsProxy"),
                 TEST_UPSTREAM: inject("upstreamBase"),
+                TEST_ALERT_RECEIVER: inject("alertReceiverBase"),
                 // A credential that a test version names; upstreams see it as a bearer token.
                 FRAUD_MODEL_TOKEN: "upstream-secret-for-tests",
                 LOG_HMAC_KEY: "log-hmac-key-for-tests",

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
 import { WebSocketServer } from "ws";
+import { startAlertReceiver } from "../scripts/lib/alert-receiver.ts";
 import { startUpstreamPeer } from "../scripts/lib/demo-model-server.ts";
 import {
   type LocalDatabase,
@@ -18,6 +19,8 @@ declare module "vitest" {
     deadDatabaseWsProxy: string;
     /** Base URL of a local model server (scripts/lib/demo-model-server.ts). */
     upstreamBase: string;
+    /** Base URL of a local alert receiver (scripts/lib/alert-receiver.ts). */
+    alertReceiverBase: string;
     adminToken: string;
   }
 }
@@ -62,11 +65,14 @@ export default async function setup(project: TestProject) {
   project.provide("deadDatabaseWsProxy", `127.0.0.1:${deadAddress.port}`);
   const upstream = await startUpstreamPeer();
   project.provide("upstreamBase", upstream.url);
+  const alertReceiver = await startAlertReceiver();
+  project.provide("alertReceiverBase", alertReceiver.url);
   project.provide("adminToken", randomBytes(32).toString("base64url"));
 
   return async () => {
     dead.close();
     await upstream.close();
+    await alertReceiver.close();
     await cleanup().catch((error: unknown) =>
       console.error("[tests] could not drop the test database:", error),
     );
