@@ -29,6 +29,8 @@ export default defineConfig({
                 // A credential that a test version names; upstreams see it as a bearer token.
                 FRAUD_MODEL_TOKEN: "upstream-secret-for-tests",
                 LOG_HMAC_KEY: "log-hmac-key-for-tests",
+                // 32 bytes, base64: the alert destinations' encryption key in tests.
+                ALERT_ENCRYPTION_KEY: "YWlybG9jay1hbGVydC1rZXktZm9yLXRlc3RzLTMyYiE=",
                 UPSTREAM_ALLOWED_HOSTS: "127.0.0.1,localhost",
               },
             },

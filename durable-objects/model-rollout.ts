@@ -65,6 +65,8 @@ export interface RolloutView {
   snapshot: RolloutSnapshot;
   history: HistoryEntry[];
   pendingAuditEvents: number;
+  /** When the oldest audit event still waiting for Postgres happened; null when none waits. */
+  oldestPendingAuditAt: string | null;
 }
 
 export type ChangeResult =
@@ -476,8 +478,17 @@ export class ModelRollout extends DurableObject<Env> {
         before: JSON.parse(row.before) as Json,
         after: JSON.parse(row.after) as Json,
       }));
-    const pending = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
-    return { snapshot: this.#snapshot(), history, pendingAuditEvents: pending };
+    const pending = this.#sql
+      .exec<{ n: number; oldest: string | null }>(
+        "SELECT count(*) AS n, (SELECT json_extract(event, '$.at') FROM outbox ORDER BY seq LIMIT 1) AS oldest FROM outbox",
+      )
+      .one();
+    return {
+      snapshot: this.#snapshot(),
+      history,
+      pendingAuditEvents: pending.n,
+      oldestPendingAuditAt: pending.oldest,
+    };
   }
 
   #rolloutAfter(stateVersion: number): RolloutConfig | undefined {

@@ -2,6 +2,7 @@ import { app } from "./app";
 import { handleScheduled } from "./jobs";
 import { handleQueue } from "./queue/prediction-logs";
 
+export { AlertDestination } from "../durable-objects/alert-destination";
 export { ModelRollout } from "../durable-objects/model-rollout";
 
 /**

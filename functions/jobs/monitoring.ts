@@ -28,6 +28,7 @@ import type { DriftOverrides } from "../../shared/drift";
 import { describeError } from "../../shared/errors";
 import type { Baseline } from "../../shared/monitoring/baseline";
 import type { InputSchema } from "../../shared/schemas/model";
+import { type AlertReport, runAlerts } from "../alerts/evaluate";
 import { canaryComparisons, shadowComparisons } from "../monitoring/comparison";
 import { kpiRows, kpiSums, OUTCOME_METRICS } from "../monitoring/kpis";
 import { LABEL_METRICS, labelledSums, labelRows } from "../monitoring/labels";
@@ -41,9 +42,14 @@ import {
 } from "../monitoring/metrics";
 import { clearPending, enclosingWindows, markPending, pendingWindows } from "../monitoring/pending";
 import type { ResultWindow } from "../monitoring/window-sql";
-import { MONITORED_ROLES, type MonitoringWindow, windowsToCompute } from "../monitoring/windows";
+import {
+  MONITORED_ROLES,
+  MONITORING_JOB,
+  type MonitoringWindow,
+  windowsToCompute,
+} from "../monitoring/windows";
 
-export const MONITORING_JOB = "drift-quality";
+export { MONITORING_JOB };
 export interface MonitoringRunReport {
   runId: number;
   windows: number;
@@ -55,6 +61,7 @@ export interface MonitoringRunReport {
   marked: { labels: number; outcomes: number };
   /** Windows whose label or outcome metrics were computed again. */
   redone: { family: MetricFamily; seconds: number; start: string }[];
+  alerts: AlertReport;
 }
 
 interface MonitoredVersion {
@@ -174,6 +181,10 @@ async function outcomeFamily(db: Database, window: MonitoringWindow): Promise<Ke
 export interface MonitoringOptions {
   /** How long after its timestamp a label or outcome is taken as committed (pending.ts). */
   settleMs?: number;
+  /** Evaluate the models' alert rules after the run (default true). */
+  alerts?: boolean;
+  /** Evaluate Airlock's own health after the run (default true). */
+  health?: boolean;
 }
 
 /** One run of the job at `now`; recorded in monitoring_runs whether it succeeds or fails. */
@@ -194,6 +205,7 @@ export async function runMonitoring(
     skipped: [],
     marked: { labels: 0, outcomes: 0 },
     redone: [],
+    alerts: { opened: 0, folded: 0, resolved: 0, notices: [] },
   };
   try {
     const [run] = await db
@@ -299,6 +311,12 @@ export async function runMonitoring(
     }
     for (const p of pending) await clearPending(db, p);
     report.marked = marked;
+
+    // Rules against the results just written, and Airlock's own health.
+    report.alerts = await runAlerts(db, env, now, {
+      models: options.alerts ?? true,
+      health: options.health ?? true,
+    });
     await db
       .update(monitoringRuns)
       .set({
@@ -312,6 +330,12 @@ export async function runMonitoring(
           computed: report.computed.length,
           marked: report.marked,
           redone: report.redone.length,
+          alerts: {
+            opened: report.alerts.opened,
+            folded: report.alerts.folded,
+            resolved: report.alerts.resolved,
+            notices: report.alerts.notices.length,
+          },
         },
       })
       .where(eq(monitoringRuns.id, runId));

@@ -7,6 +7,9 @@
  * runs after it ends, a day likewise.
  */
 
+/** The monitoring job's name in monitoring_runs. */
+export const MONITORING_JOB = "drift-quality";
+
 /** The base window and the roll-ups, in seconds. */
 export const WINDOW_SECONDS = [900, 3600, 86_400] as const;
 const BASE_WINDOW_SECONDS = WINDOW_SECONDS[0];

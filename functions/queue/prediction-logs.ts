@@ -23,6 +23,12 @@ import {
   PredictionLogMessageSchema,
 } from "../../shared/inference/events";
 import { retryDelaySeconds, toRows } from "../../shared/logs/rows";
+import {
+  ALERT_DELIVERIES_DLQ,
+  ALERT_DELIVERIES_QUEUE,
+  consumeAlertDeadLetters,
+  consumeAlertDeliveries,
+} from "./alert-deliveries";
 
 export const PREDICTION_LOGS_QUEUE = "airlock-prediction-logs";
 export const PREDICTION_LOGS_DLQ = "airlock-prediction-logs-dlq";
@@ -53,6 +59,10 @@ export async function handleQueue(
       return consumePredictionLogs(batch, env);
     case PREDICTION_LOGS_DLQ:
       return consumeDeadLetters(batch, env);
+    case ALERT_DELIVERIES_QUEUE:
+      return consumeAlertDeliveries(batch, env);
+    case ALERT_DELIVERIES_DLQ:
+      return consumeAlertDeadLetters(batch, env);
     default:
       throw new Error(`No consumer for queue '${batch.queue}'`);
   }

@@ -110,6 +110,9 @@ export function ensureAdminToken(file = join(projectRoot, ".dev.vars")): {
   // The key of the HMAC that stands for clients' bucketing keys in logs.
   if (!vars.get("LOG_HMAC_KEY"))
     missing.push(`LOG_HMAC_KEY="${randomBytes(32).toString("base64url")}"`);
+  // The AES-256-GCM key of alert destinations' URLs and signing secrets.
+  if (!vars.get("ALERT_ENCRYPTION_KEY"))
+    missing.push(`ALERT_ENCRYPTION_KEY="${randomBytes(32).toString("base64")}"`);
   const existing = vars.get("ADMIN_TOKEN");
   const token = existing || randomBytes(32).toString("base64url");
   if (!existing) missing.push(`ADMIN_TOKEN="${token}"`);

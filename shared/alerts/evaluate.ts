@@ -38,6 +38,8 @@ export interface Observation {
   windowStart: string | null;
   violating: boolean;
   summary: string;
+  /** Consecutive violating evaluations before the alert fires (the rule's `forEvaluations`). */
+  forEvaluations: number;
 }
 
 export const fingerprintOf = (
@@ -82,6 +84,7 @@ function observe(
     dimension,
     windowSeconds: row.windowSeconds,
     windowStart: row.windowStart,
+    forEvaluations: rule.forEvaluations,
     ...fields,
   };
 }
@@ -91,7 +94,9 @@ function thresholdObservations(name: string, rule: AlertRule, rows: ResultRow[])
   const out: Observation[] = [];
   for (const row of rows) {
     if (row.metric !== rule.metric || row.windowSeconds !== rule.windowSeconds) continue;
-    if (rule.roles && !rule.roles.includes(row.role)) continue;
+    // The control (the champion's answers to the canary's requests) is a
+    // yardstick, not a population anyone is served from: only when named.
+    if (rule.roles ? !rule.roles.includes(row.role) : row.role === "control") continue;
     if (rule.kind === "threshold") {
       if (row.value === null) continue;
       const violating =
@@ -198,6 +203,43 @@ function kpiObservations(name: string, rule: AlertRule, rows: ResultRow[]): Obse
   return out;
 }
 
+/**
+ * Rules that watch the same thing from two sides and alert as one: a
+ * feature's drift test and its PSI are one `drift` alert per feature (the
+ * more severe rule's severity; violating when either is), so a drifting
+ * feature raises one alert, not two.
+ */
+const MERGED_INTO: Record<string, string> = { psi: "drift" };
+
+function merge(observations: Observation[]): Observation[] {
+  const out = new Map<string, Observation>();
+  for (const o of observations) {
+    const into = MERGED_INTO[o.rule];
+    const moved = into
+      ? {
+          ...o,
+          rule: into,
+          fingerprint: fingerprintOf(into, o.model, o.version, o.role, o.dimension),
+        }
+      : o;
+    const seen = out.get(moved.fingerprint);
+    if (!seen) {
+      out.set(moved.fingerprint, moved);
+      continue;
+    }
+    // The violating side speaks (both: the first, with the other's summary too).
+    const [first, second] = seen.violating || !moved.violating ? [seen, moved] : [moved, seen];
+    out.set(moved.fingerprint, {
+      ...first,
+      severity:
+        first.severity === "critical" || second.severity === "critical" ? "critical" : "warning",
+      violating: first.violating || second.violating,
+      summary: second.violating ? `${first.summary}; ${second.summary}` : first.summary,
+    });
+  }
+  return [...out.values()];
+}
+
 /** Observations of one model's latest results under its rules. */
 export function evaluateRules(rules: ResolvedRules, rows: ResultRow[]): Observation[] {
   const out: Observation[] = [];
@@ -209,5 +251,5 @@ export function evaluateRules(rules: ResolvedRules, rows: ResultRow[]): Observat
       ...kpiObservations(name, rule, rows),
     );
   }
-  return out;
+  return merge(out);
 }

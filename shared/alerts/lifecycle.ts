@@ -2,10 +2,14 @@
  * The alert lifecycle as a pure plan: given the open (firing) alerts and one
  * evaluation's observations, what changes.
  *
- * - A violating observation with no open alert opens one (`firing`): the
- *   only moment a firing notice is sent.
+ * - A violating observation with no open alert opens one: `firing` at once
+ *   when its rule's `forEvaluations` is 1, else `pending` (nobody is told)
+ *   until that many consecutive evaluations found it; then it is promoted
+ *   to `firing`. Becoming `firing` is the only moment a firing notice is sent.
  * - A violating observation of an open alert folds into it: count + 1, last
  *   seen, the latest value; any clearing stops.
+ * - A pending alert whose condition clears (or that nothing observes any
+ *   more) is discarded: resolved as `unconfirmed`, without a notice.
  * - A clear observation of an open alert starts its clearing; once it has
  *   been clear for the cooldown it resolves (the resolution notice). A
  *   condition that flaps inside the cooldown stays one firing alert.
@@ -18,6 +22,9 @@ export interface OpenAlert {
   id: number;
   fingerprint: string;
   model: string;
+  state: "pending" | "firing";
+  /** Evaluations that found the condition so far. */
+  count: number;
   lastSeenAt: string;
   /** When its condition was first seen clear since it last violated; null while violating. */
   clearSince: string | null;
@@ -29,8 +36,10 @@ export interface LifecycleSettings {
 }
 
 export type AlertAction =
-  | { kind: "open"; observation: Observation }
+  | { kind: "open"; state: "pending" | "firing"; observation: Observation }
   | { kind: "fold"; id: number; observation: Observation }
+  | { kind: "promote"; id: number; observation: Observation }
+  | { kind: "discard"; id: number; observation: Observation | null }
   | { kind: "clearing"; id: number; observation: Observation }
   | {
       kind: "resolve";
@@ -59,12 +68,21 @@ export function planAlerts(
   for (const observation of byFingerprint.values()) {
     const alert = openByFingerprint.get(observation.fingerprint);
     if (observation.violating) {
-      actions.push(
-        alert ? { kind: "fold", id: alert.id, observation } : { kind: "open", observation },
-      );
+      if (!alert) {
+        const state = observation.forEvaluations <= 1 ? "firing" : "pending";
+        actions.push({ kind: "open", state, observation });
+      } else if (alert.state === "pending" && alert.count + 1 >= observation.forEvaluations) {
+        actions.push({ kind: "promote", id: alert.id, observation });
+      } else {
+        actions.push({ kind: "fold", id: alert.id, observation });
+      }
       continue;
     }
     if (!alert) continue;
+    if (alert.state === "pending") {
+      actions.push({ kind: "discard", id: alert.id, observation });
+      continue;
+    }
     const cooldownMs = settings(alert.model).cooldownMinutes * 60_000;
     const clearSince = alert.clearSince === null ? t : Date.parse(alert.clearSince);
     if (t - clearSince >= cooldownMs) {
@@ -76,8 +94,13 @@ export function planAlerts(
   for (const alert of open) {
     if (byFingerprint.has(alert.fingerprint)) continue;
     const staleMs = settings(alert.model).staleMinutes * 60_000;
-    if (t - Date.parse(alert.lastSeenAt) >= staleMs)
+    if (alert.state === "pending") {
+      // Not seen again at the next evaluation: not consecutive, so not confirmed.
+      if (t - Date.parse(alert.lastSeenAt) > 0)
+        actions.push({ kind: "discard", id: alert.id, observation: null });
+    } else if (t - Date.parse(alert.lastSeenAt) >= staleMs) {
       actions.push({ kind: "resolve", id: alert.id, reason: "no_data", observation: null });
+    }
   }
   return actions;
 }

@@ -16,7 +16,7 @@
  * Evaluation (evaluate.ts) turns rules and results into observations;
  * lifecycle.ts turns observations into alerts.
  */
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import type { AlertSeverity } from "./types";
 
 export const Severity = z.enum(["warning", "critical"]);
@@ -26,6 +26,13 @@ const common = {
   severity: Severity,
   /** Window length evaluated: the latest ended window of this length. */
   windowSeconds: z.union([z.literal(900), z.literal(3600), z.literal(86_400)]),
+  /**
+   * Consecutive evaluations that must find the condition before the alert
+   * fires (until then it is `pending` and nobody is told). Statistical tests
+   * at the 5% level over many features flag something by chance in most
+   * windows; a real shift persists.
+   */
+  forEvaluations: z.number().int().min(1).max(96).default(1),
 };
 
 const ThresholdRule = z
@@ -35,7 +42,7 @@ const ThresholdRule = z
     metric: z.string(),
     comparison: z.enum(["above", "below"]),
     threshold: z.number().finite(),
-    /** Roles the rule looks at; omitted: every role with the metric. */
+    /** Roles the rule looks at; omitted: every role with the metric but `control`. */
     roles: z.array(z.string()).optional(),
   })
   .strict();
@@ -91,6 +98,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: QUARTER,
+    forEvaluations: 2,
     metric: "drift",
   },
   dataset_drift: {
@@ -98,6 +106,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "critical",
     windowSeconds: QUARTER,
+    forEvaluations: 1,
     metric: "dataset_drift",
   },
   psi: {
@@ -105,6 +114,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: QUARTER,
+    forEvaluations: 2,
     metric: "psi",
     comparison: "above",
     threshold: 0.25,
@@ -114,6 +124,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: QUARTER,
+    forEvaluations: 1,
     metric: "schema_rejection_rate",
     comparison: "above",
     threshold: 0.05,
@@ -123,6 +134,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: QUARTER,
+    forEvaluations: 1,
     metric: "missing_rate",
   },
   error_rate: {
@@ -130,6 +142,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "critical",
     windowSeconds: QUARTER,
+    forEvaluations: 1,
     metric: "error_rate",
     comparison: "above",
     threshold: 0.05,
@@ -140,6 +153,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "critical",
     windowSeconds: QUARTER,
+    forEvaluations: 1,
     metric: "fallback_rate",
     comparison: "above",
     threshold: 0.05,
@@ -149,6 +163,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: QUARTER,
+    forEvaluations: 1,
     metric: "latency_p99",
     comparison: "above",
     threshold: 1000,
@@ -159,6 +174,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: QUARTER,
+    forEvaluations: 1,
     metric: "circuit_open_rate",
     comparison: "above",
     threshold: 0,
@@ -168,6 +184,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: HOUR,
+    forEvaluations: 1,
     metric: "shadow_agreement",
     comparison: "below",
     threshold: 0.9,
@@ -177,6 +194,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: HOUR,
+    forEvaluations: 1,
     metric: "canary_agreement",
     comparison: "below",
     threshold: 0.9,
@@ -186,6 +204,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: HOUR,
+    forEvaluations: 1,
     metrics: ["roc_auc", "accuracy", "r2"],
     lowerIsBetter: ["log_loss", "mae", "rmse"],
     margin: 0.02,
@@ -196,6 +215,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: HOUR,
+    forEvaluations: 1,
     metric: "disparate_impact_ratio",
     comparison: "below",
     threshold: 0.8,
@@ -205,6 +225,7 @@ export const DEFAULT_MODEL_RULES = {
     enabled: true,
     severity: "warning",
     windowSeconds: HOUR,
+    forEvaluations: 1,
     lowerIsBetter: [],
   },
 } as const satisfies Record<string, AlertRule>;
@@ -241,6 +262,7 @@ export const AlertRuleOverrides = z
             lowerIsBetter: z.array(z.string().min(1).max(64)),
             margin: z.number().finite().min(0),
             minLabelled: z.number().int().min(1),
+            forEvaluations: z.number().int().min(1).max(96),
           })
           .partial()
           .strict(),

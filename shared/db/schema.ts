@@ -13,6 +13,7 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import type { AlertRuleOverrides } from "../alerts/rules";
 import type { Fallback, InputSchema } from "../schemas/model";
 import type { MonitoringSettings } from "../schemas/monitoring";
 import type { ModelCard, StoredUpstream } from "../schemas/version";
@@ -34,6 +35,8 @@ export const models = pgTable(
     fallback: jsonb("fallback").$type<Fallback>().notNull(),
     // Monitoring settings (drift method and threshold overrides); null: defaults.
     monitoring: jsonb("monitoring").$type<MonitoringSettings>(),
+    /** Per-model alert rule overrides (shared/alerts/rules.ts); null: the defaults. */
+    alertRules: jsonb("alert_rules").$type<AlertRuleOverrides>(),
     createdAt: createdAt(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
@@ -439,3 +442,129 @@ export const monitoringCursors = pgTable("monitoring_cursors", {
   position: timestamp("position", { withTimezone: true }).notNull(),
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
 });
+
+/**
+ * Alerts: one row per condition from the moment it is found until it
+ * resolves (shared/alerts/lifecycle.ts). At most one alert per fingerprint
+ * (rule, model, version, role, dimension) is open (pending or firing);
+ * repeats fold into it (`count`, `last_seen_at`). `model` is empty for
+ * Airlock's own health.
+ */
+export const alerts = pgTable(
+  "alerts",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    fingerprint: text("fingerprint").notNull(),
+    rule: text("rule").notNull(),
+    severity: text("severity", { enum: ["warning", "critical"] }).notNull(),
+    /** pending (found, not yet for `forEvaluations` evaluations) | firing | resolved */
+    state: text("state", { enum: ["pending", "firing", "resolved"] }).notNull(),
+    model: text("model").notNull(),
+    version: text("version").notNull(),
+    role: text("role").notNull(),
+    metric: text("metric").notNull(),
+    dimension: text("dimension").notNull(),
+    value: doublePrecision("value"),
+    threshold: doublePrecision("threshold"),
+    comparison: text("comparison", { enum: ["above", "below"] }).notNull(),
+    windowSeconds: integer("window_seconds"),
+    windowStart: timestamp("window_start", { withTimezone: true }),
+    summary: text("summary").notNull(),
+    count: integer("count").notNull().default(1),
+    firstSeenAt: timestamp("first_seen_at", { withTimezone: true }).notNull(),
+    lastSeenAt: timestamp("last_seen_at", { withTimezone: true }).notNull(),
+    clearSince: timestamp("clear_since", { withTimezone: true }),
+    resolvedAt: timestamp("resolved_at", { withTimezone: true }),
+    /** recovered | no_data | unconfirmed (a pending alert whose condition did not persist) */
+    resolution: text("resolution", { enum: ["recovered", "no_data", "unconfirmed"] }),
+    acknowledgedAt: timestamp("acknowledged_at", { withTimezone: true }),
+    acknowledgedBy: text("acknowledged_by"),
+    acknowledgement: text("acknowledgement"),
+  },
+  (t) => [
+    uniqueIndex("alerts_open_fingerprint_key")
+      .on(t.fingerprint)
+      .where(sql`${t.state} in ('pending', 'firing')`),
+    index("alerts_model_first_seen_at_idx").on(t.model, t.firstSeenAt),
+    index("alerts_state_last_seen_at_idx").on(t.state, t.lastSeenAt),
+    check("alerts_severity_check", sql`${t.severity} in ('warning', 'critical')`),
+    check("alerts_state_check", sql`${t.state} in ('pending', 'firing', 'resolved')`),
+    check("alerts_resolved_check", sql`(${t.state} = 'resolved') = (${t.resolvedAt} is not null)`),
+  ],
+);
+
+/**
+ * Where alerts go: a Slack incoming webhook or a generic signed webhook.
+ * The URL and the signing secret are stored encrypted (AES-GCM under the
+ * ALERT_ENCRYPTION_KEY secret, bound to the row's id) and never returned;
+ * `url_hint` is what the API shows. Routing: the models it takes (null: all),
+ * the lowest severity, and whether Airlock's own health alerts go there.
+ */
+export const alertDestinations = pgTable(
+  "alert_destinations",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    kind: text("kind", { enum: ["slack", "webhook"] }).notNull(),
+    urlBox: text("url_box").notNull(),
+    urlHint: text("url_hint").notNull(),
+    secretBox: text("secret_box"),
+    models: jsonb("models").$type<string[] | null>(),
+    minSeverity: text("min_severity", { enum: ["warning", "critical"] })
+      .notNull()
+      .default("warning"),
+    includeSystem: boolean("include_system").notNull().default(true),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    createdBy: text("created_by").notNull(),
+    deletedAt: timestamp("deleted_at", { withTimezone: true }),
+    deletedBy: text("deleted_by"),
+  },
+  (t) => [
+    check("alert_destinations_kind_check", sql`${t.kind} in ('slack', 'webhook')`),
+    check(
+      "alert_destinations_secret_check",
+      sql`(${t.kind} = 'webhook') = (${t.secretBox} is not null)`,
+    ),
+  ],
+);
+
+/**
+ * One notice (an alert's firing or its resolution) for one destination: what
+ * the delivery queue carries by id, and its outcome. Created in the same
+ * transaction as the alert's change, so a notice is never lost; unique, so it
+ * is never created twice.
+ */
+export const alertDeliveries = pgTable(
+  "alert_deliveries",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    alertId: bigint("alert_id", { mode: "number" })
+      .notNull()
+      .references(() => alerts.id),
+    destinationId: text("destination_id")
+      .notNull()
+      .references(() => alertDestinations.id),
+    transition: text("transition", { enum: ["firing", "resolved"] }).notNull(),
+    /** pending (queued or retrying) | sent | failed (gave up) | dropped (destination deleted) */
+    status: text("status", { enum: ["pending", "sent", "failed", "dropped"] })
+      .notNull()
+      .default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    lastStatus: integer("last_status"),
+    lastError: text("last_error"),
+    /** When the queue brings a pending notice back (a 429's Retry-After, or backoff). */
+    nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true }),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    sentAt: timestamp("sent_at", { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex("alert_deliveries_notice_key").on(t.alertId, t.destinationId, t.transition),
+    index("alert_deliveries_status_updated_at_idx").on(t.status, t.updatedAt),
+    check("alert_deliveries_transition_check", sql`${t.transition} in ('firing', 'resolved')`),
+    check(
+      "alert_deliveries_status_check",
+      sql`${t.status} in ('pending', 'sent', 'failed', 'dropped')`,
+    ),
+  ],
+);

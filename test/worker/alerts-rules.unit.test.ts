@@ -103,6 +103,34 @@ describe("alert rules", () => {
     expect(observations[0]?.summary).toContain("ks 1.000e-4");
   });
 
+  it("makes one drift alert of a feature's drift test and its PSI", () => {
+    const rules = resolveRules({});
+    const rows = [
+      row({
+        metric: "drift",
+        dimension: "income",
+        value: 0.2,
+        status: "ok",
+        details: { method: "ks", threshold: 0.05 },
+      }),
+      row({ metric: "psi", dimension: "income", value: 0.31, status: "alert" }),
+      row({
+        metric: "drift",
+        dimension: "age",
+        value: 0.5,
+        status: "ok",
+        details: { method: "ks", threshold: 0.05 },
+      }),
+      row({ metric: "psi", dimension: "age", value: 0.01, status: "ok" }),
+    ];
+    const observations = evaluateRules(rules, rows).filter((o) => o.rule === "drift");
+    expect(observations.map((o) => [o.dimension, o.violating, o.metric])).toEqual([
+      ["income", true, "psi"],
+      ["age", false, "drift"],
+    ]);
+    expect(evaluateRules(rules, rows).some((o) => o.rule === "psi")).toBe(false);
+  });
+
   it("compares a challenger with the champion on the same requests, with enough labels", () => {
     const rules = only(resolveRules({}), "quality_vs_champion");
     const auc = (role: string, version: string, value: number, n = 500) =>
@@ -185,6 +213,7 @@ describe("alert lifecycle", () => {
     windowStart: START,
     violating,
     summary: "",
+    forEvaluations: 1,
   });
   const settings = () => ({ cooldownMinutes: 30, staleMinutes: 180 });
   const at = (minutes: number) => new Date(Date.parse(START) + minutes * 60_000);
@@ -192,6 +221,8 @@ describe("alert lifecycle", () => {
     id: 7,
     fingerprint: "f1",
     model: "m",
+    state: "firing",
+    count: 1,
     lastSeenAt: at(0).toISOString(),
     clearSince: null,
     ...fields,
@@ -199,7 +230,7 @@ describe("alert lifecycle", () => {
 
   it("opens once, folds repeats, and ignores clear conditions without an alert", () => {
     expect(planAlerts([], [observation(true)], at(0), settings)).toEqual([
-      { kind: "open", observation: observation(true) },
+      { kind: "open", state: "firing", observation: observation(true) },
     ]);
     expect(planAlerts([alert()], [observation(true)], at(15), settings)).toEqual([
       { kind: "fold", id: 7, observation: observation(true) },
@@ -234,8 +265,28 @@ describe("alert lifecycle", () => {
   it("resolves an alert nothing has observed for too long", () => {
     expect(planAlerts([alert()], [], at(179), settings)).toEqual([]);
     expect(planAlerts([alert()], [observation(true, "other")], at(180), settings)).toEqual([
-      { kind: "open", observation: observation(true, "other") },
+      { kind: "open", state: "firing", observation: observation(true, "other") },
       { kind: "resolve", id: 7, reason: "no_data", observation: null },
+    ]);
+  });
+
+  it("keeps an alert pending until its condition persisted for the rule's evaluations", () => {
+    const twice = { ...observation(true), forEvaluations: 2 };
+    expect(planAlerts([], [twice], at(0), settings)).toEqual([
+      { kind: "open", state: "pending", observation: twice },
+    ]);
+    const pending = alert({ state: "pending", count: 1 });
+    expect(planAlerts([pending], [twice], at(15), settings)).toEqual([
+      { kind: "promote", id: 7, observation: twice },
+    ]);
+    const thrice = { ...twice, forEvaluations: 3 };
+    expect(planAlerts([pending], [thrice], at(15), settings)[0]?.kind).toBe("fold");
+    // Cleared, or not seen at the next evaluation: discarded, nobody told.
+    expect(planAlerts([pending], [{ ...twice, violating: false }], at(15), settings)).toEqual([
+      { kind: "discard", id: 7, observation: { ...twice, violating: false } },
+    ]);
+    expect(planAlerts([pending], [], at(15), settings)).toEqual([
+      { kind: "discard", id: 7, observation: null },
     ]);
   });
 });

@@ -4,9 +4,6 @@ import { describe, expect, it } from "vitest";
 import { runMonitoring } from "../../functions/jobs/monitoring";
 import { storeLogs } from "../../functions/queue/prediction-logs";
 import demo from "../../scripts/demo/demo-credit-risk.json";
-import { parseDrift } from "../../scripts/lib/traffic/drift.ts";
-import { createGenerator } from "../../scripts/lib/traffic/generate.ts";
-import { profileFor, resolveProfile } from "../../scripts/lib/traffic/profile.ts";
 import type { PredictionEvent } from "../../shared/inference/events";
 import {
   call,
@@ -17,6 +14,7 @@ import {
   query,
   uniqueName,
 } from "./helpers";
+import { events, rowsFrom } from "./traffic-helpers";
 
 interface ResultRow {
   version: string;
@@ -31,47 +29,11 @@ interface ResultRow {
   details: Record<string, unknown>;
 }
 
+/** Airlock's own health alerts have their own tests (alerts.test.ts); their dates are real ones. */
+const ownHealthElsewhere = { health: false };
+
 const W1 = Date.parse("2026-11-22T10:00:00.000Z");
 const W2 = W1 + 900_000;
-
-/** `count` rows of the demo model's traffic profile, seeded, with optional drifts. */
-function rowsFrom(model: string, seed: number, count: number, drifts: string[] = []) {
-  const schema = demo.model.inputSchema as Parameters<typeof resolveProfile>[0]["inputSchema"];
-  const profile = resolveProfile(
-    { name: model, inputSchema: schema, task: "classification" },
-    profileFor("demo-credit-risk", undefined).profile,
-  );
-  const generator = createGenerator(profile, {
-    seed,
-    rate: 100,
-    total: count,
-    batchRate: 0,
-    batchMax: 1,
-    labelRate: 0,
-    labelDelay: { min: 0, max: 0 },
-    drifts: drifts.map(parseDrift),
-  });
-  return Array.from({ length: count }, (_, i) => generator.request(i).rows[0]?.inputs ?? {});
-}
-
-function events(model: string, rows: Record<string, unknown>[], start: number): PredictionEvent[] {
-  return rows.map((inputs, i) => ({
-    role: "served",
-    predictionId: crypto.randomUUID(),
-    requestId: crypto.randomUUID(),
-    model,
-    version: "v1",
-    prediction: { label: "repaid", score: 0.1 + ((i * 37) % 50) / 100 },
-    inputs,
-    attributes: {},
-    keyHmac: null,
-    latencyMs: 2,
-    status: "ok",
-    errorCode: null,
-    stateVersion: 1,
-    timestamp: new Date(start + Math.floor((i * 890_000) / rows.length)).toISOString(),
-  }));
-}
 
 async function results(model: string): Promise<ResultRow[]> {
   const response = await call(
@@ -123,7 +85,7 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
     await storeLogs(env, logged, []);
 
     const now = new Date(W2 + 900_000 + 30_000);
-    const first = await runMonitoring(env, now);
+    const first = await runMonitoring(env, now, ownHealthElsewhere);
     expect(
       first.computed
         .filter((c) => c.model === model)
@@ -165,7 +127,7 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
     expect(rejection?.value).toBeCloseTo(1 / 1201, 9);
 
     // Running again over the same windows replaces, never adds.
-    await runMonitoring(env, now);
+    await runMonitoring(env, now, ownHealthElsewhere);
     const again = await results(model);
     expect(again.length).toBe(rows.length);
     expect(again.map((r) => [r.metric, r.dimension, r.windowStart, r.value])).toEqual(
@@ -204,7 +166,7 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
     );
     let failure: unknown;
     try {
-      await runMonitoring(env, new Date(start + 1_800_000 + 1000));
+      await runMonitoring(env, new Date(start + 1_800_000 + 1000), ownHealthElsewhere);
     } catch (error) {
       failure = error;
     } finally {
@@ -226,7 +188,7 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
     expect(stored.map((r) => new Date(r.window_start).toISOString())).not.toContain(
       new Date(start + 900_000).toISOString(),
     );
-    const retry = await runMonitoring(env, new Date(start + 1_800_000 + 1000));
+    const retry = await runMonitoring(env, new Date(start + 1_800_000 + 1000), ownHealthElsewhere);
     expect(retry.computed.filter((c) => c.model === model)).toHaveLength(2);
   });
 
@@ -252,7 +214,7 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
       latencyMs: 15,
     }));
     await storeLogs(env, [...answered, ...shadow], []);
-    await runMonitoring(env, new Date(start + 900_000 + 1000));
+    await runMonitoring(env, new Date(start + 900_000 + 1000), ownHealthElsewhere);
     const items = (
       await json<{ items: ResultRow[] }>(
         await call(
@@ -329,7 +291,7 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
       events(model, rowsFrom(model, 22, 400, ["income:shift=0.3sd@0"]), start),
       [],
     );
-    await runMonitoring(env, new Date(start + 900_000 + 1000));
+    await runMonitoring(env, new Date(start + 900_000 + 1000), ownHealthElsewhere);
     const rows = (
       await json<{ items: ResultRow[] }>(
         await call(

@@ -268,7 +268,10 @@ describe("monitoring II on known populations", () => {
     const first = requests.filter((_, i) => i % 10 < 5);
     const late = requests.filter((_, i) => i % 10 >= 5 && i % 10 < 8);
     await post("/v1/feedback", labels(first), key);
-    const run1 = await runMonitoring(env, new Date(start + WINDOW + 30_000), { settleMs: 0 });
+    const run1 = await runMonitoring(env, new Date(start + WINDOW + 30_000), {
+      settleMs: 0,
+      health: false,
+    });
     let rows = await results(model, start, start + WINDOW);
     const labelled = new Set(first.map((r) => r.id));
     const byVersion = (version: "v1" | "v2") => requests.filter((r) => r.answeredBy === version);
@@ -294,7 +297,10 @@ describe("monitoring II on known populations", () => {
 
     await post("/v1/feedback", labels(late), key);
     // Hours later the window is no longer recent: only its label metrics are redone.
-    const run2 = await runMonitoring(env, new Date(start + 3 * 3_600_000), { settleMs: 0 });
+    const run2 = await runMonitoring(env, new Date(start + 3 * 3_600_000), {
+      settleMs: 0,
+      health: false,
+    });
     expect(run2.marked.labels).toBeGreaterThanOrEqual(1);
     rows = await results(model, start, start + WINDOW);
     for (const r of late) labelled.add(r.id);
@@ -316,7 +322,10 @@ describe("monitoring II on known populations", () => {
       12,
     );
     // Nothing is left pending for the window once it is redone.
-    const again = await runMonitoring(env, new Date(start + 3 * 3_600_000), { settleMs: 0 });
+    const again = await runMonitoring(env, new Date(start + 3 * 3_600_000), {
+      settleMs: 0,
+      health: false,
+    });
     expect(again.redone.filter((r) => Date.parse(r.start) === start && r.seconds === 900)).toEqual(
       [],
     );
@@ -332,7 +341,10 @@ describe("monitoring II on known populations", () => {
       }));
     await post("/v1/outcomes", revenue, key);
     const coverageRun = pick(rows, "served", "v1", "label_coverage").runId;
-    const run3 = await runMonitoring(env, new Date(start + 26 * 3_600_000), { settleMs: 0 });
+    const run3 = await runMonitoring(env, new Date(start + 26 * 3_600_000), {
+      settleMs: 0,
+      health: false,
+    });
     rows = await results(model, start, start + WINDOW);
     const count = pick(rows, "served", "v1", "kpi_count", "revenue");
     expect(count.value).toBe(revenue.length);
@@ -357,7 +369,7 @@ describe("monitoring II on known populations", () => {
     await store(model, [...requests, ...(tiny as unknown as Request[])]);
     const key = await reporterKey(model);
     await post("/v1/feedback", labels([...requests, ...(tiny as unknown as Request[])]), key);
-    await runMonitoring(env, new Date(start + WINDOW + 30_000), { settleMs: 0 });
+    await runMonitoring(env, new Date(start + WINDOW + 30_000), { settleMs: 0, health: false });
     const rows = await results(model, start, start + WINDOW);
 
     const all = [...requests, ...(tiny as unknown as Request[])];
@@ -430,7 +442,7 @@ describe("monitoring II on known populations", () => {
       const key = await reporterKey(model);
       const events = outcomes(requests, p, 31);
       await post("/v1/outcomes", events, key);
-      await runMonitoring(env, new Date(start + WINDOW + 30_000), { settleMs: 0 });
+      await runMonitoring(env, new Date(start + WINDOW + 30_000), { settleMs: 0, health: false });
       const rows = await results(model, start, start + WINDOW);
 
       const summary = (version: "v1" | "v2", kpi: string) => {
@@ -556,7 +568,7 @@ describe("monitoring II on known populations", () => {
       })),
       key,
     );
-    await runMonitoring(env, new Date(start + WINDOW + 30_000), { settleMs: 0 });
+    await runMonitoring(env, new Date(start + WINDOW + 30_000), { settleMs: 0, health: false });
 
     const reg = await results(regression, start, start + WINDOW);
     const expected = regressionMetrics(truth.slice(0, 250), predicted.slice(0, 250));

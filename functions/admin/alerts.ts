@@ -1,0 +1,603 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { and, desc, eq, gte, lt, sql } from "drizzle-orm";
+import { AlertRuleOverrides, RuleError, resolveRules } from "../../shared/alerts/rules";
+import { encryptSecret, maskUrl, parseEncryptionKey } from "../../shared/crypto-box";
+import { alertDeliveries, alertDestinations, alerts, models } from "../../shared/db/schema";
+import { ApiError, validationError } from "../../shared/errors";
+import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { ModelName, PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
+import type { AppEnv } from "../app-env";
+import { runChange } from "./change";
+import { findModel, modelParams } from "./models";
+import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { validationHook } from "./validation";
+
+export const alertsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+// ---- destinations ----------------------------------------------------------
+
+const HttpsUrl = z
+  .string()
+  .max(2048)
+  .url()
+  .refine((value) => /^https?:\/\//.test(value), "must be an http(s) URL");
+
+const CreateDestination = z
+  .object({
+    name: z.string().min(1).max(100),
+    kind: z.enum(["slack", "webhook"]).openapi({
+      description:
+        "slack: a Slack incoming-webhook URL (Block Kit messages). webhook: any HTTPS endpoint, sent a JSON body signed with HMAC-SHA256.",
+    }),
+    url: HttpsUrl.openapi({ description: "Stored encrypted; never returned (only a hint)." }),
+    secret: z.string().min(32).max(256).optional().openapi({
+      description:
+        "webhook only (required): the signing secret, at least 32 characters. Stored encrypted; never returned.",
+    }),
+    models: z.array(ModelName).min(1).max(100).nullable().optional().openapi({
+      description: "Alerts of these models only; omitted or null: every model.",
+    }),
+    minSeverity: z.enum(["warning", "critical"]).default("warning"),
+    includeSystem: z.boolean().default(true).openapi({
+      description: "Whether Airlock's own health alerts (dead letters, late jobs…) go here too.",
+    }),
+  })
+  .strict()
+  .superRefine((body, ctx) => {
+    if (body.kind === "webhook" && body.secret === undefined)
+      ctx.addIssue({ code: "custom", path: ["secret"], message: "is required for a webhook" });
+    if (body.kind === "slack" && body.secret !== undefined)
+      ctx.addIssue({ code: "custom", path: ["secret"], message: "is only for webhooks" });
+  })
+  .openapi("CreateAlertDestination");
+
+const Destination = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    kind: z.enum(["slack", "webhook"]),
+    urlHint: z.string().openapi({ description: "Scheme, host and the last characters only." }),
+    signed: z.boolean(),
+    models: z.array(z.string()).nullable(),
+    minSeverity: z.enum(["warning", "critical"]),
+    includeSystem: z.boolean(),
+    createdAt: Timestamp,
+    createdBy: z.string(),
+    deletedAt: Timestamp.nullable(),
+  })
+  .openapi("AlertDestination");
+type Destination = z.infer<typeof Destination>;
+
+function destinationResource(row: typeof alertDestinations.$inferSelect): Destination {
+  return {
+    id: row.id,
+    name: row.name,
+    kind: row.kind,
+    urlHint: row.urlHint,
+    signed: row.secretBox !== null,
+    models: row.models ?? null,
+    minSeverity: row.minSeverity,
+    includeSystem: row.includeSystem,
+    createdAt: row.createdAt.toISOString(),
+    createdBy: row.createdBy,
+    deletedAt: row.deletedAt?.toISOString() ?? null,
+  };
+}
+
+const destinationParams = z.object({
+  id: z
+    .string()
+    .min(1)
+    .max(64)
+    .openapi({ param: { name: "id", in: "path" } }),
+});
+
+alertsApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/alert-destinations",
+    tags: ["Alerts"],
+    summary: "Add an alert destination (Slack incoming webhook or signed webhook)",
+    description:
+      "The URL and the signing secret are encrypted with AES-256-GCM under the ALERT_ENCRYPTION_KEY secret and never returned. Audited as alert_destination.create (without them).",
+    security: adminSecurity,
+    request: { headers: IdempotencyHeader, body: jsonBody(CreateDestination) },
+    responses: {
+      201: jsonContent(Destination, "The destination"),
+      ...errorResponses(400, 401, 413, 415, 422, 503),
+    },
+  }),
+  async (c) => {
+    const body = c.req.valid("json");
+    const id = `dst_${crypto.randomUUID().replace(/-/g, "").slice(0, 20)}`;
+    const key = await parseEncryptionKey(c.env.ALERT_ENCRYPTION_KEY).catch((error) => {
+      throw new ApiError("INTERNAL_ERROR", String(error instanceof Error ? error.message : error));
+    });
+    const urlBox = await encryptSecret(key, body.url, `${id}:url`);
+    const secretBox =
+      body.secret === undefined ? null : await encryptSecret(key, body.secret, `${id}:secret`);
+    const { body: created } = await runChange(c, async (tx) => {
+      if (body.models) {
+        const found = await tx
+          .select({ name: models.name })
+          .from(models)
+          .where(sql`${models.name} = ANY(${`{${body.models.join(",")}}`}::text[])`);
+        const known = new Set(found.map((m) => m.name));
+        const missing = body.models.flatMap((name, i) =>
+          known.has(name)
+            ? []
+            : [{ path: ["models", i], message: `model '${name}' does not exist` }],
+        );
+        if (missing.length > 0) throw validationError(missing, "body");
+      }
+      const [row] = await tx
+        .insert(alertDestinations)
+        .values({
+          id,
+          name: body.name,
+          kind: body.kind,
+          urlBox,
+          urlHint: maskUrl(body.url),
+          secretBox,
+          models: body.models ?? null,
+          minSeverity: body.minSeverity,
+          includeSystem: body.includeSystem,
+          createdBy: c.var.principal.actor,
+        })
+        .returning();
+      if (!row) throw new ApiError("INTERNAL_ERROR", "Destination was not stored");
+      const resource = destinationResource(row);
+      return {
+        status: 201,
+        body: resource,
+        audit: [
+          {
+            action: "alert_destination.create",
+            targetType: "alert_destination",
+            target: `alert-destinations/${id}`,
+            before: null,
+            after: resource,
+          },
+        ],
+      };
+    });
+    c.header("location", `/admin/alert-destinations/${created.id}`);
+    return c.json(created, 201);
+  },
+);
+
+alertsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/alert-destinations",
+    tags: ["Alerts"],
+    summary: "List alert destinations (URLs masked, secrets never shown)",
+    security: adminSecurity,
+    request: {
+      query: z.object({
+        deleted: z
+          .enum(["true", "false"])
+          .optional()
+          .openapi({
+            param: { name: "deleted", in: "query" },
+            description: "Include deleted ones.",
+          }),
+      }),
+    },
+    responses: {
+      200: jsonContent(z.object({ items: z.array(Destination) }), "Destinations"),
+      ...errorResponses(400, 401, 503),
+    },
+  }),
+  async (c) => {
+    const { deleted } = c.req.valid("query");
+    const rows = await c.var
+      .database()
+      .select()
+      .from(alertDestinations)
+      .where(deleted === "true" ? undefined : sql`${alertDestinations.deletedAt} IS NULL`)
+      .orderBy(desc(alertDestinations.createdAt));
+    return c.json({ items: rows.map(destinationResource) }, 200);
+  },
+);
+
+alertsApi.openapi(
+  createRoute({
+    method: "delete",
+    path: "/alert-destinations/{id}",
+    tags: ["Alerts"],
+    summary: "Delete an alert destination",
+    description:
+      "No notice is sent there afterwards; notices still pending are dropped. The row stays (deliveries refer to it), without use. Audited.",
+    security: adminSecurity,
+    request: { params: destinationParams },
+    responses: {
+      200: jsonContent(Destination, "The deleted destination"),
+      ...errorResponses(401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const { body } = await runChange(c, async (tx) => {
+      const [current] = await tx
+        .select()
+        .from(alertDestinations)
+        .where(eq(alertDestinations.id, id))
+        .for("update");
+      if (!current)
+        throw new ApiError("DESTINATION_NOT_FOUND", `Alert destination '${id}' does not exist`);
+      if (current.deletedAt) return { status: 200, body: destinationResource(current), audit: [] };
+      const [row] = await tx
+        .update(alertDestinations)
+        .set({ deletedAt: sql`now()`, deletedBy: c.var.principal.actor })
+        .where(eq(alertDestinations.id, id))
+        .returning();
+      await tx
+        .update(alertDeliveries)
+        .set({ status: "dropped", lastError: "destination deleted", updatedAt: sql`now()` })
+        .where(and(eq(alertDeliveries.destinationId, id), eq(alertDeliveries.status, "pending")));
+      const resource = destinationResource(row ?? current);
+      return {
+        status: 200,
+        body: resource,
+        audit: [
+          {
+            action: "alert_destination.delete",
+            targetType: "alert_destination",
+            target: `alert-destinations/${id}`,
+            before: destinationResource(current),
+            after: resource,
+          },
+        ],
+      };
+    });
+    return c.json(body, 200);
+  },
+);
+
+// ---- alerts ----------------------------------------------------------------
+
+const Alert = z
+  .object({
+    id: z.number().int(),
+    state: z.enum(["pending", "firing", "resolved"]).openapi({
+      description:
+        "pending: found, but not yet for as many evaluations as its rule asks (nobody is told); firing; resolved.",
+    }),
+    severity: z.enum(["warning", "critical"]),
+    rule: z.string(),
+    model: z.string().openapi({ description: "Empty for Airlock's own health." }),
+    version: z.string(),
+    role: z.string(),
+    metric: z.string(),
+    dimension: z.string(),
+    value: z.number().nullable(),
+    threshold: z.number().nullable(),
+    comparison: z.enum(["above", "below"]),
+    windowSeconds: z.number().nullable(),
+    windowStart: Timestamp.nullable(),
+    summary: z.string(),
+    count: z.number().int(),
+    firstSeenAt: Timestamp,
+    lastSeenAt: Timestamp,
+    clearSince: Timestamp.nullable(),
+    resolvedAt: Timestamp.nullable(),
+    resolution: z.enum(["recovered", "no_data", "unconfirmed"]).nullable(),
+    acknowledgedAt: Timestamp.nullable(),
+    acknowledgedBy: z.string().nullable(),
+    acknowledgement: z.string().nullable(),
+  })
+  .openapi("Alert");
+type Alert = z.infer<typeof Alert>;
+
+const iso = (d: Date | null) => (d === null ? null : d.toISOString());
+
+function alertResource(row: typeof alerts.$inferSelect): Alert {
+  return {
+    id: row.id,
+    state: row.state,
+    severity: row.severity,
+    rule: row.rule,
+    model: row.model,
+    version: row.version,
+    role: row.role,
+    metric: row.metric,
+    dimension: row.dimension,
+    value: row.value,
+    threshold: row.threshold,
+    comparison: row.comparison,
+    windowSeconds: row.windowSeconds,
+    windowStart: iso(row.windowStart),
+    summary: row.summary,
+    count: row.count,
+    firstSeenAt: row.firstSeenAt.toISOString(),
+    lastSeenAt: row.lastSeenAt.toISOString(),
+    clearSince: iso(row.clearSince),
+    resolvedAt: iso(row.resolvedAt),
+    resolution: row.resolution,
+    acknowledgedAt: iso(row.acknowledgedAt),
+    acknowledgedBy: row.acknowledgedBy,
+    acknowledgement: row.acknowledgement,
+  };
+}
+
+const alertParams = z.object({
+  id: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .openapi({ param: { name: "id", in: "path" } }),
+});
+
+alertsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/alerts",
+    tags: ["Alerts"],
+    summary: "List alerts, newest first",
+    description:
+      "Filters: state, model (the empty string: Airlock's own health), severity, rule, and the first-seen time range.",
+    security: adminSecurity,
+    request: {
+      query: PaginationQuery.extend({
+        state: z
+          .enum(["pending", "firing", "resolved"])
+          .optional()
+          .openapi({ param: { name: "state", in: "query" } }),
+        model: z
+          .union([ModelName, z.literal("")])
+          .optional()
+          .openapi({ param: { name: "model", in: "query" } }),
+        severity: z
+          .enum(["warning", "critical"])
+          .optional()
+          .openapi({ param: { name: "severity", in: "query" } }),
+        rule: z
+          .string()
+          .max(64)
+          .optional()
+          .openapi({ param: { name: "rule", in: "query" } }),
+        from: Timestamp.optional().openapi({ param: { name: "from", in: "query" } }),
+        to: Timestamp.optional().openapi({ param: { name: "to", in: "query" } }),
+      }),
+    },
+    responses: {
+      200: jsonContent(pageOf(Alert), "A page of alerts"),
+      ...errorResponses(400, 401, 503),
+    },
+  }),
+  async (c) => {
+    const query = c.req.valid("query");
+    const before = query.cursor
+      ? (decodeCursor(query.cursor, { id: "number" }) as { id: number })
+      : undefined;
+    const rows = await c.var
+      .database()
+      .select()
+      .from(alerts)
+      .where(
+        and(
+          query.state === undefined ? undefined : eq(alerts.state, query.state),
+          query.model === undefined ? undefined : eq(alerts.model, query.model),
+          query.severity === undefined ? undefined : eq(alerts.severity, query.severity),
+          query.rule === undefined ? undefined : eq(alerts.rule, query.rule),
+          query.from === undefined ? undefined : gte(alerts.firstSeenAt, new Date(query.from)),
+          query.to === undefined ? undefined : lt(alerts.firstSeenAt, new Date(query.to)),
+          before === undefined ? undefined : lt(alerts.id, before.id),
+        ),
+      )
+      .orderBy(desc(alerts.id))
+      .limit(query.limit + 1);
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
+    return c.json(
+      {
+        items: page.map(alertResource),
+        nextCursor: rows.length > query.limit && last ? encodeCursor({ id: last.id }) : null,
+      },
+      200,
+    );
+  },
+);
+
+const Delivery = z
+  .object({
+    id: z.number().int(),
+    destinationId: z.string(),
+    transition: z.enum(["firing", "resolved"]),
+    status: z.enum(["pending", "sent", "failed", "dropped"]),
+    attempts: z.number().int(),
+    lastStatus: z.number().int().nullable(),
+    lastError: z.string().nullable(),
+    createdAt: Timestamp,
+    sentAt: Timestamp.nullable(),
+  })
+  .openapi("AlertDelivery");
+
+alertsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/alerts/{id}",
+    tags: ["Alerts"],
+    summary: "One alert, with its deliveries",
+    security: adminSecurity,
+    request: { params: alertParams },
+    responses: {
+      200: jsonContent(Alert.extend({ deliveries: z.array(Delivery) }), "The alert"),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const db = c.var.database();
+    const [row] = await db.select().from(alerts).where(eq(alerts.id, id));
+    if (!row) throw new ApiError("ALERT_NOT_FOUND", `Alert ${id} does not exist`);
+    const deliveries = await db
+      .select()
+      .from(alertDeliveries)
+      .where(eq(alertDeliveries.alertId, id))
+      .orderBy(alertDeliveries.id);
+    return c.json(
+      {
+        ...alertResource(row),
+        deliveries: deliveries.map((d) => ({
+          id: d.id,
+          destinationId: d.destinationId,
+          transition: d.transition,
+          status: d.status,
+          attempts: d.attempts,
+          lastStatus: d.lastStatus,
+          lastError: d.lastError,
+          createdAt: d.createdAt.toISOString(),
+          sentAt: iso(d.sentAt),
+        })),
+      },
+      200,
+    );
+  },
+);
+
+alertsApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/alerts/{id}/acknowledge",
+    tags: ["Alerts"],
+    summary: "Acknowledge an alert: someone is on it",
+    description:
+      "Records who and when (and an optional note); the alert keeps firing until its condition clears. Audited as alert.acknowledge.",
+    security: adminSecurity,
+    request: {
+      params: alertParams,
+      headers: IdempotencyHeader,
+      body: jsonBody(z.object({ note: z.string().max(1000).optional() }).strict()),
+    },
+    responses: {
+      200: jsonContent(Alert, "The acknowledged alert"),
+      ...errorResponses(400, 401, 404, 413, 415, 503),
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const note = c.req.valid("json").note ?? null;
+    const { body } = await runChange(c, async (tx) => {
+      const [current] = await tx.select().from(alerts).where(eq(alerts.id, id)).for("update");
+      if (!current) throw new ApiError("ALERT_NOT_FOUND", `Alert ${id} does not exist`);
+      const [row] = await tx
+        .update(alerts)
+        .set({
+          acknowledgedAt: sql`now()`,
+          acknowledgedBy: c.var.principal.actor,
+          acknowledgement: note,
+        })
+        .where(eq(alerts.id, id))
+        .returning();
+      const resource = alertResource(row ?? current);
+      return {
+        status: 200,
+        body: resource,
+        audit: [
+          {
+            action: "alert.acknowledge",
+            targetType: "alert",
+            target: `alerts/${id}`,
+            before: {
+              acknowledgedAt: iso(current.acknowledgedAt),
+              acknowledgedBy: current.acknowledgedBy,
+            },
+            after: {
+              acknowledgedAt: resource.acknowledgedAt,
+              acknowledgedBy: resource.acknowledgedBy,
+              note,
+            },
+          },
+        ],
+      };
+    });
+    return c.json(body, 200);
+  },
+);
+
+// ---- rules -----------------------------------------------------------------
+
+alertsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/models/{model}/alert-rules",
+    tags: ["Alerts"],
+    summary: "A model's alert rules: its overrides and the rules in force",
+    security: adminSecurity,
+    request: { params: modelParams },
+    responses: {
+      200: jsonContent(
+        z.object({
+          overrides: AlertRuleOverrides,
+          rules: z.record(z.string(), z.unknown()),
+          cooldownMinutes: z.number(),
+          staleMinutes: z.number(),
+        }),
+        "The rules",
+      ),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const model = await findModel(c.var.database(), c.req.valid("param").model);
+    const overrides = model.alertRules ?? {};
+    const resolved = resolveRules(overrides);
+    return c.json({ overrides, ...resolved }, 200);
+  },
+);
+
+alertsApi.openapi(
+  createRoute({
+    method: "put",
+    path: "/models/{model}/alert-rules",
+    tags: ["Alerts"],
+    summary: "Replace a model's alert rule overrides",
+    description:
+      "Per rule, the fields to change (`enabled`, `severity`, `windowSeconds`, `threshold`, …; each must fit the rule's kind), and `cooldownMinutes`, `staleMinutes`. `{}` restores the defaults. Applies from the next evaluation. Audited as model.alert_rules.update.",
+    security: adminSecurity,
+    request: {
+      params: modelParams,
+      headers: IdempotencyHeader,
+      body: jsonBody(AlertRuleOverrides),
+    },
+    responses: {
+      200: jsonContent(AlertRuleOverrides, "The new overrides"),
+      ...errorResponses(400, 401, 404, 413, 415, 422, 503),
+    },
+  }),
+  async (c) => {
+    const name = c.req.valid("param").model;
+    const overrides = c.req.valid("json");
+    try {
+      resolveRules(overrides);
+    } catch (error) {
+      if (!(error instanceof RuleError)) throw error;
+      throw new ApiError("VALIDATION_FAILED", `Invalid body: ${error.message}`, {
+        details: [{ path: error.path, message: error.message.slice(error.path.length + 2) }],
+      });
+    }
+    const { body } = await runChange(c, async (tx) => {
+      const current = await findModel(tx, name, true);
+      await tx
+        .update(models)
+        .set({ alertRules: overrides, updatedAt: sql`now()` })
+        .where(eq(models.id, current.id));
+      return {
+        status: 200,
+        body: overrides,
+        audit: [
+          {
+            action: "model.alert_rules.update",
+            targetType: "model",
+            target: `models/${name}`,
+            before: current.alertRules ?? {},
+            after: overrides,
+          },
+        ],
+      };
+    });
+    return c.json(body, 200);
+  },
+);
