@@ -8,6 +8,7 @@ import {
 import { slackMessage } from "../shared/alerts/slack";
 import type { AlertNotice } from "../shared/alerts/types";
 import { decryptSecret, parseEncryptionKey } from "../shared/crypto-box";
+import { checkUpstreamUrl, parseAllowlist } from "../shared/inference/egress";
 
 /** One notice for this destination, as the delivery consumer hands it over. */
 export interface DeliveryRequest {
@@ -114,6 +115,9 @@ export class AlertDestination extends DurableObject<Env> {
 
     const key = await parseEncryptionKey(this.env.ALERT_ENCRYPTION_KEY);
     const url = await decryptSecret(key, request.urlBox, `${request.destinationId}:url`);
+    // Checked again at each send: the allowlist may have narrowed since the destination was made.
+    const allowed = checkUpstreamUrl(url, parseAllowlist(this.env.UPSTREAM_ALLOWED_HOSTS));
+    if (!allowed.ok) return { kind: "failed", status: 0, error: `URL refused: ${allowed.reason}` };
     let body: string;
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (request.kind === "slack") {

@@ -4,6 +4,7 @@ import { AlertRuleOverrides, RuleError, resolveRules } from "../../shared/alerts
 import { encryptSecret, maskUrl, parseEncryptionKey } from "../../shared/crypto-box";
 import { alertDeliveries, alertDestinations, alerts, models } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
+import { checkUpstreamUrl, parseAllowlist } from "../../shared/inference/egress";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
@@ -29,7 +30,10 @@ const CreateDestination = z
       description:
         "slack: a Slack incoming-webhook URL (Block Kit messages). webhook: any HTTPS endpoint, sent a JSON body signed with HMAC-SHA256.",
     }),
-    url: HttpsUrl.openapi({ description: "Stored encrypted; never returned (only a hint)." }),
+    url: HttpsUrl.openapi({
+      description:
+        "Stored encrypted; never returned (only a hint). https to a public host, like model upstreams; http or a private address only for hosts on UPSTREAM_ALLOWED_HOSTS.",
+    }),
     secret: z.string().min(32).max(256).optional().openapi({
       description:
         "webhook only (required): the signing secret, at least 32 characters. Stored encrypted; never returned.",
@@ -109,6 +113,9 @@ alertsApi.openapi(
   }),
   async (c) => {
     const body = c.req.valid("json");
+    // The same egress rules as model upstreams: https to public hosts, others only when allowed.
+    const allowed = checkUpstreamUrl(body.url, parseAllowlist(c.env.UPSTREAM_ALLOWED_HOSTS));
+    if (!allowed.ok) throw validationError([{ path: ["url"], message: allowed.reason }], "body");
     const id = `dst_${crypto.randomUUID().replace(/-/g, "").slice(0, 20)}`;
     const key = await parseEncryptionKey(c.env.ALERT_ENCRYPTION_KEY).catch((error) => {
       throw new ApiError("INTERNAL_ERROR", String(error instanceof Error ? error.message : error));

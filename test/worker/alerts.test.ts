@@ -145,6 +145,8 @@ describe("alert destinations", () => {
       [{ name: "x", kind: "webhook", url }, "secret"],
       [{ name: "x", kind: "slack", url, secret }, "secret"],
       [{ name: "x", kind: "slack", url: "ftp://example.com/x" }, "url"],
+      [{ name: "x", kind: "slack", url: "http://hooks.example.com/x" }, "url"],
+      [{ name: "x", kind: "slack", url: "https://10.1.2.3/hooks/x" }, "url"],
       [{ name: "x", kind: "slack", url, models: ["no-such-model"] }, "models[0]"],
     ] as const) {
       const refused = await call("/admin/alert-destinations", { method: "POST", body });
