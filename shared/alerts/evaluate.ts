@@ -5,7 +5,7 @@
  * `unknown` status) says nothing: it neither opens nor clears an alert.
  */
 import type { AlertRule, ResolvedRules } from "./rules";
-import type { AlertSeverity } from "./types";
+import type { AlertCondition } from "./types";
 
 /** A monitoring result, as evaluation needs it. */
 export interface ResultRow {
@@ -21,23 +21,11 @@ export interface ResultRow {
   details: Record<string, unknown>;
 }
 
-export interface Observation {
+/** What one evaluation says about one condition. */
+export interface Observation extends AlertCondition {
   /** rule, model, version, role and dimension: one alert at most is open per fingerprint. */
   fingerprint: string;
-  rule: string;
-  severity: AlertSeverity;
-  model: string;
-  version: string;
-  role: string;
-  metric: string;
-  dimension: string;
-  value: number | null;
-  threshold: number | null;
-  comparison: "above" | "below";
-  windowSeconds: number | null;
-  windowStart: string | null;
   violating: boolean;
-  summary: string;
   /** Consecutive violating evaluations before the alert fires (the rule's `forEvaluations`). */
   forEvaluations: number;
 }

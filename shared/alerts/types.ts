@@ -10,11 +10,8 @@ export type AlertState = "firing" | "resolved";
 /** Airlock's own health, not a model's: alerts whose `model` is empty. */
 export const SYSTEM_MODEL = "";
 
-/** The notice sent to a destination when an alert fires or resolves. */
-export interface AlertNotice {
-  /** The alert's id (stable across its firing and its resolution). */
-  alertId: number;
-  state: AlertState;
+/** What one alert is about: a rule, the subject it watched, and what it found. */
+export interface AlertCondition {
   severity: AlertSeverity;
   /** The rule that fired, e.g. `drift`, `error_rate`, `dead_letters`. */
   rule: string;
@@ -33,13 +30,20 @@ export interface AlertNotice {
   /** The monitoring window of the last evaluation (seconds, ISO start); null for health checks. */
   windowSeconds: number | null;
   windowStart: string | null;
+  /** One sentence for people, e.g. "income drifted (KS p = 0.0001 < 0.05)". */
+  summary: string;
+}
+
+/** The notice sent to a destination when an alert fires or resolves. */
+export interface AlertNotice extends AlertCondition {
+  /** The alert's id (stable across its firing and its resolution). */
+  alertId: number;
+  state: AlertState;
   firstSeenAt: string;
   lastSeenAt: string;
   resolvedAt: string | null;
   /** How many evaluations found the condition while it was firing. */
   count: number;
-  /** One sentence for people, e.g. "income drifted (KS p = 0.0001 < 0.05)". */
-  summary: string;
   /** Where an operator reads more: the monitoring endpoint (or console) for this model and window. */
   link: string;
 }

@@ -14,20 +14,7 @@ import {
   query,
   uniqueName,
 } from "./helpers";
-import { events, rowsFrom } from "./traffic-helpers";
-
-interface ResultRow {
-  version: string;
-  role: string;
-  windowSeconds: number;
-  windowStart: string;
-  metric: string;
-  dimension: string;
-  value: number | null;
-  reason: string | null;
-  status: string;
-  details: Record<string, unknown>;
-}
+import { events, type ResultRow, rowsFrom } from "./traffic-helpers";
 
 /** Airlock's own health alerts have their own tests (alerts.test.ts); their dates are real ones. */
 const ownHealthElsewhere = { health: false };

@@ -32,20 +32,7 @@ import {
   uniqueName,
 } from "./helpers";
 import { mulberry32 } from "./random";
-
-interface ResultRow {
-  version: string;
-  role: string;
-  windowSeconds: number;
-  windowStart: string;
-  metric: string;
-  dimension: string;
-  value: number | null;
-  reason: string | null;
-  status: string;
-  details: Record<string, unknown>;
-  runId: number;
-}
+import type { ResultRow } from "./traffic-helpers";
 
 const WINDOW = 900_000;
 

@@ -52,3 +52,18 @@ export function events(
     timestamp: new Date(start + Math.floor((i * 890_000) / rows.length)).toISOString(),
   }));
 }
+
+/** A monitoring result as GET /admin/models/{model}/monitoring returns it. */
+export interface ResultRow {
+  version: string;
+  role: string;
+  windowSeconds: number;
+  windowStart: string;
+  metric: string;
+  dimension: string;
+  value: number | null;
+  reason: string | null;
+  status: string;
+  details: Record<string, unknown>;
+  runId: number;
+}
