@@ -734,5 +734,6 @@ if (import.meta.main) {
     });
   }
   const code = await main(process.argv.slice(2), { signal: controller.signal });
-  process.exit(code);
+  // Exit once stdout has drained: `--dry-run | …` otherwise loses what is still buffered for a pipe.
+  process.stdout.write("", () => process.exit(code));
 }
