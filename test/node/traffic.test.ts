@@ -854,3 +854,28 @@ describe("against a server", () => {
     expect(lines.join("\n")).toContain(`dropped ${server.issued.size} labels`);
   });
 });
+
+describe("traffic generator as a program", () => {
+  it("writes every dry-run request into a pipe before it exits", async () => {
+    const { spawn } = await import("node:child_process");
+    const child = spawn(
+      process.execPath,
+      ["scripts/traffic.ts", "--dry-run", "--requests", "4000", "--seed", "5", "--batch-rate", "0"],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    let lines = 0;
+    let rest = "";
+    child.stdout.setEncoding("utf8");
+    // A slow reader, so that output is still buffered when the program finishes.
+    for await (const chunk of child.stdout) {
+      const text = rest + chunk;
+      const parts = text.split("\n");
+      rest = parts.pop() ?? "";
+      lines += parts.length;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const code = await new Promise((resolve) => child.on("close", resolve));
+    expect(code).toBe(0);
+    expect(lines).toBe(4000);
+  });
+});
