@@ -1,10 +1,11 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { and, asc, desc, inArray, isNotNull, isNull, lt, type SQL } from "drizzle-orm";
-import { deadLetters } from "../../shared/db/schema";
+import { and, asc, desc, eq, inArray, isNotNull, isNull, lt, type SQL } from "drizzle-orm";
+import { alertDeliveries, deadLetters } from "../../shared/db/schema";
 import { PredictionLogMessageSchema } from "../../shared/inference/events";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
+import { ALERT_DELIVERIES_QUEUE } from "../queue/alert-deliveries";
 import { runChange } from "./change";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
 import { validationHook } from "./validation";
@@ -13,7 +14,9 @@ import { validationHook } from "./validation";
  * Prediction-log messages that could not be stored: poison messages and
  * everything the dead-letter queue received. Operators read them and replay
  * them onto the log queue; storage is idempotent, so a replay can never
- * double a result.
+ * double a result. Alert notices that exhausted their retries are kept here
+ * too; a replay puts them back on the alert queue (their destination's object
+ * still never sends one twice).
  */
 export const deadLettersApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
@@ -150,8 +153,20 @@ deadLettersApi.openapi(
         .for("update", { skipLocked: true });
       const skipped: { id: string; reason: string }[] = [];
       const messages: { body: z.infer<typeof PredictionLogMessageSchema> }[] = [];
+      const notices: number[] = [];
       const replayed: number[] = [];
       for (const row of pending) {
+        // An alert notice that exhausted its retries goes back to the alert queue.
+        if (row.queue === ALERT_DELIVERIES_QUEUE) {
+          const deliveryId = (row.body as { deliveryId?: unknown } | null)?.deliveryId;
+          if (typeof deliveryId !== "number" || !Number.isSafeInteger(deliveryId)) {
+            skipped.push({ id: String(row.id), reason: "not a well-formed alert notice" });
+            continue;
+          }
+          notices.push(deliveryId);
+          replayed.push(row.id);
+          continue;
+        }
         const parsed = PredictionLogMessageSchema.safeParse(row.body);
         if (!parsed.success) {
           skipped.push({ id: String(row.id), reason: "not a well-formed prediction-log message" });
@@ -166,6 +181,17 @@ deadLettersApi.openapi(
             .slice(i, i + SEND_BATCH)
             .map((m) => ({ body: m.body, contentType: "json" as const })),
         );
+      }
+      if (notices.length > 0) {
+        await tx
+          .update(alertDeliveries)
+          .set({ status: "pending", lastError: "replayed", updatedAt: new Date() })
+          .where(and(inArray(alertDeliveries.id, notices), eq(alertDeliveries.status, "failed")));
+        for (let i = 0; i < notices.length; i += SEND_BATCH) {
+          await c.env.ALERT_DELIVERIES.sendBatch(
+            notices.slice(i, i + SEND_BATCH).map((deliveryId) => ({ body: { deliveryId } })),
+          );
+        }
       }
       if (replayed.length > 0) {
         await tx

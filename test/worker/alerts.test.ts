@@ -5,11 +5,17 @@
  * messages are recorded and handed to the Worker's consumer as the platform
  * would, so each step can be checked.
  */
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import {
+  createExecutionContext,
+  createMessageBatch,
+  getQueueResult,
+  waitOnExecutionContext,
+} from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { runAlerts } from "../../functions/alerts/evaluate";
+import worker from "../../functions/index";
 import { runMonitoring } from "../../functions/jobs/monitoring";
 import { handleQueue, storeLogs } from "../../functions/queue/prediction-logs";
 import demo from "../../scripts/demo/demo-credit-risk.json";
@@ -502,5 +508,82 @@ describe("alerts from monitoring", () => {
     await health(65, await waiting());
     notices = (await deadLetterNotices()).slice(already);
     expect(notices.map((n) => n.type)).toEqual(["alert.firing", "alert.resolved"]);
+  });
+
+  it("keeps a notice that exhausted its retries in dead_letters, and a replay sends it", {
+    timeout: 60_000,
+  }, async () => {
+    const model = uniqueName("dlq");
+    expect((await createModel(classificationModel(model))).status).toBe(201);
+    const hookPath = `/hooks/late-${model}`;
+    const hook = await createDestination({
+      name: "w",
+      kind: "webhook",
+      url: `${receiverBase}${hookPath}`,
+      secret: "z".repeat(32),
+      models: [model],
+      includeSystem: false,
+    });
+    const windowStart = Date.parse("2026-10-23T10:00:00.000Z");
+    await query(sql`
+      INSERT INTO monitoring_results (model, version, role, window_seconds, window_start, metric,
+        dimension, value, status, details, run_id)
+      VALUES (${model}, 'v1', 'served', 900, ${new Date(windowStart).toISOString()}, 'fallback_rate',
+        '', 0.3, 'alert', '{}', 0)`);
+    const { sent, queue } = alertQueue();
+    const handle = openDatabase(env);
+    try {
+      await runAlerts(
+        handle.db,
+        { ...env, ALERT_DELIVERIES: queue } as Env,
+        new Date(windowStart + 930_000),
+        {
+          health: false,
+        },
+      );
+    } finally {
+      await handle.close();
+    }
+    const [notice] = mine(sent, await deliveriesOf(hook.id));
+    expect(notice).toBeDefined();
+    // The platform gives up on it: the dead-letter consumer keeps it and fails the delivery.
+    const messageId = `gave-up-${crypto.randomUUID()}`;
+    const batch = createMessageBatch("airlock-alert-deliveries-dlq", [
+      { id: messageId, timestamp: new Date(), attempts: 101, body: notice },
+    ]);
+    const ctx = createExecutionContext();
+    await handleQueue(batch, env, ctx);
+    await getQueueResult(batch, ctx);
+    expect((await deliveriesOf(hook.id))[0]?.status).toBe("failed");
+    const [letter] = await query<{ id: string; queue: string }>(
+      sql`SELECT id, queue FROM dead_letters WHERE message_id = ${messageId}`,
+    );
+    expect(letter?.queue).toBe("airlock-alert-deliveries");
+
+    const replayQueue = alertQueue();
+    const replayCtx = createExecutionContext();
+    const response = await worker.fetch(
+      new Request("http://airlock.test/admin/dead-letters/replay", {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${env.ADMIN_TOKEN}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ ids: [letter?.id] }),
+      }),
+      { ...env, ALERT_DELIVERIES: replayQueue.queue } as unknown as Env,
+      replayCtx,
+    );
+    await waitOnExecutionContext(replayCtx);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ replayed: [letter?.id], skipped: [] });
+    expect(replayQueue.sent).toEqual([notice]);
+    expect((await deliveriesOf(hook.id))[0]?.status).toBe("pending");
+    await deliver(replayQueue.sent);
+    expect((await deliveriesOf(hook.id))[0]?.status).toBe("sent");
+    const bodies = (await received(hookPath)).map(
+      (r) => JSON.parse(r.body) as { alert: { rule: string } },
+    );
+    expect(bodies.map((b) => b.alert.rule)).toEqual(["fallback_rate"]);
   });
 });
