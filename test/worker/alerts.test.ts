@@ -89,6 +89,31 @@ async function deliver(bodies: { deliveryId: number }[], attempts = 1) {
   return getQueueResult(batch, ctx);
 }
 
+/**
+ * A model result far past a rule's threshold in one window, and one alert
+ * evaluation after it: returns the notices put on the (recorded) queue.
+ */
+async function breakRule(model: string, metric: string, value: number, windowStart: number) {
+  await query(sql`
+    INSERT INTO monitoring_results (model, version, role, window_seconds, window_start, metric,
+      dimension, value, status, details, run_id)
+    VALUES (${model}, 'v1', 'served', 900, ${new Date(windowStart).toISOString()}, ${metric},
+      '', ${value}, 'alert', '{}', 0)`);
+  const { sent, queue } = alertQueue();
+  const handle = openDatabase(env);
+  try {
+    await runAlerts(
+      handle.db,
+      { ...env, ALERT_DELIVERIES: queue } as Env,
+      new Date(windowStart + 900_000 + 30_000),
+      { health: false },
+    );
+  } finally {
+    await handle.close();
+  }
+  return sent;
+}
+
 async function createDestination(body: Record<string, unknown>) {
   const response = await call("/admin/alert-destinations", { method: "POST", body });
   expect(response.status).toBe(201);
@@ -362,24 +387,7 @@ describe("alerts from monitoring", () => {
       includeSystem: false,
     });
     // An error rate far above its threshold in the latest window.
-    const windowStart = Date.parse("2026-10-22T10:00:00.000Z");
-    await query(sql`
-      INSERT INTO monitoring_results (model, version, role, window_seconds, window_start, metric,
-        dimension, value, status, details, run_id)
-      VALUES (${model}, 'v1', 'served', 900, ${new Date(windowStart).toISOString()}, 'error_rate',
-        '', 0.4, 'alert', '{}', 0)`);
-    const { sent, queue } = alertQueue();
-    const handle = openDatabase(env);
-    try {
-      await runAlerts(
-        handle.db,
-        { ...env, ALERT_DELIVERIES: queue } as Env,
-        new Date(windowStart + 900_000 + 30_000),
-        { health: false },
-      );
-    } finally {
-      await handle.close();
-    }
+    const sent = await breakRule(model, "error_rate", 0.4, Date.parse("2026-10-22T10:00:00.000Z"));
     const [toSlack] = mine(sent, await deliveriesOf(slack.id));
     const [toHook] = mine(sent, await deliveriesOf(hook.id));
     expect(toSlack && toHook).toBeTruthy();
@@ -524,26 +532,12 @@ describe("alerts from monitoring", () => {
       models: [model],
       includeSystem: false,
     });
-    const windowStart = Date.parse("2026-10-23T10:00:00.000Z");
-    await query(sql`
-      INSERT INTO monitoring_results (model, version, role, window_seconds, window_start, metric,
-        dimension, value, status, details, run_id)
-      VALUES (${model}, 'v1', 'served', 900, ${new Date(windowStart).toISOString()}, 'fallback_rate',
-        '', 0.3, 'alert', '{}', 0)`);
-    const { sent, queue } = alertQueue();
-    const handle = openDatabase(env);
-    try {
-      await runAlerts(
-        handle.db,
-        { ...env, ALERT_DELIVERIES: queue } as Env,
-        new Date(windowStart + 930_000),
-        {
-          health: false,
-        },
-      );
-    } finally {
-      await handle.close();
-    }
+    const sent = await breakRule(
+      model,
+      "fallback_rate",
+      0.3,
+      Date.parse("2026-10-23T10:00:00.000Z"),
+    );
     const [notice] = mine(sent, await deliveriesOf(hook.id));
     expect(notice).toBeDefined();
     // The platform gives up on it: the dead-letter consumer keeps it and fails the delivery.
