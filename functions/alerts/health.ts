@@ -19,7 +19,8 @@
  */
 import { sql } from "drizzle-orm";
 import type { ModelRollout } from "../../durable-objects/model-rollout";
-import { fingerprintOf, formatNumber, type Observation } from "../../shared/alerts/evaluate";
+import { fingerprintOf, type Observation } from "../../shared/alerts/evaluate";
+import { formatNumber } from "../../shared/alerts/slack";
 import type { AlertSeverity } from "../../shared/alerts/types";
 import type { Database } from "../../shared/db/client";
 import { MONITORING_JOB } from "../monitoring/windows";

@@ -5,6 +5,7 @@
  * `unknown` status) says nothing: it neither opens nor clears an alert.
  */
 import type { AlertRule, ResolvedRules } from "./rules";
+import { formatNumber } from "./slack";
 import type { AlertCondition } from "./types";
 
 /** A monitoring result, as evaluation needs it. */
@@ -37,15 +38,6 @@ export const fingerprintOf = (
   role: string,
   dimension: string,
 ) => [rule, model, version, role, dimension].map((part) => part.replaceAll("|", "||")).join("|");
-
-/** Up to 4 significant digits; integers as they are. */
-export function formatNumber(value: number | null): string {
-  if (value === null) return "n/a";
-  if (Number.isInteger(value)) return String(value);
-  const abs = Math.abs(value);
-  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(3);
-  return String(Number(value.toPrecision(4)));
-}
 
 const P_VALUE_METHODS = new Set(["ks", "chi_square"]);
 

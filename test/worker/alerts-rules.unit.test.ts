@@ -100,7 +100,7 @@ describe("alert rules", () => {
       ["income", true, "below"],
       ["age", false, "above"],
     ]);
-    expect(observations[0]?.summary).toContain("ks 1.000e-4");
+    expect(observations[0]?.summary).toContain("ks 0.0001 (below 0.05)");
   });
 
   it("makes one drift alert of a feature's drift test and its PSI", () => {
