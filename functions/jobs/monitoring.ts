@@ -34,7 +34,7 @@ import { kpiRows, kpiSums, OUTCOME_METRICS } from "../monitoring/kpis";
 import { LABEL_METRICS, labelledSums, labelRows } from "../monitoring/labels";
 import {
   fallbackRow,
-  type MetricRow,
+  type KeyedRows,
   operationsRows,
   rejectionMetrics,
   versionMetrics,
@@ -94,14 +94,6 @@ async function monitoredVersions(db: Database): Promise<MonitoredVersion[]> {
 }
 
 export type MetricFamily = "traffic" | "labels" | "outcomes";
-
-/** The rows of one (model, version, role) in a window. */
-export interface KeyedRows {
-  model: string;
-  version: string;
-  role: string;
-  rows: MetricRow[];
-}
 
 const familyMetrics = (family: MetricFamily) => {
   const labels = [...LABEL_METRICS] as string[];
@@ -171,11 +163,7 @@ async function labelFamily(db: Database, window: MonitoringWindow): Promise<Keye
 
 /** KPIs of the outcomes that happened in the window. */
 async function outcomeFamily(db: Database, window: MonitoringWindow): Promise<KeyedRows[]> {
-  const byKey = kpiRows(await kpiSums(db, window.start, window.end));
-  return [...byKey].map(([key, rows]) => {
-    const [model = "", version = "", role = ""] = key.split("\u0000");
-    return { model, version, role, rows };
-  });
+  return kpiRows(await kpiSums(db, window.start, window.end));
 }
 
 export interface MonitoringOptions {

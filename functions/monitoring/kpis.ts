@@ -20,7 +20,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../../shared/db/client";
 import { type KpiSummary, kpiDifference, metric, wilsonInterval } from "../../shared/metrics";
-import { type MetricRow, metricRow } from "./metrics";
+import { type KeyedRows, type MetricRow, metricRow } from "./metrics";
 
 export const OUTCOME_METRICS = ["kpi_count", "kpi_sum", "kpi_mean", "kpi_difference"] as const;
 
@@ -129,20 +129,23 @@ export async function kpiSums(db: Database, from: Date, to: Date): Promise<KpiWi
 const keyOf = (model: string, version: string, role: string) =>
   `${model}\u0000${version}\u0000${role}`;
 
-/** The KPI rows of a window, keyed by (model, version, role): pure. */
-export function kpiRows(window: KpiWindow): Map<string, MetricRow[]> {
-  const out = new Map<string, MetricRow[]>();
-  const push = (key: string, ...rows: MetricRow[]) => {
-    const list = out.get(key) ?? [];
-    list.push(...rows);
-    out.set(key, list);
+/** The KPI rows of a window, per (model, version, role): pure. */
+export function kpiRows(window: KpiWindow): KeyedRows[] {
+  const out = new Map<string, KeyedRows>();
+  const push = (model: string, version: string, role: string, ...rows: MetricRow[]) => {
+    const key = keyOf(model, version, role);
+    const entry = out.get(key) ?? { model, version, role, rows: [] };
+    entry.rows.push(...rows);
+    out.set(key, entry);
   };
   for (const s of window.sums) {
     const sources = { byPrediction: s.byPrediction, byKey: s.byKey };
     const mean = s.sum / s.n;
     const interval = s.binary ? wilsonInterval(Math.round(s.sum), s.n) : null;
     push(
-      keyOf(s.model, s.version, s.role),
+      s.model,
+      s.version,
+      s.role,
       metricRow("kpi_count", s.kpi, metric(s.n), sources),
       metricRow("kpi_sum", s.kpi, metric(s.sum), { n: s.n }),
       metricRow("kpi_mean", s.kpi, metric(mean), {
@@ -162,7 +165,9 @@ export function kpiRows(window: KpiWindow): Map<string, MetricRow[]> {
     const difference = kpiDifference(canary, champion);
     const interval = difference.interval;
     push(
-      keyOf(canary.model, canary.version, "canary"),
+      canary.model,
+      canary.version,
+      "canary",
       metricRow(
         "kpi_difference",
         canary.kpi,
@@ -182,5 +187,5 @@ export function kpiRows(window: KpiWindow): Map<string, MetricRow[]> {
       ),
     );
   }
-  return out;
+  return [...out.values()];
 }

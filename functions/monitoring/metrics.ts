@@ -70,6 +70,14 @@ export interface MetricRow {
   details: Record<string, unknown>;
 }
 
+/** The rows of one (model, version, role) in a window. */
+export interface KeyedRows {
+  model: string;
+  version: string;
+  role: string;
+  rows: MetricRow[];
+}
+
 /** A row from a shared/metrics result: a value with `status`, or null with its reason. */
 export function metricRow(
   metric: string,
