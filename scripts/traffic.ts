@@ -5,10 +5,10 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { readDemo } from "./lib/demo.ts";
 import { projectRoot, readDevVars } from "./lib/environment.ts";
 import { parseOptions, type TrafficOptions, usage } from "./lib/traffic/args.ts";
+import { type Clock, realClock } from "./lib/traffic/clock.ts";
 import { checkDrift } from "./lib/traffic/drift.ts";
 import {
   InputSchemaFormat,
@@ -36,6 +36,8 @@ export interface TrafficIo {
   err?: (line: string) => void;
   /** Aborting it stops the run as Ctrl-C does. */
   signal?: AbortSignal;
+  /** Paces requests, label delays and retries (default the real clock; tests simulate one). */
+  clock?: Clock;
 }
 
 /** Runs the generator; resolves to the exit code. */
@@ -143,7 +145,14 @@ async function run(
       "traffic: no API key (--key, or --admin-token / ADMIN_TOKEN to create one): sending predictions only, no labels or outcomes",
     );
   }
-  const runner = new Runner(options, profile, tallies, apiKey, labelsOn && apiKey !== undefined);
+  const runner = new Runner(
+    options,
+    profile,
+    tallies,
+    apiKey,
+    labelsOn && apiKey !== undefined,
+    io.clock ?? realClock,
+  );
   const result = await runner.run(generator, total, io.signal, out);
 
   const manifestFacts = {
@@ -344,7 +353,7 @@ async function createKey(options: TrafficOptions, token: string): Promise<string
 // ---------------------------------------------------------------- sending
 
 interface PendingLabel {
-  /** performance.now() when it is due. */
+  /** The clock's now() when it is due. */
   due: number;
   phase: number;
   predictionId: string;
@@ -358,19 +367,6 @@ interface RunResult {
   /** Labels not yet due when the run was stopped. */
   droppedLabels: number;
   droppedOutcomes: number;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, Math.max(0, ms));
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** Items per POST /v1/feedback or /v1/outcomes (the route's limit). */
@@ -393,6 +389,7 @@ class Runner {
   private readonly tallies: PhaseTally[];
   private readonly apiKey: string | undefined;
   private readonly labelsOn: boolean;
+  private readonly clock: Clock;
 
   constructor(
     options: TrafficOptions,
@@ -400,12 +397,14 @@ class Runner {
     tallies: PhaseTally[],
     apiKey: string | undefined,
     labelsOn: boolean,
+    clock: Clock,
   ) {
     this.options = options;
     this.profile = profile;
     this.tallies = tallies;
     this.apiKey = apiKey;
     this.labelsOn = labelsOn;
+    this.clock = clock;
   }
 
   async run(
@@ -418,7 +417,8 @@ class Runner {
     out(
       `traffic: ${total ?? "unlimited"} requests at ${rate}/s to ${this.options.model} at ${this.options.url}, seed ${this.options.seed}, profile ${this.profile.source}${total === null ? " (Ctrl-C stops)" : ""}`,
     );
-    const started = performance.now();
+    const clock = this.clock;
+    const started = clock.now();
     let stopped = signal?.aborted ?? false;
     let onStop: () => void = () => {};
     const whenStopped = new Promise<void>((resolve) => {
@@ -434,14 +434,14 @@ class Runner {
     let labelsDone = false;
     const labelLoop = (async () => {
       while (!labelsDone) {
-        await this.flushDue(performance.now());
-        await sleep(LABEL_TICK_MS);
+        await this.flushDue(clock.now());
+        await clock.sleep(LABEL_TICK_MS);
       }
     })();
 
     let slotFreed: (() => void) | undefined;
     for (let i = 0; (total === null || i < total) && !stopped; i++) {
-      await sleep(started + (i * 1000) / rate - performance.now(), signal);
+      await clock.sleep(started + (i * 1000) / rate - clock.now(), signal);
       while (this.inFlight.size >= concurrency && !stopped) {
         await Promise.race([
           new Promise<void>((resolve) => {
@@ -460,7 +460,7 @@ class Runner {
       });
       this.inFlight.add(promise);
     }
-    const sendingSeconds = (performance.now() - started) / 1000;
+    const sendingSeconds = (clock.now() - started) / 1000;
 
     // Requests in flight finish (after a stop, within a grace period).
     if (stopped) {
@@ -475,13 +475,13 @@ class Runner {
     if (!stopped && this.pending.length > 0) {
       const last = Math.max(...this.pending.map((p) => p.due));
       out(
-        `traffic: sent; waiting ${Math.ceil((last - performance.now()) / 1000)} s for ${this.pending.length} labels (Ctrl-C drops those not yet due)`,
+        `traffic: sent; waiting ${Math.ceil((last - clock.now()) / 1000)} s for ${this.pending.length} labels (Ctrl-C drops those not yet due)`,
       );
-      while (this.pending.length > 0 && !stopped) await sleep(LABEL_TICK_MS, signal);
+      while (this.pending.length > 0 && !stopped) await clock.sleep(LABEL_TICK_MS, signal);
     }
     labelsDone = true;
     await labelLoop;
-    await this.flushDue(performance.now());
+    await this.flushDue(clock.now());
     let droppedLabels = 0;
     let droppedOutcomes = 0;
     for (const label of this.pending.splice(0)) {
@@ -511,26 +511,33 @@ class Runner {
 
   private async send(request: GeneratedRequest): Promise<void> {
     const tally = this.tallies[request.phase];
-    const begin = performance.now();
+    const begin = this.clock.now();
     let response: Response;
     let text: string;
     try {
-      response = await fetch(`${this.options.url}/v1/models/${this.options.model}/predict`, {
-        method: "POST",
-        headers: this.headers(),
-        body: JSON.stringify(request.body),
-        signal: AbortSignal.any([
-          this.requestsAbort.signal,
-          AbortSignal.timeout(this.options.timeoutSeconds * 1000),
-        ]),
-      });
-      text = await response.text();
+      [response, text] = await this.clock.exchange(
+        (async () => {
+          const response = await fetch(
+            `${this.options.url}/v1/models/${this.options.model}/predict`,
+            {
+              method: "POST",
+              headers: this.headers(),
+              body: JSON.stringify(request.body),
+              signal: AbortSignal.any([
+                this.requestsAbort.signal,
+                AbortSignal.timeout(this.options.timeoutSeconds * 1000),
+              ]),
+            },
+          );
+          return [response, await response.text()] as const;
+        })(),
+      );
     } catch (error) {
       tally?.addResponse(request, "error");
       this.noteError(`error ${networkCause(error)}`, "");
       return;
     }
-    const answeredAt = performance.now();
+    const answeredAt = this.clock.now();
     this.latencies.push(answeredAt - begin);
     this.answered++;
     tally?.addResponse(request, response.status);
@@ -635,13 +642,17 @@ class Runner {
     for (let attempt = 1; ; attempt++) {
       let status: number | "error";
       try {
-        const response = await fetch(`${this.options.url}${path}`, {
-          method: "POST",
-          headers: this.headers(),
-          body: JSON.stringify(body),
-          signal: AbortSignal.timeout(this.options.timeoutSeconds * 1000),
-        });
-        const text = await response.text();
+        const [response, text] = await this.clock.exchange(
+          (async () => {
+            const response = await fetch(`${this.options.url}${path}`, {
+              method: "POST",
+              headers: this.headers(),
+              body: JSON.stringify(body),
+              signal: AbortSignal.timeout(this.options.timeoutSeconds * 1000),
+            });
+            return [response, await response.text()] as const;
+          })(),
+        );
         status = response.status;
         if (status !== 202) this.noteError(`${path} ${status}`, text.slice(0, 200));
       } catch (error) {
@@ -649,7 +660,7 @@ class Runner {
         this.noteError(`${path} error`, networkCause(error));
       }
       if (attempt === 2 || (status !== "error" && status < 500)) return status;
-      await sleep(1000);
+      await this.clock.sleep(1000);
     }
   }
 

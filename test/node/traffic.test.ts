@@ -3,10 +3,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { Validator } from "@cfworker/json-schema";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseOptions } from "../../scripts/lib/traffic/args.ts";
+import { type Clock, realClock, SimulatedClock } from "../../scripts/lib/traffic/clock.ts";
 import { checkDrift, type Drift, parseDrift, planPhases } from "../../scripts/lib/traffic/drift.ts";
 import { compileExpression } from "../../scripts/lib/traffic/expression.ts";
 import {
@@ -606,19 +606,31 @@ interface Received {
   body: unknown;
 }
 
-/** Answers like Airlock's predict, feedback and admin routes, and records every request. */
+/**
+ * Answers like Airlock's predict, feedback and admin routes, and records every request with the
+ * time on the run's clock. `onReceived` sees each request once it is recorded, before its answer.
+ */
 async function standIn() {
   const received: Received[] = [];
   /** Prediction id -> when it was answered and the row it was for. */
   const issued = new Map<string, { at: number; inputs: unknown }>();
   let counter = 0;
+  let clock: Clock = realClock;
+  let onReceived: (received: readonly Received[]) => void = () => {};
+  /** Forgets what was received and answers on `runClock` from now on. */
+  const reset = (runClock: Clock, hook: typeof onReceived = () => {}) => {
+    received.length = 0;
+    issued.clear();
+    clock = runClock;
+    onReceived = hook;
+  };
   const server: Server = createServer((request: IncomingMessage, response: ServerResponse) => {
     let text = "";
     request.on("data", (chunk) => {
       text += chunk;
     });
     request.on("end", () => {
-      const at = performance.now();
+      const at = clock.now();
       const body = text ? JSON.parse(text) : undefined;
       const path = request.url ?? "";
       received.push({
@@ -628,6 +640,7 @@ async function standIn() {
         authorization: request.headers.authorization,
         body,
       });
+      onReceived(received);
       const json = (status: number, value: unknown, headers: Record<string, string> = {}) => {
         response.writeHead(status, { "content-type": "application/json", ...headers });
         response.end(JSON.stringify(value));
@@ -667,7 +680,13 @@ async function standIn() {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, received, issued, close: () => new Promise((resolve) => server.close(resolve)) };
+  return {
+    url,
+    received,
+    issued,
+    reset,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
 }
 
 describe("against a server", () => {
@@ -682,9 +701,13 @@ describe("against a server", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  const isPrediction = (r: Received) => r.path.endsWith("/predict");
+
   it("sends at the rate, labels after the delay, outcomes with them, and a manifest", async () => {
-    server.received.length = 0;
-    server.issued.clear();
+    // On a simulated clock: it moves only while nothing is in flight, so each request and its
+    // answer happen at the request's planned time, however loaded the machine is.
+    const clock = new SimulatedClock();
+    server.reset(clock);
     const manifestFile = join(dir, "run.json");
     const lines: string[] = [];
     const argv = [
@@ -709,29 +732,19 @@ describe("against a server", () => {
       "--manifest",
       manifestFile,
     ];
-    const started = performance.now();
     const code = await main(argv, {
       out: (line) => lines.push(line),
       err: (line) => lines.push(line),
       env: {},
       devVarsFile: join(dir, "none"),
+      clock,
     });
     expect(code).toBe(0);
 
-    const predictions = server.received.filter((r) => r.path.endsWith("/predict"));
+    const predictions = server.received.filter(isPrediction);
     expect(predictions).toHaveLength(40);
-    // Open loop at 20/s: 40 requests over about 1.95 s, about 50 ms apart.
-    const times = predictions.map((r) => r.at);
-    const span = (times[39] as number) - (times[0] as number);
-    expect(span).toBeGreaterThan(1800);
-    expect(span).toBeLessThan(2300);
-    const gaps = times
-      .slice(1)
-      .map((t, i) => t - (times[i] as number))
-      .sort((a, b) => a - b);
-    expect(gaps[Math.floor(gaps.length / 2)]).toBeGreaterThan(35);
-    expect(gaps[Math.floor(gaps.length / 2)]).toBeLessThan(65);
-    expect((times[0] as number) - started).toBeLessThan(1500);
+    // 20/s from the start of the run (the clock's 0): request i goes out at i * 50 ms.
+    expect(predictions.map((r) => r.at)).toEqual(Array.from({ length: 40 }, (_, i) => i * 50));
 
     // Exactly the seeded requests; before the drift every row is valid, after it some are not.
     const profile = resolveProfile(demoInfo, profileFor("demo-credit-risk", undefined).profile);
@@ -760,7 +773,8 @@ describe("against a server", () => {
     expect(expected.slice(20).some((r) => !valid(r))).toBe(true);
     for (const r of predictions) expect(r.authorization).toBe("Bearer ak_for_tests");
 
-    // A label for every accepted prediction, at least the delay after its answer, with its true label.
+    // A label for every accepted prediction, with its true label: due the delay after its answer,
+    // it goes out with the next look for due labels (every 100 ms).
     const truthOf = new Map<string, string>();
     for (const r of expected)
       for (const row of r.rows) truthOf.set(JSON.stringify(row.inputs), String(row.truth?.label));
@@ -776,8 +790,8 @@ describe("against a server", () => {
     for (const label of labels) {
       const prediction = server.issued.get(label.predictionId);
       expect(prediction).toBeDefined();
-      expect(label.at - (prediction?.at ?? 0)).toBeGreaterThanOrEqual(480);
-      expect(label.at - (prediction?.at ?? 0)).toBeLessThan(1500);
+      expect(label.at - (prediction?.at ?? 0)).toBeGreaterThanOrEqual(500);
+      expect(label.at - (prediction?.at ?? 0)).toBeLessThan(600);
       expect(label.label).toBe(truthOf.get(JSON.stringify(prediction?.inputs)));
     }
     const outcomes = server.received
@@ -809,13 +823,15 @@ describe("against a server", () => {
   });
 
   it("stops on abort: no more requests, labels not yet due dropped and counted", async () => {
-    server.received.length = 0;
-    server.issued.clear();
+    const clock = new SimulatedClock();
+    const controller = new AbortController();
+    // Stopped (as by Ctrl-C) while the server is answering its 10th prediction.
+    const stopAt = 10;
+    server.reset(clock, (received) => {
+      if (received.filter(isPrediction).length === stopAt) controller.abort();
+    });
     const manifestFile = join(dir, "stopped.json");
     const lines: string[] = [];
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 700);
-    const started = performance.now();
     const code = await main(
       [
         "--url",
@@ -837,21 +853,50 @@ describe("against a server", () => {
         signal: controller.signal,
         env: {},
         devVarsFile: join(dir, "none"),
+        clock,
       },
     );
-    const stoppedAfter = performance.now() - started;
+    // An unlimited run: that it returned at all is the stop.
     expect(code).toBe(0);
-    expect(stoppedAfter).toBeLessThan(3000);
-    const predictions = server.received.filter((r) => r.path.endsWith("/predict"));
-    expect(predictions.length).toBeGreaterThan(8);
-    expect(predictions.length).toBeLessThan(20);
+    expect(controller.signal.aborted).toBe(true);
+    // The 10th request, in flight at the stop, was answered; none went out after it.
+    const predictions = server.received.filter(isPrediction);
+    expect(predictions).toHaveLength(stopAt);
+    expect(predictions.at(-1)?.at).toBe((stopAt - 1) * 50);
+    expect(server.issued.size).toBeGreaterThanOrEqual(stopAt);
+    // Labels are due 10 s after their answer: none was due at the stop.
     expect(server.received.filter((r) => r.path === "/v1/feedback")).toHaveLength(0);
     const manifest = JSON.parse(readFileSync(manifestFile, "utf8"));
     expect(manifest.run.interrupted).toBe(true);
-    expect(manifest.totals.requests).toBe(predictions.length);
+    expect(manifest.totals.requests).toBe(stopAt);
     expect(manifest.totals.acceptedRows).toBe(server.issued.size);
     expect(manifest.totals.labels.dropped).toBe(server.issued.size);
+    expect(lines.join("\n")).toContain(`stopped after ${stopAt} requests`);
     expect(lines.join("\n")).toContain(`dropped ${server.issued.size} labels`);
+  });
+
+  it("runs on the real clock: every request, then every label once due", async () => {
+    server.reset(realClock);
+    const lines: string[] = [];
+    const code = await main(
+      [
+        ...["--url", server.url, "--key", "ak_for_tests", "--requests", "6", "--rate", "200"],
+        ...["--batch-rate", "0", "--label-delay", "0s", "--label-rate", "1"],
+      ],
+      {
+        out: (line) => lines.push(line),
+        err: (line) => lines.push(line),
+        env: {},
+        devVarsFile: join(dir, "none"),
+      },
+    );
+    expect(code).toBe(0);
+    expect(server.received.filter(isPrediction)).toHaveLength(6);
+    const labelled = server.received
+      .filter((r) => r.path === "/v1/feedback")
+      .flatMap((r) => (r.body as { predictionId: string }[]).map((l) => l.predictionId));
+    expect(labelled.sort()).toEqual([...server.issued.keys()].sort());
+    expect(lines.join("\n")).toMatch(/labels: 6 sent, 6 accepted/);
   });
 });
 
