@@ -24,6 +24,10 @@
 // to its 2xx, and to the first response showing the new state (503
 // MODEL_DISABLED, or 200 again), while a client keeps calling the model.
 //
+// The Worker's secrets are the ones wrangler.toml's `[secrets] required`
+// lists, each with a fresh test value (localSecrets), so a secret added there
+// needs no change here.
+//
 // Writes bench/results/gateway.json and prints a markdown table. Knobs
 // (environment): BENCH_CONCURRENCY (default "1,32"), BENCH_REQUESTS (measured
 // per scenario and concurrency, default 3000), BENCH_ROUNDS (default 5),
@@ -46,6 +50,7 @@ import {
   airlockWorker,
   type Binding,
   bundleWorker,
+  localSecrets,
   type MiniflareInstance,
   readWranglerConfig,
   wranglerRuntime,
@@ -482,11 +487,7 @@ async function main() {
       airlockWorker({
         config,
         code,
-        secrets: {
-          DATABASE_URL: db.databaseUrl,
-          ADMIN_TOKEN: adminToken,
-          LOG_HMAC_KEY: randomBytes(32).toString("base64url"),
-        },
+        secrets: localSecrets(config, { DATABASE_URL: db.databaseUrl, ADMIN_TOKEN: adminToken }),
         vars: { DATABASE_WS_PROXY: db.wsProxy, UPSTREAM_ALLOWED_HOSTS: "127.0.0.1,localhost" },
         // Never the limiter: every request comes from the same client.
         rateLimits: { PREDICT_RATE_LIMITER: benchRateLimit },

@@ -8,6 +8,7 @@
 // its bindings are read from wrangler.toml by wrangler's own config reader, so
 // what runs here is what would be uploaded, with what it would be bound to.
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -201,11 +202,36 @@ const unmappedBindingKeys = [
   "containers",
 ] as const;
 
+/**
+ * Values for every secret that wrangler.toml's `[secrets] required` lists,
+ * for a local run: the one `given` where there is one (DATABASE_URL, an
+ * admin token the caller uses), otherwise a fresh test value of 32 random
+ * bytes in base64, which is what ALERT_ENCRYPTION_KEY must be and serves as
+ * a token or HMAC key as well. A secret added to the list later gets a value
+ * with no change to the callers. A given name the list lacks is an error.
+ */
+export function localSecrets(
+  config: WranglerConfig,
+  given: Record<string, string> = {},
+): Record<string, string> {
+  const required = config.secrets?.required ?? [];
+  for (const name of Object.keys(given)) {
+    if (!required.includes(name))
+      throw new Error(`wrangler.toml's [secrets] required does not list ${name}`);
+  }
+  return Object.fromEntries(
+    required.map((name) => [name, given[name] ?? randomBytes(32).toString("base64")]),
+  );
+}
+
 export interface AirlockWorkerOptions {
   config: WranglerConfig;
   /** The bundled module (bundleWorker). */
   code: string;
-  /** Values for the secrets wrangler.toml requires; each is bound as text, as wrangler dev does. */
+  /**
+   * Values for the secrets wrangler.toml requires (localSecrets makes them);
+   * each is bound as text, as wrangler dev does.
+   */
   secrets: Record<string, string>;
   /** Replaces values of [vars]. */
   vars?: Record<string, string>;
