@@ -2,14 +2,17 @@
 //   DATABASE_URL set: that Postgres (a loopback one through a local WebSocket bridge).
 //   otherwise:        an embedded Postgres persisted in .airlock/pgdata.
 // PORT (default 8787) and AIRLOCK_DB_PORT (embedded database's TCP port, default 54329) are configurable.
+// Local secrets (ADMIN_TOKEN and the local keys, generated when missing) live in .dev.vars, or in the
+// file that AIRLOCK_DEV_VARS names; wrangler dev reads them from there.
 // Once the Worker is up, the demo model is registered if it does not exist yet (`--no-demo` or
 // AIRLOCK_DEMO=0 skip it).
 import { spawn } from "node:child_process";
-import { join } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 import { demoCurl, demoWanted, ensureDemoModel, readDemo } from "./lib/demo.ts";
 import { freePort } from "./lib/dev-server.ts";
 import {
   databaseFromEnvironment,
+  devVarsPath,
   ensureAdminToken,
   forgetRunningDatabase,
   projectRoot,
@@ -21,7 +24,12 @@ import { migrateDatabase } from "./lib/migrate.ts";
 const port = Number(process.env.PORT || 8787);
 const host = "127.0.0.1";
 
-const { token, created } = ensureAdminToken();
+const devVarsFile = devVarsPath();
+const devVarsShown = (() => {
+  const inProject = relative(projectRoot, devVarsFile);
+  return inProject.startsWith("..") || isAbsolute(inProject) ? devVarsFile : inProject;
+})();
+const { token, created } = ensureAdminToken(devVarsFile);
 const database = await databaseFromEnvironment({
   tcpPort: Number(process.env.AIRLOCK_DB_PORT || 54329),
 });
@@ -75,14 +83,27 @@ const wrangler = spawn(
     // Local model servers run on loopback over http.
     "--var",
     `UPSTREAM_ALLOWED_HOSTS:${process.env.UPSTREAM_ALLOWED_HOSTS ?? "127.0.0.1,localhost"}`,
+    // Secrets from the file, not the command line (which any process listing shows). Without
+    // this flag wrangler reads the project's .dev.vars; with it, only the named file.
+    ...(devVarsFile === join(projectRoot, ".dev.vars") ? [] : ["--env-file", devVarsFile]),
   ],
   {
     cwd: projectRoot,
     stdio: ["ignore", "pipe", "inherit"],
     detached: true,
-    env: { ...process.env },
+    // With --env-file wrangler also takes secrets from its environment, and those would win
+    // over the file: the file is their one source.
+    env: withoutSecrets(process.env),
   },
 );
+
+/** The environment without the Worker's secrets (wrangler.toml's `[secrets] required`). */
+function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  for (const name of ["DATABASE_URL", "ADMIN_TOKEN", "LOG_HMAC_KEY", "ALERT_ENCRYPTION_KEY"])
+    delete copy[name];
+  return copy;
+}
 
 let announced = false;
 wrangler.stdout.on("data", (chunk: Buffer) => {
@@ -104,7 +125,7 @@ async function announce(base: string) {
       `  API:       ${base}`,
       `  Docs:      ${base}/docs  (OpenAPI: ${base}/openapi.json)`,
       `  Database:  ${redactUrl(database.databaseUrl)} (${database.kind})`,
-      `  Admin:     Authorization: Bearer ${token}${created ? "   (new token, written to .dev.vars)" : "   (from .dev.vars)"}`,
+      `  Admin:     Authorization: Bearer ${token}${created ? `   (new token, written to ${devVarsShown})` : `   (from ${devVarsShown})`}`,
       ...demo,
       "",
     ].join("\n"),

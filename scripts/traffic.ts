@@ -4,9 +4,8 @@
 // `npm run traffic -- --help` lists the options; the pure parts live in scripts/lib/traffic/.
 import { randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { readDemo } from "./lib/demo.ts";
-import { projectRoot, readDevVars } from "./lib/environment.ts";
+import { devVarsPath, readDevVars } from "./lib/environment.ts";
 import { parseOptions, type TrafficOptions, usage } from "./lib/traffic/args.ts";
 import { type Clock, realClock } from "./lib/traffic/clock.ts";
 import { checkDrift } from "./lib/traffic/drift.ts";
@@ -30,7 +29,7 @@ import { UsageError } from "./lib/traffic/usage.ts";
 export interface TrafficIo {
   /** Where ADMIN_TOKEN is looked up first (default process.env). */
   env?: Record<string, string | undefined>;
-  /** Where ADMIN_TOKEN is looked up next (default the project's .dev.vars). */
+  /** Where ADMIN_TOKEN is looked up next (default AIRLOCK_DEV_VARS, else the project's .dev.vars). */
   devVarsFile?: string;
   out?: (line: string) => void;
   err?: (line: string) => void;
@@ -77,7 +76,7 @@ async function run(
   const adminToken =
     options.adminToken ??
     env.ADMIN_TOKEN ??
-    readDevVars(io.devVarsFile ?? join(projectRoot, ".dev.vars")).get("ADMIN_TOKEN");
+    readDevVars(io.devVarsFile ?? devVarsPath(env)).get("ADMIN_TOKEN");
 
   const profileFile = options.profile ? readProfileFile(options.profile) : undefined;
   const { info, from } = await modelInfo(options, profileFile, adminToken);

@@ -24,7 +24,9 @@ export interface DevServer {
 /**
  * Runs `npm start` as a developer would, in its own process group, and waits
  * for its banner. `env` adds to this process's environment (DATABASE_URL is
- * cleared, so the embedded database is used).
+ * cleared, so the embedded database is used). Tests give it AIRLOCK_STATE_DIR
+ * and AIRLOCK_DEV_VARS of their own, so that the developer's `.airlock` and
+ * `.dev.vars` stay as they are.
  */
 export async function startDevServer(
   env: Record<string, string>,

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type LocalDatabase, startBridge, startEmbeddedDatabase } from "./local-db.ts";
 
@@ -83,8 +83,18 @@ export function forgetRunningDatabase() {
   }
 }
 
-/** Reads `.dev.vars` (dotenv syntax) into a map; missing file gives an empty map. */
-export function readDevVars(file = join(projectRoot, ".dev.vars")): Map<string, string> {
+/**
+ * The local secrets file (dotenv syntax) that `npm start` writes and `wrangler dev` reads:
+ * AIRLOCK_DEV_VARS when it names one (relative to the working directory), else the project's
+ * `.dev.vars`.
+ */
+export function devVarsPath(env: Record<string, string | undefined> = process.env): string {
+  const named = env.AIRLOCK_DEV_VARS?.trim();
+  return named ? resolve(named) : join(projectRoot, ".dev.vars");
+}
+
+/** Reads a `.dev.vars` file (dotenv syntax) into a map; missing file gives an empty map. */
+export function readDevVars(file = devVarsPath()): Map<string, string> {
   const vars = new Map<string, string>();
   if (!existsSync(file)) return vars;
   for (const line of readFileSync(file, "utf8").split(/\r?\n/)) {
@@ -98,10 +108,11 @@ export function readDevVars(file = join(projectRoot, ".dev.vars")): Map<string, 
 }
 
 /**
- * Makes sure `.dev.vars` holds an admin token, writing a random one when it
- * has none. Returns the token and whether it was just created.
+ * Makes sure the secrets file (`.dev.vars` unless AIRLOCK_DEV_VARS names another) holds an admin
+ * token and the local keys, writing random ones when it has none. Returns the token and whether
+ * it was just created.
  */
-export function ensureAdminToken(file = join(projectRoot, ".dev.vars")): {
+export function ensureAdminToken(file = devVarsPath()): {
   token: string;
   created: boolean;
 } {

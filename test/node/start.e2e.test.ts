@@ -1,31 +1,59 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { join, relative } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoWanted, readDemo } from "../../scripts/lib/demo.ts";
 import { type DevServer, freePort, startDevServer } from "../../scripts/lib/dev-server.ts";
-import { ensureAdminToken } from "../../scripts/lib/environment.ts";
+import {
+  devVarsPath,
+  ensureAdminToken,
+  projectRoot,
+  readDevVars,
+} from "../../scripts/lib/environment.ts";
+
+/** The developer's own secrets file: what it holds, or null when there is none. */
+const projectDevVars = () => {
+  const file = join(projectRoot, ".dev.vars");
+  return existsSync(file) ? readFileSync(file, "utf8") : null;
+};
 
 describe("npm start", () => {
   const stateDirs: string[] = [];
   const running: DevServer[] = [];
+  let projectDevVarsBefore: string | null;
+  beforeAll(() => {
+    projectDevVarsBefore = projectDevVars();
+  });
   afterAll(async () => {
     for (const started of running) await started.stop();
     for (const dir of stateDirs) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Ports and a state directory (so a fresh embedded database) for one instance. */
+  /**
+   * Ports, a state directory (so a fresh embedded database) and a secrets file of its own for
+   * one instance.
+   */
   async function instance(extra: Record<string, string> = {}) {
     const stateDir = mkdtempSync(join(tmpdir(), "airlock-start-"));
     stateDirs.push(stateDir);
+    const devVars = join(stateDir, "dev.vars");
     const port = await freePort();
     const env = {
       AIRLOCK_STATE_DIR: stateDir,
+      AIRLOCK_DEV_VARS: devVars,
       PORT: String(port),
       AIRLOCK_DB_PORT: String(await freePort()),
       ...extra,
     };
-    return { env, base: `http://127.0.0.1:${port}` };
+    return { env, base: `http://127.0.0.1:${port}`, devVars };
+  }
+
+  /** The instance used its own secrets file and left the developer's as it was. */
+  function expectOwnSecrets(server: DevServer, devVars: string) {
+    // (wrangler names the file relative to its working directory, the project.)
+    expect(server.output()).toContain(`Using secrets defined in ${relative(projectRoot, devVars)}`);
+    expect(server.output()).not.toContain("Using secrets defined in .dev.vars");
+    expect(projectDevVars()).toBe(projectDevVarsBefore);
   }
 
   const demo = readDemo();
@@ -36,12 +64,20 @@ describe("npm start", () => {
   };
 
   it("serves the API on an embedded database whose data survives a restart", async () => {
-    const { token } = ensureAdminToken();
-    const { env, base } = await instance();
-    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const { env, base, devVars } = await instance();
+    expect(devVarsPath(env)).toBe(devVars);
 
     const first = await startDevServer(env);
     running.push(first);
+    // The first start writes the token and the local keys into the file AIRLOCK_DEV_VARS names.
+    const secrets = readDevVars(devVars);
+    const token = secrets.get("ADMIN_TOKEN") ?? "";
+    expect(token.length).toBeGreaterThanOrEqual(32);
+    expect(secrets.get("LOG_HMAC_KEY")).toBeTruthy();
+    expect(secrets.get("ALERT_ENCRYPTION_KEY")).toBeTruthy();
+    expect(first.output()).toContain(`Bearer ${token}   (new token, written to ${devVars})`);
+    expectOwnSecrets(first, devVars);
+    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
     expect(first.output()).toContain(`API:       ${base}`);
     expect(first.output()).toContain(`${base}/docs`);
     expect(first.output()).toMatch(
@@ -74,7 +110,8 @@ describe("npm start", () => {
     expect(outputs.score).toBeLessThanOrEqual(1);
     // The log pipeline stores it (and the shadow's result) within seconds.
     const predictionId = prediction.headers.get("x-airlock-prediction-id") ?? "";
-    const loggedBy = Date.now() + 20_000;
+    // (The limit only keeps a broken pipeline from hanging the test; the rows decide.)
+    const loggedBy = Date.now() + 60_000;
     let logged: { results: { role: string; version: string }[] } | undefined;
     while (Date.now() < loggedBy) {
       const stored = await fetch(`${base}/admin/predictions/${predictionId}`, { headers });
@@ -148,6 +185,8 @@ describe("npm start", () => {
 
     const second = await startDevServer(env);
     running.push(second);
+    expect(second.output()).toContain(`Bearer ${token}   (from ${devVars})`);
+    expectOwnSecrets(second, devVars);
     const read = await fetch(`${base}/admin/models/restart-check/versions/v1`, { headers });
     expect(read.status).toBe(200);
     expect(((await read.json()) as { version: string }).version).toBe("v1");
@@ -171,10 +210,12 @@ describe("npm start", () => {
   }, 240_000);
 
   it("registers no demo model with AIRLOCK_DEMO=0", async () => {
-    const { token } = ensureAdminToken();
-    const { env, base } = await instance({ AIRLOCK_DEMO: "0" });
+    const { env, base, devVars } = await instance({ AIRLOCK_DEMO: "0" });
+    const { token } = ensureAdminToken(devVars);
     const server = await startDevServer(env);
     running.push(server);
+    expect(server.output()).toContain(`Bearer ${token}   (from ${devVars})`);
+    expectOwnSecrets(server, devVars);
     expect(server.output()).not.toContain("demo-credit-risk");
     const headers = { authorization: `Bearer ${token}` };
     const read = await fetch(`${base}/admin/models/demo-credit-risk`, { headers });
