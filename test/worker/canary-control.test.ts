@@ -75,6 +75,29 @@ async function send(path: string, body: unknown) {
   return { response, text, messages, results: messages.flatMap((m) => m.results), before };
 }
 
+/**
+ * Resolves once the Worker calls the upstream at `path`: a request in flight has then decided
+ * its route and waits on that upstream. (The Worker runs in this isolate, so its upstream calls
+ * go through this global fetch.)
+ */
+function upstreamCalled(path: string): { called: Promise<void>; restore: () => void } {
+  const original = globalThis.fetch;
+  const restore = () => {
+    globalThis.fetch = original;
+  };
+  const called = new Promise<void>((resolve) => {
+    globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (new URL(url).pathname === path) {
+        restore();
+        resolve();
+      }
+      return original(input, init);
+    }) as typeof fetch;
+  });
+  return { called, restore };
+}
+
 /** Delivers recorded messages to the Worker's queue consumer, as the platform would. */
 async function store(messages: { schema: 1; results: PredictionEvent[] }[]) {
   const batch = createMessageBatch(
@@ -255,8 +278,9 @@ describe("canary control", () => {
 
     // The canary is decided, then the challengers are killed while it is being called:
     // the lease checked again after the response calls no control.
+    const canaryCalled = upstreamCalled("/slow");
     const killed = send(`/v1/models/${model}/predict`, { inputs });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await canaryCalled.called.finally(canaryCalled.restore);
     const kill = await call(`/admin/models/${model}/kill-switch`, {
       method: "POST",
       body: { scope: "challengers", reason: "control test" },
@@ -271,8 +295,9 @@ describe("canary control", () => {
     expect((await call(`/admin/models/${model}/kill-switch`, { method: "DELETE" })).status).toBe(
       200,
     );
+    const canaryCalledAgain = upstreamCalled("/slow");
     const changed = send(`/v1/models/${model}/predict`, { inputs });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await canaryCalledAgain.called.finally(canaryCalledAgain.restore);
     // v1 stays callable (as a shadow), but is no longer the champion this canary is compared with.
     const promoted = await putRollout(model, {
       leaseMs: 250,
