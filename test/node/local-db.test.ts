@@ -56,6 +56,12 @@ function tcpPort(databaseUrl: string): number {
   return Number(new URL(databaseUrl).port);
 }
 
+/**
+ * How long a step may take before it counts as hung: far above what any takes, so that a loaded
+ * machine does not decide a result; a hang is what these steps are tested against.
+ */
+const HANG_MS = 20_000;
+
 /** Fails with a message instead of letting a hang run into the test timeout. */
 async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -333,7 +339,7 @@ describe("embedded database (in memory)", () => {
     expect(failed.errorCode).toBe("22012");
 
     client.send(terminateMessage());
-    await within(2_000, "server closing after Terminate", client.closed);
+    await within(HANG_MS, "server closing after Terminate", client.closed);
   });
 
   it("refuses, per connection, what would make PGlite exit (FATAL errors) and keeps serving", async () => {
@@ -342,7 +348,7 @@ describe("embedded database (in memory)", () => {
       const client = await RawClient.tcp(port);
       await send(client);
       const error = await client.until("E");
-      await within(2_000, "connection closed after FATAL", client.closed);
+      await within(HANG_MS, "connection closed after FATAL", client.closed);
       const body = error.at(-1)?.body ?? Buffer.alloc(0);
       return { severity: errorField(body, "S"), code: errorField(body, "C") };
     };
@@ -500,7 +506,7 @@ describe("embedded database (in memory)", () => {
       }
     });
     const results = await within(30_000, "24 interleaving connections", Promise.all(clients));
-    await within(10_000, "the transactional connection", blocker);
+    await within(HANG_MS, "the transactional connection", blocker);
     results.forEach((answers, i) => {
       expect(answers).toEqual(Array.from({ length: 12 }, (_, k) => `c${i}/${k}`));
     });
@@ -525,7 +531,7 @@ describe("embedded database (in memory)", () => {
       expect(waiting.settled()).toBe(false);
 
       client.destroy();
-      expect(await within(5_000, "query after the disconnect", waiting.promise)).toBe(0);
+      expect(await within(HANG_MS, "query after the disconnect", waiting.promise)).toBe(0);
       await pool.query(`INSERT INTO ${table} VALUES (1)`); // no leftover row or lock
       expect(await count(pool, `SELECT count(*)::int AS n FROM ${table}`)).toBe(1);
     },
@@ -549,7 +555,7 @@ describe("embedded database (in memory)", () => {
     await sleep(200);
     expect(waiting.settled()).toBe(false);
     client.destroy();
-    expect(await within(5_000, "query after the disconnect", waiting.promise)).toBe(0);
+    expect(await within(HANG_MS, "query after the disconnect", waiting.promise)).toBe(0);
 
     // The same batch with its Sync does commit.
     const complete = await RawClient.tcp(tcpPort(local.databaseUrl));
@@ -593,7 +599,7 @@ describe("embedded database (in memory)", () => {
     }
     // A connection's statements go away with it (the backend session is shared).
     await within(
-      5_000,
+      HANG_MS,
       "statements of a closed connection",
       (async () => {
         while ((await prepared()) !== 1) await sleep(20);
@@ -634,20 +640,16 @@ describe("embedded database (in memory)", () => {
     await Promise.all(
       Array.from({ length: 5 }, (_, i) => shortLived.query("SELECT $1::int AS i", [i])),
     );
-    let started = performance.now();
-    await within(2_000, "Pool.end()", shortLived.end());
-    expect(performance.now() - started).toBeLessThan(1_000);
+    await within(HANG_MS, "Pool.end()", shortLived.end());
 
     const client = new Client(local.databaseUrl);
     await client.connect();
     await client.query("BEGIN");
     await client.query("CREATE TABLE ended_mid_transaction (id int)");
-    started = performance.now();
-    await within(2_000, "Client.end()", client.end());
-    expect(performance.now() - started).toBeLessThan(1_000);
+    await within(HANG_MS, "Client.end()", client.end());
     // Its transaction was rolled back and the backend is free again.
     const { rows } = await within(
-      5_000,
+      HANG_MS,
       "query after Client.end()",
       pool.query("SELECT to_regclass('ended_mid_transaction') AS t"),
     );
@@ -656,7 +658,7 @@ describe("embedded database (in memory)", () => {
     const raw = await RawClient.ws(local.wsProxy);
     await raw.startup();
     raw.send(terminateMessage());
-    await within(2_000, "server closing the WebSocket after Terminate", raw.closed);
+    await within(HANG_MS, "server closing the WebSocket after Terminate", raw.closed);
   });
 
   it.each(["tcp", "ws"] as const)("carries 8 MB values both ways over %s", async (transport) => {
@@ -731,11 +733,9 @@ describe("embedded database persisted in a data directory", () => {
     const queued = await RawClient.ws(local.wsProxy);
     queued.send(startupMessage({ user: "postgres" })); // waits behind the transaction
 
-    const started = performance.now();
-    await within(5_000, "close()", local.close());
-    expect(performance.now() - started).toBeLessThan(3_000);
-    await within(2_000, "clients disconnected", Promise.all([inTransaction.closed, idle.closed]));
-    await within(2_000, "queued client disconnected", queued.closed);
+    await within(HANG_MS, "close()", local.close());
+    await within(HANG_MS, "clients disconnected", Promise.all([inTransaction.closed, idle.closed]));
+    await within(HANG_MS, "queued client disconnected", queued.closed);
     await local.close(); // idempotent
   });
 });
@@ -829,7 +829,7 @@ describe(`WebSocket bridge to ${externalUrl ? "TEST_DATABASE_URL" : "the embedde
     ws?.terminate();
     // With the transaction still open, this insert would block on its row.
     await within(
-      10_000,
+      HANG_MS,
       "insert after the disconnect",
       pool.query(`INSERT INTO ${table("vanish")} VALUES (1)`),
     );
@@ -843,26 +843,27 @@ describe(`WebSocket bridge to ${externalUrl ? "TEST_DATABASE_URL" : "the embedde
     await client.connect();
     await client.query("BEGIN");
     await client.query(`INSERT INTO ${table("ended")} VALUES (1)`);
-    const started = performance.now();
-    await within(2_000, "Client.end()", client.end());
-    expect(performance.now() - started).toBeLessThan(1_000);
+    await within(HANG_MS, "Client.end()", client.end());
     await within(
-      10_000,
+      HANG_MS,
       "insert after end()",
       pool.query(`INSERT INTO ${table("ended")} VALUES (1)`),
     );
     if (externalUrl) {
       // A real server lets us watch the backend go away.
-      let remaining = -1;
-      for (let attempt = 0; attempt < 50 && remaining !== 0; attempt++) {
-        remaining = await count(
-          pool,
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1",
-          [applicationName],
-        );
-        if (remaining !== 0) await sleep(100);
-      }
-      expect(remaining).toBe(0);
+      await within(
+        HANG_MS,
+        "the backend of the ended client going away",
+        (async () => {
+          const remaining = () =>
+            count(
+              pool,
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1",
+              [applicationName],
+            );
+          while ((await remaining()) !== 0) await sleep(100);
+        })(),
+      );
     }
   });
 
@@ -886,7 +887,7 @@ describe(`WebSocket bridge to ${externalUrl ? "TEST_DATABASE_URL" : "the embedde
   ])("refuses the address %j", async (address) => {
     const ws = new WebSocket(`ws://${bridge.wsProxy}/v1?address=${encodeURIComponent(address)}`);
     const [code, reason] = await within(
-      5_000,
+      HANG_MS,
       "refusal",
       new Promise<[number, string]>((resolve, reject) => {
         ws.on("close", (closeCode, closeReason) => resolve([closeCode, closeReason.toString()]));
@@ -901,7 +902,13 @@ describe(`WebSocket bridge to ${externalUrl ? "TEST_DATABASE_URL" : "the embedde
     route("postgres://u@192.0.2.1:5432/db", bridge.wsProxy);
     const client = new Pool({ connectionString: "postgres://u:p@192.0.2.1:5432/db", max: 1 });
     client.on("error", () => {});
-    await expect(within(10_000, "refused connection", client.query("SELECT 1"))).rejects.toThrow();
+    // Refused, not left hanging.
+    const refused = await within(HANG_MS, "refused connection", client.query("SELECT 1")).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(Error);
+    expect(String(refused)).not.toMatch(/no answer within/);
     await client.end().catch(() => {});
   });
 
