@@ -33,14 +33,28 @@
 // per scenario and concurrency, default 3000), BENCH_ROUNDS (default 5),
 // BENCH_WARMUP (per scenario and concurrency, default 300), BENCH_KILL_CYCLES
 // (engage + release pairs, default 12). About four minutes on 2 vCPUs.
+// BENCH_SMOKE=1: a smoke run (concurrency 1 and 4, 40 requests per scenario,
+// one kill-switch pair), which checks that every request was answered 2xx,
+// that the kill switch took hold and that each prediction's results were
+// stored in Postgres, and writes no result file.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { quantile, sleep, sourceRevision } from "../lib/bench-stats.ts";
+import { Pool } from "@neondatabase/serverless";
+import {
+  knob,
+  numberKnob,
+  quantile,
+  sleep,
+  smoke,
+  smokeChecks,
+  sourceRevision,
+  writeResult,
+} from "../lib/bench-stats.ts";
 import { readDemo } from "../lib/demo.ts";
 import { freePort } from "../lib/dev-server.ts";
 import { startEmbeddedDatabaseThread } from "../lib/embedded-db-thread.ts";
@@ -55,22 +69,22 @@ import {
   readWranglerConfig,
   wranglerRuntime,
 } from "../lib/local-workerd.ts";
-import { execute, migrateDatabase } from "../lib/migrate.ts";
+import { configureNodeDriver, execute, migrateDatabase } from "../lib/migrate.ts";
 
-const concurrencies = (process.env.BENCH_CONCURRENCY || "1,32")
+const concurrencies = knob("BENCH_CONCURRENCY", "1,32", "1,4")
   .split(",")
   .map((s) => Number(s.trim()));
-const requestsPerScenario = Number(process.env.BENCH_REQUESTS || 3000);
-const rounds = Number(process.env.BENCH_ROUNDS || 5);
-const warmupRequests = Number(process.env.BENCH_WARMUP || 300);
-const killCycles = Number(process.env.BENCH_KILL_CYCLES || 12);
+const requestsPerScenario = numberKnob("BENCH_REQUESTS", 3000, 40);
+const rounds = numberKnob("BENCH_ROUNDS", 5, 2);
+const warmupRequests = numberKnob("BENCH_WARMUP", 300, 10);
+const killCycles = numberKnob("BENCH_KILL_CYCLES", 12, 1);
 /** Unrecorded requests before each measured segment: warm connections and leases. */
-const segmentWarmup = (concurrency: number) => Math.max(50, 4 * concurrency);
+const segmentWarmup = (concurrency: number) =>
+  smoke ? concurrency : Math.max(50, 4 * concurrency);
 /** Pause after each segment, so background work (shadow calls, log sends) drains. */
 const settleMs = 100;
 /** Pause between two kill-switch changes, with the client still calling. */
 const killGapMs = 300;
-const resultFile = join(projectRoot, "bench", "results", "gateway.json");
 /** The rate limiters' limit here: far above what the benchmark sends, so they never limit. */
 const benchRateLimit = 10_000_000;
 const startedAt = performance.now();
@@ -200,6 +214,9 @@ interface Target {
   body: Buffer;
 }
 
+/** 200 answers per target, whoever sent them: what the prediction logs must hold. */
+const answered = new Map<Target, number>();
+
 /** One POST on a keep-alive agent, timed from before the request is written to the last byte. */
 function send(agent: http.Agent, target: Target): Promise<Exchange> {
   return new Promise((resolve, reject) => {
@@ -220,15 +237,17 @@ function send(agent: http.Agent, target: Target): Promise<Exchange> {
         const chunks: Buffer[] = [];
         response.on("data", (chunk: Buffer) => chunks.push(chunk));
         response.on("error", reject);
-        response.on("end", () =>
+        response.on("end", () => {
+          const status = response.statusCode ?? 0;
+          if (status === 200) answered.set(target, (answered.get(target) ?? 0) + 1);
           resolve({
             start,
             end: performance.now(),
-            status: response.statusCode ?? 0,
+            status,
             headers: response.headers,
             text: Buffer.concat(chunks).toString("utf8"),
-          }),
-        );
+          });
+        });
       },
     );
     request.on("error", reject);
@@ -853,6 +872,60 @@ async function main() {
     warmup: killWarmup,
   };
 
+  // ------------------------------------------------------------ the logs (smoke run)
+
+  /**
+   * Each 200 answer of the prediction scenarios is one served result in
+   * Postgres (and, with the shadow, one shadow result), once the queue
+   * consumer has stored it: polled for until the counts match, or a minute.
+   */
+  const stored: { what: string; expected: number; stored: number }[] = [];
+  if (smoke) {
+    const expected = [
+      { model: "bench-http", role: "served", version: "v1", target: targets.http },
+      { model: "bench-shadow", role: "served", version: "v1", target: targets.shadow },
+      { model: "bench-shadow", role: "shadow", version: "v2", target: targets.shadow },
+      {
+        model: "bench-builtin",
+        role: "served",
+        version: logistic.version,
+        target: targets.builtin,
+      },
+    ].map((e) => ({ ...e, expected: answered.get(e.target) ?? 0 }));
+    console.log("\nWaiting for the prediction logs to be stored...");
+    configureNodeDriver(db.wsProxy);
+    const pool = new Pool({ connectionString: db.databaseUrl, max: 1 });
+    pool.on("error", () => {});
+    try {
+      const deadline = Date.now() + 60_000;
+      let counts = new Map<string, number>();
+      for (;;) {
+        const { rows } = await pool.query(
+          `SELECT model, role, version, count(*)::int AS n FROM predictions
+           WHERE model = ANY($1) GROUP BY model, role, version`,
+          [[...new Set(expected.map((e) => e.model))]],
+        );
+        counts = new Map(
+          (rows as { model: string; role: string; version: string; n: number }[]).map((r) => [
+            `${r.model} ${r.role} ${r.version}`,
+            r.n,
+          ]),
+        );
+        const done = expected.every(
+          (e) => (counts.get(`${e.model} ${e.role} ${e.version}`) ?? 0) >= e.expected,
+        );
+        if (done || Date.now() > deadline) break;
+        await sleep(500);
+      }
+      for (const e of expected) {
+        const what = `${e.model} ${e.role} ${e.version}`;
+        stored.push({ what, expected: e.expected, stored: counts.get(what) ?? 0 });
+      }
+    } finally {
+      await pool.end();
+    }
+  }
+
   await cleanUp();
 
   // ------------------------------------------------------------ report
@@ -985,17 +1058,51 @@ async function main() {
       killSwitch.pollErrors === 0 &&
       workerLogs.unexpected === 0,
   };
-  mkdirSync(join(projectRoot, "bench", "results"), { recursive: true });
-  writeFileSync(resultFile, `${JSON.stringify(report, null, 2)}\n`);
-
-  console.log(`\n${markdown(report.machine, results, derived, targetsMet, killSwitch)}`);
-  console.log(
-    `\nWrote ${join("bench", "results", "gateway.json")} (run took ${durationSeconds} s)`,
-  );
-  if (!report.ok) {
-    console.error("Some requests failed or the kill switch broke its promise; see the report.");
-    process.exitCode = 1;
+  const table = markdown(report.machine, results, derived, targetsMet, killSwitch);
+  const written = writeResult("gateway", report);
+  if (!smoke) {
+    console.log(`\n${table}`);
+    console.log(`\nWrote ${written} (run took ${durationSeconds} s)`);
+    if (!report.ok) {
+      console.error("Some requests failed or the kill switch broke its promise; see the report.");
+      process.exitCode = 1;
+    }
+    return;
   }
+
+  const checks = smokeChecks("bench:gateway");
+  const scenarioRuns = Object.values(results).flatMap((byScenario) => Object.values(byScenario));
+  const answers = scenarioRuns.reduce((sum, r) => sum + r.n, 0);
+  checks.check(
+    "every scenario answered 200 at every concurrency",
+    errors === 0 && scenarioRuns.length === concurrencies.length * scenarioKeys.length,
+    `${answers} answers, ${errors} errors, ${scenarioRuns.length} scenario runs`,
+  );
+  for (const kind of ["engage", "release"] as const) {
+    const s = killSwitch[kind];
+    checks.check(
+      `the kill switch's ${kind} was acknowledged and then seen by the client`,
+      s.n === killCycles && s.neverVisible === 0,
+      `${s.n} changes, ${s.neverVisible} never seen`,
+    );
+  }
+  checks.check(
+    "no request used an older state than acknowledged, none failed while polling",
+    killSwitch.violations === 0 && killSwitch.pollErrors === 0 && killSwitch.pollRequests > 0,
+    `${killSwitch.pollRequests} polling requests, ${killSwitch.violations} violations, ${killSwitch.pollErrors} errors`,
+  );
+  checks.check(
+    "the Worker logged no unexpected error or warning",
+    workerLogs.unexpected === 0,
+    workerLogs.examples[0],
+  );
+  for (const s of stored)
+    checks.check(
+      `prediction results stored in Postgres: ${s.what}`,
+      s.expected > 0 && s.stored === s.expected,
+      `${s.stored} rows for ${s.expected} answers`,
+    );
+  checks.finish();
 }
 
 function markdown(

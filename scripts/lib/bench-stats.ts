@@ -1,9 +1,85 @@
 // Small helpers the benchmarks share.
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import { build } from "esbuild";
 import { projectRoot } from "./environment.ts";
+
+/**
+ * `BENCH_SMOKE=1`: a smoke run. Every benchmark then runs its whole path at
+ * tiny sizes (it starts what it starts and performs a handful of
+ * operations), checks that the work was done (rows stored, 2xx answers)
+ * instead of measuring, exits non-zero when a check fails, and leaves
+ * bench/results/ alone. The test suite runs each benchmark this way
+ * (test/node/bench-smoke.test.ts), so one that no longer starts fails CI.
+ */
+export const smoke = process.env.BENCH_SMOKE === "1";
+
+/** A knob's value: the environment's, or else the full run's or the smoke run's default. */
+export function knob(name: string, full: string, smokeDefault: string): string {
+  return process.env[name] || (smoke ? smokeDefault : full);
+}
+
+/** A numeric knob (see knob). */
+export function numberKnob(name: string, full: number, smokeDefault: number): number {
+  const value = Number(knob(name, String(full), String(smokeDefault)));
+  if (!Number.isFinite(value)) throw new Error(`${name} is not a number`);
+  return value;
+}
+
+/** What a smoke run checked; its verdict decides the exit code. */
+export interface SmokeChecks {
+  /** Records and prints one check; returns whether it passed. */
+  check(what: string, ok: boolean, detail?: string): boolean;
+  /** Prints the verdict; a failed check, or none at all, sets a non-zero exit code. */
+  finish(): boolean;
+}
+
+export function smokeChecks(benchmark: string): SmokeChecks {
+  const failed: string[] = [];
+  let passed = 0;
+  return {
+    check(what, ok, detail) {
+      console.log(
+        `smoke check ${ok ? "passed" : "FAILED"}: ${what}${detail ? ` (${detail})` : ""}`,
+      );
+      if (ok) passed += 1;
+      else failed.push(what);
+      return ok;
+    },
+    finish() {
+      const ok = failed.length === 0 && passed > 0;
+      if (ok) console.log(`${benchmark} smoke run passed: ${passed} checks (no timing figures)`);
+      else {
+        console.error(
+          `${benchmark} smoke run FAILED: ${failed.length} of ${failed.length + passed} checks${failed.length ? `: ${failed.join("; ")}` : ""}`,
+        );
+        process.exitCode = 1;
+      }
+      return ok;
+    },
+  };
+}
+
+/**
+ * Writes a benchmark's report to bench/results/<name>.json and returns the
+ * path it wrote, relative to the project; a smoke run writes nothing and
+ * returns null.
+ */
+export function writeResult(name: string, report: unknown): string | null {
+  const text = `${JSON.stringify(report, null, 2)}\n`;
+  if (smoke) {
+    console.log(
+      `Smoke run: bench/results/${name}.json left as it is (the report has ${text.length} bytes).`,
+    );
+    return null;
+  }
+  const dir = join(projectRoot, "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}.json`);
+  writeFileSync(file, text);
+  return relative(projectRoot, file);
+}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
