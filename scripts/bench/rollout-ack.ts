@@ -11,24 +11,40 @@
 // Writes bench/results/rollout-ack.json. Knobs (environment): BENCH_LEASES
 // (comma-separated T in ms, default "250,1000"), BENCH_CHANGES (per T, default
 // 20), BENCH_CLIENTS (default 4), BENCH_THINK_MS (client pause, default 2),
-// BENCH_GAP_MS (pause between changes, default 100).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+// BENCH_GAP_MS (pause between changes, default 100). BENCH_SMOKE=1: a smoke
+// run (T = 250 ms, 4 changes, 2 clients), which checks that every change was
+// acknowledged, that the clients' requests were answered and that none broke
+// the promise, and writes no result file.
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { quantile, sleep, sourceRevision, wranglerVersion } from "../lib/bench-stats.ts";
+import {
+  knob,
+  numberKnob,
+  quantile,
+  sleep,
+  smoke,
+  smokeChecks,
+  sourceRevision,
+  wranglerVersion,
+  writeResult,
+} from "../lib/bench-stats.ts";
 import { type DevServer, freePort, startDevServer } from "../lib/dev-server.ts";
-import { ensureAdminToken, projectRoot } from "../lib/environment.ts";
+import { ensureAdminToken } from "../lib/environment.ts";
 
-const leases = (process.env.BENCH_LEASES || "250,1000").split(",").map((s) => Number(s.trim()));
-const changesPerLease = Number(process.env.BENCH_CHANGES || 20);
-const clients = Number(process.env.BENCH_CLIENTS || 4);
-const thinkMs = Number(process.env.BENCH_THINK_MS || 2);
+const leases = knob("BENCH_LEASES", "250,1000", "250")
+  .split(",")
+  .map((s) => Number(s.trim()));
+const changesPerLease = numberKnob("BENCH_CHANGES", 20, 4);
+const clients = numberKnob("BENCH_CLIENTS", 4, 2);
+const thinkMs = numberKnob("BENCH_THINK_MS", 2, 2);
 /** Changes made after switching T and before measuring (not in the summaries). */
-const warmupChanges = 2;
+const warmupChanges = smoke ? 1 : 2;
 /** Pause between two measured changes, so leases on the new state get granted. */
-const gapMs = Number(process.env.BENCH_GAP_MS || 100);
-const resultFile = join(projectRoot, "bench", "results", "rollout-ack.json");
+const gapMs = numberKnob("BENCH_GAP_MS", 100, 100);
+/** Reads of the rollout under load, per T. */
+const reads = smoke ? 3 : 10;
 
 // ---------------------------------------------------------------- npm start
 
@@ -275,12 +291,12 @@ async function main() {
       const running = Array.from({ length: clients }, (_, i) => client(i));
       // Let leases on the new T replace any longer ones.
       await sleep(2 * Math.max(...leases));
-      const reads: number[] = [];
-      for (let i = 0; i < 10; i++) {
+      const readMs: number[] = [];
+      for (let i = 0; i < reads; i++) {
         const started = performance.now();
         const response = await admin("GET", `/models/${model}/rollout?history=1`);
         await expectStatus(response, 200, "read rollout");
-        reads.push(performance.now() - started);
+        readMs.push(performance.now() - started);
         await response.arrayBuffer();
         await sleep(gapMs);
       }
@@ -310,7 +326,7 @@ async function main() {
         wallMs: wall,
         acknowledgedAfterMs: ack,
         overheadMs: summarize(samples.map((s) => s.wallMs - (s.acknowledgedAfterMs ?? Number.NaN))),
-        readMs: summarize(reads),
+        readMs: summarize(readMs),
         ratioWallMedianToT: round(wall.median / leaseMs, 3),
         ratioAckMedianToT: round(ack.median / leaseMs, 3),
         backgroundRequests: requests,
@@ -324,7 +340,7 @@ async function main() {
         warmup,
       });
       console.log(
-        `T=${leaseMs} ms: ${samples.length} changes, median ${wall.median} ms, ${requests} route requests, ${violations - violationsBefore} violations`,
+        `T=${leaseMs} ms: ${samples.length} changes, ${smoke ? "" : `median ${wall.median} ms, `}${requests} route requests, ${violations - violationsBefore} violations`,
       );
     }
   } finally {
@@ -333,6 +349,73 @@ async function main() {
 
   // ------------------------------------------------------------ report
 
+  if (!smoke) printTable(results);
+
+  const cpus = os.cpus();
+  const report = {
+    benchmark: "rollout-ack",
+    description:
+      "Wall time from sending a kill-switch engage/release to its 2xx, and the acknowledgedAfterMs the rollout object reports (time spent waiting for leases on the old state to run out), under npm start (wrangler dev on workerd, embedded Postgres), while background clients call GET /admin/models/{model}/rollout/route continuously. Violations: route requests started after a change's 2xx that used an older stateVersion (or answered inconsistently with the acknowledged kill switch).",
+    date: new Date().toISOString(),
+    ...sourceRevision(),
+    node: process.version,
+    wrangler: wranglerVersion(),
+    machine: {
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      cpus: cpus.length,
+      cpuModel: cpus[0]?.model ?? "unknown",
+      memoryGiB: round(os.totalmem() / 2 ** 30),
+      note: "Shared machine; compare medians and ratios, not single timings.",
+    },
+    setup: {
+      leases,
+      changesPerLease,
+      warmupChanges,
+      gapBetweenChangesMs: gapMs,
+      backgroundClients: clients,
+      clientThinkMs: thinkMs,
+      leaseMarginMs: 50,
+      quantiles: "linear interpolation between closest ranks",
+    },
+    results,
+    ok: results.every((r) => r.violations === 0 && r.backgroundErrors === 0 && r.reloads === 0),
+  };
+  const written = writeResult("rollout-ack", report);
+  if (!smoke) {
+    console.log(`\nWrote ${written}`);
+    if (!report.ok) {
+      console.error(
+        "The rollout promise was broken, route requests failed or wrangler reloaded; see the report.",
+      );
+      process.exitCode = 1;
+    }
+    return;
+  }
+
+  // A smoke run checks the work, not the timing; a reload only makes timings suspect.
+  const checks = smokeChecks("bench:rollout");
+  for (const r of results) {
+    const acknowledged = r.samples.filter((s) => s.acknowledgedAfterMs !== null).length;
+    checks.check(
+      `T=${r.leaseMs} ms: every kill-switch change answered 2xx with its acknowledgement`,
+      r.samples.length === changesPerLease && acknowledged === changesPerLease,
+      `${r.samples.length} changes, ${acknowledged} with acknowledgedAfterMs`,
+    );
+    checks.check(
+      `T=${r.leaseMs} ms: the clients' route requests were answered 200`,
+      r.backgroundRequests > 0 && r.backgroundErrors === 0,
+      `${r.backgroundRequests} requests, ${r.backgroundErrors} errors${r.errorExamples[0] ? `, e.g. ${r.errorExamples[0]}` : ""}`,
+    );
+    checks.check(
+      `T=${r.leaseMs} ms: no request that started after a change's 2xx used an older state`,
+      r.violations === 0,
+      `${r.violations} violations${r.reloads ? `; wrangler reloaded ${r.reloads} times` : ""}`,
+    );
+  }
+  checks.finish();
+}
+
+function printTable(results: LeaseResult[]) {
   const pad = (value: string | number, width: number) => String(value).padStart(width);
   const header = [
     pad("T ms", 6),
@@ -382,45 +465,6 @@ async function main() {
         pad(r.reloads, 8),
       ].join(" "),
     );
-  }
-
-  const cpus = os.cpus();
-  const report = {
-    benchmark: "rollout-ack",
-    description:
-      "Wall time from sending a kill-switch engage/release to its 2xx, and the acknowledgedAfterMs the rollout object reports (time spent waiting for leases on the old state to run out), under npm start (wrangler dev on workerd, embedded Postgres), while background clients call GET /admin/models/{model}/rollout/route continuously. Violations: route requests started after a change's 2xx that used an older stateVersion (or answered inconsistently with the acknowledged kill switch).",
-    date: new Date().toISOString(),
-    ...sourceRevision(),
-    node: process.version,
-    wrangler: wranglerVersion(),
-    machine: {
-      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-      cpus: cpus.length,
-      cpuModel: cpus[0]?.model ?? "unknown",
-      memoryGiB: round(os.totalmem() / 2 ** 30),
-      note: "Shared machine; compare medians and ratios, not single timings.",
-    },
-    setup: {
-      leases,
-      changesPerLease,
-      warmupChanges,
-      gapBetweenChangesMs: gapMs,
-      backgroundClients: clients,
-      clientThinkMs: thinkMs,
-      leaseMarginMs: 50,
-      quantiles: "linear interpolation between closest ranks",
-    },
-    results,
-    ok: results.every((r) => r.violations === 0 && r.backgroundErrors === 0 && r.reloads === 0),
-  };
-  mkdirSync(join(projectRoot, "bench", "results"), { recursive: true });
-  writeFileSync(resultFile, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`\nWrote ${join("bench", "results", "rollout-ack.json")}`);
-  if (!report.ok) {
-    console.error(
-      "The rollout promise was broken, route requests failed or wrangler reloaded; see the report.",
-    );
-    process.exitCode = 1;
   }
 }
 
