@@ -16,14 +16,23 @@
 // pins itself to one CPU with taskset when it can.
 //
 // Writes bench/results/models.json. Knobs (environment): BENCH_WINDOW_MS
-// (default 200), BENCH_REPEATS (default 9).
+// (default 200), BENCH_REPEATS (default 9). BENCH_SMOKE=1: a smoke run (one
+// 10 ms window per scenario), which checks the predictions against a plain
+// reference evaluation of both models (and XGBoost's, when present) and
+// writes no result file.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { bundleWorkerModules } from "../lib/bench-stats.ts";
-import { projectRoot } from "../lib/environment.ts";
+import {
+  bundleWorkerModules,
+  numberKnob,
+  smoke,
+  smokeChecks,
+  sourceRevision,
+  writeResult,
+} from "../lib/bench-stats.ts";
 import { mulberry32 } from "../lib/traffic/random.ts";
 
 // ---------------------------------------------------------------- one core
@@ -39,9 +48,8 @@ if (!process.env.BENCH_PINNED && process.platform === "linux") {
   console.error("taskset is not available: running unpinned");
 }
 
-const windowMs = Number(process.env.BENCH_WINDOW_MS || 200);
-const repeats = Number(process.env.BENCH_REPEATS || 9);
-const resultFile = join(projectRoot, "bench", "results", "models.json");
+const windowMs = numberKnob("BENCH_WINDOW_MS", 200, 10);
+const repeats = numberKnob("BENCH_REPEATS", 9, 1);
 const workDir = mkdtempSync(join(os.tmpdir(), "airlock-bench-models-"));
 process.on("exit", () => rmSync(workDir, { recursive: true, force: true }));
 
@@ -345,10 +353,12 @@ async function main() {
       },
     };
   });
-  for (const r of results) {
-    console.log(
-      `${r.scenario.padEnd(34)} ${String(r.rowsPerSecond).padStart(11)} rows/s  ${r.microsecondsPerRow.toFixed(3).padStart(9)} us/row`,
-    );
+  if (!smoke) {
+    for (const r of results) {
+      console.log(
+        `${r.scenario.padEnd(34)} ${String(r.rowsPerSecond).padStart(11)} rows/s  ${r.microsecondsPerRow.toFixed(3).padStart(9)} us/row`,
+      );
+    }
   }
 
   console.log("XGBoost's own predictor on the same model and rows (one thread)…");
@@ -365,7 +375,7 @@ async function main() {
       native[key] = Math.round(native[key] as number);
     }
   }
-  console.log(JSON.stringify(native));
+  if (!smoke || "skipped" in native) console.log(JSON.stringify(native));
 
   const rate = (name: string) => results.find((r) => r.scenario === name)?.rowsPerSecond ?? 0;
   const ratios =
@@ -386,6 +396,7 @@ async function main() {
   const report = {
     benchmark: "bench:models",
     at: new Date().toISOString(),
+    ...sourceRevision(),
     environment: {
       node: process.version,
       cpu: os.cpus()[0]?.model ?? "unknown",
@@ -421,9 +432,72 @@ async function main() {
     ratios,
     checksum: Number(sink.toPrecision(8)),
   };
-  mkdirSync(join(projectRoot, "bench", "results"), { recursive: true });
-  writeFileSync(resultFile, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`wrote ${relative(projectRoot, resultFile)}`);
+  const written = writeResult("models", report);
+  if (!smoke) {
+    console.log(`wrote ${written}`);
+    return;
+  }
+
+  // The work, not its speed: what the models predicted, against plain evaluations.
+  const checks = smokeChecks("bench:models");
+  checks.check(
+    "every scenario evaluated rows",
+    results.length === scenarios.length && results.every((r) => r.rowsPerSecond > 0),
+    `${results.length} scenarios`,
+  );
+  const rows = 20;
+  const at = (out: Float64Array, r: number) => out[r * 2 + 1] as number;
+  const sigmoid = (margin: number) => 1 / (1 + Math.exp(-margin));
+  const x = matrix.subarray(0, rows * FEATURES);
+  const worst = (ours: Float64Array, reference: (r: number) => number) =>
+    Math.max(...Array.from({ length: rows }, (_, r) => Math.abs(at(ours, r) - reference(r))));
+  const logisticError = worst(lr.model.predict(x, rows), (r) => {
+    let margin = logistic.intercept[0] as number;
+    for (let j = 0; j < FEATURES; j++)
+      margin += (logistic.coef[0]?.[j] as number) * (x[r * FEATURES + j] as number);
+    return sigmoid(margin);
+  });
+  checks.check(
+    "the logistic regression's probabilities match the formula",
+    logisticError < 1e-9,
+    `max |difference| ${logisticError.toExponential(2)} on ${rows} rows`,
+  );
+  const trees = boosted.learner.gradient_booster.model.trees;
+  const gbtOut = gbt.model.predict(x, rows);
+  const gbtError = worst(gbtOut, (r) => {
+    let margin = 0; // base_score 0.5 is a margin of 0
+    for (const tree of trees) {
+      let node = 0;
+      while ((tree.left_children[node] as number) >= 0) {
+        const value = Math.fround(x[r * FEATURES + (tree.split_indices[node] as number)] as number);
+        node =
+          value < (tree.split_conditions[node] as number)
+            ? (tree.left_children[node] as number)
+            : (tree.right_children[node] as number);
+      }
+      margin += tree.split_conditions[node] as number;
+    }
+    return sigmoid(margin);
+  });
+  checks.check(
+    "the boosted ensemble's probabilities match a plain walk of its trees",
+    gbtError < 1e-5,
+    `max |difference| ${gbtError.toExponential(2)} on ${rows} rows`,
+  );
+  const served = predictBuiltin(gbt.model, spec, objects.slice(0, rows));
+  const canonical = served.ok ? (served.predictions as { label: string; score: number }[]) : [];
+  checks.check(
+    "end to end, JSON rows give the core's scores and their labels",
+    canonical.length === rows &&
+      canonical.every(
+        (p, r) =>
+          Math.abs(p.score - at(gbtOut, r)) < 1e-12 && p.label === (p.score >= 0.5 ? "1" : "0"),
+      ),
+    served.ok ? `${canonical.length} predictions` : served.reason,
+  );
+  if ("agreement" in native)
+    checks.check("XGBoost's own predictor agrees", true, String(native.agreement));
+  checks.finish();
 }
 
 await main();
