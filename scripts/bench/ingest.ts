@@ -42,10 +42,14 @@
 // ("postgres,postgres-scram,embedded"), BENCH_CONCURRENCY ("1,2,4"), BENCH_WINDOW_MS (3000),
 // BENCH_ROUNDS (windows per configuration, 5), BENCH_E2E_RATE (requests/s,
 // 25), BENCH_E2E_SECONDS (40), BENCH_E2E_GRACE_MS (after the last request,
-// 15000). About five minutes on 2 vCPUs.
+// 15000). About five minutes on 2 vCPUs. BENCH_SMOKE=1: a smoke run (one
+// short window per configuration on DATABASE_URL's server in a throwaway
+// database, or else on the embedded PGlite; 10 predictions under npm start),
+// which checks that every row was stored exactly once and that every
+// prediction's rows appeared, and writes no result file.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
@@ -55,12 +59,17 @@ import { Pool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import {
   bundleWorkerModules,
+  knob,
+  numberKnob,
   processCpuSeconds,
   processTreeCpuSeconds,
   quantile,
   sleep,
+  smoke,
+  smokeChecks,
   sourceRevision,
   wranglerVersion,
+  writeResult,
 } from "../lib/bench-stats.ts";
 import { readDemo } from "../lib/demo.ts";
 import { type DevServer, freePort, startDevServer } from "../lib/dev-server.ts";
@@ -104,8 +113,8 @@ async function serveDatabase(): Promise<void> {
 
 // ---------------------------------------------------------------- knobs
 
-function list(value: string | undefined, fallback: string): string[] {
-  return (value || fallback)
+function list(name: string, full: string, smokeDefault: string): string[] {
+  return knob(name, full, smokeDefault)
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
@@ -113,15 +122,20 @@ function list(value: string | undefined, fallback: string): string[] {
 
 function knobs() {
   return {
-    parts: list(process.env.BENCH_PARTS, "throughput,latency"),
-    databases: list(process.env.BENCH_DATABASES, "postgres-pooled,postgres,embedded"),
-    concurrencies: list(process.env.BENCH_CONCURRENCY, "2,4").map(Number),
-    requestsPerMessage: list(process.env.BENCH_REQUESTS_PER_MESSAGE, "1,10").map(Number),
-    windowMs: Number(process.env.BENCH_WINDOW_MS || 3000),
-    rounds: Number(process.env.BENCH_ROUNDS || 5),
-    e2eRate: Number(process.env.BENCH_E2E_RATE || 25),
-    e2eSeconds: Number(process.env.BENCH_E2E_SECONDS || 40),
-    e2eGraceMs: Number(process.env.BENCH_E2E_GRACE_MS || 15_000),
+    parts: list("BENCH_PARTS", "throughput,latency", "throughput,latency"),
+    // A smoke run: DATABASE_URL's server when there is one, else the embedded PGlite.
+    databases: list(
+      "BENCH_DATABASES",
+      "postgres-pooled,postgres,embedded",
+      process.env.DATABASE_URL ? "postgres" : "embedded",
+    ),
+    concurrencies: list("BENCH_CONCURRENCY", "2,4", "2").map(Number),
+    requestsPerMessage: list("BENCH_REQUESTS_PER_MESSAGE", "1,10", "1,10").map(Number),
+    windowMs: numberKnob("BENCH_WINDOW_MS", 3000, 300),
+    rounds: numberKnob("BENCH_ROUNDS", 5, 1),
+    e2eRate: numberKnob("BENCH_E2E_RATE", 25, 5),
+    e2eSeconds: numberKnob("BENCH_E2E_SECONDS", 40, 2),
+    e2eGraceMs: numberKnob("BENCH_E2E_GRACE_MS", 15_000, 30_000),
   };
 }
 
@@ -872,7 +886,7 @@ async function diagnose(
 ): Promise<DiagnosticResult> {
   const { env } = database;
   const next = batchStream("bench-ingest-diagnostics", 7);
-  const n = 15;
+  const n = smoke ? 3 : 15;
   const cpuNow = () => ({
     consumer: selfCpuSeconds(),
     server: processCpuSeconds(database.server.pid) + poolerCpuSeconds(database),
@@ -983,7 +997,9 @@ async function throughputFor(
   say(`  diagnostics (one batch at a time)...`);
   const diagnostics = await diagnose(consumer, database);
   say(
-    `  ${diagnostics.rowsPerBatch} rows per batch: validate ${diagnostics.validateMsPerBatch.p50} ms, connect ${diagnostics.connectMs.p50} ms, whole batch ${diagnostics.storeMsPerBatch.p50} ms (p50)`,
+    smoke
+      ? `  ${diagnostics.rowsPerBatch} rows per batch`
+      : `  ${diagnostics.rowsPerBatch} rows per batch: validate ${diagnostics.validateMsPerBatch.p50} ms, connect ${diagnostics.connectMs.p50} ms, whole batch ${diagnostics.storeMsPerBatch.p50} ms (p50)`,
   );
   const states: ConfigState[] = settings.requestsPerMessage.flatMap((requestsPerMessage) =>
     settings.concurrencies.map((concurrency) => {
@@ -1022,7 +1038,7 @@ async function throughputFor(
       `  round ${r + 1}/${settings.rounds}: ${states
         .map(
           (s) =>
-            `c=${s.concurrency} r/m=${s.requestsPerMessage} ${Math.round(s.windows.at(-1)?.rowsPerSecond ?? 0)} rows/s`,
+            `c=${s.concurrency} r/m=${s.requestsPerMessage} ${smoke ? `${s.batches} batches` : `${Math.round(s.windows.at(-1)?.rowsPerSecond ?? 0)} rows/s`}`,
         )
         .join(", ")}`,
     );
@@ -1263,7 +1279,7 @@ async function latency(settings: ReturnType<typeof knobs>) {
     const warmIds = warm.flatMap((s) => s.ids);
     if (warm.some((s) => s.status !== 200))
       throw new Error(`warm-up failed: ${warm.find((s) => s.status !== 200)?.error}`);
-    const warmDeadline = Date.now() + 20_000;
+    const warmDeadline = Date.now() + (smoke ? 60_000 : 20_000);
     for (;;) {
       const seen = await pool.query(
         "SELECT count(*)::int AS n FROM predictions WHERE prediction_id = ANY($1) AND role = 'served'",
@@ -1623,20 +1639,55 @@ async function main(): Promise<void> {
           latencyResult.responses.failed === 0 &&
           latencyResult.servedRow.negative === 0)),
   };
-  mkdirSync(join(projectRoot, "bench", "results"), { recursive: true });
-  writeFileSync(
-    join(projectRoot, "bench", "results", "ingest.json"),
-    `${JSON.stringify(report, null, 2)}\n`,
-  );
-  say(`\n${markdown(report, settings)}`);
-  say("\n| target | limit | measured | met |\n|---|---:|---:|:---:|");
-  for (const t of targets)
-    say(`| ${t.target} | ${t.limit} | ${t.measured} | ${t.met ? "yes" : "no"} |`);
-  say(`\nWrote ${join("bench", "results", "ingest.json")} (run took ${report.durationSeconds} s)`);
-  if (!report.ok) {
-    console.error("Rows went missing, were stored twice, or requests failed; see the report.");
-    process.exitCode = 1;
+  const table = markdown(report, settings);
+  const written = writeResult("ingest", report);
+  if (!smoke) {
+    say(`\n${table}`);
+    say("\n| target | limit | measured | met |\n|---|---:|---:|:---:|");
+    for (const t of targets)
+      say(`| ${t.target} | ${t.limit} | ${t.measured} | ${t.met ? "yes" : "no"} |`);
+    say(`\nWrote ${written} (run took ${report.durationSeconds} s)`);
+    if (!report.ok) {
+      console.error("Rows went missing, were stored twice, or requests failed; see the report.");
+      process.exitCode = 1;
+    }
+    return;
   }
+
+  const checks = smokeChecks("bench:ingest");
+  if (throughput) {
+    for (const [name, result] of Object.entries(throughput)) {
+      if ("skipped" in result) {
+        checks.check(`the consumer ran on ${name}`, false, result.skipped);
+        continue;
+      }
+      for (const c of result.configs) {
+        const e = c.exactlyOnce;
+        checks.check(
+          `${name}, ${c.requestsPerMessage} requests per message, ${c.concurrency} in flight: every row stored exactly once`,
+          e.ok && e.produced > 0 && e.redeliveredBatches > 0,
+          `${e.predictionsRows} predictions and ${e.predictionRefsRows} refs rows for ${e.produced} results; ${e.insertedByRedelivery} inserted by ${e.redeliveredBatches} redelivered batches`,
+        );
+      }
+    }
+  }
+  if (latencyResult) {
+    const l = latencyResult;
+    checks.check(
+      "under npm start, every prediction was answered 200",
+      l.responses.failed === 0 && l.responses.ok === l.requests && l.requests > 0,
+      `${l.responses.ok} of ${l.requests}${l.responses.examples[0] ? `, e.g. ${l.responses.examples[0]}` : ""}`,
+    );
+    checks.check(
+      "under npm start, each prediction's served and shadow rows were stored",
+      l.predictionIds === l.requests &&
+        l.servedRow.missingAfterGrace === 0 &&
+        l.shadowRow.missingAfterGrace === 0 &&
+        l.consumer.batches > 0,
+      `${l.predictionIds} predictions, ${l.servedRow.missingAfterGrace} served and ${l.shadowRow.missingAfterGrace} shadow rows missing, ${l.consumer.batches} consumer batches`,
+    );
+  }
+  checks.finish();
 }
 
 // Last, once every declaration above is in place.
