@@ -22,8 +22,12 @@
 // stable ones flagged by chance are listed.
 //
 // Writes bench/results/monitoring.json and prints a markdown table. Knobs:
-// BENCH_ROWS (1000000), BENCH_RUNS (3).
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+// BENCH_ROWS (1000000), BENCH_RUNS (3). BENCH_SMOKE=1: a smoke run (20,000
+// results, one run per baseline) on DATABASE_URL's server in a throwaway
+// database, or else on the embedded PGlite, which checks that the window was
+// filled, that each run succeeded with a drift result for every feature and
+// that the drifted features were flagged, and writes no result file.
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -31,20 +35,23 @@ import { Pool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import {
   bundleWorkerModules,
+  numberKnob,
   processTreeCpuSeconds,
   quantile,
+  smoke,
+  smokeChecks,
   sourceRevision,
+  writeResult,
 } from "../lib/bench-stats.ts";
 import { freePort } from "../lib/dev-server.ts";
-import { projectRoot } from "../lib/environment.ts";
-import { startBridge } from "../lib/local-db.ts";
+import { isLoopbackUrl } from "../lib/environment.ts";
+import { type LocalDatabase, startBridge, startEmbeddedDatabase } from "../lib/local-db.ts";
 import { configureNodeDriver, execute, migrateDatabase } from "../lib/migrate.ts";
 import { findPostgresBin, startTempPostgres, type TempPostgres } from "../lib/temp-postgres.ts";
 import { mulberry32, normal } from "../lib/traffic/random.ts";
 
-const rows = Number(process.env.BENCH_ROWS || 1_000_000);
-const runs = Number(process.env.BENCH_RUNS || 3);
-const resultFile = join(projectRoot, "bench", "results", "monitoring.json");
+const rows = numberKnob("BENCH_ROWS", 1_000_000, 20_000);
+const runs = numberKnob("BENCH_RUNS", 3, 1);
 const MODEL = "bench-monitoring";
 const VERSION = "v1";
 /** A window with no hour or day ending near it, so each run computes only 15-minute windows. */
@@ -223,18 +230,74 @@ const median = (values: number[]) =>
     0.5,
   );
 
-async function main(): Promise<void> {
+/**
+ * Where the window goes: a throwaway cluster (a full run); for a smoke run,
+ * a throwaway database on DATABASE_URL's server, or else the embedded PGlite.
+ */
+async function openDatabase(): Promise<{
+  databaseUrl: string;
+  endpoint: LocalDatabase;
+  kind: string;
+  close(): Promise<void>;
+}> {
+  const server = process.env.DATABASE_URL;
+  if (smoke && !server) {
+    const endpoint = await startEmbeddedDatabase({});
+    return {
+      databaseUrl: endpoint.databaseUrl,
+      endpoint,
+      kind: "embedded",
+      close: () => endpoint.close(),
+    };
+  }
+  if (smoke && server) {
+    if (!isLoopbackUrl(server))
+      throw new Error(
+        "bench:monitoring runs against a local Postgres; DATABASE_URL points elsewhere",
+      );
+    const endpoint = await startBridge({ databaseUrl: server });
+    const name = `airlock_bench_monitoring_${Date.now()}_${process.pid}`;
+    const admin = { databaseUrl: server, wsProxy: endpoint.wsProxy };
+    await execute(admin, `CREATE DATABASE ${name}`);
+    const url = new URL(server);
+    url.pathname = `/${name}`;
+    return {
+      databaseUrl: url.toString(),
+      endpoint,
+      kind: "external",
+      close: async () => {
+        await execute(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(
+          (error: unknown) => console.error("drop database:", error),
+        );
+        await endpoint.close();
+      },
+    };
+  }
   const bin = findPostgresBin();
   if (!bin) throw new Error("bench:monitoring needs Debian's postgresql (initdb not found)");
-  const started = performance.now();
   tempPostgres = await startTempPostgres({ bin, port: await freePort(), auth: "password" });
-  const bridge = await startBridge({ databaseUrl: tempPostgres.databaseUrl });
-  const target = { databaseUrl: tempPostgres.databaseUrl, wsProxy: bridge.wsProxy };
-  configureNodeDriver(bridge.wsProxy);
+  const endpoint = await startBridge({ databaseUrl: tempPostgres.databaseUrl });
+  return {
+    databaseUrl: tempPostgres.databaseUrl,
+    endpoint,
+    kind: "throwaway cluster",
+    close: () => endpoint.close(),
+  };
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const database = await openDatabase();
+  const target = { databaseUrl: database.databaseUrl, wsProxy: database.endpoint.wsProxy };
+  configureNodeDriver(target.wsProxy);
   try {
     await migrateDatabase(target);
+    const [{ version: serverVersion } = { version: "unknown" }] = (await query(
+      target,
+      "SELECT version()",
+    )) as { version: string }[];
     const job = await loadJob();
-    const env = { DATABASE_URL: tempPostgres.databaseUrl, DATABASE_WS_PROXY: bridge.wsProxy };
+    const env = { DATABASE_URL: target.databaseUrl, DATABASE_WS_PROXY: target.wsProxy };
     console.log(`Filling one window with ${rows.toLocaleString("en")} results...`);
     const day = new Date(WINDOW_START).toISOString().slice(0, 10);
     await execute(target, `SELECT airlock_ensure_day_partitions('predictions', '${day}'::date, 1)`);
@@ -273,9 +336,14 @@ async function main(): Promise<void> {
     }
     await execute(target, "ANALYZE predictions");
     const fillSeconds = (performance.now() - fillStart) / 1000;
-    console.log(`\nFilled in ${fillSeconds.toFixed(0)} s.`);
+    console.log(smoke ? "\nFilled." : `\nFilled in ${fillSeconds.toFixed(0)} s.`);
 
-    const scenarios: Record<string, unknown> = {};
+    const [{ n: filled } = { n: 0 }] = (await query(
+      target,
+      `SELECT count(*)::int AS n FROM predictions WHERE model = '${MODEL}'`,
+    )) as { n: number }[];
+
+    const scenarios: Record<string, Scenario> = {};
     for (const baselineRows of [1000, 5000]) {
       const random = mulberry32(20261125 + baselineRows);
       const baseline = job.baselineFromRows(
@@ -295,7 +363,9 @@ async function main(): Promise<void> {
         const sample = await measure(job, env);
         samples.push(sample);
         console.log(
-          `  baseline ${baselineRows} rows, run ${r + 1}: ${sample.wallMs} ms wall, ${sample.processCpuMs} ms CPU here, ${sample.postgresCpuMs} ms Postgres CPU, heap +${sample.peakHeapGrowthMiB} MiB`,
+          smoke
+            ? `  baseline ${baselineRows} rows, run ${r + 1}: ${sample.results} results`
+            : `  baseline ${baselineRows} rows, run ${r + 1}: ${sample.wallMs} ms wall, ${sample.processCpuMs} ms CPU here, ${sample.postgresCpuMs} ms Postgres CPU, heap +${sample.peakHeapGrowthMiB} MiB`,
         );
       }
       const flagged = (await query(
@@ -307,6 +377,7 @@ async function main(): Promise<void> {
       const drifting = flagged.filter((f) => f.status === "alert").map((f) => f.dimension);
       scenarios[`baseline${baselineRows}`] = {
         baselineRows,
+        driftResults: flagged.length,
         methods: [...new Set(flagged.map((f) => f.method))],
         runs: samples,
         median: {
@@ -330,6 +401,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       ...sourceRevision(),
       durationSeconds: Math.round((performance.now() - started) / 1000),
+      database: database.kind,
       machine: {
         cpuModel:
           os
@@ -338,7 +410,7 @@ async function main(): Promise<void> {
             .replace(/\s+\d+-Core Processor$/, "") ?? "unknown",
         cpus: os.cpus().length,
         node: process.version,
-        postgres: tempPostgres.version,
+        postgres: tempPostgres?.version ?? serverVersion,
         loadAverageAtEnd: os.loadavg().map((v) => Math.round(v * 100) / 100),
       },
       setup: {
@@ -353,31 +425,66 @@ async function main(): Promise<void> {
       },
       scenarios,
     };
-    writeFileSync(resultFile, `${JSON.stringify(report, null, 2)}\n`);
-    console.log(
-      [
-        "",
-        `| baseline rows | methods | wall ms (median) | CPU ms here | Postgres CPU ms | peak heap growth MiB | drifted flagged | stable flagged |`,
-        "|---:|---|---:|---:|---:|---:|:---:|---|",
-        ...Object.values(scenarios).map((value) => {
-          const s = value as {
-            baselineRows: number;
-            methods: string[];
-            median: RunSample;
-            driftedFlagged: boolean;
-            stableFlagged: string[];
-          };
-          return `| ${s.baselineRows} | ${s.methods.join(", ")} | ${s.median.wallMs} | ${s.median.processCpuMs} | ${s.median.postgresCpuMs} | ${s.median.peakHeapGrowthMiB} | ${s.driftedFlagged ? "all" : "NOT ALL"} | ${s.stableFlagged.join(", ") || "none"} |`;
-        }),
-        "",
-        `Wrote bench/results/monitoring.json (${report.durationSeconds} s).`,
-      ].join("\n"),
+    const written = writeResult("monitoring", report);
+    if (!smoke) {
+      console.log(
+        [
+          "",
+          `| baseline rows | methods | wall ms (median) | CPU ms here | Postgres CPU ms | peak heap growth MiB | drifted flagged | stable flagged |`,
+          "|---:|---|---:|---:|---:|---:|:---:|---|",
+          ...Object.values(scenarios).map(
+            (s) =>
+              `| ${s.baselineRows} | ${s.methods.join(", ")} | ${s.median.wallMs} | ${s.median.processCpuMs} | ${s.median.postgresCpuMs} | ${s.median.peakHeapGrowthMiB} | ${s.driftedFlagged ? "all" : "NOT ALL"} | ${s.stableFlagged.join(", ") || "none"} |`,
+          ),
+          "",
+          `Wrote ${written} (${report.durationSeconds} s).`,
+        ].join("\n"),
+      );
+      return;
+    }
+
+    const checks = smokeChecks("bench:monitoring");
+    checks.check(`the window holds ${rows} results`, filled === rows, `${filled} rows`);
+    const [{ n: succeeded } = { n: 0 }] = (await query(
+      target,
+      "SELECT count(*)::int AS n FROM monitoring_runs WHERE status = 'succeeded'",
+    )) as { n: number }[];
+    checks.check(
+      "every run of the job succeeded",
+      succeeded === 2 * runs,
+      `${succeeded} of ${2 * runs} runs`,
     );
+    for (const s of Object.values(scenarios)) {
+      const features = numericNames.length + categoricalNames.length;
+      checks.check(
+        `baseline of ${s.baselineRows} rows: a drift result for every feature`,
+        s.driftResults === features && s.runs.every((r) => r.results > 0),
+        `${s.driftResults} of ${features} features (${s.methods.join(", ")})`,
+      );
+      checks.check(
+        `baseline of ${s.baselineRows} rows: the drifted features flagged`,
+        s.driftedFlagged,
+        `flagged: ${s.drifting.join(", ") || "none"}`,
+      );
+    }
+    checks.finish();
   } finally {
-    await bridge.close().catch(() => {});
+    await database.close().catch(() => {});
     tempPostgres?.stopNow();
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   }
+}
+
+interface Scenario {
+  baselineRows: number;
+  driftResults: number;
+  methods: string[];
+  runs: RunSample[];
+  median: Omit<RunSample, "results">;
+  drifting: string[];
+  expectedDrifting: string[];
+  driftedFlagged: boolean;
+  stableFlagged: string[];
 }
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
