@@ -82,7 +82,7 @@ describe("rollout promise", () => {
           // Only so that the deadline is looked at when no answer comes at all.
           backstop = setTimeout(resolve, 1_000);
         });
-        clearTimeout(backstop);
+        if (backstop !== undefined) clearTimeout(backstop);
       }
     }
 
