@@ -2,6 +2,7 @@
 //   DATABASE_URL set: that Postgres (a loopback one through a local WebSocket bridge).
 //   otherwise:        an embedded Postgres persisted in .airlock/pgdata.
 // PORT (default 8787) and AIRLOCK_DB_PORT (embedded database's TCP port, default 54329) are configurable.
+// AIRLOCK_STATE_DIR moves the local state (.airlock) elsewhere, wrangler's (.wrangler/state) with it.
 // Local secrets (ADMIN_TOKEN and the local keys, generated when missing) live in .dev.vars, or in the
 // file that AIRLOCK_DEV_VARS names; wrangler dev reads them from there.
 // Once the Worker is up, the demo model is registered if it does not exist yet (`--no-demo` or
@@ -17,6 +18,7 @@ import {
   forgetRunningDatabase,
   projectRoot,
   recordRunningDatabase,
+  stateDir,
 } from "./lib/environment.ts";
 import { redactUrl } from "./lib/local-db.ts";
 import { migrateDatabase } from "./lib/migrate.ts";
@@ -86,6 +88,9 @@ const wrangler = spawn(
     // Secrets from the file, not the command line (which any process listing shows). Without
     // this flag wrangler reads the project's .dev.vars; with it, only the named file.
     ...(devVarsFile === join(projectRoot, ".dev.vars") ? [] : ["--env-file", devVarsFile]),
+    // A state directory of its own holds wrangler's local state too (Durable Objects, KV,
+    // queues), so that the objects of one instance are not another's.
+    ...(process.env.AIRLOCK_STATE_DIR ? ["--persist-to", join(stateDir, "wrangler")] : []),
   ],
   {
     cwd: projectRoot,

@@ -45,7 +45,7 @@ describe("npm start", () => {
       AIRLOCK_DB_PORT: String(await freePort()),
       ...extra,
     };
-    return { env, base: `http://127.0.0.1:${port}`, devVars };
+    return { env, base: `http://127.0.0.1:${port}`, devVars, stateDir };
   }
 
   /** The instance used its own secrets file and left the developer's as it was. */
@@ -64,7 +64,7 @@ describe("npm start", () => {
   };
 
   it("serves the API on an embedded database whose data survives a restart", async () => {
-    const { env, base, devVars } = await instance();
+    const { env, base, devVars, stateDir } = await instance();
     expect(devVarsPath(env)).toBe(devVars);
 
     const first = await startDevServer(env);
@@ -197,6 +197,8 @@ describe("npm start", () => {
     expect(actions).toEqual(["version.create", "model.create"]);
     const docs = await fetch(`${base}/openapi.json`);
     expect(docs.status).toBe(200);
+    // The rollout objects (and the rest of wrangler's local state) live in the state directory.
+    expect(existsSync(join(stateDir, "wrangler", "v3", "do"))).toBe(true);
 
     // The restart found the demo model and left it alone.
     expect(second.output()).toContain("demo-credit-risk already present, left as it is");
