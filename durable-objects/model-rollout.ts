@@ -1,7 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import { and, eq, sql } from "drizzle-orm";
-import { openDatabase } from "../shared/db/client";
+import { isContentError, openDatabase } from "../shared/db/client";
 import { auditLog, models, modelVersions } from "../shared/db/schema";
+import { describeError } from "../shared/errors";
 import { DEFAULT_LEASE_MS, GrantLedger, type LeaseGrant } from "../shared/rollout/lease";
 import {
   engageKill,
@@ -16,8 +17,10 @@ import {
   type VersionRef,
   versionStatuses,
 } from "../shared/rollout/state";
+import { findUnstorable, replaceUnstorable, storableJsonText } from "../shared/storable";
 
-const SCHEMA_VERSION = 1;
+/** 2: outbox rows count their failed flushes and keep the last error. */
+const SCHEMA_VERSION = 2;
 /** Outbox flush retry: doubling from 1 s, capped, for as long as it takes. */
 const FLUSH_RETRY_MIN_MS = 1_000;
 const FLUSH_RETRY_MAX_MS = 5 * 60_000;
@@ -67,6 +70,9 @@ export interface RolloutView {
   pendingAuditEvents: number;
   /** When the oldest audit event still waiting for Postgres happened; null when none waits. */
   oldestPendingAuditAt: string | null;
+  /** Failed flushes of the oldest waiting event, and the last error; 0 and null when none failed. */
+  auditFlushAttempts: number;
+  lastAuditFlushError: string | null;
 }
 
 export type ChangeResult =
@@ -270,6 +276,11 @@ export class ModelRollout extends DurableObject<Env> {
         FLUSH_RETRY_MAX_MS,
         FLUSH_RETRY_MIN_MS * 2 ** Math.min(failures - 1, 20),
       );
+      const message = describeError(error);
+      this.#sql.exec(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?",
+        replaceUnstorable(message).slice(0, 1000),
+      );
       console.error(
         JSON.stringify({
           level: "warn",
@@ -277,7 +288,7 @@ export class ModelRollout extends DurableObject<Env> {
           model: this.#state.model,
           failures,
           retryInMs: delay,
-          error: String(error),
+          error: message,
         }),
       );
       await this.ctx.storage.setAlarm(Date.now() + delay);
@@ -287,6 +298,10 @@ export class ModelRollout extends DurableObject<Env> {
   /**
    * Writes pending audit events (idempotently: event ids are unique) and the
    * versions' lifecycle statuses to Postgres, then drops what was written.
+   * No event can hold up the others: one holding a string Postgres cannot
+   * store is written with that content as escaped text, and should
+   * Postgres still refuse the batch for its content, each event is written
+   * on its own, in order, the refused one in its escaped form.
    */
   async flushOutbox(): Promise<{ flushed: number }> {
     const pending = this.#sql
@@ -295,18 +310,29 @@ export class ModelRollout extends DurableObject<Env> {
     const model = this.#state.model;
     const statusesDirty = this.#getMeta("statuses_dirty") === "1";
     if ((pending.length === 0 && !statusesDirty) || !model) return { flushed: 0 };
+    const rows = pending.map((row) =>
+      storableAuditRow(JSON.parse(row.event) as OutboxEvent, false),
+    );
     const { db, close } = openDatabase(this.env);
     try {
-      await db.transaction(async (tx) => {
-        if (pending.length > 0) {
-          const rows = pending.map(
-            (row) => JSON.parse(row.event) as typeof auditLog.$inferInsert & { at: string },
-          );
-          await tx
-            .insert(auditLog)
-            .values(rows.map((row) => ({ ...row, at: new Date(row.at) })))
-            .onConflictDoNothing({ target: auditLog.eventId });
+      try {
+        if (rows.length > 0)
+          await db.insert(auditLog).values(rows).onConflictDoNothing({ target: auditLog.eventId });
+      } catch (error) {
+        if (!isContentError(error)) throw error;
+        for (const row of rows) {
+          try {
+            await db.insert(auditLog).values(row).onConflictDoNothing({ target: auditLog.eventId });
+          } catch (refused) {
+            if (!isContentError(refused)) throw refused;
+            await db
+              .insert(auditLog)
+              .values(storableAuditRow(row, true))
+              .onConflictDoNothing({ target: auditLog.eventId });
+          }
         }
+      }
+      await db.transaction(async (tx) => {
         const statuses = versionStatuses(this.#state.rollout, this.#state.everLive);
         for (const [version, status] of Object.entries(statuses)) {
           await tx
@@ -483,11 +509,18 @@ export class ModelRollout extends DurableObject<Env> {
         "SELECT count(*) AS n, (SELECT json_extract(event, '$.at') FROM outbox ORDER BY seq LIMIT 1) AS oldest FROM outbox",
       )
       .one();
+    const head = this.#sql
+      .exec<{ attempts: number; last_error: string | null }>(
+        "SELECT attempts, last_error FROM outbox ORDER BY seq LIMIT 1",
+      )
+      .toArray()[0];
     return {
       snapshot: this.#snapshot(),
       history,
       pendingAuditEvents: pending.n,
       oldestPendingAuditAt: pending.oldest,
+      auditFlushAttempts: head?.attempts ?? 0,
+      lastAuditFlushError: head?.last_error ?? null,
     };
   }
 
@@ -512,6 +545,10 @@ export class ModelRollout extends DurableObject<Env> {
       this.#sql.exec(
         "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)",
       );
+      if (version < 2) {
+        this.#sql.exec("ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0");
+        this.#sql.exec("ALTER TABLE outbox ADD COLUMN last_error TEXT");
+      }
       this.#setMeta("schema_version", String(SCHEMA_VERSION));
     });
   }
@@ -554,4 +591,41 @@ export class ModelRollout extends DurableObject<Env> {
       value,
     );
   }
+}
+
+/** An audit event as the outbox keeps it (JSON text): `at` is an ISO time. */
+type OutboxEvent = Omit<typeof auditLog.$inferInsert, "at"> & { at: string };
+type AuditRow = typeof auditLog.$inferInsert;
+
+const AUDIT_TEXT_FIELDS = [
+  "eventId",
+  "source",
+  "actor",
+  "action",
+  "targetType",
+  "target",
+  "requestId",
+] as const;
+
+/**
+ * An audit row Postgres can store. Text fields lose what they cannot hold
+ * (to U+FFFD); `before` and `after` that hold such a string are kept whole
+ * as their escaped JSON text, `{"unstorable": true, "json": "…"}`, so that
+ * nothing of the change is lost. `always` forces that form (a row refused
+ * for its content for another reason).
+ */
+function storableAuditRow(event: OutboxEvent | AuditRow, always: boolean): AuditRow {
+  const row: AuditRow = { ...event, at: new Date(event.at as string | Date) } as AuditRow;
+  const record = row as Record<string, unknown>;
+  for (const field of AUDIT_TEXT_FIELDS) {
+    const value = record[field];
+    if (typeof value === "string") record[field] = replaceUnstorable(value);
+  }
+  for (const field of ["before", "after"] as const) {
+    const value = row[field];
+    if (value !== undefined && (always || findUnstorable(value) !== null)) {
+      row[field] = { unstorable: true, json: storableJsonText(value) };
+    }
+  }
+  return row;
 }

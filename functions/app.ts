@@ -8,7 +8,7 @@ import { requestId } from "hono/request-id";
 import { MAX_MODEL_BYTES } from "../shared/builtin";
 import { isConnectionError } from "../shared/db/client";
 import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
-import { adminApi } from "./admin";
+import { adminApi, isVersionUpload } from "./admin";
 import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
 import { feedbackApi } from "./inference/feedback";
@@ -27,13 +27,11 @@ app.use("*", async (c, next) => {
 });
 /** Registering a version may carry a builtin model file: its limit plus room for the rest. */
 const VERSION_UPLOAD_BYTES = MAX_MODEL_BYTES + 1_048_576;
-const versionsPath = /^\/admin\/models\/[^/]+\/versions\/?$/;
 
 app.use("*", (c, next) => {
-  const maxSize =
-    c.req.method === "POST" && versionsPath.test(c.req.path)
-      ? VERSION_UPLOAD_BYTES
-      : Number(c.env.MAX_BODY_BYTES) || 1_048_576;
+  const maxSize = isVersionUpload(c.req.method, c.req.path)
+    ? VERSION_UPLOAD_BYTES
+    : Number(c.env.MAX_BODY_BYTES) || 1_048_576;
   return bodyLimit({
     maxSize,
     onError: () => {

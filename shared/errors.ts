@@ -6,6 +6,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 export const errorStatus = {
   VALIDATION_FAILED: 400,
   MALFORMED_JSON: 400,
+  BODY_TOO_DEEP: 400,
   INVALID_CURSOR: 400,
   MODEL_FILE_INVALID: 400,
   UNAUTHORIZED: 401,

@@ -1,7 +1,9 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { DEFAULT_JSON_BOUNDS, MODEL_FILE_JSON_BOUNDS } from "../../shared/json-body";
 import type { AppEnv } from "../app-env";
 import { adminAuth } from "../middleware/admin-auth";
 import { idempotency } from "../middleware/idempotency";
+import { inputGuard } from "../middleware/input-guard";
 import { alertsApi } from "./alerts";
 import { artifactsApi } from "./artifacts";
 import { auditApi } from "./audit";
@@ -19,6 +21,19 @@ import { versionsApi } from "./versions";
 export const adminApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
 adminApi.use("*", adminAuth());
+const versionsPath = /^\/admin\/models\/[^/]+\/versions\/?$/;
+/** Registering a version may carry a builtin model file: a larger body, whose trees nest per level. */
+export const isVersionUpload = (method: string, path: string) =>
+  method === "POST" && versionsPath.test(path);
+// Path, query and body against the string rule and the depth bound, before
+// anything parses them again (validators, the idempotency fingerprint).
+adminApi.use(
+  "*",
+  inputGuard({
+    bounds: (path, method) =>
+      isVersionUpload(method, path) ? MODEL_FILE_JSON_BOUNDS : DEFAULT_JSON_BOUNDS,
+  }),
+);
 // The kill switch must work while Postgres is down, and engaging it twice is
 // harmless, so its route keeps no idempotency record.
 adminApi.use("*", idempotency({ skip: (c) => c.req.path.endsWith("/kill-switch") }));

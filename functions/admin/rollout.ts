@@ -47,6 +47,15 @@ const Rollout = z
       .number()
       .int()
       .openapi({ description: "Changes not yet written to the Postgres audit log." }),
+    oldestPendingAuditAt: Timestamp.nullable().openapi({
+      description: "When the oldest change still waiting for the audit log was made.",
+    }),
+    auditFlushAttempts: z.number().int().openapi({
+      description: "Failed attempts to write the oldest waiting change; 0 when none failed.",
+    }),
+    lastAuditFlushError: z.string().nullable().openapi({
+      description: "Why the last attempt failed (the rollout object retries with backoff).",
+    }),
     acknowledgedAfterMs: z.number().optional().openapi({
       description: "How long the change waited for leases on the old state to run out.",
     }),
@@ -96,6 +105,9 @@ function rolloutResource(view: RolloutView, acknowledgedAfterMs?: number): z.inf
       after: withoutSalts(entry.after),
     })),
     pendingAuditEvents: view.pendingAuditEvents,
+    oldestPendingAuditAt: view.oldestPendingAuditAt,
+    auditFlushAttempts: view.auditFlushAttempts,
+    lastAuditFlushError: view.lastAuditFlushError,
     ...(acknowledgedAfterMs === undefined ? {} : { acknowledgedAfterMs }),
   };
 }

@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { Hono } from "hono";
 import { ApiError, validationError } from "../../shared/errors";
 import type { AppEnv } from "../app-env";
+import { readBoundedJson } from "../middleware/input-guard";
 import { admit, servePrediction } from "./serve";
 
 /** Client inference routes, Airlock's JSON protocol: `POST /v1/models/{model}/predict`. */
@@ -35,12 +36,13 @@ export function requireJson(contentType: string | undefined): void {
   }
 }
 
-export async function readJson(request: { json(): Promise<unknown> }): Promise<unknown> {
-  try {
-    return await request.json();
-  } catch {
-    throw new ApiError("MALFORMED_JSON", "Request body is not valid JSON");
-  }
+/**
+ * Reads an inference body under the same depth bound and string rule as
+ * every admin body (functions/middleware/input-guard.ts), after admission:
+ * a body is read only for a client the model admits.
+ */
+export function readJson(request: { text(): Promise<string> }): Promise<unknown> {
+  return readBoundedJson(request);
 }
 
 predictApi.post("/models/:model/predict", async (c) => {

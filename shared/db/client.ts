@@ -86,6 +86,18 @@ export function isConnectionError(error: unknown): boolean {
   return false;
 }
 
+/**
+ * A statement refused for what it carries, not for the state of the server:
+ * a data exception (class 22: a string jsonb or text cannot hold, a value out
+ * of range), a NOT NULL or CHECK violation, or a value over a limit (class
+ * 54). Retrying the same rows can never succeed; set them aside instead.
+ */
+export function isContentError(error: unknown): boolean {
+  const state = sqlState(error);
+  if (state === undefined) return false;
+  return state.startsWith("22") || state.startsWith("54") || state === "23502" || state === "23514";
+}
+
 /** The SQLSTATE of a statement error, looking through drizzle's wrapper. */
 export function sqlState(error: unknown): string | undefined {
   for (let e: unknown = error, depth = 0; e && typeof e === "object" && depth < 5; depth++) {
