@@ -1,9 +1,11 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { and, asc, desc, eq, inArray, isNotNull, isNull, lt, type SQL } from "drizzle-orm";
 import { alertDeliveries, deadLetters } from "../../shared/db/schema";
+import { formatPath } from "../../shared/errors";
 import { PredictionLogMessageSchema } from "../../shared/inference/events";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
+import { StorableString } from "../../shared/storable";
 import type { AppEnv } from "../app-env";
 import { ALERT_DELIVERIES_QUEUE } from "../queue/alert-deliveries";
 import { runChange } from "./change";
@@ -30,7 +32,14 @@ const DeadLetter = z
     receivedAt: Timestamp,
     replayedAt: Timestamp.nullable(),
     replayedBy: z.string().nullable(),
+    discardedAt: Timestamp.nullable(),
+    discardedBy: z.string().nullable(),
+    discardReason: z.string().nullable(),
     body: z.unknown(),
+    bodyStoredAs: z.enum(["json", "text"]).openapi({
+      description:
+        "`text` when the body holds what jsonb cannot (a NUL, a lone surrogate): `body` is then its JSON, parsed back.",
+    }),
   })
   .openapi("DeadLetter");
 
@@ -42,7 +51,24 @@ const DeadLetterQuery = PaginationQuery.extend({
       param: { name: "replayed", in: "query" },
       description: "Only replayed or only pending ones.",
     }),
+  status: z
+    .enum(["pending", "replayed", "discarded"])
+    .optional()
+    .openapi({
+      param: { name: "status", in: "query" },
+      description: "Only pending (neither replayed nor discarded), replayed or discarded ones.",
+    }),
 });
+
+/** A dead letter's body, whether kept as jsonb or as escaped JSON text. */
+function bodyOf(row: { body: unknown; bodyText: string | null }): unknown {
+  if (row.bodyText === null) return row.body ?? null;
+  try {
+    return JSON.parse(row.bodyText);
+  } catch {
+    return row.bodyText;
+  }
+}
 
 deadLettersApi.openapi(
   createRoute({
@@ -58,7 +84,7 @@ deadLettersApi.openapi(
     },
   }),
   async (c) => {
-    const { limit, cursor, replayed } = c.req.valid("query");
+    const { limit, cursor, replayed, status } = c.req.valid("query");
     const before = cursor ? (decodeCursor(cursor, { id: "number" }).id as number) : undefined;
     const filters: (SQL | undefined)[] = [
       before === undefined ? undefined : lt(deadLetters.id, before),
@@ -67,6 +93,13 @@ deadLettersApi.openapi(
         : replayed === "true"
           ? isNotNull(deadLetters.replayedAt)
           : isNull(deadLetters.replayedAt),
+      status === "pending"
+        ? and(isNull(deadLetters.replayedAt), isNull(deadLetters.discardedAt))
+        : status === "replayed"
+          ? isNotNull(deadLetters.replayedAt)
+          : status === "discarded"
+            ? isNotNull(deadLetters.discardedAt)
+            : undefined,
     ];
     const rows = await c.var
       .database()
@@ -88,7 +121,11 @@ deadLettersApi.openapi(
           receivedAt: row.receivedAt.toISOString(),
           replayedAt: row.replayedAt?.toISOString() ?? null,
           replayedBy: row.replayedBy ?? null,
-          body: row.body ?? null,
+          discardedAt: row.discardedAt?.toISOString() ?? null,
+          discardedBy: row.discardedBy ?? null,
+          discardReason: row.discardReason ?? null,
+          body: bodyOf(row),
+          bodyStoredAs: row.bodyText === null ? ("json" as const) : ("text" as const),
         })),
         nextCursor: rows.length > limit && last ? encodeCursor({ id: last.id }) : null,
       },
@@ -128,7 +165,7 @@ deadLettersApi.openapi(
     tags: ["Prediction logs"],
     summary: "Put pending dead letters back on the prediction-log queue",
     description:
-      "Sends each pending dead letter that is a well-formed log message back to PREDICTION_LOGS and marks it replayed; malformed ones stay pending and are listed as skipped. Storage is idempotent: replaying twice doubles nothing.",
+      "Sends each pending dead letter that is a well-formed log message back to PREDICTION_LOGS and marks it replayed; malformed ones (including results holding text Postgres cannot store) stay pending and are listed as skipped, with the reason. Storage is idempotent: replaying twice doubles nothing.",
     security: adminSecurity,
     request: { headers: IdempotencyHeader, body: jsonBody(ReplayBody) },
     responses: {
@@ -145,6 +182,7 @@ deadLettersApi.openapi(
         .where(
           and(
             isNull(deadLetters.replayedAt),
+            isNull(deadLetters.discardedAt),
             ids ? inArray(deadLetters.id, ids.map(Number)) : undefined,
           ),
         )
@@ -167,9 +205,15 @@ deadLettersApi.openapi(
           replayed.push(row.id);
           continue;
         }
-        const parsed = PredictionLogMessageSchema.safeParse(row.body);
+        const parsed = PredictionLogMessageSchema.safeParse(bodyOf(row));
         if (!parsed.success) {
-          skipped.push({ id: String(row.id), reason: "not a well-formed prediction-log message" });
+          const issue = parsed.error.issues[0];
+          skipped.push({
+            id: String(row.id),
+            reason: `not a well-formed prediction-log message${
+              issue ? ` (${formatPath(issue.path) || "body"}: ${issue.message})` : ""
+            }; it can be discarded`,
+          });
           continue;
         }
         messages.push({ body: parsed.data });
@@ -216,6 +260,96 @@ deadLettersApi.openapi(
                   target: "dead-letters",
                   before: null,
                   after: result,
+                },
+              ]
+            : [],
+      };
+    });
+    return c.json(body, 200);
+  },
+);
+
+const DiscardBody = z
+  .object({
+    ids: z
+      .array(z.string().regex(/^[1-9][0-9]{0,18}$/, "must be a dead letter id"))
+      .min(1)
+      .max(1000),
+    reason: StorableString(1000)
+      .min(3)
+      .openapi({ description: "Why these can be let go, for the audit trail." }),
+  })
+  .strict()
+  .openapi("DiscardDeadLetters");
+
+const DiscardResult = z
+  .object({
+    discarded: z.array(z.string()),
+    skipped: z.array(z.object({ id: z.string(), reason: z.string() })),
+  })
+  .openapi("DiscardResult");
+
+deadLettersApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/discard",
+    tags: ["Prediction logs"],
+    summary: "Let go of pending dead letters that can never be stored",
+    description:
+      "Marks pending dead letters discarded, with the operator and the reason, so they no longer count towards the dead_letters alert. Their bodies are kept (14 days, as every dead letter). Audited.",
+    security: adminSecurity,
+    request: { headers: IdempotencyHeader, body: jsonBody(DiscardBody) },
+    responses: {
+      200: jsonContent(DiscardResult, "What was discarded"),
+      ...errorResponses(400, 401, 415, 422, 503),
+    },
+  }),
+  async (c) => {
+    const { ids, reason } = c.req.valid("json");
+    const { body } = await runChange(c, async (tx) => {
+      const wanted = [...new Set(ids.map(Number))];
+      const rows = await tx
+        .select({
+          id: deadLetters.id,
+          replayedAt: deadLetters.replayedAt,
+          discardedAt: deadLetters.discardedAt,
+        })
+        .from(deadLetters)
+        .where(inArray(deadLetters.id, wanted))
+        .for("update");
+      const found = new Map(rows.map((row) => [row.id, row]));
+      const skipped: { id: string; reason: string }[] = [];
+      const discard: number[] = [];
+      for (const id of wanted) {
+        const row = found.get(id);
+        if (!row) skipped.push({ id: String(id), reason: "no such dead letter" });
+        else if (row.replayedAt) skipped.push({ id: String(id), reason: "already replayed" });
+        else if (row.discardedAt) skipped.push({ id: String(id), reason: "already discarded" });
+        else discard.push(id);
+      }
+      if (discard.length > 0) {
+        await tx
+          .update(deadLetters)
+          .set({
+            discardedAt: new Date(),
+            discardedBy: c.var.principal.actor,
+            discardReason: reason,
+          })
+          .where(inArray(deadLetters.id, discard));
+      }
+      const result = { discarded: discard.map(String), skipped };
+      return {
+        status: 200,
+        body: result,
+        audit:
+          discard.length > 0
+            ? [
+                {
+                  action: "dead_letters.discard",
+                  targetType: "dead_letters",
+                  target: "dead-letters",
+                  before: null,
+                  after: { ...result, reason },
                 },
               ]
             : [],

@@ -3,8 +3,10 @@
  * observation of the system (model ''), violating or not, that goes through
  * the same lifecycle and destinations as model alerts.
  *
- * - `dead_letters`: messages in `dead_letters` not yet replayed, above
- *   ALERT_DEAD_LETTER_THRESHOLD (default 0): results that are not stored.
+ * - `dead_letters`: messages in `dead_letters` neither replayed nor
+ *   discarded, above ALERT_DEAD_LETTER_THRESHOLD (default 0): results that
+ *   are not stored (a poison message, a result Postgres refused, a send the
+ *   queue refused, a long database outage).
  * - `ingest_lag`: p95 of the time from request to stored row over results
  *   stored in the last 15 minutes, above 60 s.
  * - `monitoring_failed`: the latest finished monitoring run failed;
@@ -78,7 +80,7 @@ export async function healthObservations(
 
   const threshold = deadLetterThreshold(env.ALERT_DEAD_LETTER_THRESHOLD);
   const dead = await db.execute<{ n: string }>(
-    sql`SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL`,
+    sql`SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL AND discarded_at IS NULL`,
   );
   const waiting = Number(dead.rows[0]?.n ?? 0);
   out.push(
@@ -86,7 +88,7 @@ export async function healthObservations(
       value: waiting,
       threshold,
       violating: waiting > threshold,
-      summary: `${waiting} message(s) in dead_letters not replayed (threshold ${threshold}): results not stored; see GET /admin/dead-letters`,
+      summary: `${waiting} message(s) in dead_letters neither replayed nor discarded (threshold ${threshold}): results not stored; see GET /admin/dead-letters?status=pending`,
     }),
   );
 

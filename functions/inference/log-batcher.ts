@@ -1,4 +1,10 @@
-import { type PredictionEvent, packSendBatches } from "../../shared/inference/events";
+import {
+  type PredictionEvent,
+  type PredictionLogMessage,
+  packSizedSendBatches,
+  type SizedEvent,
+  sizeEvent,
+} from "../../shared/inference/events";
 
 /**
  * Coalesces the prediction results of this isolate's requests into few, full
@@ -32,11 +38,17 @@ export interface LogBatchOptions {
   windowMs: number;
   requestId: string;
   waitUntil: (promise: Promise<unknown>) => void;
+  /**
+   * Where messages go that the queue refused twice: the caller stores them
+   * (as dead letters), so they are counted, alerted on and replayable. If it
+   * throws too, their loss is logged with the count and both causes.
+   */
+  onUnsent?: (messages: PredictionLogMessage[], cause: string) => Promise<void>;
 }
 
 interface Buffer {
-  events: PredictionEvent[];
-  /** Estimated serialized size, to send before one sendBatch would be too big. */
+  events: SizedEvent[];
+  /** Serialized size, to send before one sendBatch would be too big. */
   bytes: number;
   sent: boolean;
 }
@@ -57,15 +69,25 @@ export function logBatchWindowMs(configured: string | undefined): number {
   return Number.isFinite(value) && value >= 0 ? Math.min(value, 1000) : DEFAULT_LOG_BATCH_WINDOW_MS;
 }
 
-/** Adds results to this isolate's buffer for the queue; see the module's comment. */
+/**
+ * Adds results to this isolate's buffer for the queue; see the module's
+ * comment. Never throws: each event is measured on its own before it joins
+ * the buffer, so one request's event cannot cost another's.
+ */
 export function logResults(
   queue: LogQueue,
   events: PredictionEvent[],
   options: LogBatchOptions,
 ): void {
-  if (events.length === 0) return;
+  const sized: SizedEvent[] = [];
+  for (const event of events) {
+    const fitted = sizeEvent(event);
+    if ("event" in fitted) sized.push(fitted);
+    else logLoss("prediction_logs.dropped", options.requestId, 1, fitted.dropped);
+  }
+  if (sized.length === 0) return;
   if (options.windowMs <= 0) {
-    options.waitUntil(send(queue, events, options.requestId));
+    options.waitUntil(send(queue, sized, options));
     return;
   }
   let buffer = buffers.get(queue);
@@ -75,49 +97,74 @@ export function logResults(
     buffers.set(queue, opened);
     options.waitUntil(
       new Promise((resolve) => setTimeout(resolve, options.windowMs)).then(() =>
-        flush(queue, opened, options.requestId),
+        flush(queue, opened, options),
       ),
     );
   }
-  for (const event of events) {
-    buffer.events.push(event);
-    buffer.bytes += estimateBytes(event);
+  for (const item of sized) {
+    buffer.events.push(item);
+    buffer.bytes += item.bytes;
   }
-  if (buffer.bytes >= FLUSH_AT_BYTES) options.waitUntil(flush(queue, buffer, options.requestId));
+  if (buffer.bytes >= FLUSH_AT_BYTES) options.waitUntil(flush(queue, buffer, options));
 }
 
-async function flush(queue: LogQueue, buffer: Buffer, requestId: string): Promise<void> {
+async function flush(queue: LogQueue, buffer: Buffer, options: LogBatchOptions): Promise<void> {
   if (buffer.sent) return;
   buffer.sent = true;
   if (buffers.get(queue) === buffer) buffers.delete(queue);
-  await send(queue, buffer.events, requestId);
+  await send(queue, buffer.events, options);
 }
 
-async function send(queue: LogQueue, events: PredictionEvent[], requestId: string) {
-  for (const batch of packSendBatches(events)) {
+/** Sends packed batches; a batch the queue refuses twice goes to onUnsent. Never throws. */
+async function send(queue: LogQueue, events: SizedEvent[], options: LogBatchOptions) {
+  let batches: PredictionLogMessage[][];
+  try {
+    batches = packSizedSendBatches(events);
+  } catch (error) {
+    logLoss("prediction_logs.lost", options.requestId, events.length, String(error));
+    return;
+  }
+  for (const batch of batches) {
     const messages = batch.map((body) => ({ body, contentType: "json" as const }));
     try {
       await queue.sendBatch(messages);
+      continue;
     } catch {
       await new Promise((resolve) => setTimeout(resolve, RETRY_AFTER_MS));
-      try {
-        await queue.sendBatch(messages);
-      } catch (error) {
-        console.error(
-          JSON.stringify({
-            level: "error",
-            event: "prediction_logs.send_failed",
-            requestId,
-            results: batch.reduce((n, message) => n + message.results.length, 0),
-            error: String(error),
-          }),
-        );
-      }
+    }
+    let cause: string;
+    try {
+      await queue.sendBatch(messages);
+      continue;
+    } catch (error) {
+      cause = `queue send failed twice: ${String(error)}`;
+    }
+    const results = batch.reduce((n, message) => n + message.results.length, 0);
+    try {
+      if (!options.onUnsent) throw new Error("no store for unsent results");
+      await options.onUnsent(batch, cause);
+      console.error(
+        JSON.stringify({
+          level: "error",
+          event: "prediction_logs.send_failed",
+          requestId: options.requestId,
+          results,
+          storedAs: "dead_letters",
+          error: cause,
+        }),
+      );
+    } catch (error) {
+      logLoss(
+        "prediction_logs.lost",
+        options.requestId,
+        results,
+        `${cause}; then ${String(error)}`,
+      );
     }
   }
 }
 
-/** Rough UTF-16 length of the event's JSON: cheap, and close enough to decide when to send. */
-function estimateBytes(event: PredictionEvent): number {
-  return JSON.stringify(event).length + 1;
+/** Results that are gone for good: counted in a log line with the cause. */
+function logLoss(event: string, requestId: string, results: number, cause: string) {
+  console.error(JSON.stringify({ level: "error", event, requestId, results, error: cause }));
 }

@@ -21,6 +21,7 @@ import {
   type VersionRef,
 } from "../../shared/rollout/state";
 import type { AppEnv } from "../app-env";
+import { storeUnsentMessages } from "../queue/prediction-logs";
 import { loadCatalogue } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
 import { logBatchWindowMs, logResults } from "./log-batcher";
@@ -223,7 +224,9 @@ export async function servePrediction(
         latencyMs: 0,
         status: "rejected",
         errorCode: "VALIDATION_FAILED",
-        issues: validated.issues,
+        // Bounded like everything logged: the body's depth and size are
+        // bounded on reading, and a batch's issues here.
+        issues: validated.issues.slice(0, MAX_LOGGED_ISSUES),
       }),
     ]);
     const issues = request.issuePath
@@ -388,12 +391,20 @@ export function liveVersions(snapshot: RolloutSnapshot): string[] {
 export const versionNotFound = (model: string, version: string) =>
   new ApiError("VERSION_NOT_FOUND", `Model '${model}' has no live version '${version}'`);
 
-/** Sends results once the response is on its way, coalesced with the isolate's other results. */
+/** Issues of a rejected request kept in its log event (the response names them all). */
+const MAX_LOGGED_ISSUES = 100;
+
+/**
+ * Sends results once the response is on its way, coalesced with the
+ * isolate's other results; what the queue refuses goes straight into
+ * `dead_letters`.
+ */
 function logEvents(c: Context<AppEnv>, events: PredictionEvent[]) {
   logResults(c.env.PREDICTION_LOGS, events, {
     windowMs: logBatchWindowMs(c.env.LOG_BATCH_WINDOW_MS),
     requestId: c.var.requestId,
     waitUntil: (promise) => c.executionCtx.waitUntil(promise),
+    onUnsent: (messages, cause) => storeUnsentMessages(c.env, messages, cause),
   });
 }
 

@@ -2,27 +2,35 @@
  * Queue consumers of the prediction-log pipeline.
  *
  * `airlock-prediction-logs`: each batch (up to 100 messages, each carrying
- * one or more results) is written in one statement: every table's rows as one
- * jsonb parameter, inserted ON CONFLICT DO NOTHING, so a redelivered batch
- * changes nothing. A message that does not match the event schema (a poison
- * message) is stored as a dead letter in the same statement and acked: it
- * never holds up the rest of its batch. When Postgres fails, every message is
+ * one or more results, often of several clients) is written in few
+ * statements: every table's rows as one jsonb parameter, inserted ON
+ * CONFLICT DO NOTHING, so a redelivered batch changes nothing. Nothing in
+ * one message or result can cost the others: a malformed message, a
+ * malformed result (one holding a string Postgres cannot store, say), or a
+ * result Postgres refuses is set aside as a dead letter on its own and the
+ * rest is stored and acked. When Postgres itself fails, every message is
  * retried with exponential backoff; after `max_retries` the platform moves
  * them to the dead-letter queue.
  *
  * `airlock-prediction-logs-dlq`: stores each message whole in `dead_letters`,
  * retrying with backoff (up to 6 hours apart, 100 times) for as long as the
- * queue keeps messages, so a long database outage loses nothing. An operator
- * replays them with `POST /admin/dead-letters/replay`.
+ * queue keeps messages, so a long database outage loses nothing. A body
+ * jsonb cannot hold is kept as escaped text, so this never fails on
+ * content. Every unreplayed dead letter raises Airlock's own `dead_letters`
+ * alert. An operator replays them with `POST /admin/dead-letters/replay`,
+ * or discards what can never be stored.
  */
 import { sql } from "drizzle-orm";
-import { type Database, openDatabase } from "../../shared/db/client";
-import { describeError } from "../../shared/errors";
+import { type Database, isContentError, openDatabase } from "../../shared/db/client";
+import { describeError, formatPath } from "../../shared/errors";
 import {
+  PredictionLogEnvelopeSchema,
   type PredictionLogMessage,
-  PredictionLogMessageSchema,
+  PredictionResultSchema,
 } from "../../shared/inference/events";
+import { tooDeepAt } from "../../shared/json-body";
 import { retryDelaySeconds, toRows } from "../../shared/logs/rows";
+import { findUnstorable, replaceUnstorable, storableJsonText } from "../../shared/storable";
 import {
   ALERT_DELIVERIES_DLQ,
   ALERT_DELIVERIES_QUEUE,
@@ -36,7 +44,9 @@ export const PREDICTION_LOGS_DLQ = "airlock-prediction-logs-dlq";
 interface DeadLetterRow {
   message_id: string;
   queue: string;
+  /** Null when the body is kept as text instead. */
   body: unknown;
+  body_text: string | null;
   error: string;
   attempts: number;
 }
@@ -68,33 +78,73 @@ export async function handleQueue(
   }
 }
 
+/** A result that matched its schema, with the message it came in. */
+type Result = PredictionLogMessage["results"][number];
+
+/**
+ * Stores a batch. Each message's envelope, then each of its results, is
+ * checked on its own: a malformed message, or the malformed results of a
+ * message, become dead letters, and the rest is stored. A statement that
+ * Postgres refuses for its content is split until the result it refuses is
+ * found and set aside; only a failure of the database itself (connection,
+ * any other error) retries the batch.
+ */
 export async function consumePredictionLogs(batch: MessageBatch<unknown>, env: Env): Promise<void> {
-  const valid: PredictionLogMessage[] = [];
+  const valid: Result[] = [];
   const poison: DeadLetterRow[] = [];
   for (const message of batch.messages) {
-    const parsed = PredictionLogMessageSchema.safeParse(message.body);
-    if (parsed.success) valid.push(parsed.data as PredictionLogMessage);
-    else {
-      const issue = parsed.error.issues[0];
-      poison.push({
-        message_id: message.id,
-        queue: batch.queue,
-        body: jsonBody(message.body),
-        error: `malformed message: ${issue ? `${issue.path.join(".") || "body"}: ${issue.message}` : "invalid"}`,
-        attempts: message.attempts,
-      });
+    const envelope = PredictionLogEnvelopeSchema.safeParse(message.body);
+    if (!envelope.success) {
+      poison.push(
+        deadLetter(
+          message.id,
+          batch.queue,
+          jsonBody(message.body),
+          `malformed message: ${issueText(envelope.error.issues)}`,
+          message.attempts,
+        ),
+      );
+      continue;
+    }
+    const bad: unknown[] = [];
+    let firstProblem = "";
+    envelope.data.results.forEach((candidate, index) => {
+      const parsed = PredictionResultSchema.safeParse(candidate);
+      if (parsed.success) valid.push(parsed.data as Result);
+      else {
+        bad.push(candidate);
+        if (!firstProblem) firstProblem = `results[${index}].${issueText(parsed.error.issues)}`;
+      }
+    });
+    if (bad.length === envelope.data.results.length) {
+      poison.push(
+        deadLetter(
+          message.id,
+          batch.queue,
+          jsonBody(message.body),
+          `malformed message: ${firstProblem}`,
+          message.attempts,
+        ),
+      );
+    } else if (bad.length > 0) {
+      // Only the malformed results: the rest of the message is stored.
+      poison.push(
+        deadLetter(
+          `${message.id}#malformed`,
+          batch.queue,
+          { schema: 1, results: bad },
+          `${bad.length} of ${envelope.data.results.length} results malformed, the rest stored: ${firstProblem}`,
+          message.attempts,
+        ),
+      );
     }
   }
   try {
-    const counts = await storeLogs(
-      env,
-      valid.flatMap((m) => m.results),
-      poison,
-    );
+    const counts = await storeLogs(env, valid, poison, batch.queue);
     batch.ackAll();
     console.log(
       JSON.stringify({
-        level: poison.length > 0 ? "warn" : "info",
+        level: counts.deadLetters > 0 || poison.length > 0 ? "warn" : "info",
         event: "prediction_logs.stored",
         messages: batch.messages.length,
         ...counts,
@@ -116,14 +166,17 @@ export async function consumePredictionLogs(batch: MessageBatch<unknown>, env: E
   }
 }
 
+/** Every message whole in `dead_letters`; its content can never make this fail. */
 export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
-  const rows = batch.messages.map((message) => ({
-    message_id: message.id,
-    queue: PREDICTION_LOGS_QUEUE,
-    body: jsonBody(message.body),
-    error: `not stored after ${message.attempts} deliveries to ${PREDICTION_LOGS_QUEUE}`,
-    attempts: message.attempts,
-  }));
+  const rows = batch.messages.map((message) =>
+    deadLetter(
+      message.id,
+      PREDICTION_LOGS_QUEUE,
+      jsonBody(message.body),
+      `not stored after ${message.attempts} deliveries to ${PREDICTION_LOGS_QUEUE}`,
+      message.attempts,
+    ),
+  );
   try {
     await storeLogs(env, [], rows);
     batch.ackAll();
@@ -144,6 +197,57 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env)
   }
 }
 
+/**
+ * Messages the queue refused (functions/inference/log-batcher.ts), stored
+ * straight into `dead_letters` so they are counted, alerted on and
+ * replayable. Each is named by its first result, which is in no other message.
+ */
+export async function storeUnsentMessages(
+  env: Env,
+  messages: PredictionLogMessage[],
+  cause: string,
+): Promise<void> {
+  const rows = messages.map((message) => {
+    const first = message.results[0];
+    const id = first ? `${first.predictionId}:${first.role}:${first.version}` : crypto.randomUUID();
+    return deadLetter(`unsent:${id}`, PREDICTION_LOGS_QUEUE, message, cause, 0);
+  });
+  await storeLogs(env, [], rows);
+}
+
+/** The first zod issue as `path: message`. */
+function issueText(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  const issue = issues[0];
+  if (!issue) return "invalid";
+  return `${formatPath(issue.path) || "body"}: ${issue.message}`;
+}
+
+/**
+ * A dead-letter row that always fits: the body as jsonb when jsonb can hold
+ * it, otherwise as its escaped JSON text; the error made storable too.
+ */
+function deadLetter(
+  messageId: string,
+  queue: string,
+  body: unknown,
+  error: string,
+  attempts: number,
+): DeadLetterRow {
+  const fitsJsonb =
+    tooDeepAt(body, DEAD_LETTER_JSONB_DEPTH) === null && findUnstorable(body) === null;
+  return {
+    message_id: replaceUnstorable(messageId).slice(0, 512),
+    queue,
+    body: fitsJsonb ? body : null,
+    body_text: fitsJsonb ? null : storableJsonText(body),
+    error: replaceUnstorable(error).slice(0, 2000),
+    attempts,
+  };
+}
+
+/** Deeper bodies are kept as text: jsonb itself nests deeply, but the API that reads them back should not. */
+const DEAD_LETTER_JSONB_DEPTH = 64;
+
 const predictionColumns =
   sql.raw(`prediction_id text, role text, version text, created_at timestamptz,
   request_id text, model text, inputs jsonb, prediction jsonb, attributes jsonb, key_hmac text,
@@ -151,7 +255,7 @@ const predictionColumns =
 const rejectedColumns = sql.raw(`prediction_id text, created_at timestamptz, request_id text,
   model text, inputs jsonb, issues jsonb, attributes jsonb, key_hmac text, state_version bigint`);
 const deadLetterColumns = sql.raw(
-  "message_id text, queue text, body jsonb, error text, attempts integer",
+  "message_id text, queue text, body jsonb, body_text text, error text, attempts integer",
 );
 
 /** Results per statement: a batch of full messages holds thousands; see storeLogs. */
@@ -165,31 +269,91 @@ export const RESULTS_PER_STATEMENT = 1000;
  * fails halfway and is delivered again stores the rest and doubles nothing.
  * A batch of one-request messages is one statement; a batch of full,
  * coalesced messages is a few, which keeps each statement's working set
- * within the server's work_mem. Returns how many rows were new.
+ * within the server's work_mem. Dead letters go first, in a statement of
+ * their own. A statement refused for its content is halved until the
+ * refused result is alone; that result becomes a dead letter (`queue` names
+ * where it came from). Returns how many rows were new.
  */
 export async function storeLogs(
   env: Env,
   results: PredictionLogMessage["results"],
   deadLetters: DeadLetterRow[],
+  queue: string = PREDICTION_LOGS_QUEUE,
 ): Promise<StoredCounts> {
-  const total = { predictions: 0, refs: 0, rejected: 0, deadLetters: 0 };
+  const total = noCounts();
   if (results.length + deadLetters.length === 0) return total;
   const handle = openDatabase(env);
   try {
-    for (let start = 0; start === 0 || start < results.length; start += RESULTS_PER_STATEMENT) {
-      const counts = await storeChunk(
-        handle.db,
-        results.slice(start, start + RESULTS_PER_STATEMENT),
-        start === 0 ? deadLetters : [],
-      );
-      total.predictions += counts.predictions;
-      total.refs += counts.refs;
-      total.rejected += counts.rejected;
-      total.deadLetters += counts.deadLetters;
+    if (deadLetters.length > 0) addCounts(total, await storeDeadLetters(handle.db, deadLetters));
+    for (let start = 0; start < results.length; start += RESULTS_PER_STATEMENT) {
+      const chunk = results.slice(start, start + RESULTS_PER_STATEMENT);
+      addCounts(total, await storeIsolating(handle.db, chunk, queue));
     }
     return total;
   } finally {
     await handle.close();
+  }
+}
+
+const noCounts = (): StoredCounts => ({ predictions: 0, refs: 0, rejected: 0, deadLetters: 0 });
+
+function addCounts(total: StoredCounts, counts: StoredCounts): void {
+  total.predictions += counts.predictions;
+  total.refs += counts.refs;
+  total.rejected += counts.rejected;
+  total.deadLetters += counts.deadLetters;
+}
+
+async function storeIsolating(
+  db: Database,
+  results: PredictionLogMessage["results"],
+  queue: string,
+): Promise<StoredCounts> {
+  try {
+    return await storeChunk(db, results, []);
+  } catch (error) {
+    if (!isContentError(error)) throw error;
+    const [only] = results;
+    if (results.length === 1 && only) {
+      const row = deadLetter(
+        `result:${only.predictionId}:${only.role}:${only.version}`,
+        queue,
+        { schema: 1, results: [only] },
+        `result refused by Postgres, the rest of its batch stored: ${describeError(error)}`,
+        1,
+      );
+      console.error(
+        JSON.stringify({
+          level: "error",
+          event: "prediction_logs.result_refused",
+          predictionId: only.predictionId,
+          error: describeError(error),
+        }),
+      );
+      return storeDeadLetters(db, [row]);
+    }
+    const half = Math.ceil(results.length / 2);
+    const total = await storeIsolating(db, results.slice(0, half), queue);
+    addCounts(total, await storeIsolating(db, results.slice(half), queue));
+    return total;
+  }
+}
+
+/**
+ * Dead letters in one statement. Should Postgres still refuse one for its
+ * content, every body goes in again as escaped text, which always fits.
+ */
+async function storeDeadLetters(db: Database, rows: DeadLetterRow[]): Promise<StoredCounts> {
+  try {
+    return await storeChunk(db, [], rows);
+  } catch (error) {
+    if (!isContentError(error)) throw error;
+    const asText = rows.map((row) => ({
+      ...row,
+      body: null,
+      body_text: row.body_text ?? storableJsonText(row.body),
+    }));
+    return storeChunk(db, [], asText);
   }
 }
 
@@ -236,8 +400,8 @@ async function storeChunk(
         ON CONFLICT DO NOTHING
         RETURNING 1
       ), d AS (
-        INSERT INTO dead_letters (message_id, queue, body, error, attempts)
-        SELECT message_id, queue, body, error, attempts
+        INSERT INTO dead_letters (message_id, queue, body, body_text, error, attempts)
+        SELECT message_id, queue, body, body_text, error, attempts
         FROM jsonb_to_recordset(${JSON.stringify(deadLetters)}::jsonb) AS x(${deadLetterColumns})
         ON CONFLICT (message_id) DO NOTHING
         RETURNING 1

@@ -268,9 +268,13 @@ export const rejectedRequests = pgTable(
 );
 
 /**
- * Queue messages that could not be stored: poison messages from the log
- * consumer, and everything the dead-letter queue receives. Kept whole, with
- * the error, until replayed (`POST /admin/dead-letters/replay`); 14 days.
+ * Queue messages and results that could not be stored: malformed messages
+ * and results from the log consumer, results Postgres refused on their own,
+ * results the queue refused, and everything the dead-letter queue receives.
+ * Kept whole, with the error, until replayed (`POST /admin/dead-letters/replay`)
+ * or discarded by an operator; 14 days. A body that jsonb cannot hold (a NUL,
+ * a lone surrogate) is kept as its JSON text in `body_text`, escaped so that
+ * it always fits: the dead-letter path never fails on content.
  */
 export const deadLetters = pgTable(
   "dead_letters",
@@ -279,11 +283,15 @@ export const deadLetters = pgTable(
     messageId: text("message_id").notNull(),
     queue: text("queue").notNull(),
     body: jsonb("body"),
+    bodyText: text("body_text"),
     error: text("error").notNull(),
     attempts: integer("attempts").notNull(),
     receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
     replayedAt: timestamp("replayed_at", { withTimezone: true }),
     replayedBy: text("replayed_by"),
+    discardedAt: timestamp("discarded_at", { withTimezone: true }),
+    discardedBy: text("discarded_by"),
+    discardReason: text("discard_reason"),
   },
   (t) => [
     uniqueIndex("dead_letters_message_id_key").on(t.messageId),

@@ -1,5 +1,7 @@
 import { v7 } from "uuid";
 import { z } from "zod";
+import { tooDeepAt } from "../json-body";
+import { findUnstorable, storable } from "../storable";
 import type { FeatureValue } from "./inputs";
 import type { CanonicalPrediction } from "./outputs";
 
@@ -86,16 +88,67 @@ interface SizedMessage {
   bytes: number;
 }
 
+/** An event with its serialized size, measured once. */
+export interface SizedEvent {
+  event: PredictionEvent;
+  bytes: number;
+}
+
+const MESSAGE_OVERHEAD = encoder.encode(JSON.stringify({ schema: 1, results: [] })).length;
+
+function serializedBytes(event: PredictionEvent): number {
+  return encoder.encode(JSON.stringify(event)).length + 1;
+}
+
+/**
+ * An event as it will travel, and its size; never throws. An event too large
+ * for one message has its inputs, then its prediction, replaced by a marker,
+ * so that the result is still logged; one that cannot be serialized at all
+ * (which the body bounds should make impossible) is marked the same way. Only
+ * an event that no marker makes serializable is dropped, with its cause.
+ */
+export function sizeEvent(
+  event: PredictionEvent,
+  maxMessageBytes = MAX_MESSAGE_BYTES,
+): SizedEvent | { dropped: string } {
+  const room = maxMessageBytes - MESSAGE_OVERHEAD;
+  let current = event;
+  let bytes: number;
+  try {
+    bytes = serializedBytes(current);
+  } catch (error) {
+    current = { ...current, inputs: { unserializable: true, error: String(error) } };
+    try {
+      bytes = serializedBytes(current);
+    } catch (again) {
+      return { dropped: `not serializable: ${String(again)}` };
+    }
+  }
+  if (bytes > room) {
+    current = { ...current, inputs: { truncated: true, bytes } };
+    bytes = serializedBytes(current);
+  }
+  if (bytes > room) {
+    current = { ...current, prediction: { truncated: true, bytes } as never };
+    bytes = serializedBytes(current);
+  }
+  if (bytes > room)
+    return {
+      dropped: `${bytes} bytes, larger than one message even without its inputs and prediction`,
+    };
+  return { event: current, bytes };
+}
+
 /**
  * Packs events into as few messages as fit under the size limit, keeping
  * their order. An event too large on its own has its inputs replaced by a
- * marker so that the result is still logged.
+ * marker so that the result is still logged (see sizeEvent).
  */
 export function packEvents(
   events: PredictionEvent[],
   maxBytes = MAX_MESSAGE_BYTES,
 ): PredictionLogMessage[] {
-  return packSized(events, maxBytes).map((sized) => sized.message);
+  return packSized(sizeAll(events, maxBytes), maxBytes).map((sized) => sized.message);
 }
 
 /**
@@ -104,6 +157,15 @@ export function packEvents(
  */
 export function packSendBatches(
   events: PredictionEvent[],
+  maxMessageBytes = MAX_MESSAGE_BYTES,
+  maxBatchBytes = MAX_SEND_BATCH_BYTES,
+): PredictionLogMessage[][] {
+  return packSizedSendBatches(sizeAll(events, maxMessageBytes), maxMessageBytes, maxBatchBytes);
+}
+
+/** packSendBatches for events already sized (sizeEvent). */
+export function packSizedSendBatches(
+  events: SizedEvent[],
   maxMessageBytes = MAX_MESSAGE_BYTES,
   maxBatchBytes = MAX_SEND_BATCH_BYTES,
 ): PredictionLogMessage[][] {
@@ -126,22 +188,24 @@ export function packSendBatches(
   return batches;
 }
 
-function packSized(events: PredictionEvent[], maxBytes: number): SizedMessage[] {
+function sizeAll(events: PredictionEvent[], maxBytes: number): SizedEvent[] {
+  const sized: SizedEvent[] = [];
+  for (const event of events) {
+    const fitted = sizeEvent(event, maxBytes);
+    if ("event" in fitted) sized.push(fitted);
+  }
+  return sized;
+}
+
+function packSized(events: SizedEvent[], maxBytes: number): SizedMessage[] {
   const messages: SizedMessage[] = [];
-  const overhead = encoder.encode(JSON.stringify({ schema: 1, results: [] })).length;
   let current: PredictionEvent[] = [];
-  let size = overhead;
-  for (const original of events) {
-    let event = original;
-    let bytes = encoder.encode(JSON.stringify(event)).length + 1;
-    if (bytes + overhead > maxBytes) {
-      event = { ...event, inputs: { truncated: true, bytes } };
-      bytes = encoder.encode(JSON.stringify(event)).length + 1;
-    }
+  let size = MESSAGE_OVERHEAD;
+  for (const { event, bytes } of events) {
     if (current.length > 0 && size + bytes > maxBytes) {
       messages.push({ message: { schema: 1, results: current }, bytes: size });
       current = [];
-      size = overhead;
+      size = MESSAGE_OVERHEAD;
     }
     current.push(event);
     size += bytes;
@@ -174,32 +238,62 @@ export async function keyHmac(secret: string, key: string): Promise<string> {
   return hex;
 }
 
+/** Deepest nesting the consumer stores in a result's inputs or prediction, as the body bound. */
+const STORED_JSON_DEPTH = 32;
+
+/** Any JSON within the depth bound whose strings all follow the string rule. */
+const StorableJson = z.unknown().superRefine((value, ctx) => {
+  const deep = tooDeepAt(value, STORED_JSON_DEPTH);
+  if (deep) {
+    ctx.addIssue({
+      code: "custom",
+      message: `nests more than ${STORED_JSON_DEPTH} levels deep`,
+      path: deep.slice(0, 6),
+    });
+    return;
+  }
+  const place = findUnstorable(value);
+  if (place) ctx.addIssue({ code: "custom", message: place.message, path: place.path });
+});
+
+const text = (max: number) => storable(z.string().max(max));
+
+/** Postgres has no year 0: an ISO time it can store, from year 0001 on. */
+const StoredTime = z.iso
+  .datetime({ offset: true })
+  .refine((value) => !value.startsWith("0000"), "is before year 1, which cannot be stored");
+
 /**
- * What the log consumer accepts: a message is stored whole or, when it does
- * not match, set aside as a dead letter (a poison message must not hold up
- * the rest of its batch).
+ * One result as the log consumer accepts it: a result that does not match
+ * (malformed, or holding what Postgres cannot store) is set aside as a dead
+ * letter of its own, and the rest of its message is stored.
  */
+export const PredictionResultSchema = z.object({
+  role: z.enum(eventRoles),
+  predictionId: storable(z.string().min(1).max(128)),
+  requestId: text(256),
+  model: storable(z.string().min(1).max(128)),
+  version: text(128),
+  prediction: StorableJson,
+  inputs: StorableJson,
+  attributes: z.record(text(128), text(1024)),
+  keyHmac: text(128).nullable(),
+  latencyMs: z.number().finite().min(0),
+  status: z.enum(["ok", "error", "timeout", "rejected"]),
+  errorCode: text(128).nullable(),
+  stateVersion: z.number().int().min(0),
+  timestamp: StoredTime,
+  issues: z.array(z.object({ path: text(1024), message: text(1024) })).optional(),
+});
+
+/** A message's envelope: its results are checked one by one (PredictionResultSchema). */
+export const PredictionLogEnvelopeSchema = z.object({
+  schema: z.literal(1),
+  results: z.array(z.unknown()).min(1),
+});
+
+/** A whole message whose every result is well-formed: what a replay puts back on the queue. */
 export const PredictionLogMessageSchema = z.object({
   schema: z.literal(1),
-  results: z
-    .array(
-      z.object({
-        role: z.enum(eventRoles),
-        predictionId: z.string().min(1).max(128),
-        requestId: z.string().max(256),
-        model: z.string().min(1).max(128),
-        version: z.string().max(128),
-        prediction: z.unknown(),
-        inputs: z.unknown(),
-        attributes: z.record(z.string(), z.string()),
-        keyHmac: z.string().max(128).nullable(),
-        latencyMs: z.number().finite().min(0),
-        status: z.enum(["ok", "error", "timeout", "rejected"]),
-        errorCode: z.string().max(128).nullable(),
-        stateVersion: z.number().int().min(0),
-        timestamp: z.iso.datetime({ offset: true }),
-        issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-      }),
-    )
-    .min(1),
+  results: z.array(PredictionResultSchema).min(1),
 });

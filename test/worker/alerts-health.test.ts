@@ -61,7 +61,8 @@ describe("Airlock's own health", () => {
       VALUES (${id}, 'airlock-prediction-logs', '{}', 'test', 6)`);
     try {
       const [row] = await query<{ n: string }>(
-        sql`SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL`,
+        sql`SELECT count(*) AS n FROM dead_letters
+              WHERE replayed_at IS NULL AND discarded_at IS NULL`,
       );
       const waiting = Number(row?.n ?? 0);
       const at = (threshold: number) =>

@@ -448,7 +448,8 @@ describe("alerts from monitoring", () => {
       Number(
         (
           await query<{ n: string }>(
-            sql`SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL`,
+            sql`SELECT count(*) AS n FROM dead_letters
+              WHERE replayed_at IS NULL AND discarded_at IS NULL`,
           )
         )[0]?.n,
       );

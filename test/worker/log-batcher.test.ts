@@ -156,17 +156,94 @@ describe("log batching per isolate", () => {
     await Promise.all(a.pending);
     expect(q.calls).toHaveLength(0);
     const logged = errors.map((line) => JSON.parse(line));
+    // With nowhere else to store them, the loss is counted with both causes.
     expect(logged).toEqual([
       expect.objectContaining({
-        event: "prediction_logs.send_failed",
+        event: "prediction_logs.lost",
         requestId: "failing",
         results: 3,
+        error: expect.stringMatching(
+          /^queue send failed twice: Error: Queue send failed: simulated outage; then .*no store/,
+        ),
       }),
     ]);
     const b = request("b", 5);
     logResults(q, [event(4)], b.options);
     await Promise.all(b.pending);
     expect(results(q.calls)).toEqual(["p-4"]);
+  });
+
+  it("hands what the queue refused twice to the caller's store, with the cause", async () => {
+    const errors: string[] = [];
+    vi.spyOn(console, "error").mockImplementation((line: string) => {
+      errors.push(line);
+    });
+    const q = queue(2);
+    const unsent: { messages: PredictionLogMessage[]; cause: string }[] = [];
+    const a = request("refused", 5);
+    logResults(q, [event(1), event(2)], {
+      ...a.options,
+      onUnsent: async (messages, cause) => {
+        unsent.push({ messages, cause });
+      },
+    });
+    await Promise.all(a.pending);
+    expect(q.calls).toHaveLength(0);
+    expect(
+      unsent.flatMap((u) => u.messages.flatMap((m) => m.results.map((r) => r.predictionId))),
+    ).toEqual(["p-1", "p-2"]);
+    expect(unsent[0]?.cause).toMatch(/^queue send failed twice: .*simulated outage/);
+    expect(errors.map((line) => JSON.parse(line))).toEqual([
+      expect.objectContaining({
+        event: "prediction_logs.send_failed",
+        results: 2,
+        storedAs: "dead_letters",
+      }),
+    ]);
+  });
+
+  it("logs the loss, with the count and both causes, when the store fails too", async () => {
+    const errors: string[] = [];
+    vi.spyOn(console, "error").mockImplementation((line: string) => {
+      errors.push(line);
+    });
+    const q = queue(2);
+    const a = request("both-down", 5);
+    logResults(q, [event(1)], {
+      ...a.options,
+      onUnsent: async () => {
+        throw new Error("database unreachable");
+      },
+    });
+    await Promise.all(a.pending);
+    expect(errors.map((line) => JSON.parse(line))).toEqual([
+      expect.objectContaining({
+        event: "prediction_logs.lost",
+        results: 1,
+        error: expect.stringMatching(/simulated outage; then Error: database unreachable$/),
+      }),
+    ]);
+  });
+
+  it("never loses a window to one event that cannot be serialized", async () => {
+    // JSON.stringify throws on it, as it does on a value nested past its
+    // stack (which the body bound stops at the edge): the buffer has to
+    // survive such an event on its own.
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    const q = queue();
+    const a = request("a");
+    const b = request("b");
+    const c = request("c");
+    expect(() => logResults(q, [event(1)], a.options)).not.toThrow();
+    expect(() => logResults(q, [event(2, { income: circular })], b.options)).not.toThrow();
+    expect(() => logResults(q, [event(3)], c.options)).not.toThrow();
+    await Promise.all(a.pending);
+    expect(results(q.calls)).toEqual(["p-1", "p-2", "p-3"]);
+    const sent = q.calls.flatMap((batch) => batch.flatMap((m) => m.results));
+    // The result itself is kept, its inputs replaced by a marker.
+    expect(sent[1]?.inputs).toMatchObject({ unserializable: true });
+    expect(sent[0]?.inputs).toEqual({ amount: 1 });
   });
 
   it("reads the window from the environment, falling back to 50 ms on nonsense", () => {
