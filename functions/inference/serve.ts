@@ -64,26 +64,32 @@ export const unauthorized = () =>
 export const notFound = (model: string) =>
   new ApiError("MODEL_NOT_FOUND", `Model '${model}' does not exist`);
 
+/** Is this key in the model's snapshot, and not expired? Needs no lookup. */
+function allowedFor(profile: ModelProfile, keyHash: string, now: number): boolean {
+  if (!profile.apiKeyHashes.includes(keyHash)) return false;
+  const expiresAt = profile.apiKeyExpiresAt?.[keyHash];
+  return !expiresAt || Date.parse(expiresAt) > now;
+}
+
 /**
  * Order of checks, so keys cannot probe for model names: no or invalid key on
  * a non-public (or unknown) model is 401; a valid key not allowed for the
- * model, or an unknown model, is 404.
+ * model, or an unknown model, is 404. Returns the rate-limit subject: the
+ * key's hash once the key is checked against the model, else null (the
+ * client's address). A token that was not checked never chooses the subject:
+ * otherwise a new made-up token per request would be a new subject each time.
  */
 async function authorize(
   c: Context<AppEnv>,
   model: string,
   snapshot: RolloutSnapshot | undefined,
+  keyHash: string | null,
   now: number,
-): Promise<{ keyHash: string | null }> {
-  const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
+): Promise<string | null> {
   const profile = snapshot?.profile;
-  const keyHash = token ? await sha256Hex(token) : null;
-  if (profile?.public) return { keyHash };
+  if (profile && keyHash && allowedFor(profile, keyHash, now)) return keyHash;
+  if (profile?.public) return null;
   if (!keyHash) throw unauthorized();
-  if (profile?.apiKeyHashes.includes(keyHash)) {
-    const expiresAt = profile.apiKeyExpiresAt?.[keyHash];
-    if (!expiresAt || Date.parse(expiresAt) > now) return { keyHash };
-  }
   // Telling 401 from 404 costs a database read: limit it per client address
   // first, so a flood of made-up keys cannot turn into a flood of queries.
   await rateLimit(c, null, { strict: true });
@@ -157,9 +163,10 @@ export interface Admitted {
  */
 export async function admit(c: Context<AppEnv>, model: string): Promise<Admitted> {
   const now = Date.now();
+  const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
+  const keyHash = token ? await sha256Hex(token) : null;
   const snapshot = modelName.test(model) ? await snapshotFor(c, model) : undefined;
-  const { keyHash } = await authorize(c, model, snapshot, now);
-  await rateLimit(c, keyHash);
+  await rateLimit(c, await authorize(c, model, snapshot, keyHash, now));
   if (!snapshot?.profile) throw notFound(model);
   return { model, snapshot, profile: snapshot.profile, now };
 }
