@@ -85,9 +85,45 @@ app.doc31("/openapi.json", {
 });
 app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Airlock API" }));
 
-app.notFound((c) =>
-  errorResponse(c, new ApiError("ROUTE_NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`)),
-);
+app.notFound((c) => {
+  const allowed = allowedMethods(c.req.path);
+  if (allowed.length > 0) {
+    return errorResponse(
+      c,
+      new ApiError(
+        "METHOD_NOT_ALLOWED",
+        `${c.req.method} is not allowed on ${c.req.path}; use ${allowed.join(", ")}`,
+        {
+          headers: { allow: allowed.join(", ") },
+        },
+      ),
+    );
+  }
+  return errorResponse(
+    c,
+    new ApiError("ROUTE_NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`),
+  );
+});
+
+/** The app's routes as patterns, built once: which methods a path has, for 405's Allow. */
+let routePatterns: { method: string; pattern: RegExp }[] | undefined;
+
+function allowedMethods(path: string): string[] {
+  routePatterns ??= app.routes
+    .filter((route) => route.method !== "ALL")
+    .map((route) => ({
+      method: route.method,
+      pattern: new RegExp(
+        `^${route.path
+          .replace(/[.+?^${}()|[\]\\]/g, "\\$&")
+          .replace(/:[^/]+/g, "[^/]+")
+          .replace(/\*/g, ".*")}/?$`,
+      ),
+    }));
+  const methods = new Set(routePatterns.filter((r) => r.pattern.test(path)).map((r) => r.method));
+  if (methods.has("GET")) methods.add("HEAD");
+  return [...methods].sort();
+}
 
 app.onError((error, c) => errorResponse(c, toApiError(error)));
 

@@ -1,4 +1,5 @@
 import { ApiError } from "./errors";
+import { unstorableText } from "./storable";
 
 /**
  * Cursors are opaque to clients: base64url JSON of the last row's sort key.
@@ -32,7 +33,22 @@ export function decodeCursor<K extends string>(
     const value = (parsed as Record<string, unknown>)[key];
     if (typeof value !== type || (type === "number" && !Number.isSafeInteger(value)))
       throw invalid();
+    // A cursor is read back into a query: it follows the string rule too.
+    if (typeof value === "string" && (value.length > 512 || unstorableText(value) !== null))
+      throw invalid();
     out[key] = value as string | number;
   }
   return out;
+}
+
+/** Earliest and latest times a cursor may carry: what both JavaScript and Postgres can hold. */
+const MIN_CURSOR_TIME = Date.UTC(1, 0, 1);
+const MAX_CURSOR_TIME = Date.UTC(9999, 11, 31);
+
+/** A time (milliseconds) read from a cursor, or INVALID_CURSOR. */
+export function cursorTime(value: number): Date {
+  if (!(value >= MIN_CURSOR_TIME && value <= MAX_CURSOR_TIME)) {
+    throw new ApiError("INVALID_CURSOR", "Query parameter 'cursor' is not a cursor from this list");
+  }
+  return new Date(value);
 }

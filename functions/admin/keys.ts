@@ -3,7 +3,7 @@ import { and, desc, eq, inArray, sql } from "drizzle-orm";
 import { sha256Hex } from "../../shared/crypto";
 import { apiKeys, models } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
-import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { cursorTime, decodeCursor, encodeCursor } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf } from "../../shared/schemas/common";
 import { ApiKey, CreatedApiKey, CreateKeyBody } from "../../shared/schemas/keys";
 import type { AppEnv } from "../app-env";
@@ -145,7 +145,7 @@ keysApi.openapi(
             : sql`${apiKeys.models} @> ${JSON.stringify([model])}::jsonb`,
           before === undefined
             ? undefined
-            : sql`(${apiKeys.createdAt}, ${apiKeys.id}) < (${new Date(before.created).toISOString()}::timestamptz, ${before.id})`,
+            : sql`(${apiKeys.createdAt}, ${apiKeys.id}) < (${cursorTime(before.created).toISOString()}::timestamptz, ${before.id})`,
         ),
       )
       .orderBy(desc(apiKeys.createdAt), desc(apiKeys.id))

@@ -8,7 +8,7 @@ import type { AppEnv } from "../app-env";
 import { loadCatalogue } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
 import { modelParams } from "./models";
-import { adminSecurity, errorResponses, jsonBody, jsonContent } from "./openapi";
+import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
 import { validationHook } from "./validation";
 
 export const rolloutApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -254,7 +254,7 @@ rolloutApi.openapi(
     security: adminSecurity,
     request: {
       params: modelParams,
-      headers: IfMatchHeader,
+      headers: IfMatchHeader.extend(IdempotencyHeader.shape),
       body: jsonBody(
         z
           .object({ stateVersion: z.number().int().min(1) })

@@ -20,7 +20,8 @@ export interface IdempotencyOptions {
  * `Idempotency-Key` for mutating POSTs. The key is reserved before the
  * handler runs; the handler stores its response in the same transaction as
  * its change (see `runChange`), so a retry either replays that response or
- * finds no change made. Client errors are stored too; server errors release
+ * finds no change made. A change that does not run in Postgres has its 2xx
+ * stored right after it. Client errors are stored too; server errors release
  * the key so the retry runs again.
  */
 export function idempotency({
@@ -122,7 +123,11 @@ export function idempotency({
       eq(idempotencyKeys.key, key),
       isNull(idempotencyKeys.responseStatus),
     );
-    if (status >= 400 && status < 500 && status !== 401 && status !== 429) {
+    // A change made outside Postgres (a rollout revert goes to the model's
+    // rollout object) cannot store its response with it: it is stored now,
+    // so a retry replays it instead of changing the state again.
+    const replayable = (status >= 200 && status < 300) || (status >= 400 && status < 500);
+    if (replayable && status !== 401 && status !== 429) {
       const body = await c.res.clone().json();
       await db
         .update(idempotencyKeys)

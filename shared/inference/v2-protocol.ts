@@ -270,6 +270,24 @@ function flatten(data: unknown[]): unknown[] | null {
   return out;
 }
 
+/**
+ * What each integer datatype holds. INT64 and UINT64 reach past what a JSON
+ * number carries exactly: JavaScript's safe integers are their range here.
+ */
+const integerRanges: Record<
+  Exclude<V2Datatype, "BOOL" | "BYTES" | "FP16" | "FP32" | "FP64">,
+  [number, number]
+> = {
+  INT8: [-128, 127],
+  INT16: [-32_768, 32_767],
+  INT32: [-2_147_483_648, 2_147_483_647],
+  INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  UINT8: [0, 255],
+  UINT16: [0, 65_535],
+  UINT32: [0, 4_294_967_295],
+  UINT64: [0, Number.MAX_SAFE_INTEGER],
+};
+
 function elementProblem(datatype: V2Datatype, value: unknown): string | null {
   if (value === null) return null; // a missing value
   switch (datatype) {
@@ -286,7 +304,8 @@ function elementProblem(datatype: V2Datatype, value: unknown): string | null {
     default: {
       if (typeof value !== "number" || !Number.isInteger(value))
         return `must be an integer (${datatype})`;
-      if (datatype.startsWith("UINT") && value < 0) return `must not be negative (${datatype})`;
+      const [min, max] = integerRanges[datatype];
+      if (value < min || value > max) return `must be between ${min} and ${max} (${datatype})`;
       return null;
     }
   }

@@ -32,8 +32,13 @@ export const FeatureName = z
 
 export const ClassLabel = z.string().min(1).max(128);
 
+/**
+ * An ISO 8601 time with an offset. Year 0000 is refused: Postgres has no
+ * year 0, and a time it cannot store is a client's error, not a 500.
+ */
 export const Timestamp = z.iso
   .datetime({ offset: true })
+  .refine((value) => !value.startsWith("0000"), "must be in year 1 or later")
   .openapi({ example: "2026-11-25T12:00:00.000Z" });
 
 export const PaginationQuery = z.object({

@@ -558,6 +558,16 @@ describe("V2: refused requests", () => {
       /data\[1\]: must be an integer \(INT64\)/,
     ],
     [
+      "an integer outside its datatype's range",
+      { inputs: [{ name: "tenure", shape: [2], datatype: "INT8", data: [1, 1000] }] },
+      /data\[1\]: must be between -128 and 127 \(INT8\)/,
+    ],
+    [
+      "a negative unsigned integer",
+      { inputs: [{ name: "tenure", shape: [1], datatype: "UINT16", data: [-1] }] },
+      /data\[0\]: must be between 0 and 65535 \(UINT16\)/,
+    ],
+    [
       "an input that is not a feature",
       { inputs: [{ name: "zip", shape: [1], datatype: "BYTES", data: ["10115"] }] },
       /'zip' is not a feature of this model/,
