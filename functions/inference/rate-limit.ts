@@ -81,15 +81,20 @@ function verdictsFor(limiter: RateLimit): Verdicts {
   return verdicts;
 }
 
-const rateLimited = () =>
-  new ApiError("RATE_LIMITED", "Too many requests for this API key; slow down", {
-    headers: { "retry-after": "60" },
-  });
+const rateLimited = (subject: string) =>
+  new ApiError(
+    "RATE_LIMITED",
+    subject.startsWith("key:")
+      ? "Too many requests for this API key; slow down"
+      : "Too many requests from this client address; slow down",
+    { headers: { "retry-after": "60" } },
+  );
 
 /**
  * Counts one request for the API key (or, without one, the client address)
  * and throws RATE_LIMITED when over the limit. `strict` awaits the binding
- * every time.
+ * every time. Pass only a key that has been checked: a token nobody checked
+ * must never choose its own subject.
  */
 export async function rateLimit(
   c: Context<AppEnv>,
@@ -102,7 +107,7 @@ export async function rateLimit(
   const limiter = c.env.PREDICT_RATE_LIMITER;
   const verdicts = verdictsFor(limiter);
   const state = verdicts.state(subject, Date.now());
-  if (state === "limited") throw rateLimited();
+  if (state === "limited") throw rateLimited(subject);
   const check = limiter.limit({ key: subject }).then(({ success }) => {
     verdicts.record(subject, success, Date.now());
     return success;
@@ -111,5 +116,5 @@ export async function rateLimit(
     c.executionCtx.waitUntil(check.catch(() => undefined));
     return;
   }
-  if (!(await check)) throw rateLimited();
+  if (!(await check)) throw rateLimited(subject);
 }

@@ -23,7 +23,13 @@ import {
 import type { AppEnv } from "../app-env";
 import { storeUnsentMessages } from "../queue/prediction-logs";
 import { loadCatalogue } from "../rollout/catalogue";
-import { currentRollout, rolloutObject } from "../rollout/leases";
+import {
+  currentRollout,
+  holdsLease,
+  knownUnknown,
+  rememberUnknown,
+  rolloutObject,
+} from "../rollout/leases";
 import { logBatchWindowMs, logResults } from "./log-batcher";
 import { rateLimit } from "./rate-limit";
 import type { UpstreamOutcome } from "./upstream";
@@ -85,22 +91,31 @@ async function authorize(
   snapshot: RolloutSnapshot | undefined,
   keyHash: string | null,
   now: number,
+  guard: () => Promise<void>,
 ): Promise<string | null> {
   const profile = snapshot?.profile;
   if (profile && keyHash && allowedFor(profile, keyHash, now)) return keyHash;
   if (profile?.public) return null;
   if (!keyHash) throw unauthorized();
-  // Telling 401 from 404 costs a database read: limit it per client address
-  // first, so a flood of made-up keys cannot turn into a flood of queries.
-  await rateLimit(c, null, { strict: true });
+  // Telling 401 from 404 costs a database read.
+  await guard();
   throw (await keyExistsAnywhere(c, keyHash)) ? notFound(model) : unauthorized();
 }
 
-/** The snapshot a request starting now uses; sets up a model's object on first use. */
+/**
+ * The snapshot a request starting now uses; sets up a model's object on first
+ * use. A name the registry did not know a moment ago costs nothing; anything
+ * the isolate cannot answer from a lease it holds (the object, the registry)
+ * is guarded first.
+ */
 async function snapshotFor(
   c: Context<AppEnv>,
   model: string,
+  now: number,
+  guard: () => Promise<void>,
 ): Promise<RolloutSnapshot | undefined> {
+  if (knownUnknown(model, now)) return undefined;
+  if (!holdsLease(model, now)) await guard();
   const lease = await currentRollout(c.env, model, (work) => c.executionCtx.waitUntil(work));
   if (lease.grant.state.profile) return lease.grant.state;
   // Never set up: only the registry knows whether the model exists.
@@ -108,7 +123,10 @@ async function snapshotFor(
   try {
     catalogue = await loadCatalogue(c.var.database(), model);
   } catch (error) {
-    if (error instanceof ApiError && error.code === "MODEL_NOT_FOUND") return undefined;
+    if (error instanceof ApiError && error.code === "MODEL_NOT_FOUND") {
+      rememberUnknown(model, now, lease);
+      return undefined;
+    }
     throw error;
   }
   const object = rolloutObject(c.env, model);
@@ -159,14 +177,25 @@ export interface Admitted {
 /**
  * The checks every inference route makes before reading the body, in an
  * order that lets no key probe for model names: lease (or first set-up),
- * key, rate limit, existence.
+ * key, rate limit, existence. Whatever the isolate cannot answer from memory
+ * (a lease fetch, the registry, the key table) is paid for first, once per
+ * request, by the client's address, strictly: a flood of unknown names or
+ * made-up keys is refused before it costs a lookup.
  */
 export async function admit(c: Context<AppEnv>, model: string): Promise<Admitted> {
   const now = Date.now();
   const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
   const keyHash = token ? await sha256Hex(token) : null;
-  const snapshot = modelName.test(model) ? await snapshotFor(c, model) : undefined;
-  await rateLimit(c, await authorize(c, model, snapshot, keyHash, now));
+  let guarded = false;
+  const guard = async () => {
+    if (guarded) return;
+    guarded = true;
+    await rateLimit(c, null, { strict: true });
+  };
+  const snapshot = modelName.test(model) ? await snapshotFor(c, model, now, guard) : undefined;
+  const subject = await authorize(c, model, snapshot, keyHash, now, guard);
+  // An address already counted for this request is not counted again.
+  if (subject !== null || !guarded) await rateLimit(c, subject);
   if (!snapshot?.profile) throw notFound(model);
   return { model, snapshot, profile: snapshot.profile, now };
 }

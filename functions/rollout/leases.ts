@@ -6,14 +6,62 @@ import type {
   RolloutView,
 } from "../../durable-objects/model-rollout";
 import { ApiError } from "../../shared/errors";
-import { type HeldLease, type LeaseGrant, LeaseKeeper } from "../../shared/rollout/lease";
+import { ExpiringNames, LruMap } from "../../shared/lru";
+import {
+  type HeldLease,
+  type LeaseGrant,
+  LeaseKeeper,
+  MIN_LEASE_MS,
+} from "../../shared/rollout/lease";
 import type { KillSwitchBody, RolloutBody, RolloutSnapshot } from "../../shared/rollout/state";
+
+/** Models whose lease keepers an isolate holds; forgetting one costs one lease fetch. */
+export const MAX_KEEPERS = 1_000;
+/** Unknown model names an isolate remembers. */
+export const MAX_UNKNOWN_MODELS = 10_000;
 
 /**
  * One lease keeper per model, per isolate: requests read rollout state from
- * the held lease and only cross to the model's object to renew it.
+ * the held lease and only cross to the model's object to renew it. Only
+ * models that are set up take a place, the least recently used forgotten
+ * first, so names nobody registered never crowd out the ones in use.
  */
-const keepers = new Map<string, LeaseKeeper<RolloutSnapshot>>();
+const keepers = new LruMap<string, LeaseKeeper<RolloutSnapshot>>(MAX_KEEPERS);
+
+/**
+ * Names the registry did not know, so a client repeating one costs neither
+ * the object nor Postgres. An entry lives at most the minimum lease, and never
+ * past the lease it was read under: any change to the name's rollout state
+ * (its set-up included) is acknowledged only after that lease has run out,
+ * so the rollout promise holds, and a model created a moment ago is found
+ * within MIN_LEASE_MS.
+ */
+const unknownModels = new ExpiringNames(MAX_UNKNOWN_MODELS);
+
+/** How long a name found unknown at `now`, under `lease`, may be remembered as unknown. */
+export function unknownUntil(now: number, lease: HeldLease<RolloutSnapshot>): number {
+  return Math.min(now + MIN_LEASE_MS, lease.validUntil);
+}
+
+/** Remembers that the registry has no model of this name (see `unknownModels`). */
+export function rememberUnknown(model: string, now: number, lease: HeldLease<RolloutSnapshot>) {
+  unknownModels.add(model, unknownUntil(now, lease), now);
+}
+
+/** Did the registry say, recently enough, that there is no model of this name? */
+export function knownUnknown(model: string, now: number): boolean {
+  return unknownModels.has(model, now);
+}
+
+/** Does this isolate hold a lease for the model that a request starting now may use? */
+export function holdsLease(model: string, now: number): boolean {
+  return keepers.peek(model)?.held?.isValid(now) ?? false;
+}
+
+/** What the isolate remembers, for tests and diagnostics. */
+export function leaseMemory(): { keepers: number; unknownModels: number } {
+  return { keepers: keepers.size, unknownModels: unknownModels.size };
+}
 
 /** The model's rollout object, with the RPC methods typed as the object declares them. */
 export interface RolloutClient {
@@ -57,13 +105,12 @@ export async function currentRollout(
   model: string,
   background?: (work: Promise<unknown>) => void,
 ): Promise<HeldLease<RolloutSnapshot>> {
-  let keeper = keepers.get(model);
-  if (!keeper) {
-    keeper = new LeaseKeeper(() => rolloutObject(env, model).lease());
-    keepers.set(model, keeper);
-  }
+  const kept = keepers.get(model);
+  const keeper = kept ?? new LeaseKeeper(() => rolloutObject(env, model).lease());
   try {
-    return await keeper.current(background);
+    const held = await keeper.current(background);
+    if (!kept && held.grant.state.profile) keepers.set(model, keeper);
+    return held;
   } catch (error) {
     throw new ApiError(
       "ROLLOUT_UNAVAILABLE",
