@@ -1,4 +1,5 @@
 import type { Database } from "../shared/db/client";
+import type { Admitted } from "./inference/serve";
 
 /** Who is calling the admin API. One bootstrap token for now; roles come later. */
 export interface Principal {
@@ -24,5 +25,7 @@ export type AppEnv = {
     database: () => Database;
     principal: Principal;
     idempotency: IdempotencyReservation | undefined;
+    /** Inference routes: the request admitted to its model (functions/inference/admission.ts). */
+    admitted: Admitted;
   };
 };

@@ -1,5 +1,5 @@
 import { swaggerUI } from "@hono/swagger-ui";
-import { OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { DrizzleQueryError } from "drizzle-orm/errors";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -12,7 +12,6 @@ import { adminApi, isVersionUpload } from "./admin";
 import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
 import { feedbackApi } from "./inference/feedback";
-import { predictPath, v2Paths } from "./inference/openapi";
 import { predictApi } from "./inference/predict";
 import { serverMetadata, v2Api } from "./inference/v2";
 import { database } from "./middleware/database";
@@ -41,7 +40,21 @@ app.use("*", (c, next) => {
 });
 app.use("*", database());
 
-app.get("/health", (c) => c.json({ status: "ok" }));
+app.openapi(
+  createRoute({
+    method: "get",
+    path: "/health",
+    tags: ["Service"],
+    summary: "Liveness of the Worker (no database or binding is touched)",
+    responses: {
+      200: {
+        description: "Up",
+        content: { "application/json": { schema: z.object({ status: z.literal("ok") }) } },
+      },
+    },
+  }),
+  (c) => c.json({ status: "ok" as const }, 200),
+);
 app.route("/admin", adminApi);
 app.route("/v1", predictApi);
 app.route("/v1", feedbackApi);
@@ -49,8 +62,6 @@ app.route("/v2", v2Api);
 // The protocol names both `v2` and `v2/` for server metadata.
 app.get("/v2/", serverMetadata);
 
-app.openAPIRegistry.registerPath(predictPath);
-for (const path of v2Paths) app.openAPIRegistry.registerPath(path);
 app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {
   type: "http",
   scheme: "bearer",
@@ -70,6 +81,7 @@ app.doc31("/openapi.json", {
       "Edge serving and governance for ML models: registry, rollouts, kill switch, prediction logs and monitoring.",
   },
   tags: [
+    { name: "Service", description: "The Worker itself" },
     { name: "Models", description: "The model registry" },
     { name: "Versions", description: "Versions of a model, with upstreams and model cards" },
     { name: "Inference", description: "Client predictions" },

@@ -38,6 +38,14 @@ export function jsonBodyError(problem: JsonBodyProblem): ApiError {
   }
 }
 
+/**
+ * Hands a body already parsed under the bounds to whatever reads it next
+ * (the route's validator calls `c.req.json()`), so it is parsed once.
+ */
+export function keepParsedBody(request: { json(): Promise<unknown> }, value: unknown): void {
+  (request as { json: () => Promise<unknown> }).json = () => Promise.resolve(value);
+}
+
 /** Reads and checks a JSON body (see parseJsonBody); throws the 400 it earns. */
 export async function readBoundedJson(
   request: { text(): Promise<string> },
@@ -112,6 +120,7 @@ export function inputGuard({
       if (text.trim() !== "") {
         const parsed = parseJsonBody(text, bounds(c.req.path, method));
         if (!parsed.ok) throw jsonBodyError(parsed.problem);
+        keepParsedBody(c.req, parsed.value);
       }
     }
     await next();
