@@ -55,7 +55,10 @@ function request(id: string, windowMs = 20) {
 const results = (calls: PredictionLogMessage[][]) =>
   calls.flatMap((batch) => batch.flatMap((m) => m.results.map((r) => r.predictionId)));
 
-afterEach(() => vi.restoreAllMocks());
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
 
 describe("log batching per isolate", () => {
   it("sends the results of all requests in one window in one call, in order; only the first request waits", async () => {
@@ -113,18 +116,23 @@ describe("log batching per isolate", () => {
   });
 
   it("sends a buffer as soon as it holds about one sendBatch's worth, within the platform's limits", async () => {
+    // The window's timer is fake: it ends when the test says so, not when a busy machine gets to it.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const q = queue();
     const blob = "x".repeat(30_000);
     const requests = Array.from({ length: 20 }, (_, i) => request(`r${i}`, 1500));
     requests.forEach((r, i) => {
       logResults(q, [event(i, { blob })], r.options);
     });
-    // Well before the window ends, the size alone has sent the full buffers.
-    await vi.waitFor(() => expect(q.calls.length).toBeGreaterThanOrEqual(2), { timeout: 1000 });
+    // Before the window ends, the size alone has sent the full buffers.
+    await vi.advanceTimersByTimeAsync(1499);
     const sentEarly = results(q.calls);
+    expect(q.calls.length).toBeGreaterThanOrEqual(2);
     expect(sentEarly.length).toBeGreaterThanOrEqual(12);
     expect(sentEarly.length).toBeLessThan(20);
     // The rest goes when its owner's window ends: nothing lost, nothing doubled.
+    await vi.advanceTimersByTimeAsync(1);
+    vi.useRealTimers();
     await Promise.all(requests.flatMap((r) => r.pending));
     expect(results(q.calls)).toEqual(requests.map((_, i) => `p-${i}`));
     for (const batch of q.calls) {
