@@ -327,6 +327,7 @@ describe("prediction logs: from a request to rows", () => {
     );
     await waitOnExecutionContext(ctx);
     expect(response.status).toBe(400);
+    const okContext = createExecutionContext();
     const ok = await worker.fetch(
       new Request(`http://airlock.test/v1/models/${model}/predict`, {
         method: "POST",
@@ -339,10 +340,11 @@ describe("prediction logs: from a request to rows", () => {
         }),
       }),
       { ...env, PREDICTION_LOGS: queue } as unknown as Env,
-      createExecutionContext(),
+      okContext,
     );
     expect(ok.status).toBe(200);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Its results are on the queue once its work after the response is done.
+    await waitOnExecutionContext(okContext);
     await deliver(
       LOGS,
       messages.map((body) => ({ body })),
