@@ -392,7 +392,13 @@ export async function servePrediction(
   }
   const outputs = staticOutputs();
   if (outputs) return respond(null, outputs, true);
-  throw new ApiError("UPSTREAM_FAILED", `Version '${decision.version}' failed: ${served.cause}`);
+  // The cause can name secrets, hosts and the egress policy: it is logged
+  // (`upstream.failed`, by callVersion) for operators; the client gets its code.
+  throw new ApiError(
+    "UPSTREAM_FAILED",
+    `Version '${decision.version}' failed (${served.code}); the cause is logged under this request id`,
+    { details: [{ path: "upstream", message: served.code }] },
+  );
 }
 
 /**

@@ -42,9 +42,30 @@ export interface VersionCall extends Omit<UpstreamCall, "upstream"> {
 /**
  * Calls a version: a builtin model in this isolate, an HTTP upstream through
  * the egress allowlist and its circuit breaker. A refused URL fails before
- * the breaker, so only real calls count toward opening it.
+ * the breaker, so only real calls count toward opening it. A failure's cause
+ * is logged here, for operators: clients see only its code.
  */
 export async function callVersion(call: VersionCall): Promise<UpstreamOutcome> {
+  const outcome = await callChecked(call);
+  // An open circuit fails every call fast; its opening is logged once instead.
+  if (!outcome.ok && outcome.code !== "UPSTREAM_CIRCUIT_OPEN") {
+    console.log(
+      JSON.stringify({
+        level: "warn",
+        event: "upstream.failed",
+        model: call.model,
+        version: call.version,
+        requestId: call.requestId,
+        code: outcome.code,
+        cause: outcome.cause,
+        status: outcome.status,
+      }),
+    );
+  }
+  return outcome;
+}
+
+async function callChecked(call: VersionCall): Promise<UpstreamOutcome> {
   const allowlist = allowlistOf(call.env.UPSTREAM_ALLOWED_HOSTS);
   const { upstream } = call;
   // Builtin models run here: no network, so neither allowlist nor breaker applies.

@@ -98,7 +98,10 @@ describe("predict: upstream guards", () => {
     });
     const response = await predict(model);
     expect(response.status).toBe(502);
-    expect((await json<ErrorJson>(response)).error.message).toContain("UPSTREAM_ALLOWED_HOSTS");
+    const error = (await json<ErrorJson>(response)).error;
+    expect(error.details).toEqual([{ path: "upstream", message: "UPSTREAM_FORBIDDEN" }]);
+    // The policy is for operators (the logs), not for whoever calls.
+    expect(error.message).not.toContain("UPSTREAM_ALLOWED_HOSTS");
   });
 
   it("limits requests per client with the platform's rate limiter: 429 with Retry-After", async () => {

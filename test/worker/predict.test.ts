@@ -257,8 +257,12 @@ describe("predict: keys and errors", () => {
 });
 
 describe("predict: failures, fallbacks and the kill switch", () => {
-  it("answers 502 UPSTREAM_FAILED with the cause when the champion fails and there is no fallback", async () => {
-    for (const path of ["/fail", "/garbage", "/slow"]) {
+  it("answers 502 UPSTREAM_FAILED with the failure's code when the champion fails and there is no fallback", async () => {
+    for (const [path, code] of [
+      ["/fail", "UPSTREAM_ERROR"],
+      ["/garbage", "UPSTREAM_BAD_RESPONSE"],
+      ["/slow", "UPSTREAM_TIMEOUT"],
+    ] as const) {
       const { model, key } = await setUp({
         versions: { v1: upstream(path) },
         rollout: { champion: "v1" },
@@ -268,6 +272,7 @@ describe("predict: failures, fallbacks and the kill switch", () => {
       const error = await json<ErrorJson>(response);
       expect(error.error.code).toBe("UPSTREAM_FAILED");
       expect(error.error.message).toContain("v1");
+      expect(error.error.details).toEqual([{ path: "upstream", message: code }]);
     }
   });
 
