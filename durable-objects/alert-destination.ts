@@ -8,7 +8,7 @@ import {
 import { slackMessage } from "../shared/alerts/slack";
 import type { AlertNotice } from "../shared/alerts/types";
 import { decryptSecret, parseEncryptionKey } from "../shared/crypto-box";
-import { checkUpstreamUrl, parseAllowlist } from "../shared/inference/egress";
+import { checkEgressUrl, parseAllowlist, readBodyCapped, redirectCause } from "../shared/egress";
 
 /** One notice for this destination, as the delivery consumer hands it over. */
 export interface DeliveryRequest {
@@ -38,6 +38,8 @@ export const SEND_TIMEOUT_MS = 10_000;
 const MAX_WAIT_MS = 30_000;
 /** Retry-After when a 429 gives none. */
 const DEFAULT_RETRY_AFTER_SECONDS = 30;
+/** Most of a receiver's answer read (only its first characters are kept, for the record). */
+const MAX_RECEIVER_BODY_BYTES = 64 * 1024;
 /** Notices remembered as sent, for deduplication. */
 const SENT_KEPT_DAYS = 30;
 
@@ -116,7 +118,7 @@ export class AlertDestination extends DurableObject<Env> {
     const key = await parseEncryptionKey(this.env.ALERT_ENCRYPTION_KEY);
     const url = await decryptSecret(key, request.urlBox, `${request.destinationId}:url`);
     // Checked again at each send: the allowlist may have narrowed since the destination was made.
-    const allowed = checkUpstreamUrl(url, parseAllowlist(this.env.UPSTREAM_ALLOWED_HOSTS));
+    const allowed = checkEgressUrl(url, parseAllowlist(this.env.UPSTREAM_ALLOWED_HOSTS));
     if (!allowed.ok) return { kind: "failed", status: 0, error: `URL refused: ${allowed.reason}` };
     let body: string;
     const headers: Record<string, string> = { "content-type": "application/json" };
@@ -139,6 +141,8 @@ export class AlertDestination extends DurableObject<Env> {
         method: "POST",
         headers,
         body,
+        // A redirect's target would escape the check above: never followed.
+        redirect: "manual",
         signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
       });
     } catch (error) {
@@ -151,8 +155,15 @@ export class AlertDestination extends DurableObject<Env> {
       };
     }
     const now = Date.now();
-    // Read the body so the connection is released; keep a little of it for the record.
-    const text = (await response.text().catch(() => "")).slice(0, 200);
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel().catch(() => undefined);
+      this.#setNextAllowedAt(now + MIN_INTERVAL_MS);
+      // Retrying cannot help: the destination's URL has to change.
+      return { kind: "failed", status: response.status, error: redirectCause(response, url) };
+    }
+    // Read the body so the connection is released (a bounded part of it); keep a little for the record.
+    const read = await readBodyCapped(response, MAX_RECEIVER_BODY_BYTES).catch(() => undefined);
+    const text = (read?.ok ? read.text : "").slice(0, 200);
     if (response.ok) {
       this.#sql.exec(
         "INSERT INTO sent (notice_key, at, status) VALUES (?, ?, ?) ON CONFLICT (notice_key) DO NOTHING",

@@ -3,8 +3,8 @@ import { and, desc, eq, gte, lt, sql } from "drizzle-orm";
 import { AlertRuleOverrides, RuleError, resolveRules } from "../../shared/alerts/rules";
 import { encryptSecret, maskUrl, parseEncryptionKey } from "../../shared/crypto-box";
 import { alertDeliveries, alertDestinations, alerts, models } from "../../shared/db/schema";
+import { checkEgressUrl, parseAllowlist } from "../../shared/egress";
 import { ApiError, validationError } from "../../shared/errors";
-import { checkUpstreamUrl, parseAllowlist } from "../../shared/inference/egress";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
@@ -32,7 +32,7 @@ const CreateDestination = z
     }),
     url: HttpsUrl.openapi({
       description:
-        "Stored encrypted; never returned (only a hint). https to a public host, like model upstreams; http or a private address only for hosts on UPSTREAM_ALLOWED_HOSTS.",
+        "Stored encrypted; never returned (only a hint). The egress rules of model upstreams: https to a public host or address, never user:password@; http, private addresses and local names only for hosts on UPSTREAM_ALLOWED_HOSTS. Checked again at each send; redirects are not followed.",
     }),
     secret: z.string().min(32).max(256).optional().openapi({
       description:
@@ -113,8 +113,8 @@ alertsApi.openapi(
   }),
   async (c) => {
     const body = c.req.valid("json");
-    // The same egress rules as model upstreams: https to public hosts, others only when allowed.
-    const allowed = checkUpstreamUrl(body.url, parseAllowlist(c.env.UPSTREAM_ALLOWED_HOSTS));
+    // The egress rules of model upstreams, with today's allowlist; checked again at each send.
+    const allowed = checkEgressUrl(body.url, parseAllowlist(c.env.UPSTREAM_ALLOWED_HOSTS));
     if (!allowed.ok) throw validationError([{ path: ["url"], message: allowed.reason }], "body");
     const id = `dst_${crypto.randomUUID().replace(/-/g, "").slice(0, 20)}`;
     const key = await parseEncryptionKey(c.env.ALERT_ENCRYPTION_KEY).catch((error) => {

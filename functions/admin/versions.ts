@@ -2,7 +2,8 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { and, desc, eq, lt, sql } from "drizzle-orm";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
 import { modelVersions } from "../../shared/db/schema";
-import { ApiError } from "../../shared/errors";
+import { checkEgressUrl, parseAllowlist } from "../../shared/egress";
+import { ApiError, validationError } from "../../shared/errors";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { PaginationQuery, pageOf, VersionLabel } from "../../shared/schemas/common";
 import {
@@ -61,6 +62,15 @@ versionsApi.openapi(
   async (c) => {
     const modelName = c.req.valid("param").model;
     const body = c.req.valid("json");
+    if (body.upstream.kind === "http") {
+      // The egress rules with today's allowlist; checked again at each call.
+      const allowed = checkEgressUrl(
+        body.upstream.url,
+        parseAllowlist(c.env.UPSTREAM_ALLOWED_HOSTS),
+      );
+      if (!allowed.ok)
+        throw validationError([{ path: ["upstream", "url"], message: allowed.reason }], "body");
+    }
     // A builtin model file is read and checked before the transaction: it is
     // CPU work that needs no lock.
     const builtin = body.upstream.kind === "builtin" ? await prepareBuiltin(body.upstream) : null;

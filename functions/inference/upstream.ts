@@ -1,3 +1,4 @@
+import { readBodyCapped, redirectCause } from "../../shared/egress";
 import type { InputRow } from "../../shared/inference/inputs";
 import {
   type CanonicalPrediction,
@@ -13,7 +14,10 @@ export type UpstreamFailure =
   | "UPSTREAM_TIMEOUT"
   | "UPSTREAM_ERROR"
   | "UPSTREAM_BAD_RESPONSE"
+  /** Refused before calling: the URL or the credential breaks the egress rules. */
   | "UPSTREAM_FORBIDDEN"
+  /** Answered 3xx: redirects are never followed. */
+  | "UPSTREAM_REDIRECT"
   | "UPSTREAM_CIRCUIT_OPEN"
   /** A builtin model's file could not be loaded or compiled. */
   | "MODEL_UNAVAILABLE"
@@ -23,6 +27,9 @@ export type UpstreamFailure =
 export type UpstreamOutcome =
   | { ok: true; predictions: CanonicalPrediction[]; latencyMs: number }
   | { ok: false; code: UpstreamFailure; cause: string; status?: number; latencyMs: number };
+
+/** Most of an upstream's answer that is read: a longer body is a bad response. */
+export const MAX_UPSTREAM_RESPONSE_BYTES = 4 * 1024 * 1024;
 
 /** An upstream reached over HTTP (the only kind called over the network). */
 export type HttpUpstreamRef = Extract<UpstreamRef, { kind: "http" }>;
@@ -43,8 +50,9 @@ export interface UpstreamCall {
 
 /**
  * Calls one version's HTTP upstream and maps its answer to canonical predictions.
- * Callers go through `callVersion`, which applies the egress allowlist and the
- * circuit breaker first.
+ * Callers go through `callVersion`, which applies the egress rules and the
+ * circuit breaker first. A redirect is a failure, never followed: its target
+ * would escape those rules.
  * Never throws: every failure is an outcome with a cause, so the caller can
  * apply the model's fallback. A failed call is repeated once only when the
  * version says its upstream is idempotent: otherwise the first attempt may
@@ -94,6 +102,7 @@ async function attempt(call: UpstreamCall): Promise<UpstreamOutcome> {
       method: "POST",
       headers,
       body: JSON.stringify(body),
+      redirect: "manual",
       signal: AbortSignal.timeout(upstream.timeoutMs),
     });
   } catch (error) {
@@ -108,10 +117,29 @@ async function attempt(call: UpstreamCall): Promise<UpstreamOutcome> {
       latencyMs: elapsed(),
     };
   }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel().catch(() => undefined);
+    return {
+      ok: false,
+      code: "UPSTREAM_REDIRECT",
+      cause: redirectCause(response, upstream.url),
+      status: response.status,
+      latencyMs: elapsed(),
+    };
+  }
   let parsed: unknown;
   try {
-    const text = await response.text();
-    parsed = text === "" ? undefined : JSON.parse(text);
+    const read = await readBodyCapped(response, MAX_UPSTREAM_RESPONSE_BYTES);
+    if (!read.ok) {
+      return {
+        ok: false,
+        code: "UPSTREAM_BAD_RESPONSE",
+        cause: `status ${response.status}, ${read.cause}`,
+        status: response.status,
+        latencyMs: elapsed(),
+      };
+    }
+    parsed = read.text === "" ? undefined : JSON.parse(read.text);
   } catch {
     return {
       ok: false,

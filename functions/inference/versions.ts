@@ -1,5 +1,5 @@
+import { checkEgressUrl, parseAllowlist } from "../../shared/egress";
 import { CircuitBreaker, type Transition } from "../../shared/inference/circuit-breaker";
-import { checkUpstreamUrl, parseAllowlist } from "../../shared/inference/egress";
 import type { UpstreamRef } from "../../shared/rollout/state";
 import { callBuiltin } from "./builtin";
 import { callUpstream, type UpstreamCall, type UpstreamOutcome } from "./upstream";
@@ -41,9 +41,10 @@ export interface VersionCall extends Omit<UpstreamCall, "upstream"> {
 
 /**
  * Calls a version: a builtin model in this isolate, an HTTP upstream through
- * the egress allowlist and its circuit breaker. A refused URL fails before
- * the breaker, so only real calls count toward opening it. A failure's cause
- * is logged here, for operators: clients see only its code.
+ * the egress rules and its circuit breaker. A refused URL fails before the
+ * breaker, so only real calls count toward opening it. The rules are those
+ * in force now, whatever they were when the version was registered.
+ * A failure's cause is logged here, for operators: clients see only its code.
  */
 export async function callVersion(call: VersionCall): Promise<UpstreamOutcome> {
   const outcome = await callChecked(call);
@@ -70,7 +71,7 @@ async function callChecked(call: VersionCall): Promise<UpstreamOutcome> {
   const { upstream } = call;
   // Builtin models run here: no network, so neither allowlist nor breaker applies.
   if (upstream.kind === "builtin") return callBuiltin({ ...call, upstream });
-  const allowed = checkUpstreamUrl(upstream.url, allowlist);
+  const allowed = checkEgressUrl(upstream.url, allowlist);
   if (!allowed.ok)
     return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: allowed.reason, latencyMs: 0 };
 

@@ -7,11 +7,14 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
  * `/hooks/` is a channel that records what it receives and answers 200 "ok",
  * as Slack does, unless told otherwise:
  *
- * - `POST /__control/<channel path>` with `{ "mode": "ok" | "rate_limit" | "down" | "error",
- *   "retryAfter"?: seconds, "times"?: n }`: `rate_limit` answers 429 with
- *   Retry-After (default the next request only), `down` resets the connection
- *   without answering and `error` answers 500 (both until set back to ok
- *   unless `times` is given);
+ * - `POST /__control/<channel path>` with `{ "mode": "ok" | "rate_limit" | "down" | "error"
+ *   | "redirect" | "flood", "retryAfter"?: seconds, "times"?: n, "location"?: url,
+ *   "status"?: 3xx, "bytes"?: n }`: `rate_limit` answers 429 with Retry-After
+ *   (default the next request only), `down` resets the connection without
+ *   answering, `error` answers 500, `redirect` answers `status` (307) to
+ *   `location`, and `flood` answers 200 with a body of `bytes` (32 MiB),
+ *   recording `responseCut: true` when the sender stops reading before its end
+ *   (all until set back to ok unless `times` is given);
  * - `GET /__requests?path=<channel path>`: what the channel received
  *   (every channel without `path`), oldest first; `DELETE /__requests` clears all.
  */
@@ -23,18 +26,26 @@ export interface ReceivedRequest {
   status: number | null;
   /** When it arrived, ISO 8601. */
   at: string;
+  /** `flood` only: whether the sender closed the connection before the body's end. */
+  responseCut?: boolean;
 }
 
-export type ChannelMode = "ok" | "rate_limit" | "down" | "error";
+export type ChannelMode = "ok" | "rate_limit" | "down" | "error" | "redirect" | "flood";
 
 interface ChannelBehaviour {
   mode: ChannelMode;
   retryAfter: number;
   /** Requests left in this mode; undefined for until changed. */
   remaining: number | undefined;
+  /** `redirect`: where to, and with which status. */
+  location?: string;
+  status?: number;
+  /** `flood`: the body's size. */
+  bytes?: number;
 }
 
-const MODES: readonly ChannelMode[] = ["ok", "rate_limit", "down", "error"];
+const MODES: readonly ChannelMode[] = ["ok", "rate_limit", "down", "error", "redirect", "flood"];
+const DEFAULT_FLOOD_BYTES = 32 * 1024 * 1024;
 const MAX_RECORDED = 1000;
 const DEFAULT_RETRY_AFTER = 1;
 
@@ -57,7 +68,7 @@ function parseBehaviour(text: string): ChannelBehaviour | string {
     return "the body must be JSON";
   }
   if (typeof input !== "object" || input === null) return "the body must be a JSON object";
-  const { mode, retryAfter, times } = input as Record<string, unknown>;
+  const { mode, retryAfter, times, location, status, bytes } = input as Record<string, unknown>;
   if (!MODES.includes(mode as ChannelMode)) return `mode must be one of ${MODES.join(", ")}`;
   if (retryAfter !== undefined && !(Number.isInteger(retryAfter) && (retryAfter as number) >= 0)) {
     return "retryAfter must be a whole number of seconds";
@@ -65,11 +76,25 @@ function parseBehaviour(text: string): ChannelBehaviour | string {
   if (times !== undefined && !(Number.isInteger(times) && (times as number) > 0)) {
     return "times must be a positive integer";
   }
+  if (mode === "redirect" && typeof location !== "string") return "redirect needs a location";
+  if (
+    status !== undefined &&
+    !(Number.isInteger(status) && (status as number) >= 300 && (status as number) < 400)
+  ) {
+    return "status must be a 3xx status";
+  }
+  if (bytes !== undefined && !(Number.isInteger(bytes) && (bytes as number) > 0)) {
+    return "bytes must be a positive integer";
+  }
   return {
     mode: mode as ChannelMode,
     retryAfter: (retryAfter as number | undefined) ?? DEFAULT_RETRY_AFTER,
     remaining:
       mode === "rate_limit" ? ((times as number | undefined) ?? 1) : (times as number | undefined),
+    ...(mode === "redirect"
+      ? { location: location as string, status: (status as number | undefined) ?? 307 }
+      : {}),
+    ...(mode === "flood" ? { bytes: (bytes as number | undefined) ?? DEFAULT_FLOOD_BYTES } : {}),
   };
 }
 
@@ -153,6 +178,38 @@ export async function startAlertReceiver(
           record({ ...received, status: 500 });
           res.writeHead(500, { "content-type": "text/plain" });
           return res.end("internal_error");
+        case "redirect": {
+          const status = behaviour.status ?? 307;
+          record({ ...received, status });
+          res.writeHead(status, {
+            location: behaviour.location ?? "/",
+            "content-type": "text/plain",
+          });
+          return res.end("moved");
+        }
+        case "flood": {
+          const request: ReceivedRequest = { ...received, status: 200, responseCut: false };
+          record(request);
+          res.writeHead(200, { "content-type": "text/plain" });
+          const chunk = Buffer.alloc(64 * 1024, "x");
+          for (
+            let sent = 0;
+            sent < (behaviour.bytes ?? DEFAULT_FLOOD_BYTES);
+            sent += chunk.length
+          ) {
+            if (res.destroyed) {
+              request.responseCut = true;
+              return;
+            }
+            if (!res.write(chunk))
+              await new Promise((resolve) => {
+                res.once("drain", resolve);
+                res.once("close", resolve);
+              });
+          }
+          if (res.destroyed) request.responseCut = true;
+          return res.end();
+        }
         default:
           record({ ...received, status: 200 });
           res.writeHead(200, { "content-type": "text/plain" });

@@ -5,6 +5,12 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
  * JSON or Open Inference Protocol V2), for trying Airlock under `npm start`
  * (`npm run demo:model-server`) and as the tests' upstream peer. Its "model"
  * scores a transaction as fraud when `amount` >= 100.
+ *
+ * Routes for tests of what an upstream may do wrong: `/redirect?to=<url>&status=<3xx>`
+ * answers a redirect there (307 by default); `/landing/<id>` answers like `/json/score`,
+ * a redirect's target; `/huge?bytes=<n>` answers valid JSON of about n bytes, streamed.
+ * `GET /__requests` returns and clears what was received; with `?path=<path>` it
+ * returns that path's requests and keeps them.
  */
 export interface RecordedRequest {
   path: string;
@@ -35,12 +41,43 @@ export async function startUpstreamPeer(
       res.end(JSON.stringify(body));
     };
     try {
-      const path = new URL(req.url ?? "/", "http://peer").pathname;
-      if (req.method === "GET" && path === "/__requests") return send(200, recorded.splice(0));
+      const url = new URL(req.url ?? "/", "http://peer");
+      const path = url.pathname;
+      if (req.method === "GET" && path === "/__requests") {
+        const only = url.searchParams.get("path");
+        if (only !== null)
+          return send(
+            200,
+            recorded.filter((r) => r.path === only),
+          );
+        return send(200, recorded.splice(0));
+      }
       const body = (await readJson(req)) as Record<string, unknown> | undefined;
       recorded.push({ path, headers: req.headers, body });
       if (recorded.length > 200) recorded.shift();
-      if (path === "/json/score") {
+      if (path === "/redirect") {
+        res.writeHead(Number(url.searchParams.get("status") ?? 307), {
+          location: url.searchParams.get("to") ?? "/json/score",
+          "content-type": "application/json",
+        });
+        return res.end(JSON.stringify({ moved: true }));
+      }
+      if (path === "/huge") {
+        const bytes = Number(url.searchParams.get("bytes") ?? 0);
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write('{"outputs":{"label":"legit","score":0.2},"pad":"');
+        const chunk = "x".repeat(64 * 1024);
+        for (let sent = 0; sent < bytes; sent += chunk.length) {
+          if (!res.write(chunk))
+            await new Promise((resolve) => {
+              res.once("drain", resolve);
+              res.once("close", resolve);
+            });
+          if (res.destroyed) return;
+        }
+        return res.end('"}');
+      }
+      if (path === "/json/score" || path.startsWith("/landing/")) {
         const inputs = body?.inputs;
         const one = (row: Record<string, unknown>) => {
           const s = score(row.amount);

@@ -17,8 +17,12 @@ const Threshold = z.number().gt(0).lt(1).openapi({
     "Binary models: the label is the positive class when its score is at least this (default 0.5).",
 });
 
+/**
+ * The URL's form; whether it may be called (the egress rules, with the
+ * allowlist) is checked on registration and at each call.
+ */
 const UpstreamUrl = z
-  .url({ protocol: /^https?$/, hostname: z.regexes.hostname })
+  .url({ protocol: /^https?$/ })
   .max(2048)
   .superRefine((value, ctx) => {
     const url = new URL(value);
@@ -29,6 +33,10 @@ const UpstreamUrl = z
       });
     }
     if (url.hash) ctx.addIssue({ code: "custom", message: "must not have a fragment" });
+  })
+  .openapi({
+    description:
+      "https to a public host or address (IPv6 in brackets); http, private addresses and local names only for hosts on UPSTREAM_ALLOWED_HOSTS. Redirects are not followed.",
   });
 
 export const HttpUpstream = z

@@ -89,19 +89,31 @@ describe("predict: upstream guards", () => {
     expect(await peerCalls("/fail")).toBe(5);
   });
 
-  it("refuses upstream hosts that are not allowed, before calling them", async () => {
+  it("refuses an upstream host the allowlist no longer allows, before calling it", async () => {
+    // Registration applies the allowlist too: this version was allowed then.
+    const path = `/landing/${crypto.randomUUID()}`;
     const model = await publicModel({
       kind: "http",
-      url: "http://198.51.100.7:8080/predict",
+      url: `${upstreamBase}${path}`,
       protocol: "json",
       timeoutMs: 300,
     });
-    const response = await predict(model);
+    const response = await worker.fetch(
+      new Request(`http://airlock.test/v1/models/${model}/predict`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ inputs: { amount: 1, country: "DE" } }),
+      }),
+      { ...env, UPSTREAM_ALLOWED_HOSTS: "" } as unknown as Env,
+      executionContext(),
+    );
     expect(response.status).toBe(502);
     const error = (await json<ErrorJson>(response)).error;
     expect(error.details).toEqual([{ path: "upstream", message: "UPSTREAM_FORBIDDEN" }]);
     // The policy is for operators (the logs), not for whoever calls.
     expect(error.message).not.toContain("UPSTREAM_ALLOWED_HOSTS");
+    const seen = await fetch(`${upstreamBase}/__requests?path=${encodeURIComponent(path)}`);
+    expect(await seen.json()).toEqual([]);
   });
 
   it("limits requests per client with the platform's rate limiter: 429 with Retry-After", async () => {
