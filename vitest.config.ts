@@ -26,8 +26,9 @@ export default defineConfig({
                 DEAD_DATABASE_WS_PROXY: inject("deadDatabaseWsProxy"),
                 TEST_UPSTREAM: inject("upstreamBase"),
                 TEST_ALERT_RECEIVER: inject("alertReceiverBase"),
-                // A credential that a test version names; upstreams see it as a bearer token.
-                FRAUD_MODEL_TOKEN: "upstream-secret-for-tests",
+                // A credential that a test version names (only UPSTREAM_ secrets
+                // can be); upstreams see it as a bearer token.
+                UPSTREAM_FRAUD_MODEL_TOKEN: "upstream-secret-for-tests",
                 LOG_HMAC_KEY: "log-hmac-key-for-tests",
                 // 32 bytes, base64: the alert destinations' encryption key in tests.
                 ALERT_ENCRYPTION_KEY: "YWlybG9jay1hbGVydC1rZXktZm9yLXRlc3RzLTMyYiE=",

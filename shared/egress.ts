@@ -124,6 +124,21 @@ export async function readBodyCapped(response: Response, maxBytes: number): Prom
   return { ok: true, text: new TextDecoder().decode(bytes) };
 }
 
+/** Secrets a version may name as its `credential` start with this. */
+export const UPSTREAM_SECRET_PREFIX = "UPSTREAM_";
+const upstreamSecretName = /^UPSTREAM_[A-Z0-9_]{1,55}$/;
+
+/**
+ * Why a version may not send this secret to its upstream (undefined: it may).
+ * Only secrets under the prefix: any other name would let whoever registers
+ * a version send the Worker's own secrets (ADMIN_TOKEN, ALERT_ENCRYPTION_KEY,
+ * DATABASE_URL…) to a host of their choosing.
+ */
+export function refusedCredential(name: string): string | undefined {
+  if (upstreamSecretName.test(name)) return undefined;
+  return `credential '${name}' does not name an ${UPSTREAM_SECRET_PREFIX}… secret; only those are sent to upstreams`;
+}
+
 // ---- addresses and names ----------------------------------------------------
 
 const IPV4 = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;

@@ -1,4 +1,4 @@
-import { checkEgressUrl, parseAllowlist } from "../../shared/egress";
+import { checkEgressUrl, parseAllowlist, refusedCredential } from "../../shared/egress";
 import { CircuitBreaker, type Transition } from "../../shared/inference/circuit-breaker";
 import type { UpstreamRef } from "../../shared/rollout/state";
 import { callBuiltin } from "./builtin";
@@ -41,9 +41,9 @@ export interface VersionCall extends Omit<UpstreamCall, "upstream"> {
 
 /**
  * Calls a version: a builtin model in this isolate, an HTTP upstream through
- * the egress rules and its circuit breaker. A refused URL fails before the
- * breaker, so only real calls count toward opening it. The rules are those
- * in force now, whatever they were when the version was registered.
+ * the egress rules and its circuit breaker. A refused URL or credential fails
+ * before the breaker, so only real calls count toward opening it. The rules
+ * are those in force now, whatever they were when the version was registered.
  * A failure's cause is logged here, for operators: clients see only its code.
  */
 export async function callVersion(call: VersionCall): Promise<UpstreamOutcome> {
@@ -74,6 +74,8 @@ async function callChecked(call: VersionCall): Promise<UpstreamOutcome> {
   const allowed = checkEgressUrl(upstream.url, allowlist);
   if (!allowed.ok)
     return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: allowed.reason, latencyMs: 0 };
+  const credential = upstream.credential && refusedCredential(upstream.credential);
+  if (credential) return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: credential, latencyMs: 0 };
 
   const id = `${call.model}/${call.version}/${call.upstreamSha256}`;
   let breaker = breakers.get(id);

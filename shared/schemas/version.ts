@@ -1,16 +1,27 @@
 import { z } from "@hono/zod-openapi";
 import { builtinFormats, MAX_MODEL_BYTES } from "../builtin";
 import { versionStatuses } from "../db/schema";
+import { refusedCredential, UPSTREAM_SECRET_PREFIX } from "../egress";
 import { UploadedBaseline } from "./baseline";
 import { ClassLabel, FeatureName, ModelName, Timestamp, VersionLabel } from "./common";
 
-/** Names a Worker secret that holds the upstream's credential; never the credential. */
+/**
+ * Names a Worker secret that holds the upstream's credential; never the
+ * credential. Only secrets under UPSTREAM_ (checked again at each call).
+ */
 const SecretName = z
   .string()
   .regex(
     /^[A-Z][A-Z0-9_]{0,63}$/,
     "must be the name of a secret: uppercase letters, digits and '_'",
-  );
+  )
+  .superRefine((name, ctx) => {
+    const refused = refusedCredential(name);
+    if (refused) ctx.addIssue({ code: "custom", message: refused });
+  })
+  .openapi({
+    description: `The name of a Worker secret starting with ${UPSTREAM_SECRET_PREFIX} (e.g. UPSTREAM_FRAUD_MODEL_TOKEN), sent as a bearer token. No other secret can be named.`,
+  });
 
 const Threshold = z.number().gt(0).lt(1).openapi({
   description:
@@ -69,7 +80,7 @@ export const HttpUpstream = z
       url: "https://models.example.com/v2/models/fraud/infer",
       protocol: "v2",
       timeoutMs: 800,
-      credential: "FRAUD_MODEL_TOKEN",
+      credential: "UPSTREAM_FRAUD_MODEL_TOKEN",
     },
   });
 

@@ -19,6 +19,7 @@ import { runAlerts } from "../../functions/alerts/evaluate";
 import worker from "../../functions/index";
 import { handleQueue } from "../../functions/queue/prediction-logs";
 import type { AlertNotice } from "../../shared/alerts/types";
+import { canonicalJson, sha256Hex } from "../../shared/crypto";
 import { encryptSecret, parseEncryptionKey } from "../../shared/crypto-box";
 import { openDatabase } from "../../shared/db/client";
 import {
@@ -144,6 +145,29 @@ describe("egress: registering an upstream", () => {
       expect(response.status, url).toBe(201);
     }
   });
+
+  it.each([
+    "ADMIN_TOKEN",
+    "ALERT_ENCRYPTION_KEY",
+    "DATABASE_URL",
+    "LOG_HMAC_KEY",
+    "FRAUD_MODEL_TOKEN",
+  ])("refuses the credential %s: only UPSTREAM_ secrets can be named", async (credential) => {
+    const model = uniqueName("egress");
+    await createModel(classificationModel(model));
+    const response = await register(model, {
+      kind: "http",
+      url: "https://models.example.com/predict",
+      protocol: "json",
+      timeoutMs: 500,
+      credential,
+    });
+    expect(response.status).toBe(400);
+    const detail = (await json<ErrorJson>(response)).error.details?.find(
+      (d) => d.path === "upstream.credential",
+    );
+    expect(detail?.message).toContain("UPSTREAM_");
+  });
 });
 
 describe("egress: calling an upstream", () => {
@@ -175,6 +199,33 @@ describe("egress: calling an upstream", () => {
       ]);
     },
   );
+
+  it("never sends a secret outside UPSTREAM_, even for a version stored before the rule", async () => {
+    const path = `/landing/${crypto.randomUUID()}`;
+    const model = uniqueName("egress");
+    expect((await createModel(classificationModel(model, { public: true }))).status).toBe(201);
+    // As a version registered before the rule was stored it.
+    const upstream = {
+      kind: "http",
+      url: `${upstreamBase}${path}`,
+      protocol: "json",
+      timeoutMs: 2000,
+      credential: "ADMIN_TOKEN",
+    };
+    await query(sql`
+      INSERT INTO model_versions (model_id, version, upstream, upstream_sha256, model_card, created_by)
+      SELECT id, 'v1', ${JSON.stringify(upstream)}::jsonb, ${await sha256Hex(canonicalJson(upstream))},
+        '{}'::jsonb, 'test' FROM models WHERE name = ${model}`);
+    expect((await putRollout(model, { champion: "v1", leaseMs: 250 })).status).toBe(200);
+
+    const { status, text, error, results, failures } = await predict(model);
+    expect(status).toBe(502);
+    expect(error.error.details).toEqual([{ path: "upstream", message: "UPSTREAM_FORBIDDEN" }]);
+    expect(text).not.toContain("ADMIN_TOKEN");
+    expect(await peerRequests(path)).toHaveLength(0);
+    expect(results[0]?.errorCode).toBe("UPSTREAM_FORBIDDEN");
+    expect(failures[0]?.cause).toMatch(/credential 'ADMIN_TOKEN' does not name an UPSTREAM_/);
+  });
 
   it("refuses an answer over 4 MiB without reading it whole, and takes one under it", async () => {
     const big = await servingModel({ kind: "http", url: `${upstreamBase}/huge?bytes=6000000` });

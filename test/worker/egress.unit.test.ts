@@ -4,6 +4,7 @@ import {
   parseAllowlist,
   readBodyCapped,
   redirectCause,
+  refusedCredential,
   refusedHost,
 } from "../../shared/egress";
 
@@ -171,6 +172,24 @@ describe("egress: the allowlist", () => {
     expect(refusedHost("2606:4700::1111")).toBeUndefined();
     expect(refusedHost("models.example.com")).toBeUndefined();
     expect(refusedHost("a/b")).toBe("not a valid host");
+  });
+});
+
+describe("egress: credentials", () => {
+  it("lets a version name only UPSTREAM_ secrets", () => {
+    expect(refusedCredential("UPSTREAM_FRAUD_MODEL_TOKEN")).toBeUndefined();
+    for (const name of [
+      "ADMIN_TOKEN",
+      "ALERT_ENCRYPTION_KEY",
+      "DATABASE_URL",
+      "LOG_HMAC_KEY",
+      "FRAUD_MODEL_TOKEN",
+      "UPSTREAM_",
+      "upstream_token",
+      "XUPSTREAM_TOKEN",
+    ]) {
+      expect(refusedCredential(name), name).toMatch(/UPSTREAM_/);
+    }
   });
 });
 

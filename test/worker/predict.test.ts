@@ -105,7 +105,7 @@ describe("predict: serving", () => {
   it("serves a batch in input order from a V2 upstream, sending features as named tensors with the credential", async () => {
     const { model, key } = await setUp({
       versions: {
-        v1: upstream("/v2/models/fraud/infer", "v2", { credential: "FRAUD_MODEL_TOKEN" }),
+        v1: upstream("/v2/models/fraud/infer", "v2", { credential: "UPSTREAM_FRAUD_MODEL_TOKEN" }),
       },
       rollout: { champion: "v1" },
     });

@@ -34,7 +34,7 @@ describe("versions: happy paths", () => {
       method: "POST",
       body: {
         version: "v1",
-        upstream: { ...httpUpstream, credential: "FRAUD_TOKEN", idempotent: true },
+        upstream: { ...httpUpstream, credential: "UPSTREAM_FRAUD_TOKEN", idempotent: true },
         modelCard: card,
       },
     });
@@ -46,7 +46,7 @@ describe("versions: happy paths", () => {
       version: "v1",
       status: "registered",
       createdBy: "admin:bootstrap",
-      upstream: { kind: "http", credential: "FRAUD_TOKEN", idempotent: true },
+      upstream: { kind: "http", credential: "UPSTREAM_FRAUD_TOKEN", idempotent: true },
       modelCard: card,
       missingCardSections: ["limitations", "ethicalConsiderations"],
     });
