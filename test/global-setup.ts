@@ -22,6 +22,9 @@ declare module "vitest" {
     /** Base URL of a local alert receiver (scripts/lib/alert-receiver.ts). */
     alertReceiverBase: string;
     adminToken: string;
+    /** A second database, of the API fuzz suite alone (its own project in vitest.config.ts). */
+    fuzzDatabaseUrl: string;
+    fuzzDatabaseWsProxy: string;
   }
 }
 
@@ -35,25 +38,47 @@ export default async function setup(project: TestProject) {
   const server = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   let local: LocalDatabase;
   let databaseUrl: string;
+  let fuzz: { databaseUrl: string; wsProxy: string };
   let cleanup = async () => {};
   if (server) {
     local = await startBridge({ databaseUrl: server });
+    const bridge = local;
     const name = `airlock_test_${Date.now()}_${process.pid}`;
-    await execute({ databaseUrl: server, wsProxy: local.wsProxy }, `CREATE DATABASE ${name}`);
-    const url = new URL(server);
-    url.pathname = `/${name}`;
-    databaseUrl = url.toString();
-    cleanup = () =>
-      execute(
-        { databaseUrl: server, wsProxy: local.wsProxy },
-        `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`,
+    const names = [name, `${name}_fuzz`];
+    const at = (database: string) => {
+      const url = new URL(server);
+      url.pathname = `/${database}`;
+      return url.toString();
+    };
+    for (const database of names) {
+      await execute(
+        { databaseUrl: server, wsProxy: bridge.wsProxy },
+        `CREATE DATABASE ${database}`,
       );
+    }
+    databaseUrl = at(name);
+    fuzz = { databaseUrl: at(`${name}_fuzz`), wsProxy: bridge.wsProxy };
+    cleanup = async () => {
+      for (const database of names) {
+        await execute(
+          { databaseUrl: server, wsProxy: bridge.wsProxy },
+          `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`,
+        );
+      }
+    };
   } else {
     local = await startEmbeddedDatabase({});
     databaseUrl = local.databaseUrl;
+    // PGlite serves one database: the fuzz suite gets an embedded server of its own.
+    const second = await startEmbeddedDatabase({});
+    fuzz = { databaseUrl: second.databaseUrl, wsProxy: second.wsProxy };
+    cleanup = () => second.close();
   }
   await migrateDatabase({ databaseUrl, wsProxy: local.wsProxy });
+  await migrateDatabase(fuzz);
   console.log(`[tests] Postgres (${local.kind}): ${redactUrl(databaseUrl)}`);
+  project.provide("fuzzDatabaseUrl", fuzz.databaseUrl);
+  project.provide("fuzzDatabaseWsProxy", fuzz.wsProxy);
 
   project.provide("databaseUrl", databaseUrl);
   project.provide("databaseWsProxy", local.wsProxy);

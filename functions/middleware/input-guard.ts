@@ -89,8 +89,9 @@ export function checkUrl(url: string): void {
     }
     const message = unstorableText(decoded);
     if (message) {
-      throw new ApiError("VALIDATION_FAILED", `Invalid path: segment ${index}: ${message}`, {
-        details: [{ path: `(path segment ${index})`, message }],
+      const where = `segment ${index} of the path`;
+      throw new ApiError("VALIDATION_FAILED", `Invalid path: ${where}: ${message}`, {
+        details: [{ path: where, message }],
       });
     }
   });
