@@ -601,7 +601,12 @@ class Runner {
         const chunk = due.slice(i, i + FEEDBACK_CHUNK);
         const status = await this.post(
           "/v1/feedback",
-          chunk.map((l) => ({ predictionId: l.predictionId, label: l.label })),
+          // Labels and outcomes name their model: a key may cover several.
+          chunk.map((l) => ({
+            predictionId: l.predictionId,
+            model: this.options.model,
+            label: l.label,
+          })),
         );
         for (const label of chunk) {
           const tally = this.tallies[label.phase];
@@ -618,7 +623,7 @@ class Runner {
         const chunk = outcomes.slice(i, i + FEEDBACK_CHUNK);
         const status = await this.post(
           "/v1/outcomes",
-          chunk.map(({ phase: _, ...o }) => o),
+          chunk.map(({ phase: _, ...o }) => ({ ...o, model: this.options.model })),
         );
         for (const outcome of chunk) {
           const tally = this.tallies[outcome.phase];

@@ -79,7 +79,10 @@ predictionsApi.openapi(
         .where(eq(outcomes.predictionId, predictionId))
         .orderBy(asc(outcomes.at)),
     ]);
-    const label = labels[0];
+    // The label that counts is the one naming the prediction's model; one
+    // naming another model is never joined to it (functions/monitoring/labels.ts).
+    const model = rows[0]?.model;
+    const label = model === undefined ? labels[0] : labels.find((l) => l.model === model);
     if (rows.length === 0 && !label && kpis.length === 0) {
       throw new ApiError(
         "PREDICTION_NOT_FOUND",

@@ -5,30 +5,58 @@ import { Hono } from "hono";
 import { sha256Hex } from "../../shared/crypto";
 import { validationError } from "../../shared/errors";
 import { keyHmac } from "../../shared/inference/events";
+import { ModelName, Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
 import { BucketingKey, readJson, requireJson } from "./predict";
 import { rateLimit } from "./rate-limit";
-import { bearer, unauthorized, validKeyId } from "./serve";
+import { bearer, notFound, unauthorized } from "./serve";
 
 /**
  * What clients learn after a prediction: ground-truth labels
  * (`POST /v1/feedback`) and business KPI events (`POST /v1/outcomes`), one
- * object or an array of up to 1000. Both need an API key (any valid key: a
- * label may arrive before its prediction's log row, so the model is not known
- * yet) and answer 202: stored, to be joined to predictions by id or key.
+ * object or an array of up to 1000, answered 202: stored, to be joined to
+ * predictions by id or key.
+ *
+ * Who may say what: each item names its model (`model`, which may be left out
+ * when the key covers exactly one), the API key must cover that model (404
+ * otherwise, as on the predict route, so keys cannot probe for names), and a
+ * label must fit the model's task at once: one of its classes, or a number
+ * for a regression model. A label may arrive before its prediction's log row,
+ * so nothing here needs that row: the monitoring job joins a label only to a
+ * prediction of the model it names, and counts the ones it drops.
  */
 export const feedbackApi = new Hono<AppEnv>();
 
 export const MAX_FEEDBACK_ITEMS = 1000;
 
-const PredictionId = z.string().min(1).max(128);
-const Time = z.iso.datetime({ offset: true });
+/**
+ * How far past this isolate's clock a UUIDv7 prediction id's time may lie:
+ * ids carry the admitting isolate's clock, and isolates' clocks differ a
+ * little. Beyond it the id cannot be one this gateway made.
+ */
+export const PREDICTION_ID_CLOCK_SKEW_MS = 60_000;
+
+/** The time a UUIDv7 carries (milliseconds), or null for any other UUID. */
+export function uuidV7Time(id: string): number | null {
+  if (id[14] !== "7") return null;
+  return Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
+
+/** A prediction id: a UUID (UUIDv7 since ids carry their time), stored in lowercase as issued. */
+const PredictionId = z
+  .uuid({ message: "must be a prediction id (a UUID)" })
+  .toLowerCase()
+  .refine((id) => {
+    const time = uuidV7Time(id);
+    return time === null || time <= Date.now() + PREDICTION_ID_CLOCK_SKEW_MS;
+  }, "carries a time in the future: no prediction has this id");
 
 const Feedback = z
   .object({
     predictionId: PredictionId,
+    model: ModelName.optional(),
     label: z.union([z.number().finite(), z.string().min(1).max(256)]),
-    observedAt: Time.optional(),
+    observedAt: Timestamp.optional(),
   })
   .strict();
 
@@ -37,11 +65,12 @@ const Outcome = z
     id: z.string().min(1).max(128).optional(),
     predictionId: PredictionId.optional(),
     key: BucketingKey.optional(),
+    model: ModelName.optional(),
     kpi: z
       .string()
       .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1 to 64 letters, digits, '_', '.' or '-'"),
     value: z.number().finite(),
-    at: Time.optional(),
+    at: Timestamp.optional(),
   })
   .strict()
   .refine((o) => o.predictionId !== undefined || o.key !== undefined, {
@@ -49,57 +78,146 @@ const Outcome = z
     path: ["predictionId"],
   });
 
+/** What a label for a model must fit. */
+interface LabelSpec {
+  task: "classification" | "regression";
+  classes: string[] | null;
+}
+
+/** A checked API key and the models it covers. */
+interface ReportingKey {
+  id: string;
+  /** Every model name the key lists. */
+  names: string[];
+  /** The ones that exist, with what their labels must fit. */
+  models: Map<string, LabelSpec>;
+}
+
 /**
- * The API key's id: any valid key may report; the rate limit is the key's.
- * Looking the key up costs a database read, so the client's address is
+ * The API key of the request and the models it covers; the rate limit is the
+ * key's. Looking the key up costs a database read, so the client's address is
  * counted first, strictly: a made-up token never reaches Postgres unlimited.
  */
-async function reporter(c: Context<AppEnv>): Promise<string> {
+async function reporter(c: Context<AppEnv>): Promise<ReportingKey> {
   await rateLimit(c, null, { strict: true });
   const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
   if (!token) throw unauthorized();
   const keyHash = await sha256Hex(token);
-  const keyId = await validKeyId(c, keyHash);
-  if (!keyId) throw unauthorized();
+  const { rows } = await c.var.database().execute<{
+    id: string;
+    name: string;
+    task: LabelSpec["task"] | null;
+    classes: string[] | null;
+  }>(sql`
+    SELECT k.id, covered.name, m.task, m.classes
+    FROM api_keys k
+    CROSS JOIN LATERAL jsonb_array_elements_text(k.models) AS covered(name)
+    LEFT JOIN models m ON m.name = covered.name
+    WHERE k.key_hash = ${keyHash} AND k.revoked_at IS NULL
+      AND (k.expires_at IS NULL OR k.expires_at > now())`);
+  const first = rows[0];
+  if (!first) throw unauthorized();
   await rateLimit(c, keyHash);
-  return keyId;
+  const models = new Map<string, LabelSpec>();
+  for (const row of rows)
+    if (row.task) models.set(row.name, { task: row.task, classes: row.classes });
+  return { id: first.id, names: rows.map((row) => row.name), models };
 }
 
-async function parse<T extends z.ZodType>(c: Context<AppEnv>, schema: T): Promise<z.infer<T>[]> {
+async function parse<T extends z.ZodType>(
+  c: Context<AppEnv>,
+  schema: T,
+): Promise<{ items: z.infer<T>[]; batch: boolean }> {
   requireJson(c.req.header("content-type"));
   const body = await readJson(c.req);
   // One object or an array of them; parsed by its shape so errors name the field.
-  const parsed = Array.isArray(body)
+  const batch = Array.isArray(body);
+  const parsed = batch
     ? z.array(schema).min(1).max(MAX_FEEDBACK_ITEMS).safeParse(body)
     : schema.safeParse(body);
   if (!parsed.success) throw validationError(parsed.error.issues, "body");
-  return (Array.isArray(parsed.data) ? parsed.data : [parsed.data]) as z.infer<T>[];
+  const items = (Array.isArray(parsed.data) ? parsed.data : [parsed.data]) as z.infer<T>[];
+  return { items, batch };
+}
+
+interface Issue {
+  path: (string | number)[];
+  message: string;
+}
+
+/**
+ * The model each item is about. A model the key does not cover is a 404, for
+ * the whole request, whether or not it exists; leaving the model out is
+ * allowed only when the key covers exactly one.
+ */
+function modelsOf(
+  key: ReportingKey,
+  items: { model?: string | undefined }[],
+  batch: boolean,
+  issues: Issue[],
+): string[] {
+  for (const item of items)
+    if (item.model !== undefined && !key.models.has(item.model)) throw notFound(item.model);
+  const only = key.names.length === 1 ? key.names[0] : undefined;
+  return items.map((item, i) => {
+    const model = item.model ?? only;
+    if (model !== undefined) return model;
+    issues.push({
+      path: batch ? [i, "model"] : ["model"],
+      message: `is required: this API key covers ${key.names.length} models`,
+    });
+    return "";
+  });
+}
+
+/** Why a label does not fit its model, if it does not. */
+function labelIssue(label: string | number, model: string, spec: LabelSpec): string | undefined {
+  if (spec.task === "regression")
+    return typeof label === "number"
+      ? undefined
+      : `must be a number: '${model}' is a regression model`;
+  if (typeof label !== "string") return `must be one of the classes of '${model}', as a string`;
+  if (spec.classes && !spec.classes.includes(label))
+    return `is not one of the classes of '${model}'`;
+  return undefined;
 }
 
 feedbackApi.post("/feedback", async (c) => {
-  const apiKeyId = await reporter(c);
-  const items = await parse(c, Feedback);
+  const key = await reporter(c);
+  const { items, batch } = await parse(c, Feedback);
+  const issues: Issue[] = [];
+  const names = modelsOf(key, items, batch, issues);
+  items.forEach((item, i) => {
+    const model = names[i] as string;
+    const spec = key.models.get(model);
+    const problem = spec && labelIssue(item.label, model, spec);
+    if (problem) issues.push({ path: batch ? [i, "label"] : ["label"], message: problem });
+  });
+  if (issues.length > 0) throw validationError(issues, "body");
   const now = new Date().toISOString();
-  const rows = items.map((item) => ({
+  const rows = items.map((item, i) => ({
     prediction_id: item.predictionId,
+    model: names[i] as string,
     label: item.label,
     observed_at: item.observedAt ?? now,
-    api_key_id: apiKeyId,
+    api_key_id: key.id,
   }));
-  // The last label for a prediction in this request is the current one.
-  const latest = [...new Map(rows.map((row) => [row.prediction_id, row])).values()];
+  // The last label for a prediction and model in this request is the current one.
+  const latest = [
+    ...new Map(rows.map((row) => [`${row.prediction_id} ${row.model}`, row])).values(),
+  ];
   await c.var.database().execute(sql`
     WITH events AS (
-      INSERT INTO feedback_events (prediction_id, label, observed_at, api_key_id)
-      SELECT prediction_id, label, observed_at, api_key_id
-      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-        AS x(prediction_id text, label jsonb, observed_at timestamptz, api_key_id text)
+      INSERT INTO feedback_events (prediction_id, model, label, observed_at, api_key_id)
+      SELECT prediction_id, model, label, observed_at, api_key_id
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(prediction_id text,
+        model text, label jsonb, observed_at timestamptz, api_key_id text)
     )
-    INSERT INTO feedback (prediction_id, label, observed_at, api_key_id)
-    SELECT prediction_id, label, observed_at, api_key_id
-    FROM jsonb_to_recordset(${JSON.stringify(latest)}::jsonb)
-      AS x(prediction_id text, label jsonb, observed_at timestamptz, api_key_id text)
-    ON CONFLICT (prediction_id) DO UPDATE SET
+    INSERT INTO feedback (prediction_id, model, label, observed_at, api_key_id)
+    SELECT prediction_id, model, label, observed_at, api_key_id
+    FROM jsonb_to_recordset(${JSON.stringify(latest)}::jsonb) AS x(prediction_id text,
+      model text, label jsonb, observed_at timestamptz, api_key_id text)
+    ON CONFLICT (prediction_id, model) DO UPDATE SET
       label = excluded.label,
       observed_at = excluded.observed_at,
       api_key_id = excluded.api_key_id,
@@ -109,13 +227,17 @@ feedbackApi.post("/feedback", async (c) => {
 });
 
 feedbackApi.post("/outcomes", async (c) => {
-  const apiKeyId = await reporter(c);
-  const items = await parse(c, Outcome);
+  const key = await reporter(c);
+  const { items, batch } = await parse(c, Outcome);
+  const issues: Issue[] = [];
+  const names = modelsOf(key, items, batch, issues);
+  if (issues.length > 0) throw validationError(issues, "body");
   const now = new Date().toISOString();
   const rows = await Promise.all(
-    items.map(async (item) => ({
+    items.map(async (item, i) => ({
       client_id: item.id ?? null,
-      api_key_id: apiKeyId,
+      api_key_id: key.id,
+      model: names[i] as string,
       prediction_id: item.predictionId ?? null,
       // Like the logs, never the key itself.
       key_hmac: item.key === undefined ? null : await keyHmac(c.env.LOG_HMAC_KEY, item.key),
@@ -125,10 +247,11 @@ feedbackApi.post("/outcomes", async (c) => {
     })),
   );
   const result = await c.var.database().execute(sql`
-    INSERT INTO outcomes (client_id, api_key_id, prediction_id, key_hmac, kpi, value, at)
-    SELECT client_id, api_key_id, prediction_id, key_hmac, kpi, value, at
+    INSERT INTO outcomes (client_id, api_key_id, model, prediction_id, key_hmac, kpi, value, at)
+    SELECT client_id, api_key_id, model, prediction_id, key_hmac, kpi, value, at
     FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(client_id text, api_key_id text,
-      prediction_id text, key_hmac text, kpi text, value double precision, at timestamptz)
+      model text, prediction_id text, key_hmac text, kpi text, value double precision,
+      at timestamptz)
     ON CONFLICT (api_key_id, client_id) WHERE client_id IS NOT NULL DO NOTHING`);
   return c.json({ accepted: rows.length, stored: result.rowCount ?? 0 }, 202);
 });

@@ -3,13 +3,18 @@
  * version, role) over one prediction window. Predictions come from
  * `prediction_refs` (kept far longer than the full log rows, so a label that
  * arrives months later still finds its prediction), joined to `feedback` on
- * the prediction id. The window is the prediction's, not the label's: a
+ * the prediction id and the model: a label counts only for a prediction of
+ * the model it names (one its reporting key covers). A label whose
+ * prediction belongs to another model is dropped, and counted in
+ * `labels_wrong_model`. The window is the prediction's, not the label's: a
  * window is computed again whenever labels arrive for it
  * (functions/monitoring/pending.ts).
  *
  * Postgres aggregates; shared/metrics computes. Metric names (README):
  *
  * - `label_coverage`: labelled / predictions of the (version, role).
+ * - `labels_wrong_model`: predictions of the (version, role) that carry a
+ *   label naming another model, dropped (`warn`; written only when there are any).
  * - Classification: `accuracy`, `precision`, `recall`, `f1` (of the model's
  *   positive class; macro averages without one), `roc_auc` (binary, from the
  *   canonical `score`) and `log_loss` (from `score`, or from `probabilities`
@@ -52,6 +57,7 @@ export const MAX_GROUPS_PER_ATTRIBUTE = 50;
 /** Every metric this module writes: a recomputation replaces exactly these. */
 export const LABEL_METRICS = [
   "label_coverage",
+  "labels_wrong_model",
   "accuracy",
   "precision",
   "recall",
@@ -77,6 +83,8 @@ export interface LabelledSums {
   positiveClass: string | null;
   predictions: number;
   labelled: number;
+  /** Predictions carrying a label that names another model: dropped. */
+  wrongModel: number;
   cells: ConfusionCell[];
   ranks: RankPairCounts | null;
   logLoss: { n: number; sum: number } | null;
@@ -100,6 +108,16 @@ export function labelRows(sums: LabelledSums, minGroupSize = DEFAULT_MIN_GROUP_S
       predictions: sums.predictions,
     }),
   ];
+  if (sums.wrongModel > 0)
+    rows.push(
+      metricRow(
+        "labels_wrong_model",
+        "",
+        { value: sums.wrongModel },
+        { predictions: sums.predictions },
+        "warn",
+      ),
+    );
   const noLabels = missing("no_labels");
   // Without any label only coverage (0) and selection rates can be said.
   if (sums.labelled === 0) {
@@ -240,10 +258,12 @@ export async function labelledSums(db: Database, from: Date, to: Date): Promise<
       SELECT r.model, r.version, r.role, r.prediction, r.attributes,
         m.task, m.positive_class,
         f.label #>> '{}' AS actual,
-        CASE WHEN jsonb_typeof(f.label) = 'number' THEN (f.label #>> '{}')::float8 END AS actual_value
+        CASE WHEN jsonb_typeof(f.label) = 'number' THEN (f.label #>> '{}')::float8 END AS actual_value,
+        EXISTS (SELECT 1 FROM feedback w
+          WHERE w.prediction_id = r.prediction_id AND w.model <> r.model) AS wrong_model
       FROM prediction_refs r
       JOIN models m ON m.name = r.model
-      LEFT JOIN feedback f ON f.prediction_id = r.prediction_id
+      LEFT JOIN feedback f ON f.prediction_id = r.prediction_id AND f.model = r.model
       WHERE r.created_at >= ${from.toISOString()} AND r.created_at < ${to.toISOString()}
         AND r.role IN ('served', 'canary', 'shadow', 'control') AND r.prediction IS NOT NULL`);
 
@@ -258,6 +278,7 @@ export async function labelledSums(db: Database, from: Date, to: Date): Promise<
       positive_class: string | null;
       predictions: Count;
       labelled: Count;
+      wrong_model: Count;
       loss_n: Count;
       loss_sum: number | null;
       reg_n: Count;
@@ -269,6 +290,7 @@ export async function labelledSums(db: Database, from: Date, to: Date): Promise<
     }>(sql`
       SELECT model, version, role, task, positive_class,
         count(*) AS predictions, count(actual) AS labelled,
+        count(*) FILTER (WHERE wrong_model) AS wrong_model,
         count(*) FILTER (WHERE loss IS NOT NULL) AS loss_n, sum(loss) AS loss_sum,
         count(*) FILTER (WHERE value IS NOT NULL) AS reg_n,
         sum(actual_value) FILTER (WHERE value IS NOT NULL) AS sum_y,
@@ -277,7 +299,7 @@ export async function labelledSums(db: Database, from: Date, to: Date): Promise<
         sum((actual_value - value) ^ 2) FILTER (WHERE value IS NOT NULL) AS sum_se,
         sum(abs(actual_value - value)) FILTER (WHERE value IS NOT NULL) AS sum_ae
       FROM (
-        SELECT model, version, role, task, positive_class, actual, actual_value,
+        SELECT model, version, role, task, positive_class, actual, actual_value, wrong_model,
           CASE
             WHEN task = 'regression' OR actual IS NULL THEN NULL
             WHEN positive_class IS NOT NULL AND jsonb_typeof(prediction -> 'score') = 'number'
@@ -378,6 +400,7 @@ export async function labelledSums(db: Database, from: Date, to: Date): Promise<
         positiveClass: t.positive_class,
         predictions: Number(t.predictions),
         labelled: Number(t.labelled),
+        wrongModel: Number(t.wrong_model),
         cells: [],
         ranks: null,
         logLoss: { n: Number(t.loss_n), sum: Number(t.loss_sum ?? 0) },

@@ -300,22 +300,29 @@ export const deadLetters = pgTable(
 );
 
 /**
- * Ground truth, one current label per prediction (a later label replaces an
- * earlier one; `revision` counts them). Every label received is also kept in
- * `feedback_events`, so a replacement never erases what was said before.
+ * Ground truth, one current label per prediction and model (a later label
+ * replaces an earlier one; `revision` counts them). Every label received is
+ * also kept in `feedback_events`, so a replacement never erases what was said
+ * before. A label names its model, one the reporting key covers; the
+ * monitoring job joins it only to a prediction of that model, so a key for
+ * another model can neither relabel a prediction nor replace its label.
  * Labels may arrive before the prediction's log row: no foreign key.
  */
 export const feedback = pgTable(
   "feedback",
   {
-    predictionId: text("prediction_id").primaryKey(),
+    predictionId: text("prediction_id").notNull(),
+    model: text("model").notNull(),
     label: jsonb("label").$type<string | number>().notNull(),
     observedAt: timestamp("observed_at", { withTimezone: true }).notNull(),
     apiKeyId: text("api_key_id").notNull(),
     revision: integer("revision").notNull().default(1),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index("feedback_updated_at_idx").on(t.updatedAt)],
+  (t) => [
+    primaryKey({ name: "feedback_pk", columns: [t.predictionId, t.model] }),
+    index("feedback_updated_at_idx").on(t.updatedAt),
+  ],
 );
 
 export const feedbackEvents = pgTable(
@@ -323,6 +330,7 @@ export const feedbackEvents = pgTable(
   {
     id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
     predictionId: text("prediction_id").notNull(),
+    model: text("model").notNull(),
     label: jsonb("label").$type<string | number>().notNull(),
     observedAt: timestamp("observed_at", { withTimezone: true }).notNull(),
     apiKeyId: text("api_key_id").notNull(),
@@ -336,8 +344,9 @@ export const feedbackEvents = pgTable(
 
 /**
  * Business KPI events (revenue, conversion, churn, handling time) tied to a
- * prediction or to a bucketing key (stored as its HMAC, like the logs). A
- * client may name each event (`client_id`) so that a retry stores it once.
+ * prediction or to a bucketing key (stored as its HMAC, like the logs), for a
+ * model the reporting key covers: they count only for that model's answers.
+ * A client may name each event (`client_id`) so that a retry stores it once.
  */
 export const outcomes = pgTable(
   "outcomes",
@@ -345,6 +354,7 @@ export const outcomes = pgTable(
     id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
     clientId: text("client_id"),
     apiKeyId: text("api_key_id").notNull(),
+    model: text("model").notNull(),
     predictionId: text("prediction_id"),
     keyHmac: text("key_hmac"),
     kpi: text("kpi").notNull(),

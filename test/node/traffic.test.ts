@@ -672,7 +672,12 @@ async function standIn() {
       }
       if (request.method === "POST" && (path === "/v1/feedback" || path === "/v1/outcomes")) {
         if (request.headers.authorization !== "Bearer ak_for_tests") return json(401, {});
-        return json(202, { accepted: (body as unknown[]).length });
+        // As Airlock does for a key that may cover several models: each item names its model.
+        const items = body as { model?: string }[];
+        if (!items.every((item) => item.model === "demo-credit-risk")) {
+          return json(400, { error: { code: "VALIDATION_FAILED", message: "model: is required" } });
+        }
+        return json(202, { accepted: items.length });
       }
       if (request.method === "GET" && path === "/v2/health/live") return json(200, {});
       json(404, {});
@@ -781,7 +786,7 @@ describe("against a server", () => {
     const labels = server.received
       .filter((r) => r.path === "/v1/feedback")
       .flatMap((r) =>
-        (r.body as { predictionId: string; label: string }[]).map((item) => ({
+        (r.body as { predictionId: string; model: string; label: string }[]).map((item) => ({
           ...item,
           at: r.at,
         })),
@@ -793,10 +798,14 @@ describe("against a server", () => {
       expect(label.at - (prediction?.at ?? 0)).toBeGreaterThanOrEqual(500);
       expect(label.at - (prediction?.at ?? 0)).toBeLessThan(600);
       expect(label.label).toBe(truthOf.get(JSON.stringify(prediction?.inputs)));
+      expect(label.model).toBe("demo-credit-risk");
     }
     const outcomes = server.received
       .filter((r) => r.path === "/v1/outcomes")
-      .flatMap((r) => r.body as { predictionId: string; kpi: string; key: string; id: string }[]);
+      .flatMap(
+        (r) =>
+          r.body as { predictionId: string; model: string; kpi: string; key: string; id: string }[],
+      );
     expect(outcomes).toHaveLength(labels.length);
     const labelOf = new Map(labels.map((l) => [l.predictionId, l.label]));
     for (const outcome of outcomes) {
@@ -804,6 +813,7 @@ describe("against a server", () => {
         labelOf.get(outcome.predictionId) === "default" ? "credit_loss" : "interest_revenue",
       );
       expect(outcome.key).toMatch(/^cust-\d{6}$/);
+      expect(outcome.model).toBe("demo-credit-risk");
     }
 
     const output = lines.join("\n");

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
+import { v7 } from "uuid";
 import { describe, expect, it } from "vitest";
 import { storeLogs } from "../../functions/queue/prediction-logs";
 import { keyHmac, type PredictionEvent } from "../../shared/inference/events";
@@ -13,7 +14,7 @@ import {
   uniqueName,
 } from "./helpers";
 
-async function newKey(): Promise<{ key: string; id: string }> {
+async function newKey(): Promise<{ key: string; id: string; model: string }> {
   const model = uniqueName("fb");
   await createModel(classificationModel(model));
   const response = await call("/admin/keys", {
@@ -21,7 +22,7 @@ async function newKey(): Promise<{ key: string; id: string }> {
     body: { name: `reporter-${model}`, models: [model] },
   });
   expect(response.status).toBe(201);
-  return json(response);
+  return { ...(await json<{ key: string; id: string }>(response)), model };
 }
 
 async function post(path: string, body: unknown, key: string | null) {
@@ -30,8 +31,8 @@ async function post(path: string, body: unknown, key: string | null) {
 
 describe("feedback", () => {
   it("stores a label before its prediction lands, replaces it with a later one and keeps both", async () => {
-    const { key, id } = await newKey();
-    const predictionId = crypto.randomUUID();
+    const { key, id, model } = await newKey();
+    const predictionId = v7();
     const first = await post("/v1/feedback", { predictionId, label: "fraud" }, key);
     expect(first.status).toBe(202);
     expect(await first.json()).toEqual({ accepted: 1 });
@@ -44,7 +45,7 @@ describe("feedback", () => {
     const [current] = await query<Record<string, unknown>>(
       sql`SELECT * FROM feedback WHERE prediction_id = ${predictionId}`,
     );
-    expect(current).toMatchObject({ label: "legit", revision: 2, api_key_id: id });
+    expect(current).toMatchObject({ label: "legit", revision: 2, api_key_id: id, model });
     expect(new Date(current?.observed_at as string).toISOString()).toBe("2026-11-20T10:00:00.000Z");
     const events = await query<{ label: unknown }>(
       sql`SELECT label FROM feedback_events WHERE prediction_id = ${predictionId} ORDER BY id`,
@@ -56,7 +57,7 @@ describe("feedback", () => {
       role: "served",
       predictionId,
       requestId: "req-1",
-      model: "fb-model",
+      model,
       version: "v1",
       prediction: { label: "fraud", score: 0.8 },
       inputs: { amount: 1 },
@@ -71,7 +72,7 @@ describe("feedback", () => {
     await storeLogs(env, [event], []);
     const joined = await query<{ predicted: unknown; actual: unknown }>(
       sql`SELECT r.prediction->>'label' AS predicted, f.label AS actual
-          FROM prediction_refs r JOIN feedback f USING (prediction_id)
+          FROM prediction_refs r JOIN feedback f USING (prediction_id, model)
           WHERE r.prediction_id = ${predictionId}`,
     );
     expect(joined).toEqual([{ predicted: "fraud", actual: "legit" }]);
@@ -79,24 +80,24 @@ describe("feedback", () => {
     expect(stored.status).toBe(200);
     expect(await stored.json()).toMatchObject({
       predictionId,
-      results: [{ role: "served", version: "v1", model: "fb-model", prediction: event.prediction }],
+      results: [{ role: "served", version: "v1", model, prediction: event.prediction }],
       feedback: { label: "legit", revision: 2, observedAt: "2026-11-20T10:00:00.000Z" },
       outcomes: [],
     });
-    const unknown = await call(`/admin/predictions/${crypto.randomUUID()}`);
+    const unknown = await call(`/admin/predictions/${v7()}`);
     expect(unknown.status).toBe(404);
     expect((await json<ErrorJson>(unknown)).error.code).toBe("PREDICTION_NOT_FOUND");
   });
 
   it("takes a batch, the last label per prediction winning", async () => {
     const { key } = await newKey();
-    const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
+    const [a, b] = [v7(), v7()];
     const response = await post(
       "/v1/feedback",
       [
-        { predictionId: a, label: 1 },
-        { predictionId: b, label: 0 },
-        { predictionId: a, label: 0 },
+        { predictionId: a, label: "fraud" },
+        { predictionId: b, label: "legit" },
+        { predictionId: a, label: "legit" },
       ],
       key,
     );
@@ -107,8 +108,8 @@ describe("feedback", () => {
     );
     expect(rows.map((r) => [r.prediction_id, r.label])).toEqual(
       expect.arrayContaining([
-        [a, 0],
-        [b, 0],
+        [a, "legit"],
+        [b, "legit"],
       ]),
     );
     const events = await query<{ n: string }>(
@@ -117,27 +118,34 @@ describe("feedback", () => {
     expect(Number(events[0]?.n)).toBe(2);
   });
 
+  const id = v7();
   it.each([
-    ["no label", { predictionId: "p-1" }, "label"],
-    ["an object as label", { predictionId: "p-1", label: { a: 1 } }, "label"],
-    ["a bad time", { predictionId: "p-1", label: 1, observedAt: "yesterday" }, "observedAt"],
-    ["an unknown field", { predictionId: "p-1", label: 1, model: "x" }, ""],
-    ["an empty batch", [], ""],
+    ["no label", { predictionId: id }, "label"],
+    ["an object as label", { predictionId: id, label: { a: 1 } }, "label"],
+    ["a bad time", { predictionId: id, label: "fraud", observedAt: "yesterday" }, "observedAt"],
+    ["an unknown field", { predictionId: id, label: "fraud", extra: "x" }, "(body)"],
+    ["a prediction id that is no UUID", { predictionId: "p-1", label: "fraud" }, "predictionId"],
+    ["a label that is not a class", { predictionId: id, label: "maybe" }, "label"],
+    ["an empty batch", [], "(body)"],
   ])("refuses %s with 400 naming the field, storing nothing", async (_label, body, field) => {
     const { key } = await newKey();
     const response = await post("/v1/feedback", body, key);
     expect(response.status).toBe(400);
     const error = await json<ErrorJson>(response);
     expect(error.error.code).toBe("VALIDATION_FAILED");
-    expect(error.error.message).toContain(field);
+    expect(error.error.details?.map((d) => d.path)).toEqual([field]);
+    const stored = await query<{ n: string }>(
+      sql`SELECT count(*) AS n FROM feedback_events WHERE prediction_id = ${id}`,
+    );
+    expect(Number(stored[0]?.n)).toBe(0);
   });
 
   it("needs a valid API key", async () => {
-    const none = await post("/v1/feedback", { predictionId: "p", label: 1 }, null);
+    const none = await post("/v1/feedback", { predictionId: v7(), label: "fraud" }, null);
     expect(none.status).toBe(401);
     const { key, id } = await newKey();
     expect((await call(`/admin/keys/${id}`, { method: "DELETE" })).status).toBe(200);
-    const revoked = await post("/v1/feedback", { predictionId: "p", label: 1 }, key);
+    const revoked = await post("/v1/feedback", { predictionId: v7(), label: "fraud" }, key);
     expect(revoked.status).toBe(401);
     expect((await json<ErrorJson>(revoked)).error.code).toBe("UNAUTHORIZED");
   });
@@ -145,8 +153,8 @@ describe("feedback", () => {
 
 describe("outcomes", () => {
   it("stores KPI events by prediction or by key (as its HMAC), a named event once", async () => {
-    const { key } = await newKey();
-    const predictionId = crypto.randomUUID();
+    const { key, model } = await newKey();
+    const predictionId = v7();
     const customer = `customer-${crypto.randomUUID()}`;
     const clientId = `evt-${crypto.randomUUID()}`;
     const body = [
@@ -163,7 +171,7 @@ describe("outcomes", () => {
       sql`SELECT * FROM outcomes WHERE prediction_id = ${predictionId} OR client_id = ${clientId} ORDER BY id`,
     );
     expect(rows).toHaveLength(2);
-    expect(rows[0]).toMatchObject({ kpi: "revenue", value: 129.5, key_hmac: null });
+    expect(rows[0]).toMatchObject({ kpi: "revenue", value: 129.5, key_hmac: null, model });
     expect(rows[1]).toMatchObject({
       kpi: "churned",
       value: 1,

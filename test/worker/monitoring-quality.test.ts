@@ -117,10 +117,10 @@ async function store(model: string, requests: Request[]): Promise<void> {
   expect(stored.predictions).toBe(events.length);
 }
 
-async function reporterKey(model: string): Promise<string> {
+async function reporterKey(...models: string[]): Promise<string> {
   const response = await call("/admin/keys", {
     method: "POST",
-    body: { name: `reporter-${model}`, models: [model] },
+    body: { name: `reporter-${models.join("-")}`, models },
   });
   expect(response.status).toBe(201);
   return (await json<{ key: string }>(response)).key;
@@ -536,7 +536,8 @@ describe("monitoring II on known populations", () => {
       });
     }
     await storeLogs(env, events, []);
-    const key = await reporterKey(regression);
+    // One key for both models: each label names its model.
+    const key = await reporterKey(regression, multiclass);
     const regressionEvents = events.filter((e) => e.model === regression);
     const multiclassEvents = events.filter((e) => e.model === multiclass);
     // Labels for all but the last 50; regression labels as numbers.
@@ -544,13 +545,14 @@ describe("monitoring II on known populations", () => {
       "/v1/feedback",
       regressionEvents
         .slice(0, 250)
-        .map((e, i) => ({ predictionId: e.predictionId, label: truth[i] })),
+        .map((e, i) => ({ predictionId: e.predictionId, model: regression, label: truth[i] })),
       key,
     );
     await post(
       "/v1/feedback",
       multiclassEvents.slice(0, 250).map((e, i) => ({
         predictionId: e.predictionId,
+        model: multiclass,
         label: classes[actualClass[i] as number],
       })),
       key,
