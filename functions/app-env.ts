@@ -1,4 +1,5 @@
 import type { Database } from "../shared/db/client";
+import type { ReportingKey } from "./inference/feedback";
 import type { Admitted } from "./inference/serve";
 
 /** Who is calling the admin API. One bootstrap token for now; roles come later. */
@@ -27,5 +28,7 @@ export type AppEnv = {
     idempotency: IdempotencyReservation | undefined;
     /** Inference routes: the request admitted to its model (functions/inference/admission.ts). */
     admitted: Admitted;
+    /** /v1/feedback and /v1/outcomes: the reporting API key and the models it covers. */
+    reporter: ReportingKey;
   };
 };

@@ -89,10 +89,37 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+interface IssueLike {
+  path: readonly PropertyKey[];
+  message: string;
+  code?: string;
+  errors?: readonly (readonly IssueLike[])[];
+}
+
+/**
+ * A union's "Invalid input" as the issues of the branch the value was meant
+ * for: the one branch whose type it has (one label or an array of them, say),
+ * with its paths under the union's. Other issues stay as they are.
+ */
+function expandUnions(issues: readonly IssueLike[]): IssueLike[] {
+  return issues.flatMap((issue) => {
+    if (issue.code !== "invalid_union" || !issue.errors) return [issue];
+    const typed = issue.errors.filter(
+      (branch) => !branch.some((inner) => inner.code === "invalid_type" && inner.path.length === 0),
+    );
+    const [branch] = typed;
+    if (typed.length !== 1 || !branch || branch.length === 0) return [issue];
+    return expandUnions(
+      branch.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] })),
+    );
+  });
+}
+
 export function validationError(
-  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+  raw: readonly IssueLike[],
   where: "body" | "query" | "path" | "header",
 ): ApiError {
+  const issues = expandUnions(raw);
   const details = issues.map((issue) => ({
     path: formatPath(issue.path) || `(${where})`,
     message: issue.message,

@@ -1,13 +1,15 @@
-import { z } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
-import type { Context } from "hono";
-import { Hono } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { sha256Hex } from "../../shared/crypto";
-import { validationError } from "../../shared/errors";
+import { ErrorBody, validationError } from "../../shared/errors";
 import { keyHmac } from "../../shared/inference/events";
 import { ModelName, Timestamp } from "../../shared/schemas/common";
+import { validationHook } from "../admin/validation";
 import type { AppEnv } from "../app-env";
-import { BucketingKey, readJson, requireJson } from "./predict";
+import { keepParsedBody, readBoundedJson } from "../middleware/input-guard";
+import { requireJson } from "./admission";
+import { BucketingKey } from "./predict";
 import { rateLimit } from "./rate-limit";
 import { bearer, notFound, unauthorized } from "./serve";
 
@@ -25,7 +27,7 @@ import { bearer, notFound, unauthorized } from "./serve";
  * so nothing here needs that row: the monitoring job joins a label only to a
  * prediction of the model it names, and counts the ones it drops.
  */
-export const feedbackApi = new Hono<AppEnv>();
+export const feedbackApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
 export const MAX_FEEDBACK_ITEMS = 1000;
 
@@ -54,11 +56,16 @@ const PredictionId = z
 const Feedback = z
   .object({
     predictionId: PredictionId,
-    model: ModelName.optional(),
-    label: z.union([z.number().finite(), z.string().min(1).max(256)]),
+    model: ModelName.optional().openapi({
+      description: "The model the prediction is of; may be left out when the key covers one model.",
+    }),
+    label: z.union([z.number().finite(), z.string().min(1).max(256)]).openapi({
+      description: "One of the model's classes (a string), or a number for a regression model.",
+    }),
     observedAt: Timestamp.optional(),
   })
-  .strict();
+  .strict()
+  .openapi("Feedback");
 
 const Outcome = z
   .object({
@@ -76,7 +83,12 @@ const Outcome = z
   .refine((o) => o.predictionId !== undefined || o.key !== undefined, {
     message: "needs a predictionId or a key",
     path: ["predictionId"],
-  });
+  })
+  .openapi("Outcome");
+
+/** One item, or an array of 1 to MAX_FEEDBACK_ITEMS of them. */
+const oneOrMany = <T extends z.ZodType>(item: T) =>
+  z.union([item, z.array(item).min(1).max(MAX_FEEDBACK_ITEMS)]);
 
 /** What a label for a model must fit. */
 interface LabelSpec {
@@ -85,7 +97,7 @@ interface LabelSpec {
 }
 
 /** A checked API key and the models it covers. */
-interface ReportingKey {
+export interface ReportingKey {
   id: string;
   /** Every model name the key lists. */
   names: string[];
@@ -124,21 +136,32 @@ async function reporter(c: Context<AppEnv>): Promise<ReportingKey> {
   return { id: first.id, names: rows.map((row) => row.name), models };
 }
 
-async function parse<T extends z.ZodType>(
-  c: Context<AppEnv>,
-  schema: T,
-): Promise<{ items: z.infer<T>[]; batch: boolean }> {
-  requireJson(c.req.header("content-type"));
-  const body = await readJson(c.req);
-  // One object or an array of them; parsed by its shape so errors name the field.
-  const batch = Array.isArray(body);
-  const parsed = batch
-    ? z.array(schema).min(1).max(MAX_FEEDBACK_ITEMS).safeParse(body)
-    : schema.safeParse(body);
-  if (!parsed.success) throw validationError(parsed.error.issues, "body");
-  const items = (Array.isArray(parsed.data) ? parsed.data : [parsed.data]) as z.infer<T>[];
-  return { items, batch };
+/**
+ * The first step of both routes, before their bodies are validated: the key
+ * (rate-limited by address first), then the body, read once under the body
+ * bounds and handed to the route's validator.
+ */
+function reporting(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    requireJson(c.req.header("content-type"));
+    c.set("reporter", await reporter(c));
+    keepParsedBody(c.req, await readBoundedJson(c.req));
+    await next();
+  };
 }
+
+const errorResponse = (description: string) => ({
+  description,
+  content: { "application/json": { schema: ErrorBody } },
+});
+const errors = {
+  400: errorResponse("Malformed body: `details` name every failing field of every item"),
+  401: errorResponse("No or invalid API key"),
+  404: errorResponse("A model the key does not cover (or that does not exist)"),
+  413: errorResponse("Body larger than the configured limit"),
+  415: errorResponse("Body is not application/json"),
+  429: errorResponse("Rate limited; see Retry-After"),
+};
 
 interface Issue {
   path: (string | number)[];
@@ -182,31 +205,54 @@ function labelIssue(label: string | number, model: string, spec: LabelSpec): str
   return undefined;
 }
 
-feedbackApi.post("/feedback", async (c) => {
-  const key = await reporter(c);
-  const { items, batch } = await parse(c, Feedback);
-  const issues: Issue[] = [];
-  const names = modelsOf(key, items, batch, issues);
-  items.forEach((item, i) => {
-    const model = names[i] as string;
-    const spec = key.models.get(model);
-    const problem = spec && labelIssue(item.label, model, spec);
-    if (problem) issues.push({ path: batch ? [i, "label"] : ["label"], message: problem });
-  });
-  if (issues.length > 0) throw validationError(issues, "body");
-  const now = new Date().toISOString();
-  const rows = items.map((item, i) => ({
-    prediction_id: item.predictionId,
-    model: names[i] as string,
-    label: item.label,
-    observed_at: item.observedAt ?? now,
-    api_key_id: key.id,
-  }));
-  // The last label for a prediction and model in this request is the current one.
-  const latest = [
-    ...new Map(rows.map((row) => [`${row.prediction_id} ${row.model}`, row])).values(),
-  ];
-  await c.var.database().execute(sql`
+feedbackApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/feedback",
+    tags: ["Inference"],
+    summary: "Report ground-truth labels for predictions",
+    description:
+      "One label or an array of up to 1000. A later label for the same prediction and model replaces the current one; every label is kept. A label may arrive before its prediction's log row.",
+    security: [{ ApiKey: [] }],
+    middleware: [reporting()] as const,
+    request: {
+      body: { required: true, content: { "application/json": { schema: oneOrMany(Feedback) } } },
+    },
+    responses: {
+      202: {
+        description: "Stored",
+        content: { "application/json": { schema: z.object({ accepted: z.number().int() }) } },
+      },
+      ...errors,
+    },
+  }),
+  async (c) => {
+    const key = c.var.reporter;
+    const body = c.req.valid("json");
+    const batch = Array.isArray(body);
+    const items = batch ? body : [body];
+    const issues: Issue[] = [];
+    const names = modelsOf(key, items, batch, issues);
+    items.forEach((item, i) => {
+      const model = names[i] as string;
+      const spec = key.models.get(model);
+      const problem = spec && labelIssue(item.label, model, spec);
+      if (problem) issues.push({ path: batch ? [i, "label"] : ["label"], message: problem });
+    });
+    if (issues.length > 0) throw validationError(issues, "body");
+    const now = new Date().toISOString();
+    const rows = items.map((item, i) => ({
+      prediction_id: item.predictionId,
+      model: names[i] as string,
+      label: item.label,
+      observed_at: item.observedAt ?? now,
+      api_key_id: key.id,
+    }));
+    // The last label for a prediction and model in this request is the current one.
+    const latest = [
+      ...new Map(rows.map((row) => [`${row.prediction_id} ${row.model}`, row])).values(),
+    ];
+    await c.var.database().execute(sql`
     WITH events AS (
       INSERT INTO feedback_events (prediction_id, model, label, observed_at, api_key_id)
       SELECT prediction_id, model, label, observed_at, api_key_id
@@ -223,35 +269,64 @@ feedbackApi.post("/feedback", async (c) => {
       api_key_id = excluded.api_key_id,
       revision = feedback.revision + 1,
       updated_at = now()`);
-  return c.json({ accepted: rows.length }, 202);
-});
+    return c.json({ accepted: rows.length }, 202);
+  },
+);
 
-feedbackApi.post("/outcomes", async (c) => {
-  const key = await reporter(c);
-  const { items, batch } = await parse(c, Outcome);
-  const issues: Issue[] = [];
-  const names = modelsOf(key, items, batch, issues);
-  if (issues.length > 0) throw validationError(issues, "body");
-  const now = new Date().toISOString();
-  const rows = await Promise.all(
-    items.map(async (item, i) => ({
-      client_id: item.id ?? null,
-      api_key_id: key.id,
-      model: names[i] as string,
-      prediction_id: item.predictionId ?? null,
-      // Like the logs, never the key itself.
-      key_hmac: item.key === undefined ? null : await keyHmac(c.env.LOG_HMAC_KEY, item.key),
-      kpi: item.kpi,
-      value: item.value,
-      at: item.at ?? now,
-    })),
-  );
-  const result = await c.var.database().execute(sql`
+feedbackApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/outcomes",
+    tags: ["Inference"],
+    summary: "Report business KPI events, by prediction id or bucketing key",
+    description:
+      "One event or an array of up to 1000. An event with an `id` is stored once per key and id: a retry stores nothing more.",
+    security: [{ ApiKey: [] }],
+    middleware: [reporting()] as const,
+    request: {
+      body: { required: true, content: { "application/json": { schema: oneOrMany(Outcome) } } },
+    },
+    responses: {
+      202: {
+        description: "Accepted; `stored` counts the events that were new",
+        content: {
+          "application/json": {
+            schema: z.object({ accepted: z.number().int(), stored: z.number().int() }),
+          },
+        },
+      },
+      ...errors,
+    },
+  }),
+  async (c) => {
+    const key = c.var.reporter;
+    const body = c.req.valid("json");
+    const batch = Array.isArray(body);
+    const items = batch ? body : [body];
+    const issues: Issue[] = [];
+    const names = modelsOf(key, items, batch, issues);
+    if (issues.length > 0) throw validationError(issues, "body");
+    const now = new Date().toISOString();
+    const rows = await Promise.all(
+      items.map(async (item, i) => ({
+        client_id: item.id ?? null,
+        api_key_id: key.id,
+        model: names[i] as string,
+        prediction_id: item.predictionId ?? null,
+        // Like the logs, never the key itself.
+        key_hmac: item.key === undefined ? null : await keyHmac(c.env.LOG_HMAC_KEY, item.key),
+        kpi: item.kpi,
+        value: item.value,
+        at: item.at ?? now,
+      })),
+    );
+    const result = await c.var.database().execute(sql`
     INSERT INTO outcomes (client_id, api_key_id, model, prediction_id, key_hmac, kpi, value, at)
     SELECT client_id, api_key_id, model, prediction_id, key_hmac, kpi, value, at
     FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(client_id text, api_key_id text,
       model text, prediction_id text, key_hmac text, kpi text, value double precision,
       at timestamptz)
     ON CONFLICT (api_key_id, client_id) WHERE client_id IS NOT NULL DO NOTHING`);
-  return c.json({ accepted: rows.length, stored: result.rowCount ?? 0 }, 202);
-});
+    return c.json({ accepted: rows.length, stored: result.rowCount ?? 0 }, 202);
+  },
+);

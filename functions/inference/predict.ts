@@ -2,7 +2,6 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { ErrorBody } from "../../shared/errors";
 import { validationHook } from "../admin/validation";
 import type { AppEnv } from "../app-env";
-import { readBoundedJson } from "../middleware/input-guard";
 import { admission } from "./admission";
 import { servePrediction } from "./serve";
 
@@ -87,15 +86,6 @@ const error = (description: string) => ({
 export const ModelPathParams = z.object({
   model: z.string().openapi({ param: { name: "model", in: "path" }, example: "fraud-detector" }),
 });
-
-/**
- * Reads an inference body under the same depth bound and string rule as
- * every admin body (functions/middleware/input-guard.ts), after admission:
- * a body is read only for a client the model admits.
- */
-export function readJson(request: { text(): Promise<string> }): Promise<unknown> {
-  return readBoundedJson(request);
-}
 
 predictApi.openapi(
   createRoute({

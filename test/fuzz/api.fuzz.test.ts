@@ -159,6 +159,23 @@ function pools(): Record<string, string[]> {
   };
 }
 
+/** Body fields named like the suite's resources take their values now and then. */
+function fieldPools(): Record<string, unknown[]> {
+  return {
+    model: [target],
+    models: [[target]],
+    version: ["v1", "v2"],
+    champion: ["v1"],
+    predictionId: [predictionId],
+    label: ["legit", "fraud"],
+    inputs: [
+      { amount: 12.5, tenure: 3, new_customer: false },
+      [{ amount: 1, tenure: 0, new_customer: true }],
+    ],
+    stateVersion: [1, 2],
+  };
+}
+
 function operations(doc: Doc): Operation[] {
   const out: Operation[] = [];
   for (const [path, methods] of Object.entries(doc.paths)) {
@@ -216,7 +233,7 @@ function requestArbitrary(op: Operation, doc: Doc): fc.Arbitrary<Generated> {
     ? fc.oneof(
         {
           weight: 9,
-          arbitrary: valueFor(op.body, doc.components).map((value) => ({
+          arbitrary: valueFor(op.body, doc.components, 0, fieldPools()).map((value) => ({
             kind: "json" as const,
             value,
           })),

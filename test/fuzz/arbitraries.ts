@@ -50,7 +50,7 @@ export const hostileStrings = [
   "%00",
   "../../etc/passwd",
   "'; DROP TABLE predictions; --",
-  "${jndi:ldap://x}",
+  "$" + "{jndi:ldap://x}",
   "<script>alert(1)</script>",
   "0000-01-01T00:00:00Z",
   "9999-12-31T23:59:59.999Z",
@@ -108,20 +108,29 @@ function resolve(schema: JsonSchema, components: Components): JsonSchema {
   return current;
 }
 
-/** A value that follows the schema where it can, hostile in about one place in five. */
+/**
+ * Values of the resources the suite owns, by field name (`model`,
+ * `predictionId`, …): a field so named takes one of them now and then, so
+ * that requests reach past "no such model" into what a route does.
+ */
+export type FieldPools = Record<string, readonly unknown[]>;
+
+/** A value that follows the schema where it can, hostile in about one place in eight. */
 export function valueFor(
   schema: JsonSchema,
   components: Components,
   depth = 0,
+  pools: FieldPools = {},
 ): fc.Arbitrary<unknown> {
-  const conforming = conformingValue(schema, components, depth);
-  return fc.oneof({ weight: 4, arbitrary: conforming }, { weight: 1, arbitrary: hostileValue });
+  const conforming = conformingValue(schema, components, depth, pools);
+  return fc.oneof({ weight: 7, arbitrary: conforming }, { weight: 1, arbitrary: hostileValue });
 }
 
 function conformingValue(
   raw: JsonSchema,
   components: Components,
   depth: number,
+  pools: FieldPools,
 ): fc.Arbitrary<unknown> {
   const schema = resolve(raw, components);
   if (depth > 6) return fc.jsonValue({ maxDepth: 1 });
@@ -129,7 +138,7 @@ function conformingValue(
   if (schema.enum && schema.enum.length > 0) return fc.constantFrom(...schema.enum);
   const options = schema.anyOf ?? schema.oneOf;
   if (options && options.length > 0) {
-    return fc.oneof(...options.map((option) => valueFor(option, components, depth + 1)));
+    return fc.oneof(...options.map((option) => valueFor(option, components, depth + 1, pools)));
   }
   if (schema.allOf && schema.allOf.length > 0) {
     const merged: JsonSchema = { type: "object", properties: {}, required: [] };
@@ -138,12 +147,14 @@ function conformingValue(
       Object.assign(merged.properties ?? {}, resolved.properties ?? {});
       merged.required?.push(...(resolved.required ?? []));
     }
-    return conformingValue(merged, components, depth);
+    return conformingValue(merged, components, depth, pools);
   }
   const types = Array.isArray(schema.type) ? schema.type : schema.type ? [schema.type] : [];
   const type = types.find((t) => t !== "null") ?? (schema.properties ? "object" : undefined);
   switch (type) {
     case "string":
+      if (schema.format === "uuid") return fc.uuid({ version: 7 });
+      if (schema.format === "uri") return fc.webUrl();
       return schema.format === "date-time"
         ? fc
             .date({ min: new Date("2000-01-01"), max: new Date("2100-01-01"), noInvalidDate: true })
@@ -168,7 +179,7 @@ function conformingValue(
       return fc.boolean();
     case "array": {
       const items = schema.items ?? {};
-      return fc.array(valueFor(items, components, depth + 1), {
+      return fc.array(valueFor(items, components, depth + 1, pools), {
         minLength: Math.min(schema.minItems ?? 0, 3),
         maxLength: Math.min(schema.maxItems ?? 4, 4),
       });
@@ -178,16 +189,28 @@ function conformingValue(
       const required = new Set(schema.required ?? []);
       const record: Record<string, fc.Arbitrary<unknown>> = {};
       for (const [name, property] of Object.entries(properties)) {
-        record[name] = valueFor(property, components, depth + 1);
+        const value = valueFor(property, components, depth + 1, pools);
+        const owned = pools[name];
+        record[name] =
+          owned && owned.length > 0
+            ? fc.oneof(
+                { weight: 2, arbitrary: fc.constantFrom(...owned) },
+                { weight: 1, arbitrary: value },
+              )
+            : value;
       }
       const base = fc.record(record, {
         requiredKeys: [...required].filter((name) => name in record),
       });
       // Now and then a field the schema does not know.
+      const extra = fc.oneof(
+        { weight: 6, arbitrary: fc.constant(null) },
+        { weight: 1, arbitrary: fc.constantFrom("extra", "__proto__", "a\u0000b") },
+      );
       return fc
-        .tuple(base, fc.option(fc.constantFrom("extra", "__proto__", "a\u0000b")))
-        .map(([value, extra]) =>
-          extra === null ? value : { ...(value as object), [extra]: "unexpected" },
+        .tuple(base, extra)
+        .map(([value, key]) =>
+          key === null ? value : { ...(value as object), [key]: "unexpected" },
         );
     }
     default:
@@ -203,7 +226,7 @@ export function textFor(pool: readonly string[]): fc.Arbitrary<string> {
     { weight: 2, arbitrary: fc.constantFrom(...hostileStrings.filter((s) => s.length <= 300)) },
     { weight: 1, arbitrary: fc.string({ maxLength: 30 }) },
   ];
-  if (pool.length > 0) choices.unshift({ weight: 2, arbitrary: fc.constantFrom(...pool) });
+  if (pool.length > 0) choices.unshift({ weight: 5, arbitrary: fc.constantFrom(...pool) });
   return fc.oneof(...choices);
 }
 

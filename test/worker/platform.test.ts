@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { app } from "../../functions/app";
 import worker from "../../functions/index";
 import {
   call,
@@ -140,6 +141,27 @@ describe("platform: API description", () => {
     expect(doc.components.schemas).toHaveProperty("CreateModel");
     expect(doc.components.schemas).toHaveProperty("Error");
     expect(doc.components.securitySchemes).toHaveProperty("AdminToken");
+  });
+
+  it("describes every route the app serves, under the method it serves it", async () => {
+    const doc = await json<{ paths: Record<string, Record<string, unknown>> }>(
+      await call("/openapi.json", { token: null }),
+    );
+    // The description itself, and the protocol's trailing-slash alias of /v2.
+    const meta = new Set(["GET /openapi.json", "GET /docs", "GET /v2/"]);
+    const served = app.routes
+      .filter((route) => route.method !== "ALL")
+      .map((route) => `${route.method} ${route.path}`)
+      .filter((route) => !meta.has(route));
+    const described = new Set(
+      Object.entries(doc.paths).flatMap(([path, methods]) =>
+        Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`),
+      ),
+    );
+    const toOpenApi = (route: string) => route.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
+    const missing = [...new Set(served.map(toOpenApi))].filter((route) => !described.has(route));
+    expect(missing).toEqual([]);
+    expect(served.length).toBeGreaterThan(40);
   });
 
   it("serves readable docs", async () => {
