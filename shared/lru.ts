@@ -47,6 +47,11 @@ export class LruMap<K, V> {
   get size(): number {
     return this.#entries.size;
   }
+
+  /** The entries, least recently used first. */
+  entries(): IterableIterator<[K, V]> {
+    return this.#entries.entries();
+  }
 }
 
 /** Names remembered each until a time of its own, at most `capacity` of them. */

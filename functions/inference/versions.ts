@@ -1,8 +1,12 @@
 import { checkEgressUrl, parseAllowlist, refusedCredential } from "../../shared/egress";
 import { CircuitBreaker, type Transition } from "../../shared/inference/circuit-breaker";
+import { LruMap } from "../../shared/lru";
 import type { UpstreamRef } from "../../shared/rollout/state";
 import { callBuiltin } from "./builtin";
 import { callUpstream, type UpstreamCall, type UpstreamOutcome } from "./upstream";
+
+/** Upstreams whose breaker an isolate keeps; the least recently called go first. */
+const MAX_BREAKERS = 1_000;
 
 /** The configured allowlist, parsed once per isolate rather than once per call. */
 let parsedAllowlist: { source: string | undefined; hosts: Set<string> } | undefined;
@@ -14,8 +18,11 @@ function allowlistOf(source: string | undefined): Set<string> {
   return hosts;
 }
 
-/** One breaker per version's upstream, per isolate. */
-const breakers = new Map<string, CircuitBreaker>();
+/**
+ * One breaker per version's upstream, per isolate, for the MAX_BREAKERS
+ * versions called most recently: one pushed out starts closed again.
+ */
+const breakers = new LruMap<string, CircuitBreaker>(MAX_BREAKERS);
 
 function logTransition(model: string, version: string, transition: Transition | undefined) {
   if (!transition) return;
@@ -104,5 +111,5 @@ async function callChecked(call: VersionCall): Promise<UpstreamOutcome> {
 
 /** The breaker state of each version this isolate has called (diagnostics and tests). */
 export function breakerStates(): Record<string, string> {
-  return Object.fromEntries([...breakers].map(([id, breaker]) => [id, breaker.state]));
+  return Object.fromEntries([...breakers.entries()].map(([id, breaker]) => [id, breaker.state]));
 }

@@ -31,6 +31,18 @@ describe("LruMap", () => {
     expect(map.peek("a")).toBeUndefined();
   });
 
+  it("lists its entries least recently used first", () => {
+    const map = new LruMap<string, number>(3);
+    map.set("a", 1).set("b", 2).set("c", 3);
+    map.get("a");
+    map.set("d", 4);
+    expect([...map.entries()]).toEqual([
+      ["c", 3],
+      ["a", 1],
+      ["d", 4],
+    ]);
+  });
+
   it("refuses a capacity that is not a positive integer", () => {
     expect(() => new LruMap(0)).toThrow(RangeError);
     expect(() => new LruMap(1.5)).toThrow(RangeError);
