@@ -17,7 +17,7 @@ import {
   type VersionRef,
   versionStatuses,
 } from "../shared/rollout/state";
-import { findUnstorable, replaceUnstorable, storableJsonText } from "../shared/storable";
+import { inspectJson, replaceUnstorable, storableJsonText } from "../shared/storable";
 
 /** 2: outbox rows count their failed flushes and keep the last error. */
 const SCHEMA_VERSION = 2;
@@ -623,7 +623,7 @@ function storableAuditRow(event: OutboxEvent | AuditRow, always: boolean): Audit
   }
   for (const field of ["before", "after"] as const) {
     const value = row[field];
-    if (value !== undefined && (always || findUnstorable(value) !== null)) {
+    if (value !== undefined && (always || inspectJson(value) !== null)) {
       row[field] = { unstorable: true, json: storableJsonText(value) };
     }
   }

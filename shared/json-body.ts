@@ -1,5 +1,5 @@
 import { formatPath } from "./errors";
-import { findUnstorable } from "./storable";
+import { inspectJson } from "./storable";
 
 /**
  * Bounds on a JSON request body, checked right after parsing and before
@@ -34,34 +34,6 @@ function shownPath(path: (string | number)[]): string {
   return path.length > PATH_PARTS_SHOWN ? `${shown}…` : shown;
 }
 
-/** The path to the first place nested deeper than `maxDepth`, or null. Iterative. */
-export function tooDeepAt(value: unknown, maxDepth: number): (string | number)[] | null {
-  const stack: { value: unknown; depth: number; path: (string | number)[] }[] = [
-    { value, depth: 1, path: [] },
-  ];
-  while (stack.length > 0) {
-    const frame = stack.pop() as (typeof stack)[number];
-    const current = frame.value;
-    if (current === null || typeof current !== "object") continue;
-    if (frame.depth > maxDepth) return frame.path;
-    // Only containers go on the stack: scalars cannot nest.
-    if (Array.isArray(current)) {
-      for (let i = current.length - 1; i >= 0; i--) {
-        const child: unknown = current[i];
-        if (child !== null && typeof child === "object")
-          stack.push({ value: child, depth: frame.depth + 1, path: [...frame.path, i] });
-      }
-    } else {
-      for (const key in current) {
-        const child: unknown = (current as Record<string, unknown>)[key];
-        if (child !== null && typeof child === "object")
-          stack.push({ value: child, depth: frame.depth + 1, path: [...frame.path, key] });
-      }
-    }
-  }
-  return null;
-}
-
 /**
  * Parses a JSON body within its bounds and the string rule. Strings only
  * need checking when the text holds a `\u` escape: raw text decoded from
@@ -77,21 +49,21 @@ export function parseJsonBody(
   } catch {
     return { ok: false, problem: { kind: "malformed" } };
   }
-  const deep = tooDeepAt(value, bounds.maxDepth);
-  if (deep) {
+  const problem = inspectJson(value, {
+    maxDepth: bounds.maxDepth,
+    strings: text.includes("\\u"),
+  });
+  if (problem?.kind === "too_deep") {
     return {
       ok: false,
-      problem: { kind: "too_deep", path: shownPath(deep), maxDepth: bounds.maxDepth },
+      problem: { kind: "too_deep", path: shownPath(problem.path), maxDepth: bounds.maxDepth },
     };
   }
-  if (text.includes("\\u")) {
-    const place = findUnstorable(value);
-    if (place) {
-      return {
-        ok: false,
-        problem: { kind: "unstorable", path: shownPath(place.path), message: place.message },
-      };
-    }
+  if (problem) {
+    return {
+      ok: false,
+      problem: { kind: "unstorable", path: shownPath(problem.path), message: problem.message },
+    };
   }
   return { ok: true, value };
 }

@@ -36,40 +36,56 @@ export function storable<T extends z.ZodString>(schema: T): T {
 /** A string that can be stored, of at most `max` characters. */
 export const StorableString = (max: number) => storable(z.string().max(max));
 
-export interface UnstorablePlace {
-  /** Where, as `a.b[2].c` (a key's own problem names the key). */
-  path: (string | number)[];
-  message: string;
+/** What is wrong with a JSON value, and where (`a.b[2].c`; a key's own problem names the key). */
+export type JsonProblem =
+  | { kind: "too_deep"; path: (string | number)[] }
+  | { kind: "unstorable"; path: (string | number)[]; message: string };
+
+export interface JsonInspection {
+  /** Deepest nesting of arrays and objects allowed; the value itself is depth 1. */
+  maxDepth?: number;
+  /** Check every string and key against the string rule (default true). */
+  strings?: boolean;
 }
 
 /**
- * The first string (value or key) in a JSON-like value that cannot be
- * stored. Iterative, so depth costs no stack; callers bound depth first.
+ * The first place in a JSON-like value that is nested too deep or holds a
+ * string (value or key) that cannot be stored, in one iterative walk: depth
+ * costs no stack, and nothing below the depth bound is visited.
  */
-export function findUnstorable(value: unknown): UnstorablePlace | null {
-  const stack: { value: unknown; path: (string | number)[] }[] = [{ value, path: [] }];
+export function inspectJson(
+  value: unknown,
+  { maxDepth = Number.POSITIVE_INFINITY, strings = true }: JsonInspection = {},
+): JsonProblem | null {
+  const walked = (child: unknown) =>
+    (strings && typeof child === "string") || (child !== null && typeof child === "object");
+  const stack: { value: unknown; depth: number; path: (string | number)[] }[] = [
+    { value, depth: 1, path: [] },
+  ];
   while (stack.length > 0) {
-    const frame = stack.pop() as { value: unknown; path: (string | number)[] };
-    const current = frame.value;
+    const { value: current, depth, path } = stack.pop() as (typeof stack)[number];
     if (typeof current === "string") {
       const message = unstorableText(current);
-      if (message) return { path: frame.path, message };
-    } else if (Array.isArray(current)) {
+      if (message) return { kind: "unstorable", path, message };
+      continue;
+    }
+    if (current === null || typeof current !== "object") continue;
+    if (depth > maxDepth) return { kind: "too_deep", path };
+    if (Array.isArray(current)) {
       for (let i = current.length - 1; i >= 0; i--) {
         const child: unknown = current[i];
-        if (typeof child === "string" || (child !== null && typeof child === "object"))
-          stack.push({ value: child, path: [...frame.path, i] });
+        if (walked(child)) stack.push({ value: child, depth: depth + 1, path: [...path, i] });
       }
-    } else if (current !== null && typeof current === "object") {
-      const keys = Object.keys(current);
-      for (let i = keys.length - 1; i >= 0; i--) {
-        const key = keys[i] as string;
-        const message = unstorableText(key);
-        if (message) return { path: [...frame.path, key], message: `its name ${message}` };
-        const child: unknown = (current as Record<string, unknown>)[key];
-        if (typeof child === "string" || (child !== null && typeof child === "object"))
-          stack.push({ value: child, path: [...frame.path, key] });
-      }
+      continue;
+    }
+    const keys = Object.keys(current);
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i] as string;
+      const message = strings ? unstorableText(key) : null;
+      if (message)
+        return { kind: "unstorable", path: [...path, key], message: `its name ${message}` };
+      const child: unknown = (current as Record<string, unknown>)[key];
+      if (walked(child)) stack.push({ value: child, depth: depth + 1, path: [...path, key] });
     }
   }
   return null;
@@ -91,7 +107,7 @@ export function storableJsonText(value: unknown): string {
 /** Replaces what cannot be stored in a string with U+FFFD, for messages and log fields. */
 export function replaceUnstorable(value: string): string {
   if (!suspicious.test(value)) return value;
-  return value
-    .replaceAll("\u0000", "\uFFFD")
-    .replace(new RegExp(loneSurrogate.source, "g"), "\uFFFD");
+  return value.replaceAll("\u0000", "\uFFFD").replace(loneSurrogates, "\uFFFD");
 }
+
+const loneSurrogates = new RegExp(loneSurrogate.source, "g");

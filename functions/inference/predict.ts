@@ -5,8 +5,6 @@ import type { AppEnv } from "../app-env";
 import { admission } from "./admission";
 import { servePrediction } from "./serve";
 
-export { requireJson } from "./admission";
-
 /**
  * Client inference routes, Airlock's JSON protocol: `POST /v1/models/{model}/predict`.
  * The route's schemas validate the request and generate its OpenAPI

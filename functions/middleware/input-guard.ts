@@ -116,12 +116,9 @@ export function inputGuard({
     checkUrl(c.req.url);
     const method = c.req.method;
     if (method !== "GET" && method !== "HEAD" && isJson(c.req.header("content-type"))) {
-      const text = await c.req.text();
       // An empty body is the route's validator's to refuse (or to accept).
-      if (text.trim() !== "") {
-        const parsed = parseJsonBody(text, bounds(c.req.path, method));
-        if (!parsed.ok) throw jsonBodyError(parsed.problem);
-        keepParsedBody(c.req, parsed.value);
+      if ((await c.req.text()).trim() !== "") {
+        keepParsedBody(c.req, await readBoundedJson(c.req, bounds(c.req.path, method)));
       }
     }
     await next();

@@ -28,9 +28,8 @@ import {
   type PredictionLogMessage,
   PredictionResultSchema,
 } from "../../shared/inference/events";
-import { tooDeepAt } from "../../shared/json-body";
 import { retryDelaySeconds, toRows } from "../../shared/logs/rows";
-import { findUnstorable, replaceUnstorable, storableJsonText } from "../../shared/storable";
+import { inspectJson, replaceUnstorable, storableJsonText } from "../../shared/storable";
 import {
   ALERT_DELIVERIES_DLQ,
   ALERT_DELIVERIES_QUEUE,
@@ -233,8 +232,7 @@ function deadLetter(
   error: string,
   attempts: number,
 ): DeadLetterRow {
-  const fitsJsonb =
-    tooDeepAt(body, DEAD_LETTER_JSONB_DEPTH) === null && findUnstorable(body) === null;
+  const fitsJsonb = inspectJson(body, { maxDepth: DEAD_LETTER_JSONB_DEPTH }) === null;
   return {
     message_id: replaceUnstorable(messageId).slice(0, 512),
     queue,

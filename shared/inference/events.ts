@@ -1,7 +1,6 @@
 import { v7 } from "uuid";
 import { z } from "zod";
-import { tooDeepAt } from "../json-body";
-import { findUnstorable, storable } from "../storable";
+import { inspectJson, storable } from "../storable";
 import type { FeatureValue } from "./inputs";
 import type { CanonicalPrediction } from "./outputs";
 
@@ -243,17 +242,16 @@ const STORED_JSON_DEPTH = 32;
 
 /** Any JSON within the depth bound whose strings all follow the string rule. */
 const StorableJson = z.unknown().superRefine((value, ctx) => {
-  const deep = tooDeepAt(value, STORED_JSON_DEPTH);
-  if (deep) {
+  const problem = inspectJson(value, { maxDepth: STORED_JSON_DEPTH });
+  if (problem?.kind === "too_deep") {
     ctx.addIssue({
       code: "custom",
       message: `nests more than ${STORED_JSON_DEPTH} levels deep`,
-      path: deep.slice(0, 6),
+      path: problem.path.slice(0, 6),
     });
-    return;
+  } else if (problem) {
+    ctx.addIssue({ code: "custom", message: problem.message, path: problem.path });
   }
-  const place = findUnstorable(value);
-  if (place) ctx.addIssue({ code: "custom", message: place.message, path: place.path });
 });
 
 const text = (max: number) => storable(z.string().max(max));

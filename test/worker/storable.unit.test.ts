@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { PredictionResultSchema } from "../../shared/inference/events";
-import { DEFAULT_JSON_BOUNDS, parseJsonBody, tooDeepAt } from "../../shared/json-body";
+import { DEFAULT_JSON_BOUNDS, parseJsonBody } from "../../shared/json-body";
 import {
-  findUnstorable,
+  inspectJson,
   NUL_MESSAGE,
   replaceUnstorable,
   StorableString,
@@ -28,15 +28,23 @@ describe("the string rule", () => {
   });
 
   it("finds the first bad string or key in nested JSON, with its path", () => {
-    expect(findUnstorable({ a: [1, "ok", { b: "x\u0000" }] })).toEqual({
+    expect(inspectJson({ a: [1, "ok", { b: "x\u0000" }] })).toEqual({
+      kind: "unstorable",
       path: ["a", 2, "b"],
       message: NUL_MESSAGE,
     });
-    expect(findUnstorable({ ok: { "k\uD800": 1 } })).toEqual({
+    expect(inspectJson({ ok: { "k\uD800": 1 } })).toEqual({
+      kind: "unstorable",
       path: ["ok", "k\uD800"],
       message: `its name ${SURROGATE_MESSAGE}`,
     });
-    expect(findUnstorable({ a: [1, 2, { b: "fine" }], c: null })).toBeNull();
+    expect(inspectJson({ a: [1, 2, { b: "fine" }], c: null })).toBeNull();
+    // Strings left alone on request, depth still bounded.
+    expect(inspectJson({ a: "x\u0000" }, { strings: false })).toBeNull();
+    expect(inspectJson({ a: [[["x"]]] }, { maxDepth: 3, strings: false })).toEqual({
+      kind: "too_deep",
+      path: ["a", 0, 0],
+    });
   });
 
   it("is one zod piece that names the field", () => {
@@ -111,7 +119,7 @@ describe("JSON body bounds", () => {
   it("refuses 500,000 levels without exhausting the stack", () => {
     const result = parseJsonBody(nested(500_000));
     expect(result.ok).toBe(false);
-    expect(tooDeepAt(JSON.parse(nested(100)), 100)).toBeNull();
+    expect(inspectJson(JSON.parse(nested(100)), { maxDepth: 100 })).toBeNull();
   });
 
   it("checks strings only when an escape could hide a bad one, and names the field", () => {
