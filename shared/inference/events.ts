@@ -1,5 +1,6 @@
 import { v7 } from "uuid";
 import { z } from "zod";
+import { Timestamp } from "../schemas/common";
 import { inspectJson, storable } from "../storable";
 import type { FeatureValue } from "./inputs";
 import type { CanonicalPrediction } from "./outputs";
@@ -256,11 +257,6 @@ const StorableJson = z.unknown().superRefine((value, ctx) => {
 
 const text = (max: number) => storable(z.string().max(max));
 
-/** Postgres has no year 0: an ISO time it can store, from year 0001 on. */
-const StoredTime = z.iso
-  .datetime({ offset: true })
-  .refine((value) => !value.startsWith("0000"), "is before year 1, which cannot be stored");
-
 /**
  * One result as the log consumer accepts it: a result that does not match
  * (malformed, or holding what Postgres cannot store) is set aside as a dead
@@ -280,7 +276,7 @@ export const PredictionResultSchema = z.object({
   status: z.enum(["ok", "error", "timeout", "rejected"]),
   errorCode: text(128).nullable(),
   stateVersion: z.number().int().min(0),
-  timestamp: StoredTime,
+  timestamp: Timestamp,
   issues: z.array(z.object({ path: text(1024), message: text(1024) })).optional(),
 });
 
