@@ -14,6 +14,7 @@ import type { AppEnv } from "./app-env";
 import { feedbackApi } from "./inference/feedback";
 import { predictApi } from "./inference/predict";
 import { serverMetadata, v2Api } from "./inference/v2";
+import { localTriggers } from "./jobs";
 import { database } from "./middleware/database";
 
 export const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -59,6 +60,8 @@ app.route("/admin", adminApi);
 app.route("/v1", predictApi);
 app.route("/v1", feedbackApi);
 app.route("/v2", v2Api);
+// Local runs only (LOCAL_TRIGGERS): fire a cron job now.
+app.route("/__scheduled", localTriggers);
 // The protocol names both `v2` and `v2/` for server metadata.
 app.get("/v2/", serverMetadata);
 

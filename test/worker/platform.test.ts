@@ -148,7 +148,14 @@ describe("platform: API description", () => {
       await call("/openapi.json", { token: null }),
     );
     // The description itself, and the protocol's trailing-slash alias of /v2.
-    const meta = new Set(["GET /openapi.json", "GET /docs", "GET /v2/"]);
+    const meta = new Set([
+      "GET /openapi.json",
+      "GET /docs",
+      "GET /v2/",
+      // Local runs only (LOCAL_TRIGGERS), not part of the API.
+      "GET /__scheduled",
+      "POST /__scheduled",
+    ]);
     const served = app.routes
       .filter((route) => route.method !== "ALL")
       .map((route) => `${route.method} ${route.path}`)
