@@ -5,6 +5,7 @@ import { encryptSecret, maskUrl, parseEncryptionKey } from "../../shared/crypto-
 import { alertDeliveries, alertDestinations, alerts, models } from "../../shared/db/schema";
 import { checkEgressUrl, parseAllowlist } from "../../shared/egress";
 import { ApiError, validationError } from "../../shared/errors";
+import { windowLengths } from "../../shared/monitoring/windows";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
@@ -550,7 +551,15 @@ alertsApi.openapi(
   async (c) => {
     const model = await findModel(c.var.database(), c.req.valid("param").model);
     const overrides = model.alertRules ?? {};
-    const resolved = resolveRules(overrides);
+    const lengths = windowLengths(c.env.MONITORING_WINDOW_SECONDS);
+    let resolved: ReturnType<typeof resolveRules>;
+    try {
+      resolved = resolveRules(overrides, lengths);
+    } catch (error) {
+      // Overrides saved under another window length: shown with the defaults.
+      if (!(error instanceof RuleError)) throw error;
+      resolved = resolveRules(null, lengths);
+    }
     return c.json({ overrides, ...resolved }, 200);
   },
 );
@@ -578,7 +587,7 @@ alertsApi.openapi(
     const name = c.req.valid("param").model;
     const overrides = c.req.valid("json");
     try {
-      resolveRules(overrides);
+      resolveRules(overrides, windowLengths(c.env.MONITORING_WINDOW_SECONDS));
     } catch (error) {
       if (!(error instanceof RuleError)) throw error;
       throw new ApiError("VALIDATION_FAILED", `Invalid body: ${error.message}`, {

@@ -3,11 +3,18 @@ import { and, asc, desc, eq, gte, lt, sql } from "drizzle-orm";
 import { models, monitoringResults, monitoringRuns } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import { predictionKinds } from "../../shared/monitoring/baseline";
+import {
+  describeSeconds,
+  MAX_BACKFILL_WINDOWS,
+  windowLengths,
+  windowsToBackfill,
+} from "../../shared/monitoring/windows";
 import { Timestamp, VersionLabel } from "../../shared/schemas/common";
 import { MonitoringSettings } from "../../shared/schemas/monitoring";
 import type { AppEnv } from "../app-env";
 import { OUTCOME_METRICS } from "../monitoring/kpis";
 import { LABEL_METRICS } from "../monitoring/labels";
+import { MONITORING_JOB } from "../monitoring/windows";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
@@ -78,11 +85,13 @@ const MonitoringQuery = z
       .openapi({ param: { name: "metric", in: "query" } }),
     window: z.coerce
       .number()
-      .pipe(z.union([z.literal(900), z.literal(3600), z.literal(86_400)]))
+      .int()
+      .positive()
       .optional()
       .openapi({
         param: { name: "window", in: "query" },
-        description: "Window length in seconds: 900, 3600 or 86400.",
+        description:
+          "Window length in seconds: the monitoring window (MONITORING_WINDOW_SECONDS, 900 by default) or a roll-up of 4 or 96 of them (3600, 86400 by default).",
       }),
   })
   .superRefine((query, ctx) => {
@@ -141,6 +150,18 @@ monitoringApi.openapi(
   async (c) => {
     const { model: modelName } = c.req.valid("param");
     const query = c.req.valid("query");
+    const lengths = windowLengths(c.env.MONITORING_WINDOW_SECONDS);
+    if (query.window !== undefined && !lengths.all.includes(query.window)) {
+      throw new ApiError(
+        "VALIDATION_FAILED",
+        `window: must be one of the monitoring windows, ${lengths.all.join(", ")} (seconds)`,
+        {
+          details: [
+            { path: "window", message: `must be one of ${lengths.all.join(", ")} (seconds)` },
+          ],
+        },
+      );
+    }
     const to = query.to ? new Date(query.to) : new Date();
     const from = query.from ? new Date(query.from) : new Date(to.getTime() - DAY_MS);
     const db = c.var.database();
@@ -196,6 +217,119 @@ monitoringApi.openapi(
   },
 );
 
+const RunStatus = z.enum(["queued", "running", "succeeded", "failed"]);
+const RunKind = z.enum(["scheduled", "requested", "backfill", "direct"]);
+
+const VersionSummary = z
+  .object({
+    model: z.string(),
+    version: z.string(),
+    computed: z.record(z.string(), z.number()).openapi({
+      description: "Windows whose drift and data quality were computed, per role.",
+    }),
+    skipped: z.record(z.string(), z.number()).openapi({
+      description:
+        "Windows in which drift and data quality were not computed, by reason: `no baseline` (results but no baseline to compare with), `no traffic` (a baseline but no results of a monitored role).",
+    }),
+  })
+  .openapi("MonitoringRunVersion");
+
+const MonitoringRunSummary = z
+  .object({
+    id: z.number(),
+    job: z.string(),
+    kind: RunKind.nullable().openapi({
+      description:
+        "scheduled (the cron), requested (POST now), backfill (POST with a range), direct (called by a test); null for runs recorded before kinds were.",
+    }),
+    status: RunStatus,
+    startedAt: Timestamp,
+    finishedAt: Timestamp.nullable(),
+    durationMs: z.number().nullable(),
+    windows: z
+      .number()
+      .openapi({ description: "(model, version, role, window) entries computed." }),
+    results: z.number(),
+    error: z.string().nullable(),
+  })
+  .openapi("MonitoringRunSummary");
+
+const MonitoringRun = MonitoringRunSummary.extend({
+  windowSeconds: z.number().nullable().openapi({ description: "The base window of the run." }),
+  range: z
+    .object({ from: Timestamp, to: Timestamp })
+    .nullable()
+    .openapi({ description: "A backfill's range." }),
+  progress: z
+    .object({ windowsDone: z.number(), windowsTotal: z.number() })
+    .nullable()
+    .openapi({ description: "A backfill's windows computed so far, of every length." }),
+  windowRange: z
+    .object({ from: Timestamp, to: Timestamp })
+    .nullable()
+    .openapi({ description: "The span of the windows a run (not a backfill) computed." }),
+  versions: z.array(VersionSummary),
+  missed: z.object({ from: Timestamp, to: Timestamp, windows: z.number() }).nullable().openapi({
+    description:
+      "Base windows that ended while no run came, older than one run catches up on (a day of windows): a backfill over this range computes them.",
+  }),
+  evaluatedAt: z.array(Timestamp).openapi({
+    description: "Ends of the base windows at which the models' alert rules were evaluated.",
+  }),
+}).openapi("MonitoringRun");
+
+type RunRow = typeof monitoringRuns.$inferSelect;
+type RunDetails = {
+  kind?: z.infer<typeof RunKind>;
+  windowSeconds?: number;
+  from?: string;
+  to?: string;
+  progress?: { windowsDone: number; windowsTotal: number };
+  windowRange?: { from: string; to: string } | null;
+  versions?: z.infer<typeof VersionSummary>[];
+  missed?: { from: string; to: string; windows: number } | null;
+  evaluatedAt?: string[];
+};
+
+function runSummary(row: RunRow): z.infer<typeof MonitoringRunSummary> {
+  const details = row.details as RunDetails;
+  return {
+    id: row.id,
+    job: row.job,
+    kind: details.kind ?? null,
+    status: row.status as z.infer<typeof RunStatus>,
+    startedAt: row.startedAt.toISOString(),
+    finishedAt: row.finishedAt ? row.finishedAt.toISOString() : null,
+    durationMs: row.durationMs,
+    windows: row.windows,
+    results: row.results,
+    error: row.error,
+  };
+}
+
+function runResource(row: RunRow): z.infer<typeof MonitoringRun> {
+  const details = row.details as RunDetails;
+  return {
+    ...runSummary(row),
+    windowSeconds: details.windowSeconds ?? null,
+    range: details.from && details.to ? { from: details.from, to: details.to } : null,
+    progress: details.progress ?? null,
+    windowRange: details.windowRange ?? null,
+    versions: details.versions ?? [],
+    missed: details.missed ?? null,
+    evaluatedAt: details.evaluatedAt ?? [],
+  };
+}
+
+const runParams = z.object({
+  id: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(Number.MAX_SAFE_INTEGER)
+    .openapi({ param: { name: "id", in: "path" } }),
+});
+
 monitoringApi.openapi(
   createRoute({
     method: "get",
@@ -215,24 +349,7 @@ monitoringApi.openapi(
       }),
     },
     responses: {
-      200: jsonContent(
-        z.object({
-          items: z.array(
-            z.object({
-              id: z.number(),
-              job: z.string(),
-              status: z.enum(["running", "succeeded", "failed"]),
-              startedAt: Timestamp,
-              finishedAt: Timestamp.nullable(),
-              durationMs: z.number().nullable(),
-              windows: z.number(),
-              results: z.number(),
-              error: z.string().nullable(),
-            }),
-          ),
-        }),
-        "Runs",
-      ),
+      200: jsonContent(z.object({ items: z.array(MonitoringRunSummary) }), "Runs"),
       ...errorResponses(400, 401, 503),
     },
   }),
@@ -244,22 +361,143 @@ monitoringApi.openapi(
       .from(monitoringRuns)
       .orderBy(desc(monitoringRuns.id))
       .limit(limit);
-    return c.json(
-      {
-        items: rows.map((row) => ({
-          id: row.id,
-          job: row.job,
-          status: row.status as "running" | "succeeded" | "failed",
-          startedAt: row.startedAt.toISOString(),
-          finishedAt: row.finishedAt ? row.finishedAt.toISOString() : null,
-          durationMs: row.durationMs,
-          windows: row.windows,
-          results: row.results,
-          error: row.error,
-        })),
-      },
-      200,
-    );
+    return c.json({ items: rows.map(runSummary) }, 200);
+  },
+);
+
+monitoringApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/monitoring/runs/{id}",
+    tags: ["Monitoring"],
+    summary: "One monitoring run: what it computed and skipped, per model and version",
+    security: adminSecurity,
+    request: { params: runParams },
+    responses: {
+      200: jsonContent(MonitoringRun, "The run"),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const [row] = await c.var
+      .database()
+      .select()
+      .from(monitoringRuns)
+      .where(eq(monitoringRuns.id, id));
+    if (!row) throw new ApiError("RUN_NOT_FOUND", `Monitoring run ${id} does not exist`);
+    return c.json(runResource(row), 200);
+  },
+);
+
+const RunRequest = z
+  .object({
+    from: Timestamp.optional().openapi({
+      description: "A backfill: start of the range (windows starting at or after it).",
+    }),
+    to: Timestamp.optional().openapi({
+      description: "A backfill: end of the range (windows ending at or before it).",
+    }),
+  })
+  .strict()
+  .superRefine((body, ctx) => {
+    if ((body.from === undefined) !== (body.to === undefined)) {
+      const missing = body.from === undefined ? "from" : "to";
+      ctx.addIssue({
+        code: "custom",
+        path: [missing],
+        message:
+          "is required with the other end of the range (give both for a backfill, neither for a run now)",
+      });
+    } else if (body.from !== undefined && body.to !== undefined) {
+      if (Date.parse(body.from) >= Date.parse(body.to))
+        ctx.addIssue({ code: "custom", path: ["to"], message: "must be after from" });
+    }
+  })
+  .openapi("MonitoringRunRequest");
+
+monitoringApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/monitoring/runs",
+    tags: ["Monitoring"],
+    summary: "Run monitoring now, or backfill a past range",
+    description: `Without a body (or \`{}\`), a run now: like the cron, it computes every window that ended since the last run's coverage and evaluates the alert rules. With \`from\` and \`to\`, a backfill: every window, of every length, that lies inside the range and has ended (at most ${MAX_BACKFILL_WINDOWS} base windows); alerts are not evaluated for the past. The run is queued and computed by its own consumer: follow it with \`GET /admin/monitoring/runs/{id}\` until it has \`succeeded\` or \`failed\`. Audited as monitoring.run.request.`,
+    security: adminSecurity,
+    request: {
+      headers: IdempotencyHeader,
+      body: { required: false, content: { "application/json": { schema: RunRequest } } },
+    },
+    responses: {
+      201: jsonContent(MonitoringRun, "The run, queued"),
+      ...errorResponses(400, 401, 413, 415, 422, 503),
+    },
+  }),
+  async (c) => {
+    // Without a Content-Type the body is not read: `{}`, a run now.
+    const body = c.req.valid("json");
+    const lengths = windowLengths(c.env.MONITORING_WINDOW_SECONDS);
+    const now = new Date();
+    let kind: "requested" | "backfill" = "requested";
+    if (body.from !== undefined && body.to !== undefined) {
+      kind = "backfill";
+      const from = new Date(body.from);
+      const to = new Date(body.to);
+      const base = lengths.base * 1000;
+      const span = Math.ceil((Math.min(to.getTime(), now.getTime()) - from.getTime()) / base);
+      if (span > MAX_BACKFILL_WINDOWS) {
+        throw new ApiError(
+          "VALIDATION_FAILED",
+          `from: the range holds ${span} windows of ${describeSeconds(lengths.base)}; a backfill takes at most ${MAX_BACKFILL_WINDOWS}: split it`,
+          { details: [{ path: "from", message: `at most ${MAX_BACKFILL_WINDOWS} windows` }] },
+        );
+      }
+      if (windowsToBackfill(from, to, now, lengths).length === 0) {
+        throw new ApiError(
+          "VALIDATION_FAILED",
+          `to: no window of ${describeSeconds(lengths.base)} lies inside the range and has ended; a backfill computes only whole, ended windows`,
+          { details: [{ path: "to", message: "the range holds no whole window that has ended" }] },
+        );
+      }
+    }
+    const asked = {
+      kind,
+      requestedAt: now.toISOString(),
+      windowSeconds: lengths.base,
+      ...(kind === "backfill" ? { from: body.from, to: body.to } : {}),
+    };
+    const { body: created } = await runChange(c, async (tx) => {
+      const [row] = await tx
+        .insert(monitoringRuns)
+        .values({ job: MONITORING_JOB, status: "queued", details: asked })
+        .returning();
+      if (!row) throw new Error("the run was not recorded");
+      return {
+        status: 201,
+        body: runResource(row),
+        audit: [
+          {
+            action: "monitoring.run.request",
+            targetType: "monitoring_run",
+            target: `monitoring/runs/${row.id}`,
+            before: null,
+            after: asked,
+          },
+        ],
+      };
+    });
+    try {
+      await c.env.MONITORING_RUNS.send({ runId: created.id });
+    } catch (error) {
+      // The run is recorded; say it will not start rather than leave it queued.
+      await c.var
+        .database()
+        .update(monitoringRuns)
+        .set({ status: "failed", finishedAt: sql`now()`, error: "could not be queued" })
+        .where(eq(monitoringRuns.id, created.id));
+      throw error;
+    }
+    return c.json(created, 201);
   },
 );
 

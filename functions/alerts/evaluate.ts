@@ -24,7 +24,7 @@ import {
 } from "../../shared/alerts/rules";
 import { SYSTEM_MODEL } from "../../shared/alerts/types";
 import { type Database, openDatabase } from "../../shared/db/client";
-import { WINDOW_SECONDS } from "../monitoring/windows";
+import { latestWindows, type WindowLengths, windowLengths } from "../../shared/monitoring/windows";
 import { healthObservations } from "./health";
 
 /** What a run did to alerts. */
@@ -42,23 +42,17 @@ export interface AlertDeliveryMessage {
 
 const ALERT_LOCK = 7_201_914; // pg_advisory_xact_lock key of alert evaluation
 
-/** The latest ended window of each length at `now`. */
-export function latestWindows(now: Date): { seconds: number; start: Date }[] {
-  return WINDOW_SECONDS.map((seconds) => {
-    const length = seconds * 1000;
-    const end = Math.floor(now.getTime() / length) * length;
-    return { seconds, start: new Date(end - length) };
-  });
-}
-
-async function modelRules(db: Database): Promise<Map<string, ResolvedRules>> {
+async function modelRules(
+  db: Database,
+  lengths: WindowLengths,
+): Promise<Map<string, ResolvedRules>> {
   const { rows } = await db.execute<{ name: string; alert_rules: AlertRuleOverrides | null }>(
     sql`SELECT name, alert_rules FROM models`,
   );
   const out = new Map<string, ResolvedRules>();
   for (const row of rows) {
     try {
-      out.set(row.name, resolveRules(row.alert_rules));
+      out.set(row.name, resolveRules(row.alert_rules, lengths));
     } catch (error) {
       // Stored overrides are validated on the way in; a later rule change may not fit them.
       console.error(
@@ -69,14 +63,18 @@ async function modelRules(db: Database): Promise<Map<string, ResolvedRules>> {
           error: String(error),
         }),
       );
-      out.set(row.name, resolveRules(null));
+      out.set(row.name, resolveRules(null, lengths));
     }
   }
   return out;
 }
 
-async function latestResults(db: Database, now: Date): Promise<ResultRow[]> {
-  const windows = latestWindows(now);
+async function latestResults(
+  db: Database,
+  now: Date,
+  lengths: WindowLengths,
+): Promise<ResultRow[]> {
+  const windows = latestWindows(now, lengths);
   const { rows } = await db.execute<{
     model: string;
     version: string;
@@ -113,10 +111,11 @@ async function latestResults(db: Database, now: Date): Promise<ResultRow[]> {
 export async function modelObservations(
   db: Database,
   now: Date,
+  lengths: WindowLengths,
 ): Promise<{ observations: Observation[]; rules: Map<string, ResolvedRules> }> {
-  const rules = await modelRules(db);
+  const rules = await modelRules(db, lengths);
   const byModel = new Map<string, ResultRow[]>();
-  for (const row of await latestResults(db, now)) {
+  for (const row of await latestResults(db, now, lengths)) {
     const list = byModel.get(row.model) ?? [];
     list.push(row);
     byModel.set(row.model, list);
@@ -289,9 +288,21 @@ export async function requeueStale(db: Database, olderThanMs = 15 * 60_000): Pro
  */
 export async function runAlerts(
   db: Database,
-  env: Pick<Env, "MODEL_ROLLOUT" | "ALERT_DELIVERIES"> & { ALERT_DEAD_LETTER_THRESHOLD?: string },
+  env: Pick<Env, "MODEL_ROLLOUT" | "ALERT_DELIVERIES"> & {
+    ALERT_DEAD_LETTER_THRESHOLD?: string;
+    MONITORING_WINDOW_SECONDS?: string;
+  },
   now: Date,
-  options: { models?: boolean; health?: boolean } = {},
+  options: {
+    models?: boolean;
+    health?: boolean;
+    /**
+     * When the models' rules are evaluated, in order (default: `now`): a run
+     * that computed several windows evaluates at the end of each, so that
+     * each window counts once.
+     */
+    modelsAt?: Date[];
+  } = {},
 ): Promise<AlertReport> {
   const total: AlertReport = { opened: 0, folded: 0, resolved: 0, notices: [] };
   const add = (report: AlertReport) => {
@@ -301,16 +312,19 @@ export async function runAlerts(
     total.notices.push(...report.notices);
   };
   if (options.models ?? true) {
-    const { observations, rules } = await modelObservations(db, now);
-    add(
-      await applyObservations(
-        db,
-        observations,
-        now,
-        (model) => rules.get(model) ?? DEFAULT_LIFECYCLE,
-        "models",
-      ),
-    );
+    const lengths = windowLengths(env.MONITORING_WINDOW_SECONDS);
+    for (const at of options.modelsAt ?? [now]) {
+      const { observations, rules } = await modelObservations(db, at, lengths);
+      add(
+        await applyObservations(
+          db,
+          observations,
+          at,
+          (model) => rules.get(model) ?? resolveRules(null, lengths),
+          "models",
+        ),
+      );
+    }
   }
   if (options.health ?? true) {
     const observations = await healthObservations(db, env, now);

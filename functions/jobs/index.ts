@@ -22,7 +22,8 @@ export const jobs: Record<string, (env: Env, now: Date) => Promise<unknown>> = {
   },
   // Drift and data quality, each monitoring window once it has ended (and
   // again in the next run, for late rows); roll-ups of four and 96 windows.
-  "*/15 * * * *": runMonitoring,
+  // Each run catches up from the coverage of the runs before it.
+  "*/15 * * * *": (env, now) => runMonitoring(env, now, { catchUp: true, kind: "scheduled" }),
 };
 
 /** Why a cron has no job, in words: the crons there are, and how to name one. */

@@ -5,7 +5,7 @@
  * time they happened; both can arrive months after that window was first
  * computed. Each run reads what arrived since its cursor (`feedback` by
  * `updated_at`, so a replaced label counts too; `outcomes` by `received_at`)
- * and marks the 15-minute windows it falls in, in `monitoring_pending`. The
+ * and marks the base windows it falls in, in `monitoring_pending`. The
  * run then recomputes the label (or outcome) metrics of those windows and of
  * the hour and day around them, and only those.
  *
@@ -19,7 +19,7 @@
  */
 import { sql } from "drizzle-orm";
 import type { Database } from "../../shared/db/client";
-import { WINDOW_SECONDS } from "./windows";
+import type { WindowLengths } from "../../shared/monitoring/windows";
 
 export type PendingKind = "labels" | "outcomes";
 
@@ -32,11 +32,13 @@ export const MAX_ARRIVALS_PER_RUN = 50_000;
 /** At most this many base windows are redone per run, oldest first; the rest wait for the next run. */
 export const MAX_PENDING_PER_RUN = 96;
 
-const BASE = `${WINDOW_SECONDS[0]} seconds`;
+/** The base window as an SQL interval. */
+const baseInterval = (lengths: WindowLengths) => `${lengths.base} seconds`;
 
 /** Marks the windows that labels and outcomes arrived for since the last run; returns how many. */
 export async function markPending(
   db: Database,
+  lengths: WindowLengths,
   settleMs = DEFAULT_SETTLE_MS,
 ): Promise<Record<PendingKind, number>> {
   return db.transaction(async (tx) => {
@@ -74,7 +76,7 @@ export async function markPending(
         WITH arrived AS (${source}),
         marked AS (
           INSERT INTO monitoring_pending (kind, window_start)
-          SELECT DISTINCT ${cursor.name}, date_bin(${BASE}::interval, happened, 'epoch')
+          SELECT DISTINCT ${cursor.name}, date_bin(${baseInterval(lengths)}::interval, happened, 'epoch')
           FROM arrived WHERE happened IS NOT NULL
           ON CONFLICT (kind, window_start) DO UPDATE SET marked_at = now()
           RETURNING 1
@@ -103,11 +105,15 @@ export interface PendingWindow {
 }
 
 /** The oldest pending base windows that have ended by `now`. */
-export async function pendingWindows(db: Database, now: Date): Promise<PendingWindow[]> {
+export async function pendingWindows(
+  db: Database,
+  now: Date,
+  lengths: WindowLengths,
+): Promise<PendingWindow[]> {
   const { rows } = await db.execute<{ kind: PendingKind; window_start: string; marked_at: string }>(
     sql`
       SELECT kind, window_start, marked_at::text AS marked_at FROM monitoring_pending
-      WHERE window_start + ${BASE}::interval <= ${now.toISOString()}
+      WHERE window_start + ${baseInterval(lengths)}::interval <= ${now.toISOString()}
       ORDER BY window_start, kind LIMIT ${MAX_PENDING_PER_RUN}`,
   );
   return rows.map((r) => ({
@@ -123,19 +129,4 @@ export async function clearPending(db: Database, window: PendingWindow): Promise
     DELETE FROM monitoring_pending
     WHERE kind = ${window.kind} AND window_start = ${window.start.toISOString()}
       AND marked_at <= ${window.markedAt}::timestamptz`);
-}
-
-/** The ended windows at every length that contain a base window starting at `start`. */
-export function enclosingWindows(
-  start: Date,
-  now: Date,
-): { seconds: number; start: Date; end: Date }[] {
-  const out: { seconds: number; start: Date; end: Date }[] = [];
-  for (const seconds of WINDOW_SECONDS) {
-    const length = seconds * 1000;
-    const from = Math.floor(start.getTime() / length) * length;
-    if (from + length <= now.getTime())
-      out.push({ seconds, start: new Date(from), end: new Date(from + length) });
-  }
-  return out;
 }

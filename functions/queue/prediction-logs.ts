@@ -36,6 +36,7 @@ import {
   consumeAlertDeadLetters,
   consumeAlertDeliveries,
 } from "./alert-deliveries";
+import { consumeMonitoringRuns, MONITORING_RUNS_QUEUE } from "./monitoring-runs";
 
 export const PREDICTION_LOGS_QUEUE = "airlock-prediction-logs";
 export const PREDICTION_LOGS_DLQ = "airlock-prediction-logs-dlq";
@@ -72,6 +73,8 @@ export async function handleQueue(
       return consumeAlertDeliveries(batch, env);
     case ALERT_DELIVERIES_DLQ:
       return consumeAlertDeadLetters(batch, env);
+    case MONITORING_RUNS_QUEUE:
+      return consumeMonitoringRuns(batch, env);
     default:
       throw new Error(`No consumer for queue '${batch.queue}'`);
   }

@@ -17,6 +17,7 @@
  * lifecycle.ts turns observations into alerts.
  */
 import { z } from "@hono/zod-openapi";
+import { DEFAULT_WINDOW_SECONDS, DEFAULT_WINDOWS, type WindowLengths } from "../monitoring/windows";
 import type { AlertSeverity } from "./types";
 
 export const Severity = z.enum(["warning", "critical"]);
@@ -24,8 +25,11 @@ export const Severity = z.enum(["warning", "critical"]);
 const common = {
   enabled: z.boolean(),
   severity: Severity,
-  /** Window length evaluated: the latest ended window of this length. */
-  windowSeconds: z.union([z.literal(900), z.literal(3600), z.literal(86_400)]),
+  /**
+   * Window length evaluated: the latest ended window of this length, one of
+   * the monitoring windows (the base window and its roll-ups of 4 and 96).
+   */
+  windowSeconds: z.number().int().positive(),
   /**
    * Consecutive evaluations that must find the condition before the alert
    * fires (until then it is `pending` and nobody is told). Statistical tests
@@ -87,11 +91,15 @@ export const AlertRule = z.discriminatedUnion("kind", [
 ]);
 export type AlertRule = z.infer<typeof AlertRule>;
 
-/** Seconds in the evaluated windows. */
+/** Seconds in the evaluated windows at the default window length. */
 const QUARTER = 900 as const;
 const HOUR = 3600 as const;
 
-/** The default model rules, by name. */
+/**
+ * The default model rules, by name, as they are at the default window length
+ * (15 minutes): with another length, windows scale with it (the base window
+ * and the roll-up of four), see `resolveRules`.
+ */
 export const DEFAULT_MODEL_RULES = {
   drift: {
     kind: "status",
@@ -233,13 +241,25 @@ export const DEFAULT_MODEL_RULES = {
 export type ModelRuleName = keyof typeof DEFAULT_MODEL_RULES;
 export const MODEL_RULE_NAMES = Object.keys(DEFAULT_MODEL_RULES) as ModelRuleName[];
 
-/** Settings of the lifecycle, per model. */
+/** Settings of the lifecycle, per model, at the default window length. */
 export const DEFAULT_LIFECYCLE = {
-  /** A firing alert resolves only once its condition has been clear this long. */
+  /** A firing alert resolves only once its condition has been clear this long (two windows). */
   cooldownMinutes: 30,
-  /** A firing alert no evaluation has seen for this long resolves (no data). */
+  /** A firing alert no evaluation has seen for this long resolves (no data; twelve windows). */
   staleMinutes: 180,
 };
+
+/** The lifecycle's defaults for a window length: they are counted in windows. */
+export function lifecycleDefaults(lengths: WindowLengths = DEFAULT_WINDOWS): {
+  cooldownMinutes: number;
+  staleMinutes: number;
+} {
+  const scale = lengths.base / DEFAULT_WINDOW_SECONDS;
+  return {
+    cooldownMinutes: DEFAULT_LIFECYCLE.cooldownMinutes * scale,
+    staleMinutes: DEFAULT_LIFECYCLE.staleMinutes * scale,
+  };
+}
 
 /**
  * What `PUT /admin/models/{model}/alert-rules` takes: per rule, the fields to
@@ -269,7 +289,7 @@ export const AlertRuleOverrides = z
       )
       .optional(),
     cooldownMinutes: z.number().int().min(0).max(1440).optional(),
-    staleMinutes: z.number().int().min(15).max(10_080).optional(),
+    staleMinutes: z.number().int().min(1).max(10_080).optional(),
   })
   .strict();
 export type AlertRuleOverrides = z.infer<typeof AlertRuleOverrides>;
@@ -280,11 +300,31 @@ export interface ResolvedRules {
   staleMinutes: number;
 }
 
-/** The defaults with a model's overrides applied; a field that does not fit the rule's kind is refused. */
-export function resolveRules(overrides: AlertRuleOverrides | null | undefined): ResolvedRules {
+/**
+ * The defaults with a model's overrides applied; a field that does not fit the
+ * rule's kind is refused, and so is a window that is not one of `lengths`.
+ * The defaults' windows scale with the window length.
+ */
+export function resolveRules(
+  overrides: AlertRuleOverrides | null | undefined,
+  lengths: WindowLengths = DEFAULT_WINDOWS,
+): ResolvedRules {
   const rules = {} as Record<ModelRuleName, AlertRule>;
+  const scale = lengths.base / DEFAULT_WINDOW_SECONDS;
   for (const name of MODEL_RULE_NAMES) {
-    const merged = { ...DEFAULT_MODEL_RULES[name], ...(overrides?.rules?.[name] ?? {}) };
+    const defaults = DEFAULT_MODEL_RULES[name];
+    const override = overrides?.rules?.[name] ?? {};
+    if (override.windowSeconds !== undefined && !lengths.all.includes(override.windowSeconds)) {
+      throw new RuleError(
+        `rules.${name}.windowSeconds`,
+        `must be one of the monitoring windows: ${lengths.all.join(", ")} seconds`,
+      );
+    }
+    const merged = {
+      ...defaults,
+      windowSeconds: defaults.windowSeconds * scale,
+      ...override,
+    };
     const parsed = AlertRule.safeParse(merged);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -295,10 +335,11 @@ export function resolveRules(overrides: AlertRuleOverrides | null | undefined): 
     }
     rules[name] = parsed.data;
   }
+  const lifecycle = lifecycleDefaults(lengths);
   return {
     rules,
-    cooldownMinutes: overrides?.cooldownMinutes ?? DEFAULT_LIFECYCLE.cooldownMinutes,
-    staleMinutes: overrides?.staleMinutes ?? DEFAULT_LIFECYCLE.staleMinutes,
+    cooldownMinutes: overrides?.cooldownMinutes ?? lifecycle.cooldownMinutes,
+    staleMinutes: overrides?.staleMinutes ?? lifecycle.staleMinutes,
   };
 }
 

@@ -422,7 +422,7 @@ export const monitoringRuns = pgTable(
     startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
     finishedAt: timestamp("finished_at", { withTimezone: true }),
     durationMs: integer("duration_ms"),
-    /** running | succeeded | failed */
+    /** queued (asked for through the API, not started) | running | succeeded | failed */
     status: text("status").notNull(),
     windows: integer("windows").notNull().default(0),
     results: integer("results").notNull().default(0),
@@ -431,7 +431,10 @@ export const monitoringRuns = pgTable(
   },
   (t) => [
     index("monitoring_runs_job_started_at_idx").on(t.job, t.startedAt),
-    check("monitoring_runs_status_check", sql`${t.status} in ('running', 'succeeded', 'failed')`),
+    check(
+      "monitoring_runs_status_check",
+      sql`${t.status} in ('queued', 'running', 'succeeded', 'failed')`,
+    ),
   ],
 );
 

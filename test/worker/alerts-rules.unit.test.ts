@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { evaluateRules, fingerprintOf, type ResultRow } from "../../shared/alerts/evaluate";
 import { type OpenAlert, planAlerts } from "../../shared/alerts/lifecycle";
 import { DEFAULT_MODEL_RULES, RuleError, resolveRules } from "../../shared/alerts/rules";
+import { windowLengths } from "../../shared/monitoring/windows";
 
 const START = "2026-11-20T10:00:00.000Z";
 
@@ -43,6 +44,27 @@ describe("alert rules", () => {
     } catch (error) {
       expect((error as RuleError).path).toMatch(/^rules\.drift/);
     }
+  });
+
+  it("counts windows, cooldowns and staleness in monitoring windows of the configured length", () => {
+    const short = windowLengths("60");
+    const rules = resolveRules({}, short);
+    expect(rules.rules.drift.windowSeconds).toBe(60);
+    expect(rules.rules.quality_vs_champion.windowSeconds).toBe(240);
+    expect(rules.cooldownMinutes).toBe(2);
+    expect(rules.staleMinutes).toBe(12);
+    // A window of another length is refused, naming the windows there are.
+    expect(() => resolveRules({ rules: { drift: { windowSeconds: 900 } } }, short)).toThrow(
+      "rules.drift.windowSeconds: must be one of the monitoring windows: 60, 240, 5760 seconds",
+    );
+    expect(
+      resolveRules({ rules: { drift: { windowSeconds: 240 } } }, short).rules.drift.windowSeconds,
+    ).toBe(240);
+    // The defaults are as they were at 15 minutes.
+    const standard = resolveRules({});
+    expect(standard.rules.drift.windowSeconds).toBe(900);
+    expect(standard.rules.kpi_drop.windowSeconds).toBe(3600);
+    expect([standard.cooldownMinutes, standard.staleMinutes]).toEqual([30, 180]);
   });
 
   it("compares thresholds in both directions, per role, and ignores rows without a value", () => {

@@ -1,0 +1,2 @@
+ALTER TABLE "monitoring_runs" DROP CONSTRAINT "monitoring_runs_status_check";--> statement-breakpoint
+ALTER TABLE "monitoring_runs" ADD CONSTRAINT "monitoring_runs_status_check" CHECK ("monitoring_runs"."status" in ('queued', 'running', 'succeeded', 'failed'));
