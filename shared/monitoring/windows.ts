@@ -4,8 +4,10 @@
  * The base window is `MONITORING_WINDOW_SECONDS` long (900 s by default), with
  * roll-ups of four and of 96 base windows (an hour and a day at the default).
  * Windows of every length are aligned to the epoch (UTC). Production keeps
- * the default; tests, demos and a first try use short windows (60 s: roll-ups
- * of 4 and 96 minutes) to see results, alerts and resolutions in minutes.
+ * the default; demos and a first try use short windows (60 s: roll-ups of 4
+ * and 96 minutes) to see results, alerts and resolutions in minutes, and
+ * end-to-end tests shorter ones still (down to 10 s; rows that reach Postgres
+ * after their window was first computed are counted by the next run).
  * Everything that is counted in windows follows the setting: the rules'
  * default windows, the alert cooldown and staleness, the late-label marking.
  *
@@ -49,15 +51,15 @@ export class WindowSettingError extends Error {
 
 /**
  * The window lengths for a `MONITORING_WINDOW_SECONDS` setting: a whole number
- * of seconds from 60 to 3600 that divides a day, so that windows of every
+ * of seconds from 10 to 3600 that divides a day, so that windows of every
  * length line up with days. Empty means the default.
  */
 export function windowLengths(setting: string | undefined): WindowLengths {
   const text = setting?.trim() ?? "";
   const base = text === "" ? DEFAULT_WINDOW_SECONDS : Number(text);
-  if (!Number.isInteger(base) || base < 60 || base > 3600 || 86_400 % base !== 0) {
+  if (!Number.isInteger(base) || base < 10 || base > 3600 || 86_400 % base !== 0) {
     throw new WindowSettingError(
-      `MONITORING_WINDOW_SECONDS is ${JSON.stringify(setting)}: it must be a whole number of seconds from 60 to 3600 that divides a day (for example 60, 300 or 900)`,
+      `MONITORING_WINDOW_SECONDS is ${JSON.stringify(setting)}: it must be a whole number of seconds from 10 to 3600 that divides a day (for example 60, 300 or 900)`,
     );
   }
   return { base, all: [base, 4 * base, 96 * base] };
