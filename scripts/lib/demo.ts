@@ -1,9 +1,12 @@
 // The demo model `npm start` registers on a fresh database: a logistic champion and an XGBoost
-// challenger in shadow, both builtin. It goes through the admin API, so the audit trail records
-// it like any operator's change, and it is never touched again once it exists.
+// challenger in shadow, both builtin, each with a baseline drawn from the traffic generator's
+// profile of its training population (scripts/demo/baseline.ts). It goes through the admin API,
+// so the audit trail records it like any operator's change, and it is never touched again once
+// it exists.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { DEMO_BASELINE_ROWS, demoBaselineRows } from "../demo/baseline.ts";
 import { projectRoot } from "./environment.ts";
 
 export interface DemoFile {
@@ -32,8 +35,12 @@ export function demoWanted(argv: readonly string[], env: NodeJS.ProcessEnv): boo
 export type DemoOutcome = "registered" | "present";
 
 /**
- * Registers the demo model unless a model of that name exists. Each POST carries an
- * Idempotency-Key derived from its body, so a retried request replays instead of repeating.
+ * Registers the demo model unless a model of that name exists, then sets each version's baseline
+ * to the same DEMO_BASELINE_ROWS rows of its training population (`POST .../baseline`, audited
+ * as version.baseline.set), so drift is measured from the first window of traffic. Baselines come
+ * after the rollout: should an upload be refused (a smaller MAX_BODY_BYTES), the demo still
+ * answers. Each POST carries an Idempotency-Key derived from its path and body, so a retried
+ * request replays instead of repeating.
  */
 export async function ensureDemoModel(
   base: string,
@@ -45,6 +52,8 @@ export async function ensureDemoModel(
   const existing = await call("GET", `${models}/${name}`, token);
   if (existing.status === 200) return "present";
   if (existing.status !== 404) throw await failure("GET", `/admin/models/${name}`, existing);
+  // Drawn before the first change: a profile that cannot be drawn leaves nothing half registered.
+  const baselineRows = demoBaselineRows(demo.model);
 
   const created = await post(models, token, demo.model);
   if (created.status === 409) return "present"; // registered meanwhile by someone else
@@ -65,7 +74,27 @@ export async function ensureDemoModel(
     .map((v) => ({ version: v.version, sampleRate: 1 }));
   const rollout = await call("PUT", `${models}/${name}/rollout`, token, { champion, shadows });
   if (rollout.status !== 200) throw await failure("PUT", `/admin/models/${name}/rollout`, rollout);
+  for (const { version } of demo.versions) {
+    const path = `/admin/models/${name}/versions/${version}/baseline`;
+    const response = await post(`${base}${path}`, token, { rows: baselineRows });
+    if (response.status !== 200) throw await failure("POST", path, response);
+    await response.body?.cancel();
+  }
   return "registered";
+}
+
+/**
+ * What `npm start` says of the demo model: "registered (champion v1-logistic, shadow
+ * v2-xgboost), each with a baseline of 5,000 rows", or that it was left as it was.
+ */
+export function describeDemoOutcome(outcome: DemoOutcome, demo: DemoFile = readDemo()): string {
+  if (outcome === "present") return "already present, left as it is";
+  const role = (name: string) =>
+    demo.versions
+      .filter((v) => v.role === name)
+      .map((v) => v.version)
+      .join(", ");
+  return `registered (champion ${role("champion")}, shadow ${role("shadow")}), each with a baseline of ${DEMO_BASELINE_ROWS.toLocaleString("en-US")} rows`;
 }
 
 /** A copy-pasteable curl asking the demo model for a prediction on its example row. */
@@ -79,7 +108,11 @@ export function demoCurl(base: string, demo: DemoFile = readDemo()): string {
 }
 
 async function post(url: string, token: string, body: unknown): Promise<Response> {
-  const digest = createHash("sha256").update(JSON.stringify(body)).digest("hex").slice(0, 32);
+  // The path too: the same rows go to each version's baseline, and a key names one request.
+  const digest = createHash("sha256")
+    .update(`${new URL(url).pathname}\n${JSON.stringify(body)}`)
+    .digest("hex")
+    .slice(0, 32);
   return call("POST", url, token, body, { "idempotency-key": `airlock-demo-${digest}` });
 }
 
