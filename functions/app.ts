@@ -1,4 +1,3 @@
-import { swaggerUI } from "@hono/swagger-ui";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { DrizzleQueryError } from "drizzle-orm/errors";
 import type { Context } from "hono";
@@ -11,11 +10,13 @@ import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
 import { adminApi, isVersionUpload } from "./admin";
 import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
+import { docsPage, docsSecurityHeaders } from "./docs";
 import { feedbackApi } from "./inference/feedback";
 import { predictApi } from "./inference/predict";
 import { serverMetadata, v2Api } from "./inference/v2";
 import { localTriggers } from "./jobs";
 import { database } from "./middleware/database";
+import { assets } from "./static";
 
 export const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
@@ -98,7 +99,9 @@ app.doc31("/openapi.json", {
     { name: "Prediction logs", description: "Dead letters of the log pipeline, and their replay" },
   ],
 });
-app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Airlock API" }));
+app.get("/docs", docsSecurityHeaders, docsPage);
+// The docs page's CSS and JS, served by the Worker itself (functions/static).
+app.use("/assets/*", assets.serve());
 
 app.notFound((c) => {
   const allowed = allowedMethods(c.req.path);
