@@ -10,6 +10,24 @@ export type AlertState = "firing" | "resolved";
 /** Airlock's own health, not a model's: alerts whose `model` is empty. */
 export const SYSTEM_MODEL = "";
 
+/**
+ * One statistic a rule compared with its threshold: what it is called for
+ * people ("KS p-value", "PSI", "error rate"), its value, its threshold, and
+ * the direction in which it breaks the rule.
+ */
+export interface AlertStatistic {
+  /** The monitoring metric it comes from (`drift`, `psi`, `error_rate`, …). */
+  metric: string;
+  /** What the number is, in words. */
+  name: string;
+  value: number | null;
+  threshold: number | null;
+  /** The rule is broken when the value is `above` (or `below`) the threshold. */
+  comparison: "above" | "below";
+  /** Whether this statistic broke the rule at the last evaluation. */
+  violating: boolean;
+}
+
 /** What one alert is about: a rule, the subject it watched, and what it found. */
 export interface AlertCondition {
   severity: AlertSeverity;

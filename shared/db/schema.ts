@@ -14,6 +14,7 @@ import {
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import type { AlertRuleOverrides } from "../alerts/rules";
+import type { AlertStatistic } from "../alerts/types";
 import type { Fallback, InputSchema } from "../schemas/model";
 import type { MonitoringSettings } from "../schemas/monitoring";
 import type { ModelCard, StoredUpstream } from "../schemas/version";
@@ -408,7 +409,7 @@ export const monitoringResults = pgTable(
     index("monitoring_results_model_window_idx").on(t.model, t.windowStart),
     check(
       "monitoring_results_status_check",
-      sql`${t.status} in ('ok', 'warn', 'alert', 'unknown')`,
+      sql`${t.status} in ('ok', 'warn', 'alert', 'unknown', 'insufficient_data')`,
     ),
   ],
 );
@@ -491,6 +492,12 @@ export const alerts = pgTable(
     windowSeconds: integer("window_seconds"),
     windowStart: timestamp("window_start", { withTimezone: true }),
     summary: text("summary").notNull(),
+    /**
+     * Every statistic the rule compared at the last evaluation, each with its
+     * value, threshold and direction (shared/alerts/types.ts AlertStatistic);
+     * value, threshold and comparison above are the leading one's.
+     */
+    statistics: jsonb("statistics").$type<AlertStatistic[]>().notNull().default([]),
     count: integer("count").notNull().default(1),
     firstSeenAt: timestamp("first_seen_at", { withTimezone: true }).notNull(),
     lastSeenAt: timestamp("last_seen_at", { withTimezone: true }).notNull(),
