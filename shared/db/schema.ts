@@ -505,9 +505,6 @@ export const alerts = pgTable(
     resolvedAt: timestamp("resolved_at", { withTimezone: true }),
     /** recovered | no_data | unconfirmed (a pending alert whose condition did not persist) */
     resolution: text("resolution", { enum: ["recovered", "no_data", "unconfirmed"] }),
-    acknowledgedAt: timestamp("acknowledged_at", { withTimezone: true }),
-    acknowledgedBy: text("acknowledged_by"),
-    acknowledgement: text("acknowledgement"),
   },
   (t) => [
     uniqueIndex("alerts_open_fingerprint_key")
@@ -519,6 +516,26 @@ export const alerts = pgTable(
     check("alerts_state_check", sql`${t.state} in ('pending', 'firing', 'resolved')`),
     check("alerts_resolved_check", sql`(${t.state} = 'resolved') = (${t.resolvedAt} is not null)`),
   ],
+);
+
+/**
+ * Who said they are on an alert, when, and what they noted: one row per
+ * acknowledgement, never changed or removed (a trigger refuses UPDATE,
+ * DELETE and TRUNCATE), so a second acknowledgement adds to the first
+ * instead of overwriting it.
+ */
+export const alertAcknowledgements = pgTable(
+  "alert_acknowledgements",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    alertId: bigint("alert_id", { mode: "number" })
+      .notNull()
+      .references(() => alerts.id),
+    acknowledgedBy: text("acknowledged_by").notNull(),
+    acknowledgedAt: timestamp("acknowledged_at", { withTimezone: true }).notNull().defaultNow(),
+    note: text("note"),
+  },
+  (t) => [index("alert_acknowledgements_alert_id_idx").on(t.alertId, t.id)],
 );
 
 /**
@@ -560,19 +577,21 @@ export const alertDestinations = pgTable(
  * One notice (an alert's firing or its resolution) for one destination: what
  * the delivery queue carries by id, and its outcome. Created in the same
  * transaction as the alert's change, so a notice is never lost; unique, so it
- * is never created twice.
+ * is never created twice. A `test` notice (POST
+ * /admin/alert-destinations/{id}/test) belongs to no alert: its `alert_id`
+ * is null, and only its.
  */
 export const alertDeliveries = pgTable(
   "alert_deliveries",
   {
     id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
-    alertId: bigint("alert_id", { mode: "number" })
-      .notNull()
-      .references(() => alerts.id),
+    /** Null for a test notice alone. */
+    alertId: bigint("alert_id", { mode: "number" }).references(() => alerts.id),
     destinationId: text("destination_id")
       .notNull()
       .references(() => alertDestinations.id),
-    transition: text("transition", { enum: ["firing", "resolved"] }).notNull(),
+    /** What the notice announces: firing | resolved | test (no alert: a destination's check) */
+    transition: text("transition", { enum: ["firing", "resolved", "test"] }).notNull(),
     /** pending (queued or retrying) | sent | failed (gave up) | dropped (destination deleted) */
     status: text("status", { enum: ["pending", "sent", "failed", "dropped"] })
       .notNull()
@@ -589,7 +608,14 @@ export const alertDeliveries = pgTable(
   (t) => [
     uniqueIndex("alert_deliveries_notice_key").on(t.alertId, t.destinationId, t.transition),
     index("alert_deliveries_status_updated_at_idx").on(t.status, t.updatedAt),
-    check("alert_deliveries_transition_check", sql`${t.transition} in ('firing', 'resolved')`),
+    check(
+      "alert_deliveries_transition_check",
+      sql`${t.transition} in ('firing', 'resolved', 'test')`,
+    ),
+    check(
+      "alert_deliveries_test_check",
+      sql`(${t.transition} = 'test') = (${t.alertId} is null)`,
+    ),
     check(
       "alert_deliveries_status_check",
       sql`${t.status} in ('pending', 'sent', 'failed', 'dropped')`,
