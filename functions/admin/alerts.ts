@@ -282,6 +282,21 @@ const Alert = z
     value: z.number().nullable(),
     threshold: z.number().nullable(),
     comparison: z.enum(["above", "below"]),
+    statistics: z
+      .array(
+        z.object({
+          metric: z.string(),
+          name: z.string(),
+          value: z.number().nullable(),
+          threshold: z.number().nullable(),
+          comparison: z.enum(["above", "below"]),
+          violating: z.boolean(),
+        }),
+      )
+      .openapi({
+        description:
+          "Every statistic the rule compared at the last evaluation, each with its value, threshold and the direction that breaks the rule; `value`, `threshold` and `comparison` are the leading one's (the first that broke the rule).",
+      }),
     windowSeconds: z.number().nullable(),
     windowStart: Timestamp.nullable(),
     summary: z.string(),
@@ -314,6 +329,7 @@ function alertResource(row: typeof alerts.$inferSelect): Alert {
     value: row.value,
     threshold: row.threshold,
     comparison: row.comparison,
+    statistics: row.statistics,
     windowSeconds: row.windowSeconds,
     windowStart: iso(row.windowStart),
     summary: row.summary,

@@ -188,11 +188,12 @@ async function applyAction(db: Database, action: AlertAction, at: string): Promi
   if (action.kind === "open" && o) {
     const { rows } = await db.execute<{ id: number }>(sql`
       INSERT INTO alerts (fingerprint, rule, severity, state, model, version, role, metric,
-        dimension, value, threshold, comparison, window_seconds, window_start, summary,
-        first_seen_at, last_seen_at)
+        dimension, value, threshold, comparison, statistics, window_seconds, window_start,
+        summary, first_seen_at, last_seen_at)
       VALUES (${o.fingerprint}, ${o.rule}, ${o.severity}, ${action.state}, ${o.model}, ${o.version},
         ${o.role}, ${o.metric}, ${o.dimension}, ${o.value}, ${o.threshold}, ${o.comparison},
-        ${o.windowSeconds}, ${o.windowStart}, ${o.summary}, ${at}, ${at})
+        ${JSON.stringify(o.statistics)}::jsonb, ${o.windowSeconds}, ${o.windowStart}, ${o.summary},
+        ${at}, ${at})
       ON CONFLICT (fingerprint) WHERE state IN ('pending', 'firing') DO NOTHING
       RETURNING id`);
     return rows[0] ? Number(rows[0].id) : null;
@@ -201,7 +202,9 @@ async function applyAction(db: Database, action: AlertAction, at: string): Promi
     const { rows } = await db.execute<{ id: number }>(sql`
       UPDATE alerts SET count = count + 1, last_seen_at = ${at}, clear_since = NULL,
         state = CASE WHEN ${action.kind === "promote"} THEN 'firing' ELSE state END,
-        severity = ${o.severity}, value = ${o.value}, threshold = ${o.threshold},
+        severity = ${o.severity}, metric = ${o.metric}, value = ${o.value},
+        threshold = ${o.threshold}, comparison = ${o.comparison},
+        statistics = ${JSON.stringify(o.statistics)}::jsonb,
         window_seconds = ${o.windowSeconds}, window_start = ${o.windowStart}, summary = ${o.summary}
       WHERE id = ${action.id} AND state IN ('pending', 'firing')
       RETURNING id`);
@@ -221,7 +224,11 @@ async function applyAction(db: Database, action: AlertAction, at: string): Promi
   if (action.kind === "resolve") {
     const { rows } = await db.execute<{ id: number }>(sql`
       UPDATE alerts SET state = 'resolved', resolved_at = ${at}, resolution = ${action.reason},
-        value = coalesce(${o?.value ?? null}::float8, value),
+        metric = coalesce(${o?.metric ?? null}::text, metric),
+        value = CASE WHEN ${o !== null} THEN ${o?.value ?? null}::float8 ELSE value END,
+        threshold = CASE WHEN ${o !== null} THEN ${o?.threshold ?? null}::float8 ELSE threshold END,
+        comparison = coalesce(${o?.comparison ?? null}::text, comparison),
+        statistics = coalesce(${o ? JSON.stringify(o.statistics) : null}::jsonb, statistics),
         summary = coalesce(${o?.summary ?? null}::text, summary)
       WHERE id = ${action.id} AND state = 'firing'
       RETURNING id`);

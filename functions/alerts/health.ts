@@ -22,7 +22,7 @@
 import { sql } from "drizzle-orm";
 import type { ModelRollout } from "../../durable-objects/model-rollout";
 import { fingerprintOf, type Observation } from "../../shared/alerts/evaluate";
-import { formatNumber } from "../../shared/alerts/slack";
+import { formatNumber, statisticName } from "../../shared/alerts/statistics";
 import type { AlertSeverity } from "../../shared/alerts/types";
 import type { Database } from "../../shared/db/client";
 import { MONITORING_JOB } from "../monitoring/windows";
@@ -56,6 +56,16 @@ function check(
     value: fields.value,
     threshold: fields.threshold,
     comparison: "above",
+    statistics: [
+      {
+        metric: rule,
+        name: statisticName(rule),
+        value: fields.value,
+        threshold: fields.threshold,
+        comparison: "above",
+        violating: fields.violating,
+      },
+    ],
     windowSeconds: null,
     windowStart: null,
     violating: fields.violating,

@@ -46,6 +46,7 @@ interface DeliveryRow {
     value: number | null;
     threshold: number | null;
     comparison: "above" | "below";
+    statistics: AlertNotice["statistics"] | null;
     window_seconds: number | null;
     window_start: string | null;
     first_seen_at: string;
@@ -90,6 +91,7 @@ export function noticeOf(row: DeliveryRow, linkBase: string | undefined): AlertN
     value: a.value,
     threshold: a.threshold,
     comparison: a.comparison,
+    statistics: a.statistics ?? [],
     windowSeconds: a.window_seconds,
     windowStart: iso(a.window_start),
     firstSeenAt: iso(a.first_seen_at) as string,

@@ -5,8 +5,14 @@
  * `unknown` status) says nothing: it neither opens nor clears an alert.
  */
 import type { AlertRule, ResolvedRules } from "./rules";
-import { formatNumber } from "./slack";
-import type { AlertCondition } from "./types";
+import {
+  describeStatistics,
+  formatNumber,
+  leadingStatistic,
+  P_VALUE_METHODS,
+  statisticName,
+} from "./statistics";
+import type { AlertCondition, AlertStatistic } from "./types";
 
 /** A monitoring result, as evaluation needs it. */
 export interface ResultRow {
@@ -39,8 +45,6 @@ export const fingerprintOf = (
   dimension: string,
 ) => [rule, model, version, role, dimension].map((part) => part.replaceAll("|", "||")).join("|");
 
-const P_VALUE_METHODS = new Set(["ks", "chi_square"]);
-
 function where(row: ResultRow): string {
   const subject = row.version ? `${row.model} ${row.version} (${row.role})` : row.model;
   return row.dimension ? `${subject}, ${row.dimension}` : subject;
@@ -53,7 +57,16 @@ function observe(
   fields: Pick<Observation, "value" | "threshold" | "comparison" | "violating" | "summary">,
   dimension = row.dimension,
 ): Observation {
+  const statistic: AlertStatistic = {
+    metric: row.metric,
+    name: statisticName(row.metric, row.details),
+    value: fields.value,
+    threshold: fields.threshold,
+    comparison: fields.comparison,
+    violating: fields.violating,
+  };
   return {
+    statistics: [statistic],
     fingerprint: fingerprintOf(name, row.model, row.version, row.role, dimension),
     rule: name,
     severity: rule.severity,
@@ -81,13 +94,22 @@ function thresholdObservations(name: string, rule: AlertRule, rows: ResultRow[])
       if (row.value === null) continue;
       const violating =
         rule.comparison === "above" ? row.value > rule.threshold : row.value < rule.threshold;
+      const statistic = {
+        name: statisticName(row.metric, row.details),
+        value: row.value,
+        threshold: rule.threshold,
+        comparison: rule.comparison,
+        violating,
+      };
       out.push(
         observe(name, rule, row, {
           value: row.value,
           threshold: rule.threshold,
           comparison: rule.comparison,
           violating,
-          summary: `${row.metric} of ${where(row)} is ${formatNumber(row.value)}, ${rule.comparison} ${formatNumber(rule.threshold)}`,
+          summary: violating
+            ? `${row.metric} of ${where(row)}: ${describeStatistics([{ metric: row.metric, ...statistic }])}`
+            : `${row.metric} of ${where(row)} is within bounds: ${describeStatistics([{ metric: row.metric, ...statistic }])}`,
         }),
       );
     } else {
@@ -95,17 +117,26 @@ function thresholdObservations(name: string, rule: AlertRule, rows: ResultRow[])
       const method = typeof row.details.method === "string" ? row.details.method : null;
       const threshold = typeof row.details.threshold === "number" ? row.details.threshold : null;
       const comparison = method && P_VALUE_METHODS.has(method) ? "below" : "above";
-      const stat = method ? `${method} ${formatNumber(row.value)}` : formatNumber(row.value);
+      const violating = row.status === "alert";
+      const stat = describeStatistics([
+        {
+          metric: row.metric,
+          name: statisticName(row.metric, row.details),
+          value: row.value,
+          threshold,
+          comparison,
+          violating,
+        },
+      ]);
       out.push(
         observe(name, rule, row, {
           value: row.value,
           threshold,
           comparison,
-          violating: row.status === "alert",
-          summary:
-            row.status === "alert"
-              ? `${row.metric} of ${where(row)}: ${stat}${threshold === null ? "" : ` (${comparison} ${formatNumber(threshold)})`}`
-              : `${row.metric} of ${where(row)} is back within bounds (${stat})`,
+          violating,
+          summary: violating
+            ? `${row.metric} of ${where(row)}: ${stat}`
+            : `${row.metric} of ${where(row)} is within bounds: ${stat}`,
         }),
       );
     }
@@ -207,14 +238,26 @@ function merge(observations: Observation[]): Observation[] {
       out.set(moved.fingerprint, moved);
       continue;
     }
-    // The violating side speaks (both: the first, with the other's summary too).
-    const [first, second] = seen.violating || !moved.violating ? [seen, moved] : [moved, seen];
+    // Both statistics, each with its own threshold and direction, the rule's
+    // own (drift) first; the alert leads with the first that broke its rule,
+    // and its metric, value, threshold and comparison all come from that one.
+    const [own, folded] = into ? [seen, moved] : [moved, seen];
+    const statistics = [...own.statistics, ...folded.statistics];
+    const lead = leadingStatistic(statistics) as AlertStatistic;
+    const violating = own.violating || folded.violating;
     out.set(moved.fingerprint, {
-      ...first,
+      ...own,
       severity:
-        first.severity === "critical" || second.severity === "critical" ? "critical" : "warning",
-      violating: first.violating || second.violating,
-      summary: second.violating ? `${first.summary}; ${second.summary}` : first.summary,
+        own.severity === "critical" || folded.severity === "critical" ? "critical" : "warning",
+      violating,
+      metric: lead.metric,
+      value: lead.value,
+      threshold: lead.threshold,
+      comparison: lead.comparison,
+      statistics,
+      summary: violating
+        ? `${lead.metric === own.metric ? own.metric : lead.metric} of ${where({ ...own, details: {}, value: null, status: "", windowSeconds: 0, windowStart: "" })}: ${describeStatistics(statistics)}`
+        : `${own.metric} of ${where({ ...own, details: {}, value: null, status: "", windowSeconds: 0, windowStart: "" })} is within bounds: ${describeStatistics(statistics)}`,
     });
   }
   return [...out.values()];

@@ -39,6 +39,7 @@ export function webhookBody(notice: AlertNotice): string {
     value: notice.value,
     threshold: notice.threshold,
     comparison: notice.comparison,
+    statistics: notice.statistics,
     windowSeconds: notice.windowSeconds,
     windowStart: notice.windowStart,
     firstSeenAt: notice.firstSeenAt,

@@ -1,4 +1,5 @@
-import { type AlertNotice, SYSTEM_MODEL } from "./types";
+import { describeStatistics, statisticName } from "./statistics";
+import { type AlertNotice, type AlertStatistic, SYSTEM_MODEL } from "./types";
 
 /**
  * A Slack Block Kit message for an incoming webhook: one alert firing or
@@ -45,7 +46,7 @@ function firingBlocks(notice: AlertNotice): unknown[] {
     field("Model", modelName(notice)),
     field("Version / role", [notice.version, notice.role].filter(Boolean).join(" / ") || "—"),
     field("Metric", [notice.metric, notice.dimension].filter(Boolean).join(" · ") || "—"),
-    field("Value", valueText(notice)),
+    field(valuesLabel(notice), valueText(notice)),
   ];
   if (notice.windowStart !== null || notice.windowSeconds !== null) {
     const length = notice.windowSeconds === null ? "" : ` (${duration(notice.windowSeconds)})`;
@@ -67,7 +68,7 @@ function resolvedBlocks(notice: AlertNotice): unknown[] {
   const title = `:white_check_mark: Resolved: ${subject(notice)}`;
   const lines = [
     `*Resolved* after firing for ${firedFor(notice)} (${countText(notice.count)}).`,
-    `Last value: ${valueText(notice)}.`,
+    `Last ${valuesLabel(notice).toLowerCase()}: ${valueText(notice)}.`,
   ];
   if (notice.summary) lines.push(escapeMrkdwn(notice.summary));
   const fields = [
@@ -86,7 +87,7 @@ function resolvedBlocks(notice: AlertNotice): unknown[] {
 function fallbackText(notice: AlertNotice): string {
   const text =
     notice.state === "resolved"
-      ? `Resolved: ${subject(notice)} after ${firedFor(notice)}. Last value ${valueText(notice)}.`
+      ? `Resolved: ${subject(notice)} after ${firedFor(notice)}. Last ${valuesLabel(notice).toLowerCase()}: ${valueText(notice)}.`
       : `[${notice.severity.toUpperCase()}] ${subject(notice)}: ${notice.summary || valueText(notice)}`;
   return truncateMrkdwn(escapeMrkdwn(text), FALLBACK_TEXT_MAX);
 }
@@ -100,12 +101,32 @@ function modelName(notice: AlertNotice): string {
   return notice.model === SYSTEM_MODEL ? "Airlock (system)" : notice.model;
 }
 
-/** e.g. `0.0001 below the threshold 0.05`; unescaped. */
-function valueText(notice: AlertNotice): string {
-  const value = formatNumber(notice.value);
-  if (notice.threshold === null) return value;
-  return `${value} (${notice.comparison} the threshold ${formatNumber(notice.threshold)})`;
+/**
+ * The statistics a notice reports, each with its own threshold and the
+ * direction it stands in (an alert recorded before statistics were kept:
+ * its one value, breaking the rule while firing).
+ */
+function noticeStatistics(notice: AlertNotice): AlertStatistic[] {
+  if (notice.statistics?.length) return notice.statistics;
+  return [
+    {
+      metric: notice.metric,
+      name: statisticName(notice.metric),
+      value: notice.value,
+      threshold: notice.threshold,
+      comparison: notice.comparison,
+      violating: notice.state === "firing",
+    },
+  ];
 }
+
+/** e.g. `KS p-value 0.0001 (below the threshold 0.05); PSI 0.41 (above the threshold 0.25)`; unescaped. */
+function valueText(notice: AlertNotice): string {
+  return describeStatistics(noticeStatistics(notice));
+}
+
+const valuesLabel = (notice: AlertNotice) =>
+  noticeStatistics(notice).length > 1 ? "Values" : "Value";
 
 function firedFor(notice: AlertNotice): string {
   const start = Date.parse(notice.firstSeenAt);
@@ -116,16 +137,6 @@ function firedFor(notice: AlertNotice): string {
 
 function countText(count: number): string {
   return count === 1 ? "1 evaluation" : `${count} evaluations`;
-}
-
-/**
- * Up to 4 significant digits (integers in full): `0.0001234`, `12.35`, `1235`.
- */
-export function formatNumber(value: number | null): string {
-  if (value === null) return "—";
-  if (!Number.isFinite(value)) return Number.isNaN(value) ? "NaN" : value > 0 ? "∞" : "-∞";
-  if (Number.isInteger(value)) return String(value);
-  return String(Number(value.toPrecision(4)));
 }
 
 /** Seconds as the two largest units: `45s`, `5m`, `1h 30m`, `2d 3h`. */

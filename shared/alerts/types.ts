@@ -40,11 +40,17 @@ export interface AlertCondition {
   /** The monitoring metric and its dimension (a feature, an attribute, a KPI; '' if none). */
   metric: string;
   dimension: string;
-  /** The value that broke the rule (at resolution: the last value seen), null if none. */
+  /**
+   * The alert's leading statistic (the first that broke the rule; at
+   * resolution the first of the last values seen): metric, value, threshold
+   * and comparison always come from one statistic. `statistics` has them all.
+   */
   value: number | null;
-  /** The threshold it was compared with, and how: the value is `above` or `below` it. */
+  /** The threshold it is compared with, and how: the rule breaks when the value is `above` or `below` it. */
   threshold: number | null;
   comparison: "above" | "below";
+  /** Every statistic the rule compared (two where a drift test and PSI fold into one alert). */
+  statistics: AlertStatistic[];
   /** The monitoring window of the last evaluation (seconds, ISO start); null for health checks. */
   windowSeconds: number | null;
   windowStart: string | null;

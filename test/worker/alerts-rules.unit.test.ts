@@ -86,7 +86,12 @@ describe("alert rules", () => {
       comparison: "above",
       fingerprint: fingerprintOf("error_rate", "m", "v1", "served", ""),
     });
-    expect(observations[0]?.summary).toBe("error_rate of m v1 (served) is 0.06, above 0.05");
+    expect(observations[0]?.summary).toBe(
+      "error_rate of m v1 (served): error rate 0.06 (above the threshold 0.05)",
+    );
+    expect(observations[1]?.summary).toBe(
+      "error_rate of m v2 (canary) is within bounds: error rate 0.05 (not above the threshold 0.05)",
+    );
     const agreement = evaluateRules(only(rules, "shadow_agreement"), [
       row({
         metric: "shadow_agreement",
@@ -122,7 +127,12 @@ describe("alert rules", () => {
       ["income", true, "below"],
       ["age", false, "above"],
     ]);
-    expect(observations[0]?.summary).toContain("ks 0.0001 (below 0.05)");
+    expect(observations[0]?.summary).toBe(
+      "drift of m v1 (served), income: KS p-value 0.0001 (below the threshold 0.05)",
+    );
+    expect(observations[1]?.summary).toBe(
+      "drift of m v1 (served), age is within bounds: normalised Wasserstein distance 0.04 (not above the threshold 0.1)",
+    );
   });
 
   it("makes one drift alert of a feature's drift test and its PSI", () => {
@@ -151,6 +161,70 @@ describe("alert rules", () => {
       ["age", false, "drift"],
     ]);
     expect(evaluateRules(rules, rows).some((o) => o.rule === "psi")).toBe(false);
+    // Each statistic with its own value, threshold and direction; the alert
+    // leads with the one that broke its rule, all four fields from it.
+    const [income, age] = observations;
+    expect(income).toMatchObject({
+      metric: "psi",
+      value: 0.31,
+      threshold: 0.25,
+      comparison: "above",
+    });
+    expect(income?.statistics).toEqual([
+      {
+        metric: "drift",
+        name: "KS p-value",
+        value: 0.2,
+        threshold: 0.05,
+        comparison: "below",
+        violating: false,
+      },
+      {
+        metric: "psi",
+        name: "PSI",
+        value: 0.31,
+        threshold: 0.25,
+        comparison: "above",
+        violating: true,
+      },
+    ]);
+    expect(income?.summary).toBe(
+      "psi of m v1 (served), income: KS p-value 0.2 (not below the threshold 0.05); PSI 0.31 (above the threshold 0.25)",
+    );
+    expect(age).toMatchObject({
+      metric: "drift",
+      value: 0.5,
+      threshold: 0.05,
+      comparison: "below",
+    });
+    expect(age?.summary).toBe(
+      "drift of m v1 (served), age is within bounds: KS p-value 0.5 (not below the threshold 0.05); PSI 0.01 (not above the threshold 0.25)",
+    );
+  });
+
+  it("never pairs one statistic's value with another's threshold or direction", () => {
+    // The KS test breaks its rule and PSI does not: the alert is the KS p-value's, below 0.05.
+    const observations = evaluateRules(resolveRules({}), [
+      row({ metric: "psi", dimension: "income", value: 0.12, status: "warn" }),
+      row({
+        metric: "drift",
+        dimension: "income",
+        value: 3.597e-72,
+        status: "alert",
+        details: { method: "ks", threshold: 0.05 },
+      }),
+    ]).filter((o) => o.rule === "drift");
+    expect(observations).toHaveLength(1);
+    expect(observations[0]).toMatchObject({
+      metric: "drift",
+      value: 3.597e-72,
+      threshold: 0.05,
+      comparison: "below",
+      violating: true,
+    });
+    expect(observations[0]?.summary).toBe(
+      "drift of m v1 (served), income: KS p-value 3.597e-72 (below the threshold 0.05); PSI 0.12 (not above the threshold 0.25)",
+    );
   });
 
   it("compares a challenger with the champion on the same requests, with enough labels", () => {
@@ -231,6 +305,7 @@ describe("alert lifecycle", () => {
     value: violating ? 0.4 : 0.1,
     threshold: 0.25,
     comparison: "above" as const,
+    statistics: [],
     windowSeconds: 900,
     windowStart: START,
     violating,

@@ -33,6 +33,16 @@ const notice: AlertNotice = {
   value: 0.0001,
   threshold: 0.05,
   comparison: "below",
+  statistics: [
+    {
+      metric: "drift",
+      name: "KS p-value",
+      value: 0.0001,
+      threshold: 0.05,
+      comparison: "below",
+      violating: true,
+    },
+  ],
   windowSeconds: 3600,
   windowStart: "2026-11-26T01:00:00.000Z",
   firstSeenAt: "2026-11-26T01:05:00.000Z",

@@ -9,12 +9,12 @@ import {
   FALLBACK_TEXT_MAX,
   FIELD_TEXT_MAX,
   FIELDS_MAX,
-  formatNumber,
   HEADER_TEXT_MAX,
   SECTION_TEXT_MAX,
   slackMessage,
   truncateMrkdwn,
 } from "../../shared/alerts/slack";
+import { formatNumber } from "../../shared/alerts/statistics";
 import type { AlertNotice } from "../../shared/alerts/types";
 
 interface TextObject {
@@ -36,11 +36,29 @@ const firing: AlertNotice = {
   model: "fraud",
   version: "v3",
   role: "canary",
-  metric: "drift_ks",
+  metric: "drift",
   dimension: "income",
   value: 0.000123456,
   threshold: 0.05,
   comparison: "below",
+  statistics: [
+    {
+      metric: "drift",
+      name: "KS p-value",
+      value: 0.000123456,
+      threshold: 0.05,
+      comparison: "below",
+      violating: true,
+    },
+    {
+      metric: "psi",
+      name: "PSI",
+      value: 0.41,
+      threshold: 0.25,
+      comparison: "above",
+      violating: true,
+    },
+  ],
   windowSeconds: 3600,
   windowStart: "2026-11-26T01:00:00.000Z",
   firstSeenAt: "2026-11-26T01:05:00.000Z",
@@ -55,6 +73,24 @@ const resolved: AlertNotice = {
   ...firing,
   state: "resolved",
   value: 0.31,
+  statistics: [
+    {
+      metric: "drift",
+      name: "KS p-value",
+      value: 0.31,
+      threshold: 0.05,
+      comparison: "below",
+      violating: false,
+    },
+    {
+      metric: "psi",
+      name: "PSI",
+      value: 0.0029,
+      threshold: 0.25,
+      comparison: "above",
+      violating: false,
+    },
+  ],
   resolvedAt: "2026-11-26T03:35:00.000Z",
   count: 5,
 };
@@ -119,8 +155,8 @@ describe("slackMessage, firing", () => {
     expect(fields).toEqual([
       "*Model*\nfraud",
       "*Version / role*\nv3 / canary",
-      "*Metric*\ndrift_ks · income",
-      "*Value*\n0.0001235 (below the threshold 0.05)",
+      "*Metric*\ndrift · income",
+      "*Values*\nKS p-value 0.0001235 (below the threshold 0.05); PSI 0.41 (above the threshold 0.25)",
       "*Window*\n<!date^1795654800^{date_short_pretty} {time_secs}|2026-11-26T01:00:00.000Z> (1h)",
       "*First seen*\n<!date^1795655100^{date_short_pretty} {time_secs}|2026-11-26T01:05:00.000Z>",
       "*Last seen*\n<!date^1795658700^{date_short_pretty} {time_secs}|2026-11-26T02:05:00.000Z>",
@@ -152,6 +188,7 @@ describe("slackMessage, firing", () => {
       value: 12,
       threshold: 0,
       comparison: "above",
+      statistics: [],
       windowSeconds: null,
       windowStart: null,
     };
@@ -160,7 +197,8 @@ describe("slackMessage, firing", () => {
     const fields = (blocks[2]?.fields ?? []).map((f) => f.text);
     expect(fields).toContain("*Model*\nAirlock (system)");
     expect(fields).toContain("*Version / role*\n—");
-    expect(fields).toContain("*Value*\n12 (above the threshold 0)");
+    // An alert recorded before statistics were kept: its one value, named by its metric.
+    expect(fields).toContain("*Value*\ndead letters 12 (above the threshold 0)");
     expect(fields.some((f) => f.startsWith("*Window*"))).toBe(false);
   });
 
@@ -183,16 +221,22 @@ describe("slackMessage, firing", () => {
 });
 
 describe("slackMessage, resolved", () => {
-  it("says resolved, how long it fired and the last value", () => {
+  it("says resolved, how long it fired and the last values, in the direction they stand", () => {
     const message = slackMessage(resolved);
     const blocks = message.blocks as Block[];
     expect(blocks.map((b) => b.type)).toEqual(["header", "section", "section", "context"]);
     expect(blocks[0]?.text?.text).toBe(":white_check_mark: Resolved: fraud — drift");
     const body = blocks[1]?.text?.text ?? "";
     expect(body).toContain("*Resolved* after firing for 2h 30m (5 evaluations).");
-    expect(body).toContain("Last value: 0.31 (below the threshold 0.05).");
+    expect(body).toContain(
+      "Last values: KS p-value 0.31 (not below the threshold 0.05); PSI 0.0029 (not above the threshold 0.25).",
+    );
     expect(message.text).toBe(
-      "Resolved: fraud — drift after 2h 30m. Last value 0.31 (below the threshold 0.05).",
+      "Resolved: fraud — drift after 2h 30m. Last values: KS p-value 0.31 (not below the threshold 0.05); PSI 0.0029 (not above the threshold 0.25).",
+    );
+    // An alert recorded before statistics were kept: its last value is not said to break the rule.
+    expect(slackMessage({ ...resolved, statistics: [] }).text).toBe(
+      "Resolved: fraud — drift after 2h 30m. Last value: drift statistic 0.31 (not below the threshold 0.05).",
     );
     expect(blocks[2]?.fields?.map((f) => f.text)).toContain(
       "*Resolved at*\n<!date^1795664100^{date_short_pretty} {time_secs}|2026-11-26T03:35:00.000Z>",
