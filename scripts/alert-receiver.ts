@@ -1,18 +1,35 @@
-// `npm run demo:alert-receiver`: a local alert receiver on 127.0.0.1:8790 (PORT to change it)
-// for trying alert destinations under `npm start`. Any path under /hooks/ is a channel:
-// point a Slack or webhook destination at it; each request received is printed here.
+// `npm run demo:alert-receiver`: a local alert receiver on 127.0.0.1:8790 (ALERT_RECEIVER_PORT
+// to change it; not PORT, which is npm start's) for trying alert destinations under `npm start`.
+// Any path under /hooks/ is a channel: point a Slack or webhook destination at it; each request
+// received is printed here.
 import { startAlertReceiver } from "./lib/alert-receiver.ts";
+import {
+  exitOnUsageError,
+  isAddressInUse,
+  portFromEnv,
+  portInUseError,
+  requirePortFree,
+} from "./lib/dev-server.ts";
 
-const receiver = await startAlertReceiver(Number(process.env.PORT || 8790), "127.0.0.1", {
-  onRequest: (request) => {
-    const status = request.status === null ? "connection reset" : String(request.status);
-    console.log(`${request.at} POST ${request.path} -> ${status}`);
-    for (const [name, value] of Object.entries(request.headers)) {
-      if (name.startsWith("x-airlock-")) console.log(`  ${name}: ${String(value)}`);
-    }
-    console.log(`  ${prettyBody(request.body)}`);
-  },
-});
+const command = "npm run demo:alert-receiver";
+const receiver = await (async () => {
+  const port = portFromEnv("ALERT_RECEIVER_PORT", 8790);
+  await requirePortFree(port, "ALERT_RECEIVER_PORT", command);
+  return startAlertReceiver(port, "127.0.0.1", {
+    onRequest: (request) => {
+      const status = request.status === null ? "connection reset" : String(request.status);
+      console.log(`${request.at} POST ${request.path} -> ${status}`);
+      for (const [name, value] of Object.entries(request.headers)) {
+        if (name.startsWith("x-airlock-")) console.log(`  ${name}: ${String(value)}`);
+      }
+      console.log(`  ${prettyBody(request.body)}`);
+    },
+  }).catch(async (error: unknown) => {
+    throw isAddressInUse(error)
+      ? await portInUseError(port, "ALERT_RECEIVER_PORT", command)
+      : error;
+  });
+})().catch(exitOnUsageError);
 console.log(`Alert receiver on ${receiver.url}`);
 console.log(`  Slack-like channel: ${receiver.url}/hooks/slack/alerts`);
 console.log(`  webhook channel:    ${receiver.url}/hooks/webhook/alerts`);

@@ -1,44 +1,103 @@
 // `npm start`: a database, its migrations, and the Worker under `wrangler dev`.
 //   DATABASE_URL set: that Postgres (a loopback one through a local WebSocket bridge).
 //   otherwise:        an embedded Postgres persisted in .airlock/pgdata.
-// PORT (default 8787) and AIRLOCK_DB_PORT (embedded database's TCP port, default 54329) are configurable.
+// PORT (default 8787) and AIRLOCK_DB_PORT (embedded database's TCP port, default 54329) are configurable;
+// a port in use stops it before anything starts, naming the setting to change.
 // AIRLOCK_STATE_DIR moves the local state (.airlock) elsewhere, wrangler's (.wrangler/state) with it.
+// One `npm start` per state directory: a second one on the same directory refuses before it
+// writes anything there, and says how to run it alongside.
 // Local secrets (ADMIN_TOKEN and the local keys, generated when missing) live in .dev.vars, or in the
 // file that AIRLOCK_DEV_VARS names; wrangler dev reads them from there.
 // Once the Worker is up, the demo model is registered if it does not exist yet (`--no-demo` or
 // AIRLOCK_DEMO=0 skip it).
 import { spawn } from "node:child_process";
-import { isAbsolute, join, relative } from "node:path";
+import { join } from "node:path";
 import { demoCurl, demoWanted, ensureDemoModel, readDemo } from "./lib/demo.ts";
-import { freePort } from "./lib/dev-server.ts";
 import {
+  exitOnUsageError,
+  freePort,
+  isAddressInUse,
+  nextFreePort,
+  portFromEnv,
+  portInUseError,
+  requirePortFree,
+  UsageError,
+} from "./lib/dev-server.ts";
+import {
+  claimStateDir,
   databaseFromEnvironment,
   devVarsPath,
   ensureAdminToken,
+  explainDatabaseError,
   forgetRunningDatabase,
+  InstanceRunningError,
   projectRoot,
+  type RunningInstance,
   recordRunningDatabase,
+  shownPath,
   stateDir,
 } from "./lib/environment.ts";
 import { redactUrl } from "./lib/local-db.ts";
 import { migrateDatabase } from "./lib/migrate.ts";
 
-const port = Number(process.env.PORT || 8787);
 const host = "127.0.0.1";
+const embedded = !process.env.DATABASE_URL;
+
+// Everything that can refuse the start is checked before anything is written, so that a start
+// that cannot run leaves the state directory (and a running instance's files in it) as they were.
+const { port, dbPort, releaseStateDir } = await (async () => {
+  const port = portFromEnv("PORT", 8787);
+  const dbPort = portFromEnv("AIRLOCK_DB_PORT", 54329);
+  let releaseStateDir: () => void;
+  try {
+    releaseStateDir = claimStateDir(port);
+  } catch (error) {
+    if (error instanceof InstanceRunningError) throw await secondInstance(error.running, dbPort);
+    throw error;
+  }
+  try {
+    await requirePortFree(port, "PORT", "npm start", host);
+    if (embedded) await requirePortFree(dbPort, "AIRLOCK_DB_PORT", "npm start", host);
+  } catch (error) {
+    releaseStateDir();
+    throw error;
+  }
+  return { port, dbPort, releaseStateDir };
+})().catch(exitOnUsageError);
+
+async function secondInstance(running: RunningInstance, dbPort: number): Promise<UsageError> {
+  const port = await nextFreePort(running.port, host);
+  const databasePort = await nextFreePort(dbPort, host);
+  return new UsageError(
+    [
+      `npm start is already running on ${shownPath(stateDir)} (process ${running.pid}, http://${host}:${running.port}); this one stopped without touching it.`,
+      "To run a second instance, give it a state directory and ports of its own:",
+      `  AIRLOCK_STATE_DIR=${shownPath(join(stateDir, "second"))} PORT=${port} AIRLOCK_DB_PORT=${databasePort} npm start`,
+    ].join("\n"),
+  );
+}
 
 const devVarsFile = devVarsPath();
-const devVarsShown = (() => {
-  const inProject = relative(projectRoot, devVarsFile);
-  return inProject.startsWith("..") || isAbsolute(inProject) ? devVarsFile : inProject;
-})();
+const devVarsShown = shownPath(devVarsFile);
 const { token, created } = ensureAdminToken(devVarsFile);
-const database = await databaseFromEnvironment({
-  tcpPort: Number(process.env.AIRLOCK_DB_PORT || 54329),
+
+type Database = Awaited<ReturnType<typeof databaseFromEnvironment>>;
+const database: Database = await databaseFromEnvironment({
+  tcpPort: dbPort,
+  // This process has the state directory: a database recorded there is no one's to share.
+  shareRunning: false,
+}).catch(async (error: unknown) => {
+  releaseStateDir();
+  if (isAddressInUse(error))
+    exitOnUsageError(await portInUseError(dbPort, "AIRLOCK_DB_PORT", "npm start", host));
+  console.error(`Could not open the database: ${explainDatabaseError(error)}`);
+  process.exit(1);
 });
 if (!database.wsProxy) {
   console.error(
     "npm start runs against a local Postgres; DATABASE_URL points elsewhere. Use `wrangler deploy` for Neon.",
   );
+  releaseStateDir();
   process.exit(1);
 }
 const wsProxy = database.wsProxy;
@@ -51,6 +110,7 @@ async function shutdown(code: number) {
   stopping = true;
   forgetRunningDatabase();
   await database.close().catch(() => {});
+  releaseStateDir();
   process.exit(code);
 }
 

@@ -124,7 +124,14 @@ export async function startUpstreamPeer(
       send(500, { error: String(error) });
     }
   });
-  await new Promise<void>((resolve) => server.listen(port, host, resolve));
+  // A port in use is an error of the start, not an uncaught one of the server.
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
   const address = server.address();
   if (!address || typeof address === "string") throw new Error("no address");
   return {

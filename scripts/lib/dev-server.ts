@@ -1,3 +1,5 @@
+// `npm start`'s dev server: its ports, and running it (and the other scripts) from tests and
+// benchmarks.
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -11,6 +13,111 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   if (!address || typeof address === "string") throw new Error("no port");
   return address.port;
+}
+
+/**
+ * A problem that the person at the terminal can fix (a port in use, a second instance): the
+ * scripts print its message alone, without a stack, and exit with 1.
+ */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Prints a UsageError's message and exits 1; anything else is thrown on. */
+export function exitOnUsageError(error: unknown): never {
+  if (error instanceof UsageError) {
+    console.error(error.message);
+    process.exit(1);
+  }
+  throw error;
+}
+
+/** The port that the environment variable `name` sets, or `fallback` when it is unset or empty. */
+export function portFromEnv(
+  name: string,
+  fallback: number,
+  env: Record<string, string | undefined> = process.env,
+): number {
+  const value = env[name]?.trim();
+  if (!value) return fallback;
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port < 1 || port > 65_535) {
+    throw new UsageError(`${name} must be a port number (1-65535), not "${value}"`);
+  }
+  return port;
+}
+
+/** Whether something else listens on `host:port` (so that we could not). */
+export async function portInUse(port: number, host = "127.0.0.1"): Promise<boolean> {
+  const server = createServer();
+  return new Promise<boolean>((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "EADDRINUSE") resolve(true);
+      else reject(error);
+    });
+    server.listen(port, host, () => server.close(() => resolve(false)));
+  });
+}
+
+/** The first port after `port` that is free, to suggest in place of a busy one. */
+export async function nextFreePort(port: number, host = "127.0.0.1"): Promise<number> {
+  for (let candidate = port + 1; candidate <= Math.min(port + 100, 65_535); candidate++) {
+    if (!(await portInUse(candidate, host).catch(() => true))) return candidate;
+  }
+  return port + 1;
+}
+
+/** "Port 8787 is in use: set PORT to another port, e.g. PORT=8788 npm start". */
+export async function portInUseError(
+  port: number,
+  variable: string,
+  command: string,
+  host = "127.0.0.1",
+): Promise<UsageError> {
+  const suggestion = await nextFreePort(port, host);
+  return new UsageError(
+    `Port ${port} is in use: set ${variable} to another port, e.g. ${variable}=${suggestion} ${command}`,
+  );
+}
+
+/** Throws the UsageError above when `port` is taken. */
+export async function requirePortFree(
+  port: number,
+  variable: string,
+  command: string,
+  host = "127.0.0.1",
+): Promise<void> {
+  if (await portInUse(port, host)) throw await portInUseError(port, variable, command, host);
+}
+
+export function isAddressInUse(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === "EADDRINUSE";
+}
+
+/** Runs one of the project's scripts (e.g. `scripts/migrate.ts`) as npm would, to its end. */
+export async function runScript(
+  script: string,
+  env: Record<string, string>,
+  args: string[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(join(projectRoot, "node_modules", ".bin", "node"), [script, ...args], {
+    cwd: projectRoot,
+    env: { ...process.env, DATABASE_URL: "", FORCE_COLOR: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  return { code, stdout, stderr };
 }
 
 export interface DevServer {

@@ -195,14 +195,28 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
     const owner = Number.parseInt(await readFile(lockFile, "utf8").catch(() => ""), 10);
-    if (owner > 0 && processAlive(owner)) {
-      throw new Error(`the database in ${dataDir} is already open (process ${owner}, ${lockFile})`);
-    }
+    if (owner > 0 && processAlive(owner)) throw new DataDirInUseError(dataDir, lockFile, owner);
     await rm(lockFile, { force: true });
   }
 }
 
-function processAlive(pid: number): boolean {
+/** The data directory is open in another live process (`owner`), which holds `lockFile`. */
+export class DataDirInUseError extends Error {
+  readonly dataDir: string;
+  readonly lockFile: string;
+  readonly owner: number;
+  constructor(dataDir: string, lockFile: string, owner: number) {
+    super(`the database in ${dataDir} is already open (process ${owner}, ${lockFile})`);
+    this.name = "DataDirInUseError";
+    this.dataDir = dataDir;
+    this.lockFile = lockFile;
+    this.owner = owner;
+  }
+}
+
+/** Whether a process with this id exists (one we may not signal still counts). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

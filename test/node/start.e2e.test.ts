@@ -3,7 +3,12 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoWanted, readDemo } from "../../scripts/lib/demo.ts";
-import { type DevServer, freePort, startDevServer } from "../../scripts/lib/dev-server.ts";
+import {
+  type DevServer,
+  freePort,
+  runScript,
+  startDevServer,
+} from "../../scripts/lib/dev-server.ts";
 import {
   devVarsPath,
   ensureAdminToken,
@@ -83,6 +88,22 @@ describe("npm start", () => {
     expect(first.output()).toMatch(
       /Database: +postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres \(embedded\)/,
     );
+    // A second start on the same state directory refuses and leaves the first one's records be;
+    // db:migrate then goes through the running instance's database.
+    const records = () =>
+      ["instance.json", "database.json"].map((f) => readFileSync(join(stateDir, f), "utf8"));
+    const recorded = records();
+    const refused = await runScript("scripts/start.ts", env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`npm start is already running on ${stateDir}`);
+    expect(refused.stderr).toMatch(/AIRLOCK_STATE_DIR=\S+ PORT=\d+ AIRLOCK_DB_PORT=\d+ npm start/);
+    expect(records()).toEqual(recorded);
+    const migrated = await runScript("scripts/migrate.ts", { AIRLOCK_STATE_DIR: stateDir });
+    expect(migrated.stderr).toBe("");
+    expect(migrated.stdout).toMatch(
+      /^Migrations applied to postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:/,
+    );
+    expect(migrated.code).toBe(0);
 
     // The demo model is registered before the banner, and the banner shows how to call it.
     expect(first.output()).toContain(
