@@ -150,8 +150,11 @@ export async function applyObservations(
       count: number;
       last_seen_at: string;
       clear_since: string | null;
+      window_seconds: number | null;
+      window_start: string | null;
     }>(sql`
-      SELECT id, fingerprint, model, state, count, last_seen_at, clear_since FROM alerts
+      SELECT id, fingerprint, model, state, count, last_seen_at, clear_since, window_seconds,
+        window_start FROM alerts
       WHERE state IN ('pending', 'firing')
         AND ${scope === "system" ? sql`model = ''` : sql`model <> ''`}`);
     const openAlerts: OpenAlert[] = open.map((a) => ({
@@ -162,6 +165,8 @@ export async function applyObservations(
       count: Number(a.count),
       lastSeenAt: new Date(a.last_seen_at).toISOString(),
       clearSince: a.clear_since === null ? null : new Date(a.clear_since).toISOString(),
+      windowSeconds: a.window_seconds === null ? null : Number(a.window_seconds),
+      windowStart: a.window_start === null ? null : new Date(a.window_start).toISOString(),
     }));
     const actions = planAlerts(openAlerts, observations, now, settings);
     for (const action of actions) {
@@ -209,6 +214,16 @@ async function applyAction(db: Database, action: AlertAction, at: string): Promi
       WHERE id = ${action.id} AND state IN ('pending', 'firing')
       RETURNING id`);
     return rows[0] ? Number(rows[0].id) : null;
+  }
+  if (action.kind === "repeat" && o) {
+    // The same window again: the latest values, not one more evaluation.
+    await db.execute(sql`
+      UPDATE alerts SET last_seen_at = ${at}, clear_since = NULL, severity = ${o.severity},
+        metric = ${o.metric}, value = ${o.value}, threshold = ${o.threshold},
+        comparison = ${o.comparison}, statistics = ${JSON.stringify(o.statistics)}::jsonb,
+        summary = ${o.summary}
+      WHERE id = ${action.id} AND state IN ('pending', 'firing')`);
+    return null;
   }
   if (action.kind === "discard") {
     await db.execute(sql`

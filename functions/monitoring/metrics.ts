@@ -354,6 +354,13 @@ export async function versionMetrics(
 }
 
 /** Schema rejections per model in a window, as model-level metric rows. */
+/**
+ * The one `schema_rejection_rate` dimension of every field name outside the
+ * model's input schema (`extra`, `inputs`, a misspelling): names a client
+ * sends never open dimensions, or alerts, of their own.
+ */
+export const OTHER_FIELDS = "(not in the input schema)";
+
 export async function rejectionMetrics(
   db: Database,
   from: Date,
@@ -373,11 +380,17 @@ export async function rejectionMetrics(
       WHERE ${range} AND role IN ('served', 'canary', 'fallback')
         AND model IN (SELECT model FROM rej)
       GROUP BY model
-    ), feat AS (
-      SELECT r.model, regexp_replace(i ->> 'path', '^.*[.]', '') AS feature,
-        count(DISTINCT r.prediction_id) AS n
+    ), named AS (
+      SELECT r.model, r.prediction_id, regexp_replace(i ->> 'path', '^.*[.]', '') AS name
       FROM rejected_requests r CROSS JOIN jsonb_array_elements(coalesce(r.issues, '[]'::jsonb)) AS i
       WHERE r.created_at >= ${from.toISOString()} AND r.created_at < ${to.toISOString()}
+    ), feat AS (
+      -- A client chooses the names it sends: only the input schema's features
+      -- are dimensions of their own, every other name folds into one.
+      SELECT n.model, CASE WHEN m.input_schema -> 'properties' ? n.name THEN n.name
+          ELSE ${OTHER_FIELDS} END AS feature,
+        count(DISTINCT n.prediction_id) AS n
+      FROM named n LEFT JOIN models m ON m.name = n.model
       GROUP BY 1, 2
     )
     SELECT rej.model, NULL AS feature, rej.n AS rejected, coalesce(acc.n, 0) AS accepted

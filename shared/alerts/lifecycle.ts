@@ -6,8 +6,12 @@
  *   when its rule's `forEvaluations` is 1, else `pending` (nobody is told)
  *   until that many consecutive evaluations found it; then it is promoted
  *   to `firing`. Becoming `firing` is the only moment a firing notice is sent.
- * - A violating observation of an open alert folds into it: count + 1, last
- *   seen, the latest value; any clearing stops.
+ *   Evaluations are counted by window: two runs over the same window (a run
+ *   asked for on demand after the cron, a late-label redo) count once.
+ * - A violating observation of an open alert folds into it: count + 1 (in a
+ *   window it had not seen), last seen, the latest values; any clearing
+ *   stops. Seen again in the same window, it is a repeat: the latest values,
+ *   without counting.
  * - A pending alert whose condition clears (or that nothing observes any
  *   more) is discarded: resolved as `unconfirmed`, without a notice.
  * - A clear observation of an open alert starts its clearing; once it has
@@ -23,9 +27,12 @@ export interface OpenAlert {
   fingerprint: string;
   model: string;
   state: "pending" | "firing";
-  /** Evaluations that found the condition so far. */
+  /** Distinct windows in which evaluations found the condition so far. */
   count: number;
   lastSeenAt: string;
+  /** The window of the last evaluation that found it (null for health checks, which have none). */
+  windowSeconds: number | null;
+  windowStart: string | null;
   /** When its condition was first seen clear since it last violated; null while violating. */
   clearSince: string | null;
 }
@@ -38,6 +45,7 @@ export interface LifecycleSettings {
 export type AlertAction =
   | { kind: "open"; state: "pending" | "firing"; observation: Observation }
   | { kind: "fold"; id: number; observation: Observation }
+  | { kind: "repeat"; id: number; observation: Observation }
   | { kind: "promote"; id: number; observation: Observation }
   | { kind: "discard"; id: number; observation: Observation | null }
   | { kind: "clearing"; id: number; observation: Observation }
@@ -68,9 +76,17 @@ export function planAlerts(
   for (const observation of byFingerprint.values()) {
     const alert = openByFingerprint.get(observation.fingerprint);
     if (observation.violating) {
+      const sameWindow =
+        alert !== undefined &&
+        alert.windowStart !== null &&
+        observation.windowStart !== null &&
+        Date.parse(alert.windowStart) === Date.parse(observation.windowStart) &&
+        alert.windowSeconds === observation.windowSeconds;
       if (!alert) {
         const state = observation.forEvaluations <= 1 ? "firing" : "pending";
         actions.push({ kind: "open", state, observation });
+      } else if (sameWindow) {
+        actions.push({ kind: "repeat", id: alert.id, observation });
       } else if (alert.state === "pending" && alert.count + 1 >= observation.forEvaluations) {
         actions.push({ kind: "promote", id: alert.id, observation });
       } else {

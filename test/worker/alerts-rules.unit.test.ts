@@ -322,7 +322,37 @@ describe("alert lifecycle", () => {
     count: 1,
     lastSeenAt: at(0).toISOString(),
     clearSince: null,
+    // Last found in the window before the observations' own.
+    windowSeconds: 900,
+    windowStart: at(-15).toISOString(),
     ...fields,
+  });
+
+  it("counts windows, not evaluations: the same window seen twice counts once", () => {
+    const twice = { ...observation(true), forEvaluations: 2 };
+    const sameWindow = { windowStart: START, windowSeconds: 900 };
+    // A pending alert found again in its own window (a second run over it) is not confirmed.
+    const pending = alert({ state: "pending", count: 1, ...sameWindow });
+    expect(planAlerts([pending], [twice], at(16), settings)).toEqual([
+      { kind: "repeat", id: 7, observation: twice },
+    ]);
+    // In the next window it is.
+    expect(planAlerts([alert({ state: "pending", count: 1 })], [twice], at(16), settings)).toEqual([
+      { kind: "promote", id: 7, observation: twice },
+    ]);
+    // A firing alert seen again in the same window takes the latest values without counting.
+    expect(planAlerts([alert(sameWindow)], [observation(true)], at(16), settings)).toEqual([
+      { kind: "repeat", id: 7, observation: observation(true) },
+    ]);
+    // The same start at another length is another window.
+    expect(
+      planAlerts(
+        [alert({ windowStart: START, windowSeconds: 3600 })],
+        [observation(true)],
+        at(16),
+        settings,
+      )[0]?.kind,
+    ).toBe("fold");
   });
 
   it("opens once, folds repeats, and ignores clear conditions without an alert", () => {

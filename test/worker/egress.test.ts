@@ -414,6 +414,7 @@ const notice: AlertNotice = {
   value: 0.4,
   threshold: 0.25,
   comparison: "above",
+  statistics: [],
   windowSeconds: 900,
   windowStart: "2026-10-24T10:00:00.000Z",
   summary: "amount drifted",
