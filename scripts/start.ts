@@ -1,4 +1,4 @@
-// `npm start`: a database, its migrations, and the Worker under `wrangler dev`.
+// `npm start`: a database, its migrations, the Worker under `wrangler dev`, and its cron triggers.
 //   DATABASE_URL set: that Postgres (a loopback one through a local WebSocket bridge).
 //   otherwise:        an embedded Postgres persisted in .airlock/pgdata.
 // PORT (default 8787) and AIRLOCK_DB_PORT (embedded database's TCP port, default 54329) are configurable;
@@ -9,9 +9,18 @@
 // Local secrets (ADMIN_TOKEN and the local keys, generated when missing) live in .dev.vars, or in the
 // file that AIRLOCK_DEV_VARS names; wrangler dev reads them from there.
 // Once the Worker is up, the demo model is registered if it does not exist yet (`--no-demo` or
-// AIRLOCK_DEMO=0 skip it).
+// AIRLOCK_DEMO=0 skip it), and wrangler.toml's cron triggers fire on their schedule (`--no-cron` or
+// AIRLOCK_CRON=0 turn that off).
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { stripVTControlCharacters } from "node:util";
+import {
+  type CronScheduler,
+  cronWanted,
+  nextFireTime,
+  readCronTriggers,
+  startCronScheduler,
+} from "./lib/cron-scheduler.ts";
 import { demoCurl, demoWanted, ensureDemoModel, readDemo } from "./lib/demo.ts";
 import {
   exitOnUsageError,
@@ -22,6 +31,7 @@ import {
   portInUseError,
   requirePortFree,
   UsageError,
+  WranglerOutput,
 } from "./lib/dev-server.ts";
 import {
   claimStateDir,
@@ -40,14 +50,21 @@ import {
 import { redactUrl } from "./lib/local-db.ts";
 import { migrateDatabase } from "./lib/migrate.ts";
 
+const args = process.argv.slice(2);
 const host = "127.0.0.1";
 const embedded = !process.env.DATABASE_URL;
 
 // Everything that can refuse the start is checked before anything is written, so that a start
 // that cannot run leaves the state directory (and a running instance's files in it) as they were.
-const { port, dbPort, releaseStateDir } = await (async () => {
+const { port, dbPort, crons, releaseStateDir } = await (async () => {
   const port = portFromEnv("PORT", 8787);
   const dbPort = portFromEnv("AIRLOCK_DB_PORT", 54329);
+  let crons: string[];
+  try {
+    crons = readCronTriggers(join(projectRoot, "wrangler.toml"));
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
   let releaseStateDir: () => void;
   try {
     releaseStateDir = claimStateDir(port);
@@ -62,7 +79,7 @@ const { port, dbPort, releaseStateDir } = await (async () => {
     releaseStateDir();
     throw error;
   }
-  return { port, dbPort, releaseStateDir };
+  return { port, dbPort, crons, releaseStateDir };
 })().catch(exitOnUsageError);
 
 async function secondInstance(running: RunningInstance, dbPort: number): Promise<UsageError> {
@@ -104,10 +121,12 @@ const wsProxy = database.wsProxy;
 if (database.kind === "embedded")
   recordRunningDatabase({ databaseUrl: database.databaseUrl, wsProxy });
 
+let scheduler: CronScheduler | undefined;
 let stopping = false;
 async function shutdown(code: number) {
   if (stopping) return;
   stopping = true;
+  await scheduler?.stop();
   forgetRunningDatabase();
   await database.close().catch(() => {});
   releaseStateDir();
@@ -134,55 +153,91 @@ const wrangler = spawn(
     host,
     "--port",
     String(port),
-    "--test-scheduled",
     "--inspector-port",
     inspectorPort,
     "--show-interactive-dev-session=false",
-    "--var",
-    `DATABASE_URL:${database.databaseUrl}`,
+    // Secrets from the file, not the command line (which any process listing shows). Named even
+    // when it is the project's .dev.vars: only then does wrangler also read DATABASE_URL from
+    // its environment (below), and count it as present.
+    "--env-file",
+    devVarsFile,
     "--var",
     `DATABASE_WS_PROXY:${wsProxy}`,
     // Local model servers run on loopback over http.
     "--var",
     `UPSTREAM_ALLOWED_HOSTS:${process.env.UPSTREAM_ALLOWED_HOSTS ?? "127.0.0.1,localhost"}`,
-    // Secrets from the file, not the command line (which any process listing shows). Without
-    // this flag wrangler reads the project's .dev.vars; with it, only the named file.
-    ...(devVarsFile === join(projectRoot, ".dev.vars") ? [] : ["--env-file", devVarsFile]),
+    // The Worker's local-only POST /__scheduled, which the cron scheduler below fires.
+    "--var",
+    "LOCAL_TRIGGERS:1",
     // A state directory of its own holds wrangler's local state too (Durable Objects, KV,
     // queues), so that the objects of one instance are not another's.
     ...(process.env.AIRLOCK_STATE_DIR ? ["--persist-to", join(stateDir, "wrangler")] : []),
   ],
   {
     cwd: projectRoot,
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["ignore", "pipe", "pipe"],
     detached: true,
-    // With --env-file wrangler also takes secrets from its environment, and those would win
-    // over the file: the file is their one source.
-    env: withoutSecrets(process.env),
+    env: wranglerEnvironment(process.env),
   },
 );
 
-/** The environment without the Worker's secrets (wrangler.toml's `[secrets] required`). */
-function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+/**
+ * wrangler's environment. With --env-file it also takes the Worker's secrets from its
+ * environment, and those would win over the file: the file is their one source, except for
+ * DATABASE_URL, which is the database started above (passed here rather than on the command
+ * line, so that a local Postgres's password stays out of process listings). The rest keeps a
+ * local run off the network: no usage metrics, no `Request.cf` download (the Worker gets
+ * miniflare's placeholder), no update check (it comes with wrangler's own banner; ours follows).
+ * Each can be turned back on by setting it.
+ */
+function wranglerEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const copy = { ...env };
   for (const name of ["DATABASE_URL", "ADMIN_TOKEN", "LOG_HMAC_KEY", "ALERT_ENCRYPTION_KEY"])
     delete copy[name];
-  return copy;
+  return {
+    WRANGLER_SEND_METRICS: "false",
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+    WRANGLER_HIDE_BANNER: "true",
+    ...copy,
+    DATABASE_URL: database.databaseUrl,
+  };
 }
 
+const cronsOn = cronWanted(args, process.env);
 let announced = false;
-wrangler.stdout.on("data", (chunk: Buffer) => {
-  const text = chunk.toString();
-  process.stdout.write(text.replaceAll(database.databaseUrl, redactUrl(database.databaseUrl)));
-  if (!announced && text.includes("Ready on")) {
-    announced = true;
-    void announce(`http://${host}:${port}`);
-  }
-});
+const output = new WranglerOutput();
+relayLines(wrangler.stdout, output, (line) => console.log(line));
+// Warnings and errors come on stderr.
+relayLines(wrangler.stderr, new WranglerOutput(), (line) => console.error(line));
 
-/** The demo model first (so that what the banner offers works), then the banner. */
+function relayLines(
+  stream: NodeJS.ReadableStream,
+  filter: WranglerOutput,
+  write: (line: string) => void,
+) {
+  let partialLine = "";
+  const show = (lines: string[]) => {
+    for (const line of lines) {
+      write(line.replaceAll(database.databaseUrl, redactUrl(database.databaseUrl)));
+      if (!announced && stripVTControlCharacters(line).includes("Ready on")) {
+        announced = true;
+        void announce(`http://${host}:${port}`);
+      }
+    }
+  };
+  stream.on("data", (chunk: Buffer) => {
+    const lines = (partialLine + chunk.toString()).split("\n");
+    partialLine = lines.pop() ?? "";
+    for (const line of lines) show(filter.line(line));
+  });
+  stream.on("end", () => {
+    show([...(partialLine ? filter.line(partialLine) : []), ...filter.flush()]);
+  });
+}
+
+/** The demo model first (so that what the banner offers works), then the banner, then crons. */
 async function announce(base: string) {
-  const demo = demoWanted(process.argv.slice(2), process.env) ? await demoLines(base) : [];
+  const demo = demoWanted(args, process.env) ? await demoLines(base) : [];
   console.log(
     [
       "",
@@ -191,10 +246,44 @@ async function announce(base: string) {
       `  Docs:      ${base}/docs  (OpenAPI: ${base}/openapi.json)`,
       `  Database:  ${redactUrl(database.databaseUrl)} (${database.kind})`,
       `  Admin:     Authorization: Bearer ${token}${created ? `   (new token, written to ${devVarsShown})` : `   (from ${devVarsShown})`}`,
+      `  Crons:     ${cronLine(base)}`,
       ...demo,
       "",
     ].join("\n"),
   );
+  if (cronsOn && !stopping) {
+    scheduler = startCronScheduler({
+      crons,
+      baseUrl: base,
+      log: (line) => console.log(line),
+      onRequest: () => {
+        output.schedulerRequests += 1;
+      },
+      onNoAnswer: () => {
+        output.schedulerRequests = Math.max(0, output.schedulerRequests - 1);
+      },
+    });
+  }
+}
+
+function cronLine(base: string): string {
+  const list = crons.join(", ");
+  if (crons.length === 0) return "none in wrangler.toml";
+  if (!cronsOn) {
+    const why = args.includes("--no-cron")
+      ? "--no-cron"
+      : `AIRLOCK_CRON=${process.env.AIRLOCK_CRON}`;
+    const example = `${base}/__scheduled?cron=${(crons[0] ?? "").replaceAll(" ", "+")}`;
+    return `off (${why}); ${list} do not fire. By hand: curl -X POST '${example}'`;
+  }
+  const now = Date.now();
+  const next = Math.min(
+    ...crons.map((cron) => nextFireTime(cron, now) ?? Number.POSITIVE_INFINITY),
+  );
+  const when = Number.isFinite(next)
+    ? `, next at ${new Date(next).toISOString().slice(11, 16)} UTC`
+    : "";
+  return `${list} fire on schedule${when}; --no-cron or AIRLOCK_CRON=0 turns them off`;
 }
 
 async function demoLines(base: string): Promise<string[]> {
@@ -235,6 +324,7 @@ function stopWrangler() {
 
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(signal, () => {
+    void scheduler?.stop();
     stopWrangler();
     setTimeout(() => shutdown(0), 1500).unref();
   });

@@ -1,8 +1,9 @@
-// `npm start`'s dev server: its ports, and running it (and the other scripts) from tests and
-// benchmarks.
+// `npm start`'s dev server: its ports, what of wrangler's output it shows, and running it from
+// tests and benchmarks.
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { stripVTControlCharacters } from "node:util";
 import { projectRoot } from "./environment.ts";
 
 /** A free TCP port on loopback. */
@@ -97,6 +98,74 @@ export function isAddressInUse(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === "EADDRINUSE";
 }
 
+/**
+ * What of `wrangler dev`'s output `npm start` shows, line by line. It leaves out what would
+ * only repeat or mislead: the bindings table again, identical, after each "Connection status
+ * updated" (wrangler reprints it whenever its dev registry or the Worker reloads); the warning
+ * that cron triggers do not fire locally, whose advice (a bare `/cdn-cgi/local/scheduled`, no
+ * cron) fails for this Worker, while npm start's banner says how they fire; and wrangler's line
+ * for each of the scheduler's requests, which the scheduler logs itself with the outcome.
+ */
+export class WranglerOutput {
+  /** Scheduler requests whose `POST /__scheduled` line is still to come. */
+  schedulerRequests = 0;
+  private shownTable: string | undefined;
+  private table: string[] | undefined;
+  private held: string[] = [];
+  private inCronWarning = false;
+
+  /** The lines to print for one line wrangler printed (none, it, or lines held back before). */
+  line(line: string): string[] {
+    const plain = stripVTControlCharacters(line);
+    if (this.inCronWarning) {
+      if (plain.trim() === "" || /^\s/.test(plain)) return [];
+      this.inCronWarning = false;
+    }
+    if (this.table) {
+      this.table.push(line);
+      return plain.trim() === "" ? this.endTable() : [];
+    }
+    if (plain.includes("Your Worker has access to the following bindings:")) {
+      this.table = [line];
+      return [];
+    }
+    const held = this.held;
+    this.held = [];
+    if (plain.includes("Connection status updated")) {
+      this.held = [line];
+      return held;
+    }
+    if (plain.includes("Scheduled Workers are not automatically triggered")) {
+      this.inCronWarning = true;
+      return held;
+    }
+    if (this.schedulerRequests > 0 && /\bPOST \/__scheduled \d{3}\b/.test(plain)) {
+      this.schedulerRequests -= 1;
+      return held;
+    }
+    return [...held, line];
+  }
+
+  /** What is still held back, at the end of the output. */
+  flush(): string[] {
+    const rest = [...this.held, ...(this.table ?? [])];
+    this.held = [];
+    this.table = undefined;
+    return rest;
+  }
+
+  private endTable(): string[] {
+    const table = this.table ?? [];
+    this.table = undefined;
+    const held = this.held;
+    this.held = [];
+    const text = table.map((l) => stripVTControlCharacters(l)).join("\n");
+    if (text === this.shownTable) return [];
+    this.shownTable = text;
+    return [...held, ...table];
+  }
+}
+
 /** Runs one of the project's scripts (e.g. `scripts/migrate.ts`) as npm would, to its end. */
 export async function runScript(
   script: string,
@@ -137,9 +206,10 @@ export interface DevServer {
  */
 export async function startDevServer(
   env: Record<string, string>,
-  options: { onOutput?: (text: string) => void; timeoutMs?: number } = {},
+  options: { onOutput?: (text: string) => void; timeoutMs?: number; args?: string[] } = {},
 ): Promise<DevServer> {
-  const child = spawn(join(projectRoot, "node_modules", ".bin", "node"), ["scripts/start.ts"], {
+  const script = ["scripts/start.ts", ...(options.args ?? [])];
+  const child = spawn(join(projectRoot, "node_modules", ".bin", "node"), script, {
     cwd: projectRoot,
     env: { ...process.env, ...env, DATABASE_URL: "", FORCE_COLOR: "0" },
     stdio: ["ignore", "pipe", "pipe"],

@@ -6,6 +6,7 @@ import {
   portInUse,
   requirePortFree,
   UsageError,
+  WranglerOutput,
 } from "../../scripts/lib/dev-server.ts";
 
 describe("portFromEnv", () => {
@@ -57,5 +58,82 @@ describe("a port in use", () => {
     expect(match?.[1]).toBe(String(port));
     expect(Number(match?.[2])).toBeGreaterThan(port);
     expect(await portInUse(Number(match?.[2]))).toBe(false);
+  });
+});
+
+describe("WranglerOutput", () => {
+  const table = [
+    "Your Worker has access to the following bindings:",
+    "Binding                         Resource            Mode",
+    'env.MAX_BODY_BYTES ("1048576")  Environment Variable  local',
+    "",
+  ];
+  const cronWarning = [
+    "\u001b[33m▲ \u001b[43;33m[\u001b[43;30mWARNING\u001b[43;33m]\u001b[0m \u001b[1mScheduled Workers are not automatically triggered during local development.\u001b[0m",
+    "",
+    "  To manually trigger a scheduled event, run:",
+    '    curl "http://127.0.0.1:8787/cdn-cgi/local/scheduled"',
+    "  For more details, see https://developers.cloudflare.com/workers/configuration/cron-triggers/",
+    "",
+    "",
+  ];
+  const run = (output: WranglerOutput, lines: string[]) => [
+    ...lines.flatMap((line) => output.line(line)),
+    ...output.flush(),
+  ];
+
+  it("shows the bindings table once, and again only when it changed", () => {
+    const output = new WranglerOutput();
+    const changed = [
+      ...table.slice(0, 2),
+      'env.MAX_BODY_BYTES ("2")  Environment Variable  local',
+      "",
+    ];
+    expect(
+      run(output, [
+        "Using secrets defined in .dev.vars",
+        ...table,
+        "⎔ Starting local server...",
+        "⎔ Connection status updated",
+        ...table,
+        "[wrangler:info] Ready on http://127.0.0.1:8787",
+        "⎔ Reloading local server...",
+        "⎔ Connection status updated",
+        ...changed,
+        "⎔ Local server updated and ready",
+      ]),
+    ).toEqual([
+      "Using secrets defined in .dev.vars",
+      ...table,
+      "⎔ Starting local server...",
+      "[wrangler:info] Ready on http://127.0.0.1:8787",
+      "⎔ Reloading local server...",
+      "⎔ Connection status updated",
+      ...changed,
+      "⎔ Local server updated and ready",
+    ]);
+  });
+
+  it("leaves out the warning that crons do not fire locally (npm start's banner says how they do)", () => {
+    const lines = [...table, ...cronWarning, "⎔ Starting local server..."];
+    expect(run(new WranglerOutput(), lines)).toEqual([...table, "⎔ Starting local server..."]);
+  });
+
+  it("leaves out wrangler's line for each of the scheduler's requests, and only those", () => {
+    const output = new WranglerOutput();
+    const fired = "[wrangler:info] POST /__scheduled 200 OK (412ms)";
+    const failed =
+      "[wrangler:info] POST /__scheduled \u001b[1m500\u001b[0m Internal Server Error (9ms)";
+    output.schedulerRequests = 2;
+    expect(
+      run(output, [fired, "[wrangler:info] GET /admin/models 200 OK (3ms)", failed, fired]),
+    ).toEqual(["[wrangler:info] GET /admin/models 200 OK (3ms)", fired]);
+    expect(output.schedulerRequests).toBe(0);
+  });
+
+  it("hands back what it held when the output ends", () => {
+    const output = new WranglerOutput();
+    const unfinished = ["⎔ Connection status updated", ...table.slice(0, 2)];
+    expect(run(output, unfinished)).toEqual(unfinished);
   });
 });

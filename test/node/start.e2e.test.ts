@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readCronTriggers } from "../../scripts/lib/cron-scheduler.ts";
 import { demoWanted, readDemo } from "../../scripts/lib/demo.ts";
 import {
   type DevServer,
@@ -61,6 +62,17 @@ describe("npm start", () => {
     expect(projectDevVars()).toBe(projectDevVarsBefore);
   }
 
+  /** What wrangler says that `npm start` has made unnecessary or false. */
+  function expectQuietStart(server: DevServer) {
+    const output = server.output();
+    // DATABASE_URL reaches wrangler as a secret it sees.
+    expect(output).not.toContain("Missing required secrets");
+    // Nothing is fetched from the network (Request.cf, update check).
+    expect(output).not.toMatch(/ENOTFOUND|Unable to fetch the `Request\.cf`/);
+    expect(output.split("Your Worker has access to the following bindings:")).toHaveLength(2);
+  }
+
+  const crons = readCronTriggers(join(projectRoot, "wrangler.toml"));
   const demo = readDemo();
   const auditActions = async (base: string, headers: Record<string, string>, target: string) => {
     const audit = await fetch(`${base}/admin/audit?target=${target}&limit=200`, { headers });
@@ -88,6 +100,23 @@ describe("npm start", () => {
     expect(first.output()).toMatch(
       /Database: +postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres \(embedded\)/,
     );
+    // The crons fire on schedule, and the banner says which and how to turn them off.
+    expect(first.output()).toContain(`Crons:     ${crons.join(", ")} fire on schedule, next at `);
+    expect(first.output()).toContain("--no-cron or AIRLOCK_CRON=0 turns them off");
+    expect(first.output()).not.toContain("Scheduled Workers are not automatically triggered");
+    expectQuietStart(first);
+    // The Worker serves the route the scheduler fires (LOCAL_TRIGGERS), for each of the crons.
+    const fire = (cron: string) =>
+      fetch(`${base}/__scheduled?cron=${encodeURIComponent(cron)}&time=${Date.now()}`, {
+        method: "POST",
+      });
+    const fired = await fire(crons[0] ?? "");
+    expect(fired.status).toBe(200);
+    expect(await fired.json()).toMatchObject({ cron: crons[0] });
+    const unknown = await fire("1 2 3 4 5");
+    expect(unknown.status).toBe(400);
+    expect(await unknown.json()).toMatchObject({ error: { code: "UNKNOWN_CRON" } });
+
     // A second start on the same state directory refuses and leaves the first one's records be;
     // db:migrate then goes through the running instance's database.
     const records = () =>
@@ -232,13 +261,17 @@ describe("npm start", () => {
     await second.stop();
   }, 240_000);
 
-  it("registers no demo model with AIRLOCK_DEMO=0", async () => {
+  it("registers no demo model with AIRLOCK_DEMO=0, and fires no crons with --no-cron", async () => {
     const { env, base, devVars } = await instance({ AIRLOCK_DEMO: "0" });
     const { token } = ensureAdminToken(devVars);
-    const server = await startDevServer(env);
+    const server = await startDevServer(env, { args: ["--no-cron"] });
     running.push(server);
     expect(server.output()).toContain(`Bearer ${token}   (from ${devVars})`);
     expectOwnSecrets(server, devVars);
+    expect(server.output()).toContain(
+      `Crons:     off (--no-cron); ${crons.join(", ")} do not fire. By hand: curl -X POST '${base}/__scheduled?cron=`,
+    );
+    expect(server.output()).not.toContain("Scheduled Workers are not automatically triggered");
     expect(server.output()).not.toContain("demo-credit-risk");
     const headers = { authorization: `Bearer ${token}` };
     const read = await fetch(`${base}/admin/models/demo-credit-risk`, { headers });
