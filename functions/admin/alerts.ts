@@ -1,8 +1,15 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { and, desc, eq, gte, lt, sql } from "drizzle-orm";
+import { and, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import { AlertRuleOverrides, RuleError, resolveRules } from "../../shared/alerts/rules";
 import { encryptSecret, maskUrl, parseEncryptionKey } from "../../shared/crypto-box";
-import { alertDeliveries, alertDestinations, alerts, models } from "../../shared/db/schema";
+import type { Database } from "../../shared/db/client";
+import {
+  alertAcknowledgements,
+  alertDeliveries,
+  alertDestinations,
+  alerts,
+  models,
+} from "../../shared/db/schema";
 import { checkEgressUrl, parseAllowlist } from "../../shared/egress";
 import { ApiError, validationError } from "../../shared/errors";
 import { windowLengths } from "../../shared/monitoring/windows";
@@ -265,6 +272,15 @@ alertsApi.openapi(
 
 // ---- alerts ----------------------------------------------------------------
 
+const Acknowledgement = z
+  .object({
+    acknowledgedAt: Timestamp,
+    acknowledgedBy: z.string(),
+    note: z.string().nullable(),
+  })
+  .openapi("AlertAcknowledgement");
+type Acknowledgement = z.infer<typeof Acknowledgement>;
+
 const Alert = z
   .object({
     id: z.number().int(),
@@ -306,16 +322,54 @@ const Alert = z
     clearSince: Timestamp.nullable(),
     resolvedAt: Timestamp.nullable(),
     resolution: z.enum(["recovered", "no_data", "unconfirmed"]).nullable(),
-    acknowledgedAt: Timestamp.nullable(),
-    acknowledgedBy: z.string().nullable(),
-    acknowledgement: z.string().nullable(),
+    acknowledgedAt: Timestamp.nullable().openapi({
+      description: "The latest acknowledgement's time; null if nobody has acknowledged it.",
+    }),
+    acknowledgedBy: z.string().nullable().openapi({
+      description: "Who made the latest acknowledgement.",
+    }),
+    acknowledgements: z.array(Acknowledgement).openapi({
+      description: "Every acknowledgement, oldest first; none is ever changed or removed.",
+    }),
   })
   .openapi("Alert");
 type Alert = z.infer<typeof Alert>;
 
 const iso = (d: Date | null) => (d === null ? null : d.toISOString());
 
-function alertResource(row: typeof alerts.$inferSelect): Alert {
+function acknowledgementResource(row: typeof alertAcknowledgements.$inferSelect): Acknowledgement {
+  return {
+    acknowledgedAt: row.acknowledgedAt.toISOString(),
+    acknowledgedBy: row.acknowledgedBy,
+    note: row.note,
+  };
+}
+
+/** The acknowledgements of these alerts, oldest first, by alert. */
+async function acknowledgementsOf(
+  db: Pick<Database, "select">,
+  ids: number[],
+): Promise<Map<number, Acknowledgement[]>> {
+  const out = new Map<number, Acknowledgement[]>();
+  if (ids.length === 0) return out;
+  const rows = await db
+    .select()
+    .from(alertAcknowledgements)
+    .where(inArray(alertAcknowledgements.alertId, ids))
+    .orderBy(alertAcknowledgements.id);
+  for (const row of rows) {
+    const list = out.get(row.alertId) ?? [];
+    list.push(acknowledgementResource(row));
+    out.set(row.alertId, list);
+  }
+  return out;
+}
+
+function alertResource(
+  row: typeof alerts.$inferSelect,
+  acknowledgements: Acknowledgement[],
+): Alert {
+  const latest = acknowledgements.at(-1);
   return {
     id: row.id,
     state: row.state,
@@ -339,9 +393,9 @@ function alertResource(row: typeof alerts.$inferSelect): Alert {
     clearSince: iso(row.clearSince),
     resolvedAt: iso(row.resolvedAt),
     resolution: row.resolution,
-    acknowledgedAt: iso(row.acknowledgedAt),
-    acknowledgedBy: row.acknowledgedBy,
-    acknowledgement: row.acknowledgement,
+    acknowledgedAt: latest?.acknowledgedAt ?? null,
+    acknowledgedBy: latest?.acknowledgedBy ?? null,
+    acknowledgements,
   };
 }
 
@@ -350,6 +404,7 @@ const alertParams = z.object({
     .number()
     .int()
     .min(1)
+    .max(Number.MAX_SAFE_INTEGER)
     .openapi({ param: { name: "id", in: "path" } }),
 });
 
@@ -360,14 +415,17 @@ alertsApi.openapi(
     tags: ["Alerts"],
     summary: "List alerts, newest first",
     description:
-      "Filters: state, model (the empty string: Airlock's own health), severity, rule, and the first-seen time range.",
+      "Filters: state (`open`: pending or firing), model (the empty string: Airlock's own health), severity, rule, and the first-seen time range. Each alert comes with its acknowledgements.",
     security: adminSecurity,
     request: {
       query: PaginationQuery.extend({
         state: z
-          .enum(["pending", "firing", "resolved"])
+          .enum(["open", "pending", "firing", "resolved"])
           .optional()
-          .openapi({ param: { name: "state", in: "query" } }),
+          .openapi({
+            param: { name: "state", in: "query" },
+            description: "`open`: pending or firing, every alert not yet resolved.",
+          }),
         model: z
           .union([ModelName, z.literal("")])
           .optional()
@@ -395,13 +453,17 @@ alertsApi.openapi(
     const before = query.cursor
       ? (decodeCursor(query.cursor, { id: "number" }) as { id: number })
       : undefined;
-    const rows = await c.var
-      .database()
+    const db = c.var.database();
+    const rows = await db
       .select()
       .from(alerts)
       .where(
         and(
-          query.state === undefined ? undefined : eq(alerts.state, query.state),
+          query.state === undefined
+            ? undefined
+            : query.state === "open"
+              ? inArray(alerts.state, ["pending", "firing"])
+              : eq(alerts.state, query.state),
           query.model === undefined ? undefined : eq(alerts.model, query.model),
           query.severity === undefined ? undefined : eq(alerts.severity, query.severity),
           query.rule === undefined ? undefined : eq(alerts.rule, query.rule),
@@ -414,9 +476,13 @@ alertsApi.openapi(
       .limit(query.limit + 1);
     const page = rows.slice(0, query.limit);
     const last = page.at(-1);
+    const acknowledgements = await acknowledgementsOf(
+      db,
+      page.map((row) => row.id),
+    );
     return c.json(
       {
-        items: page.map(alertResource),
+        items: page.map((row) => alertResource(row, acknowledgements.get(row.id) ?? [])),
         nextCursor: rows.length > query.limit && last ? encodeCursor({ id: last.id }) : null,
       },
       200,
@@ -427,23 +493,50 @@ alertsApi.openapi(
 const Delivery = z
   .object({
     id: z.number().int(),
+    alertId: z.number().int().nullable().openapi({ description: "Null for a test notice." }),
     destinationId: z.string(),
-    transition: z.enum(["firing", "resolved"]),
-    status: z.enum(["pending", "sent", "failed", "dropped"]),
+    transition: z.enum(["firing", "resolved", "test"]).openapi({
+      description:
+        "What the notice announces: the alert firing or resolved, or `test` (POST /admin/alert-destinations/{id}/test).",
+    }),
+    status: z.enum(["pending", "sent", "failed", "dropped"]).openapi({
+      description:
+        "pending: queued or waiting to be tried again; sent; failed: refused for good, or retries exhausted (a test notice: any attempt that did not succeed); dropped: its destination was deleted.",
+    }),
     attempts: z.number().int(),
-    lastStatus: z.number().int().nullable(),
+    lastStatus: z.number().int().nullable().openapi({
+      description: "The receiver's HTTP status at the last attempt; null if it did not answer.",
+    }),
     lastError: z.string().nullable(),
+    nextAttemptAt: Timestamp.nullable(),
     createdAt: Timestamp,
     sentAt: Timestamp.nullable(),
   })
   .openapi("AlertDelivery");
+type Delivery = z.infer<typeof Delivery>;
+
+function deliveryResource(row: typeof alertDeliveries.$inferSelect): Delivery {
+  return {
+    id: row.id,
+    alertId: row.alertId,
+    destinationId: row.destinationId,
+    transition: row.transition,
+    status: row.status,
+    attempts: row.attempts,
+    lastStatus: row.lastStatus,
+    lastError: row.lastError,
+    nextAttemptAt: iso(row.nextAttemptAt),
+    createdAt: row.createdAt.toISOString(),
+    sentAt: iso(row.sentAt),
+  };
+}
 
 alertsApi.openapi(
   createRoute({
     method: "get",
     path: "/alerts/{id}",
     tags: ["Alerts"],
-    summary: "One alert, with its deliveries",
+    summary: "One alert, with its acknowledgements and deliveries",
     security: adminSecurity,
     request: { params: alertParams },
     responses: {
@@ -456,6 +549,7 @@ alertsApi.openapi(
     const db = c.var.database();
     const [row] = await db.select().from(alerts).where(eq(alerts.id, id));
     if (!row) throw new ApiError("ALERT_NOT_FOUND", `Alert ${id} does not exist`);
+    const acknowledgements = await acknowledgementsOf(db, [id]);
     const deliveries = await db
       .select()
       .from(alertDeliveries)
@@ -463,18 +557,8 @@ alertsApi.openapi(
       .orderBy(alertDeliveries.id);
     return c.json(
       {
-        ...alertResource(row),
-        deliveries: deliveries.map((d) => ({
-          id: d.id,
-          destinationId: d.destinationId,
-          transition: d.transition,
-          status: d.status,
-          attempts: d.attempts,
-          lastStatus: d.lastStatus,
-          lastError: d.lastError,
-          createdAt: d.createdAt.toISOString(),
-          sentAt: iso(d.sentAt),
-        })),
+        ...alertResource(row, acknowledgements.get(id) ?? []),
+        deliveries: deliveries.map(deliveryResource),
       },
       200,
     );
@@ -488,15 +572,23 @@ alertsApi.openapi(
     tags: ["Alerts"],
     summary: "Acknowledge an alert: someone is on it",
     description:
-      "Records who and when (and an optional note); the alert keeps firing until its condition clears. Audited as alert.acknowledge.",
+      "Adds an acknowledgement (who, when, and an optional note) to the alert's list; earlier ones stay as they were. The alert keeps firing until its condition clears. Audited as alert.acknowledge.",
     security: adminSecurity,
     request: {
       params: alertParams,
       headers: IdempotencyHeader,
-      body: jsonBody(z.object({ note: z.string().max(1000).optional() }).strict()),
+      body: jsonBody(
+        z
+          .object({
+            note: z.string().max(1000).optional().openapi({
+              description: "Shown as `note` in the alert's `acknowledgements`.",
+            }),
+          })
+          .strict(),
+      ),
     },
     responses: {
-      200: jsonContent(Alert, "The acknowledged alert"),
+      200: jsonContent(Alert, "The acknowledged alert, with every acknowledgement"),
       ...errorResponses(400, 401, 404, 413, 415, 503),
     },
   }),
@@ -504,35 +596,30 @@ alertsApi.openapi(
     const { id } = c.req.valid("param");
     const note = c.req.valid("json").note ?? null;
     const { body } = await runChange(c, async (tx) => {
+      // Locked so that acknowledgements of one alert are recorded (and audited) one at a time.
       const [current] = await tx.select().from(alerts).where(eq(alerts.id, id)).for("update");
       if (!current) throw new ApiError("ALERT_NOT_FOUND", `Alert ${id} does not exist`);
-      const [row] = await tx
-        .update(alerts)
-        .set({
-          acknowledgedAt: sql`now()`,
-          acknowledgedBy: c.var.principal.actor,
-          acknowledgement: note,
-        })
-        .where(eq(alerts.id, id))
+      const earlier = (await acknowledgementsOf(tx, [id])).get(id) ?? [];
+      const [added] = await tx
+        .insert(alertAcknowledgements)
+        .values({ alertId: id, acknowledgedBy: c.var.principal.actor, note })
         .returning();
-      const resource = alertResource(row ?? current);
+      if (!added) throw new ApiError("INTERNAL_ERROR", "Acknowledgement was not stored");
+      const acknowledgement = acknowledgementResource(added);
+      const previous = earlier.at(-1);
       return {
         status: 200,
-        body: resource,
+        body: alertResource(current, [...earlier, acknowledgement]),
         audit: [
           {
             action: "alert.acknowledge",
             targetType: "alert",
             target: `alerts/${id}`,
             before: {
-              acknowledgedAt: iso(current.acknowledgedAt),
-              acknowledgedBy: current.acknowledgedBy,
+              acknowledgedAt: previous?.acknowledgedAt ?? null,
+              acknowledgedBy: previous?.acknowledgedBy ?? null,
             },
-            after: {
-              acknowledgedAt: resource.acknowledgedAt,
-              acknowledgedBy: resource.acknowledgedBy,
-              note,
-            },
+            after: acknowledgement,
           },
         ],
       };

@@ -612,10 +612,7 @@ export const alertDeliveries = pgTable(
       "alert_deliveries_transition_check",
       sql`${t.transition} in ('firing', 'resolved', 'test')`,
     ),
-    check(
-      "alert_deliveries_test_check",
-      sql`(${t.transition} = 'test') = (${t.alertId} is null)`,
-    ),
+    check("alert_deliveries_test_check", sql`(${t.transition} = 'test') = (${t.alertId} is null)`),
     check(
       "alert_deliveries_status_check",
       sql`${t.status} in ('pending', 'sent', 'failed', 'dropped')`,

@@ -355,7 +355,9 @@ describe("alerts from monitoring", () => {
       body: { note: "retraining scheduled" },
     });
     expect(ack.status).toBe(200);
-    expect(await json(ack)).toMatchObject({ acknowledgement: "retraining scheduled" });
+    expect(await json(ack)).toMatchObject({
+      acknowledgements: [{ acknowledgedBy: "admin:bootstrap", note: "retraining scheduled" }],
+    });
     const trail = await query<{ action: string }>(
       sql`SELECT action FROM audit_log WHERE target = ${`alerts/${id}`}`,
     );
