@@ -7,13 +7,15 @@
  *   (drift when p < 0.05) when the reference has at most 1,000 rows, else the
  *   normalised Wasserstein distance (drift when >= 0.1);
  * - categorical features, and numeric ones with at most 5 distinct values
- *   (compared as categories): the chi-square test (drift when p < 0.05) when
- *   the reference has at most 1,000 rows, else the Jensen-Shannon distance
- *   (drift when >= 0.1).
+ *   (compared as categories): the chi-square test of homogeneity (drift when
+ *   p < 0.05) when the reference has at most 1,000 rows, else the
+ *   Jensen-Shannon distance (drift when >= 0.1).
  * Tests are sensitive to tiny shifts once the samples are large, which is why
- * a large reference switches to distances. PSI is always reported beside the
- * decision (warn at 0.1, alert at 0.25). The dataset drifts when at least half
- * of the features that could be evaluated drift.
+ * a large reference switches to distances. Both tests are two-sample tests,
+ * so a small reference bounds their sensitivity however large the window.
+ * PSI is always reported beside the decision (warn at 0.1, alert at 0.25).
+ * The dataset drifts when at least half of the features that could be
+ * evaluated drift.
  */
 import { z } from "@hono/zod-openapi";
 import {
@@ -48,17 +50,18 @@ export const LOW_CARDINALITY = 5;
  *   value, so its quantiles leave no bin and PSI is undefined. The drift
  *   decision itself still stands.
  * - `single_category`: chi-square over a single category has 0 degrees of
- *   freedom, so no test: value (p) null, drift false. Both sides hold the same
- *   one category, so nothing drifted.
- * - `new_category`: chi-square saw a category in the current window that the
- *   reference never had: statistic Infinity, p-value 0, drift true.
+ *   freedom, so no test: value (p) null, statistic 0, drift false. Both sides
+ *   hold the same one category, so nothing drifted.
+ *
+ * A category new in the current window is no reason of its own: chi-square
+ * tests it as any other cell (see `chiSquare`), and the data-quality metric
+ * `unseen_category_rate` reports its share.
  */
 export type DriftReason =
   | "empty_reference"
   | "empty_current"
   | "constant_reference"
-  | "single_category"
-  | "new_category";
+  | "single_category";
 
 export type PsiLevel = "ok" | "warn" | "alert";
 
@@ -68,7 +71,7 @@ export interface FeatureDrift {
   method: DriftMethod;
   /** The p-value (ks, chi_square) or distance (wasserstein, jensen_shannon); null when it cannot be computed. */
   value: number | null;
-  /** KS D or Pearson's chi-square; the distance itself for distances. Infinity for a new category. */
+  /** KS D or Pearson's chi-square; the distance itself for distances. */
   statistic: number | null;
   /** p-values below it, or distances at or above it, are drift. */
   threshold: number;
@@ -268,12 +271,12 @@ export type NumericCurrent = readonly number[] | BinnedWindow;
 
 const isBinned = (current: NumericCurrent): current is BinnedWindow => !Array.isArray(current);
 
-/** Counts of the values as categories (their JSON text). */
-function countValues(values: readonly number[]): Record<string, number> {
+/** Counts of the values as categories (their JSON text), each `weight` times. */
+function countValues(values: readonly number[], weight = 1): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const value of values) {
     const key = String(value);
-    counts[key] = (counts[key] ?? 0) + 1;
+    counts[key] = (counts[key] ?? 0) + weight;
   }
   return counts;
 }
@@ -328,12 +331,21 @@ function numericDrift(
   const distinct = summary.distinct ?? new Set(sample).size;
 
   if (distinct <= LOW_CARDINALITY) {
-    const referenceCounts = countValues(sample);
+    // Chi-square weighs the reference by its size: a summary's sample stands
+    // for its n rows (its proportions, n's total).
+    const referenceCounts = countValues(
+      sample,
+      sample.length > 0 && rows > sample.length ? rows / sample.length : 1,
+    );
     let currentCounts: Record<string, number>;
     if (isBinned(current)) {
       // Values equal to a reference value are counted at its edge; the rest
-      // are new values, one category for all (chi-square and Jensen-Shannon
-      // are the same either way; PSI counts them as one bin).
+      // are new values, one category for all. Jensen-Shannon and the
+      // chi-square statistic are the same either way (each new value's
+      // column adds in proportion to its count), but chi-square then has one
+      // degree of freedom instead of one per distinct new value, so its
+      // p-value differs from the one on raw values when several new values
+      // appear. PSI counts them as one bin.
       currentCounts = {};
       let matched = 0;
       let total = 0;
@@ -430,17 +442,7 @@ function categoricalDrift(
     };
   }
   const result = chiSquare(reference, current);
-  if (result.statistic === Number.POSITIVE_INFINITY) {
-    return {
-      ...base,
-      value: 0,
-      statistic: result.statistic,
-      drift: true,
-      psi: psiResult,
-      reason: "new_category",
-    };
-  }
-  if (Number.isNaN(result.pValue)) {
+  if (result.degreesOfFreedom === 0) {
     return {
       ...base,
       value: null,

@@ -6,8 +6,9 @@
  * - Numeric, on values: `ksTest` (SciPy's `ks_2samp`), `wassersteinNormed`
  *   (SciPy's `wasserstein_distance` over the reference's standard deviation),
  *   `psi` and `jensenShannonNumeric` over reference quantile bins.
- * - Categorical, on counts: `chiSquare` (SciPy's `chisquare`),
- *   `jensenShannon` (SciPy's `jensenshannon`), `psiCategorical`.
+ * - Categorical, on counts: `chiSquare` (the test of homogeneity, SciPy's
+ *   `chi2_contingency` without continuity correction), `jensenShannon`
+ *   (SciPy's `jensenshannon`), `psiCategorical`.
  * - Numeric, on aggregates of large windows (binned.ts): `driftGrid` fixes
  *   the bins from the reference, the database counts the window over them,
  *   and `ksTestFromBins`/`ksTestFromCounts`, `wassersteinNormedFromBins`,
