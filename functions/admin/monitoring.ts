@@ -3,6 +3,7 @@ import { and, asc, desc, eq, gte, lt, sql } from "drizzle-orm";
 import { models, monitoringResults, monitoringRuns } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import { predictionKinds } from "../../shared/monitoring/baseline";
+import { METRIC_STATUSES, type MetricStatus } from "../../shared/monitoring/metric-row";
 import {
   describeSeconds,
   MAX_BACKFILL_WINDOWS,
@@ -116,7 +117,10 @@ const MonitoringResult = z
     dimension: z.string(),
     value: z.number().nullable(),
     reason: z.string().nullable(),
-    status: z.enum(["ok", "warn", "alert", "unknown"]),
+    status: z.enum(METRIC_STATUSES).openapi({
+      description:
+        "ok, warn, alert: the verdict; insufficient_data: too few values for one (details.counts and details.needed say how many it had and needed), neither a pass nor an alert; unknown: the statistic is not defined for these data.",
+    }),
     details: z.record(z.string(), z.unknown()),
     computedAt: Timestamp,
     runId: z.number().int().openapi({ description: "The monitoring run that computed it." }),
@@ -205,7 +209,7 @@ monitoringApi.openapi(
           dimension: row.dimension,
           value: row.value,
           reason: row.reason,
-          status: row.status as "ok" | "warn" | "alert" | "unknown",
+          status: row.status as MetricStatus,
           details: row.details,
           computedAt: row.computedAt.toISOString(),
           runId: row.runId,

@@ -9,7 +9,12 @@
  * queue send was lost is sent again by the next run (`requeueStale`).
  */
 import { sql } from "drizzle-orm";
-import { evaluateRules, type Observation, type ResultRow } from "../../shared/alerts/evaluate";
+import {
+  evaluateRules,
+  insufficientEvidence,
+  type Observation,
+  type ResultRow,
+} from "../../shared/alerts/evaluate";
 import {
   type AlertAction,
   type LifecycleSettings,
@@ -33,6 +38,8 @@ export interface AlertReport {
   folded: number;
   resolved: number;
   notices: number[];
+  /** Results a rule watches that had too little data to judge (neither pass nor breach). */
+  insufficient: number;
 }
 
 /** The message on the delivery queue: a delivery's id. */
@@ -112,7 +119,11 @@ export async function modelObservations(
   db: Database,
   now: Date,
   lengths: WindowLengths,
-): Promise<{ observations: Observation[]; rules: Map<string, ResolvedRules> }> {
+): Promise<{
+  observations: Observation[];
+  rules: Map<string, ResolvedRules>;
+  insufficient: number;
+}> {
   const rules = await modelRules(db, lengths);
   const byModel = new Map<string, ResultRow[]>();
   for (const row of await latestResults(db, now, lengths)) {
@@ -121,11 +132,14 @@ export async function modelObservations(
     byModel.set(row.model, list);
   }
   const observations: Observation[] = [];
+  let insufficient = 0;
   for (const [model, rows] of byModel) {
     const resolved = rules.get(model);
-    if (resolved) observations.push(...evaluateRules(resolved, rows));
+    if (!resolved) continue;
+    observations.push(...evaluateRules(resolved, rows));
+    insufficient += insufficientEvidence(resolved, rows);
   }
-  return { observations, rules };
+  return { observations, rules, insufficient };
 }
 
 /** Applies one evaluation's observations; returns what changed and the notices created. */
@@ -136,7 +150,7 @@ export async function applyObservations(
   settings: (model: string) => LifecycleSettings,
   scope: "models" | "system",
 ): Promise<AlertReport> {
-  const report: AlertReport = { opened: 0, folded: 0, resolved: 0, notices: [] };
+  const report: AlertReport = { opened: 0, folded: 0, resolved: 0, notices: [], insufficient: 0 };
   const at = now.toISOString();
   await db.transaction(async (tx) => {
     await tx.execute(sql`SELECT pg_advisory_xact_lock(${ALERT_LOCK})`);
@@ -326,26 +340,28 @@ export async function runAlerts(
     modelsAt?: Date[];
   } = {},
 ): Promise<AlertReport> {
-  const total: AlertReport = { opened: 0, folded: 0, resolved: 0, notices: [] };
+  const total: AlertReport = { opened: 0, folded: 0, resolved: 0, notices: [], insufficient: 0 };
   const add = (report: AlertReport) => {
     total.opened += report.opened;
     total.folded += report.folded;
     total.resolved += report.resolved;
     total.notices.push(...report.notices);
+    total.insufficient += report.insufficient;
   };
   if (options.models ?? true) {
     const lengths = windowLengths(env.MONITORING_WINDOW_SECONDS);
     for (const at of options.modelsAt ?? [now]) {
-      const { observations, rules } = await modelObservations(db, at, lengths);
-      add(
-        await applyObservations(
+      const { observations, rules, insufficient } = await modelObservations(db, at, lengths);
+      add({
+        ...(await applyObservations(
           db,
           observations,
           at,
           (model) => rules.get(model) ?? resolveRules(null, lengths),
           "models",
-        ),
-      );
+        )),
+        insufficient,
+      });
     }
   }
   if (options.health ?? true) {

@@ -36,6 +36,11 @@ import type { DriftOverrides } from "../../shared/drift";
 import { describeError } from "../../shared/errors";
 import type { Baseline } from "../../shared/monitoring/baseline";
 import {
+  applyMinimums,
+  type ResolvedMinimums,
+  resolveMinimums,
+} from "../../shared/monitoring/minimums";
+import {
   enclosingWindows,
   type MonitoringWindow,
   windowLengths,
@@ -43,6 +48,7 @@ import {
   windowsToCatchUp,
 } from "../../shared/monitoring/windows";
 import type { InputSchema } from "../../shared/schemas/model";
+import type { MonitoringSettings } from "../../shared/schemas/monitoring";
 import { type AlertReport, runAlerts } from "../alerts/evaluate";
 import { canaryComparisons, shadowComparisons } from "../monitoring/comparison";
 import { kpiRows, kpiSums, OUTCOME_METRICS } from "../monitoring/kpis";
@@ -104,6 +110,27 @@ interface MonitoredVersion {
   inputSchema: InputSchema;
   baseline: Baseline;
   driftOverrides: DriftOverrides | null;
+  minimums: ResolvedMinimums;
+}
+
+/** Each model's minimum counts (its overrides of the defaults); models without any get the defaults. */
+class ModelMinimums {
+  private readonly byModel = new Map<string, ResolvedMinimums>();
+  private readonly defaults = resolveMinimums(null);
+
+  static async load(db: Database): Promise<ModelMinimums> {
+    const loaded = new ModelMinimums();
+    const rows = await db.select({ name: models.name, monitoring: models.monitoring }).from(models);
+    for (const row of rows) {
+      const settings = row.monitoring as MonitoringSettings | null;
+      if (settings?.minimums) loaded.byModel.set(row.name, resolveMinimums(settings.minimums));
+    }
+    return loaded;
+  }
+
+  of(model: string): ResolvedMinimums {
+    return this.byModel.get(model) ?? this.defaults;
+  }
 }
 
 async function monitoredVersions(db: Database): Promise<MonitoredVersion[]> {
@@ -123,6 +150,7 @@ async function monitoredVersions(db: Database): Promise<MonitoredVersion[]> {
     ...row,
     baseline: row.baseline as Baseline,
     driftOverrides: row.monitoring?.drift ?? null,
+    minimums: resolveMinimums(row.monitoring?.minimums),
   }));
 }
 
@@ -146,19 +174,23 @@ async function replaceFamily(
   family: MetricFamily,
   entries: KeyedRows[],
   runId: number,
+  minimums: ModelMinimums,
 ): Promise<number> {
+  // Every row held to its model's minimum counts before it is stored.
   const rows = entries.flatMap((entry) =>
-    entry.rows.map((row) => ({
-      model: entry.model,
-      version: entry.version,
-      role: entry.role,
-      metric: row.metric,
-      dimension: row.dimension,
-      value: row.value,
-      reason: row.reason,
-      status: row.status,
-      details: row.details,
-    })),
+    entry.rows
+      .map((stored) => applyMinimums(stored, minimums.of(entry.model)))
+      .map((row) => ({
+        model: entry.model,
+        version: entry.version,
+        role: entry.role,
+        metric: row.metric,
+        dimension: row.dimension,
+        value: row.value,
+        reason: row.reason,
+        status: row.status,
+        details: row.details,
+      })),
   );
   await db.transaction(async (tx) => {
     await tx
@@ -184,13 +216,17 @@ async function replaceFamily(
 }
 
 /** Quality and fairness of every (model, version, role) with predictions in the window. */
-async function labelFamily(db: Database, window: MonitoringWindow): Promise<KeyedRows[]> {
+async function labelFamily(
+  db: Database,
+  window: MonitoringWindow,
+  minimums: ModelMinimums,
+): Promise<KeyedRows[]> {
   const sums = await labelledSums(db, window.start, window.end);
   return sums.map((s) => ({
     model: s.model,
     version: s.version,
     role: s.role,
-    rows: labelRows(s),
+    rows: labelRows(s, minimums.of(s.model).fairness.group),
   }));
 }
 
@@ -241,6 +277,7 @@ async function computeWindow(
   runId: number,
   report: MonitoringRunReport,
   summary: RunSummary,
+  minimums: ModelMinimums,
 ): Promise<void> {
   const withBaseline = new Map(versions.map((v) => [`${v.model}\u0000${v.version}`, v]));
   // Every (model, version, role) with results: operations; where the
@@ -273,7 +310,7 @@ async function computeWindow(
         from: window.start,
         to: window.end,
       };
-      rows.push(...(await versionMetrics(db, resultWindow, t.results, v)));
+      rows.push(...(await versionMetrics(db, resultWindow, t.results, v, v.minimums)));
       report.computed.push({
         model: t.model,
         version: t.version,
@@ -310,14 +347,22 @@ async function computeWindow(
     ];
     entries.push({ model, version: "", role: "all", rows });
   }
-  report.results += await replaceFamily(db, window, "traffic", entries, runId);
-  report.results += await replaceFamily(db, window, "labels", await labelFamily(db, window), runId);
+  report.results += await replaceFamily(db, window, "traffic", entries, runId, minimums);
+  report.results += await replaceFamily(
+    db,
+    window,
+    "labels",
+    await labelFamily(db, window, minimums),
+    runId,
+    minimums,
+  );
   report.results += await replaceFamily(
     db,
     window,
     "outcomes",
     await outcomeFamily(db, window),
     runId,
+    minimums,
   );
 }
 
@@ -374,7 +419,7 @@ function emptyReport(kind: RunKind): MonitoringRunReport {
     marked: { labels: 0, outcomes: 0 },
     redone: [],
     evaluatedAt: [],
-    alerts: { opened: 0, folded: 0, resolved: 0, notices: [] },
+    alerts: { opened: 0, folded: 0, resolved: 0, notices: [], insufficient: 0 },
   };
 }
 
@@ -420,6 +465,7 @@ function runDetails(report: MonitoringRunReport, windows: MonitoringWindow[]) {
       folded: report.alerts.folded,
       resolved: report.alerts.resolved,
       notices: report.alerts.notices.length,
+      insufficient: report.alerts.insufficient,
     },
   };
 }
@@ -488,9 +534,10 @@ export async function runMonitoring(
       windows = windowsEndingIn(new Date(last - 2 * lengths.base * 1000), new Date(last), lengths);
     }
     const versions = await monitoredVersions(db);
+    const minimums = await ModelMinimums.load(db);
     const summary = new RunSummary();
     for (const window of windows) {
-      await computeWindow(db, window, versions, runId, report, summary);
+      await computeWindow(db, window, versions, runId, report, summary, minimums);
     }
     report.versions = summary.list();
 
@@ -507,8 +554,10 @@ export async function runMonitoring(
     }
     for (const { family, window } of redo.values()) {
       const entries =
-        family === "labels" ? await labelFamily(db, window) : await outcomeFamily(db, window);
-      report.results += await replaceFamily(db, window, family, entries, runId);
+        family === "labels"
+          ? await labelFamily(db, window, minimums)
+          : await outcomeFamily(db, window);
+      report.results += await replaceFamily(db, window, family, entries, runId, minimums);
       report.redone.push({ family, seconds: window.seconds, start: window.start.toISOString() });
     }
     for (const p of pending) await clearPending(db, p);
@@ -592,8 +641,10 @@ export async function runBackfillChunk(
     const remaining = windows.filter((w) => after === null || w.end.getTime() > after.getTime());
     const chunk = remaining.slice(0, maxWindows);
     const versions = await monitoredVersions(db);
+    const minimums = await ModelMinimums.load(db);
     const summary = new RunSummary();
-    for (const window of chunk) await computeWindow(db, window, versions, runId, report, summary);
+    for (const window of chunk)
+      await computeWindow(db, window, versions, runId, report, summary, minimums);
     report.versions = summary.list();
     const done = chunk.length === remaining.length;
     const previous = (run.details ?? {}) as Record<string, unknown> & {

@@ -49,6 +49,12 @@ import type {
   DimensionSummary,
   NumericSummary,
 } from "../../shared/monitoring/baseline";
+import type { MetricRow, MetricStatus } from "../../shared/monitoring/metric-row";
+import {
+  applyMinimums,
+  type ResolvedMinimums,
+  resolveMinimums,
+} from "../../shared/monitoring/minimums";
 import type { InputSchema } from "../../shared/schemas/model";
 import {
   binnedWindow,
@@ -59,16 +65,7 @@ import {
   type ResultWindow,
 } from "./window-sql";
 
-export type MetricStatus = "ok" | "warn" | "alert" | "unknown";
-
-export interface MetricRow {
-  metric: string;
-  dimension: string;
-  value: number | null;
-  reason: string | null;
-  status: MetricStatus;
-  details: Record<string, unknown>;
-}
+export type { MetricRow, MetricStatus } from "../../shared/monitoring/metric-row";
 
 /** The rows of one (model, version, role) in a window. */
 export interface KeyedRows {
@@ -268,7 +265,7 @@ function driftRows(
           value: null,
           reason: psi.reason ?? drift.reason ?? "not_finite",
           status: "unknown",
-          details: {},
+          details: { n: current.n, referenceN: reference.n },
         }
       : {
           metric: "psi",
@@ -276,7 +273,7 @@ function driftRows(
           value: psi.value,
           reason: null,
           status: psi.level ?? "unknown",
-          details: {},
+          details: { n: current.n, referenceN: reference.n },
         },
   );
   return rows;
@@ -293,6 +290,7 @@ export async function versionMetrics(
   window: ResultWindow,
   rows: number,
   version: { inputSchema: InputSchema; baseline: Baseline; driftOverrides?: DriftOverrides | null },
+  minimums: ResolvedMinimums = resolveMinimums(null),
 ): Promise<MetricRow[]> {
   const overrides = version.driftOverrides ?? undefined;
   const out: MetricRow[] = [];
@@ -323,9 +321,13 @@ export async function versionMetrics(
   for (const [name, reference] of Object.entries(baseline.features)) {
     const current = features[name];
     if (!current) continue;
-    const drift = driftRows(name, reference, current, overrides, name);
+    // Held to the minimums first: a feature without enough values has no
+    // verdict, and does not count towards dataset drift either way.
+    const drift = driftRows(name, reference, current, overrides, name).map((row) =>
+      applyMinimums(row, minimums),
+    );
     const verdict = drift[0];
-    if (verdict && verdict.value !== null) {
+    if (verdict && (verdict.status === "ok" || verdict.status === "alert")) {
       judged += 1;
       if (verdict.status === "alert") drifting += 1;
     }
@@ -445,10 +447,18 @@ export interface WindowTraffic {
 /** The operations rows of one (model, version, role): pure, from the window's aggregates. */
 export function operationsRows(traffic: WindowTraffic): MetricRow[] {
   const rate = traffic.results === 0 ? Number.NaN : traffic.errors / traffic.results;
+  const counted = { results: traffic.results };
   const latency = (metric: string, value: number | null): MetricRow =>
     value === null
-      ? { metric, dimension: "", value: null, reason: "no_values", status: "unknown", details: {} }
-      : { metric, dimension: "", value, reason: null, status: "ok", details: {} };
+      ? {
+          metric,
+          dimension: "",
+          value: null,
+          reason: "no_values",
+          status: "unknown",
+          details: counted,
+        }
+      : { metric, dimension: "", value, reason: null, status: "ok", details: counted };
   return [
     {
       metric: "results",

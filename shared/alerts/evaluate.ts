@@ -1,8 +1,10 @@
 /**
  * Rules against monitoring results: every (rule, model, version, role,
  * dimension) the latest windows say something about becomes an observation,
- * violating or not. A result without a value (and, for status rules, an
- * `unknown` status) says nothing: it neither opens nor clears an alert.
+ * violating or not. A result without a value, an `unknown` status, or too
+ * little data (`insufficient_data`) says nothing: it neither opens nor
+ * clears an alert (no data is never a pass); `insufficientEvidence` counts
+ * what the rules could not judge.
  */
 import type { AlertRule, ResolvedRules } from "./rules";
 import {
@@ -87,6 +89,7 @@ function thresholdObservations(name: string, rule: AlertRule, rows: ResultRow[])
   const out: Observation[] = [];
   for (const row of rows) {
     if (row.metric !== rule.metric || row.windowSeconds !== rule.windowSeconds) continue;
+    if (row.status === "insufficient_data") continue;
     // The control (the champion's answers to the canary's requests) is a
     // yardstick, not a population anyone is served from: only when named.
     if (rule.roles ? !rule.roles.includes(row.role) : row.role === "control") continue;
@@ -155,7 +158,11 @@ function championObservations(name: string, rule: AlertRule, rows: ResultRow[]):
   const out: Observation[] = [];
   const metrics = new Set([...rule.metrics, ...rule.lowerIsBetter]);
   const inWindow = rows.filter(
-    (r) => r.windowSeconds === rule.windowSeconds && metrics.has(r.metric) && r.value !== null,
+    (r) =>
+      r.windowSeconds === rule.windowSeconds &&
+      metrics.has(r.metric) &&
+      r.value !== null &&
+      r.status !== "insufficient_data",
   );
   for (const challenger of inWindow) {
     if (challenger.role !== "canary" && challenger.role !== "shadow") continue;
@@ -196,6 +203,7 @@ function kpiObservations(name: string, rule: AlertRule, rows: ResultRow[]): Obse
   const out: Observation[] = [];
   for (const row of rows) {
     if (row.metric !== "kpi_difference" || row.windowSeconds !== rule.windowSeconds) continue;
+    if (row.status === "insufficient_data") continue;
     if (row.value === null || typeof row.details.significant !== "boolean") continue;
     const lower = rule.lowerIsBetter.includes(row.dimension);
     const worse = lower ? row.value > 0 : row.value < 0;
@@ -261,6 +269,32 @@ function merge(observations: Observation[]): Observation[] {
     });
   }
   return [...out.values()];
+}
+
+/** The metrics an enabled rule watches, at its window length. */
+function watched(rule: AlertRule): string[] {
+  if (rule.kind === "threshold" || rule.kind === "status") return [rule.metric];
+  if (rule.kind === "champion") return [...rule.metrics, ...rule.lowerIsBetter];
+  return ["kpi_difference"];
+}
+
+/**
+ * Results an enabled rule would have judged but that had too little data:
+ * neither a pass nor a breach, counted so that a run can say so.
+ */
+export function insufficientEvidence(rules: ResolvedRules, rows: ResultRow[]): number {
+  let count = 0;
+  for (const row of rows) {
+    if (row.status !== "insufficient_data") continue;
+    const judged = Object.values(rules.rules).some(
+      (rule) =>
+        rule.enabled &&
+        rule.windowSeconds === row.windowSeconds &&
+        watched(rule).includes(row.metric),
+    );
+    if (judged) count += 1;
+  }
+  return count;
 }
 
 /** Observations of one model's latest results under its rules. */

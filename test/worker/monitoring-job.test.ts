@@ -255,6 +255,8 @@ describe("monitoring job: drift and data quality from logged traffic", () => {
         // Its own PSI bins: the window must be counted over its own edges.
         features: { income: { thresholds: { wasserstein: 0.5 }, psi: { bins: 20 } } },
       },
+      // A distance wants 1,000 values each side by default; this model accepts fewer.
+      minimums: { driftDistance: { current: 300, reference: 300 } },
     };
     const put = await call(`/admin/models/${model}/monitoring/settings`, {
       method: "PUT",
