@@ -6,19 +6,21 @@ import {
   webhookBody,
 } from "../shared/alerts/signing";
 import { slackMessage } from "../shared/alerts/slack";
+import { type TestNotice, testSlackMessage, testWebhookBody } from "../shared/alerts/test-notice";
 import type { AlertNotice } from "../shared/alerts/types";
 import { decryptSecret, parseEncryptionKey } from "../shared/crypto-box";
 import { checkEgressUrl, parseAllowlist, readBodyCapped, redirectCause } from "../shared/egress";
 
 /** One notice for this destination, as the delivery consumer hands it over. */
 export interface DeliveryRequest {
-  /** Unique per notice: the alert and its transition (`<alertId>:firing`). */
+  /** Unique per notice: the alert and its transition (`<alertId>:firing`), or `test:<deliveryId>`. */
   noticeKey: string;
   destinationId: string;
   kind: "slack" | "webhook";
   urlBox: string;
   secretBox: string | null;
-  notice: AlertNotice;
+  /** An alert's firing or resolution, or a destination's test (`state: "test"`). */
+  notice: AlertNotice | TestNotice;
 }
 
 export type DeliveryOutcome =
@@ -122,14 +124,17 @@ export class AlertDestination extends DurableObject<Env> {
     if (!allowed.ok) return { kind: "failed", status: 0, error: `URL refused: ${allowed.reason}` };
     let body: string;
     const headers: Record<string, string> = { "content-type": "application/json" };
+    const notice = request.notice;
     if (request.kind === "slack") {
-      body = JSON.stringify(slackMessage(request.notice));
+      body = JSON.stringify(
+        notice.state === "test" ? testSlackMessage(notice) : slackMessage(notice),
+      );
     } else {
       if (!request.secretBox) {
         return { kind: "failed", status: 0, error: "webhook destination without a signing secret" };
       }
       const secret = await decryptSecret(key, request.secretBox, `${request.destinationId}:secret`);
-      body = webhookBody(request.notice);
+      body = notice.state === "test" ? testWebhookBody(notice) : webhookBody(notice);
       const signed = await signWebhook(secret, body, Math.floor(Date.now() / 1000));
       headers[TIMESTAMP_HEADER] = signed.timestamp;
       headers[SIGNATURE_HEADER] = signed.signature;

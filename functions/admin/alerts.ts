@@ -11,10 +11,11 @@ import {
   models,
 } from "../../shared/db/schema";
 import { checkEgressUrl, parseAllowlist } from "../../shared/egress";
-import { ApiError, validationError } from "../../shared/errors";
+import { ApiError, describeError, validationError } from "../../shared/errors";
 import { windowLengths } from "../../shared/monitoring/windows";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
+import type { AlertDeliveryMessage } from "../alerts/evaluate";
 import type { AppEnv } from "../app-env";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
@@ -625,6 +626,152 @@ alertsApi.openapi(
       };
     });
     return c.json(body, 200);
+  },
+);
+
+// ---- test notices and deliveries -------------------------------------------
+
+/** Longest a test waits for its outcome (`wait`), and how long by default. */
+const TEST_WAIT_MAX_SECONDS = 30;
+const TEST_WAIT_DEFAULT_SECONDS = 15;
+
+/**
+ * The delivery once it is no longer pending, or as it stands when `waitMs`
+ * has passed. Polled: the send happens in the queue consumer, another
+ * invocation, which tells nobody but the row.
+ */
+async function awaitDelivery(
+  db: Database,
+  id: number,
+  waitMs: number,
+): Promise<typeof alertDeliveries.$inferSelect | undefined> {
+  const deadline = Date.now() + waitMs;
+  let pause = 100;
+  for (;;) {
+    const [row] = await db.select().from(alertDeliveries).where(eq(alertDeliveries.id, id));
+    const left = deadline - Date.now();
+    if (row?.status !== "pending" || left <= 0) return row;
+    await scheduler.wait(Math.min(pause, left));
+    pause = Math.min(pause * 2, 1000);
+  }
+}
+
+alertsApi.openapi(
+  createRoute({
+    method: "post",
+    path: "/alert-destinations/{id}/test",
+    tags: ["Alerts"],
+    summary: "Send a test notice to a destination and report what its receiver said",
+    description: `The test notice goes the way an alert's does (a delivery row, the ALERT_DELIVERIES queue, the destination's object, its URL checked against the egress rules, signed for a webhook), but belongs to no alert: Slack shows "Test notice from Airlock", a webhook gets \`{ "type": "alert.test", "test": true, … }\` with no \`alert\` object. It is tried once, without retries. The call waits up to \`wait\` seconds (default ${TEST_WAIT_DEFAULT_SECONDS}, at most ${TEST_WAIT_MAX_SECONDS}) for the outcome: \`status\` sent, or failed with the receiver's \`lastStatus\` and \`lastError\`; still pending after that, follow it at the Location (GET /admin/alert-deliveries/{id}). A retry with the same Idempotency-Key sends nothing more and answers the delivery as it was created. Audited as alert_destination.test.`,
+    security: adminSecurity,
+    request: {
+      params: destinationParams,
+      headers: IdempotencyHeader,
+      query: z.object({
+        wait: z.coerce
+          .number()
+          .int()
+          .min(0)
+          .max(TEST_WAIT_MAX_SECONDS)
+          .default(TEST_WAIT_DEFAULT_SECONDS)
+          .openapi({
+            param: { name: "wait", in: "query" },
+            description: "Seconds to wait for the outcome; 0 answers at once.",
+          }),
+      }),
+    },
+    responses: {
+      201: jsonContent(Delivery, "The test delivery, as it stands when the call returns"),
+      ...errorResponses(400, 401, 404, 409, 503),
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const { wait } = c.req.valid("query");
+    const { body: created } = await runChange(c, async (tx) => {
+      const [destination] = await tx
+        .select()
+        .from(alertDestinations)
+        .where(eq(alertDestinations.id, id))
+        .for("share");
+      if (!destination)
+        throw new ApiError("DESTINATION_NOT_FOUND", `Alert destination '${id}' does not exist`);
+      if (destination.deletedAt)
+        throw new ApiError(
+          "DESTINATION_DELETED",
+          `Alert destination '${id}' was deleted; add it again to test it`,
+        );
+      const [row] = await tx
+        .insert(alertDeliveries)
+        .values({ alertId: null, destinationId: id, transition: "test" })
+        .returning();
+      if (!row) throw new ApiError("INTERNAL_ERROR", "Test delivery was not stored");
+      const delivery = deliveryResource(row);
+      return {
+        status: 201,
+        body: delivery,
+        audit: [
+          {
+            action: "alert_destination.test",
+            targetType: "alert_destination",
+            target: `alert-destinations/${id}`,
+            before: null,
+            after: { deliveryId: delivery.id },
+          },
+        ],
+      };
+    });
+    const db = c.var.database();
+    try {
+      await c.env.ALERT_DELIVERIES.send({ deliveryId: created.id } satisfies AlertDeliveryMessage);
+    } catch (error) {
+      // Never sent later: a test that is not tried now has no outcome worth having.
+      await db
+        .update(alertDeliveries)
+        .set({
+          status: "failed",
+          lastError: `could not be queued: ${describeError(error)}`.slice(0, 500),
+          updatedAt: sql`now()`,
+        })
+        .where(and(eq(alertDeliveries.id, created.id), eq(alertDeliveries.status, "pending")));
+    }
+    const outcome = await awaitDelivery(db, created.id, wait * 1000);
+    c.header("location", `/admin/alert-deliveries/${created.id}`);
+    return c.json(outcome ? deliveryResource(outcome) : created, 201);
+  },
+);
+
+const deliveryParams = z.object({
+  id: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(Number.MAX_SAFE_INTEGER)
+    .openapi({ param: { name: "id", in: "path" } }),
+});
+
+alertsApi.openapi(
+  createRoute({
+    method: "get",
+    path: "/alert-deliveries/{id}",
+    tags: ["Alerts"],
+    summary: "One delivery: an alert's notice to a destination, or a test notice",
+    security: adminSecurity,
+    request: { params: deliveryParams },
+    responses: {
+      200: jsonContent(Delivery, "The delivery"),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const [row] = await c.var
+      .database()
+      .select()
+      .from(alertDeliveries)
+      .where(eq(alertDeliveries.id, id));
+    if (!row) throw new ApiError("DELIVERY_NOT_FOUND", `Alert delivery ${id} does not exist`);
+    return c.json(deliveryResource(row), 200);
   },
 );
 

@@ -144,7 +144,7 @@ function qualityRows(
     let unseen = 0;
     const names: string[] = [];
     for (const [category, count] of Object.entries(current.counts)) {
-      if (!(category in reference.counts) && reference.other === 0) {
+      if (!Object.hasOwn(reference.counts, category) && reference.other === 0) {
         unseen += count;
         if (names.length < 20) names.push(category);
       }
@@ -181,11 +181,13 @@ function outOfRange(reference: NumericSummary, window: NumericWindow): number {
 
 /** Current counts keyed like the reference: categories the baseline folded into `other` count there. */
 function alignedCounts(reference: CategoricalSummary, current: CategoricalWindow) {
-  const ref: Record<string, number> = { ...reference.counts };
-  const cur: Record<string, number> = {};
+  // Without a prototype: a category may be called "constructor" or "__proto__".
+  const ref: Record<string, number> = Object.assign(Object.create(null), reference.counts);
+  const cur: Record<string, number> = Object.create(null);
   if (reference.other > 0) ref[OTHER] = reference.other;
   for (const [category, count] of Object.entries(current.counts)) {
-    const key = category in reference.counts || reference.other === 0 ? category : OTHER;
+    const key =
+      Object.hasOwn(reference.counts, category) || reference.other === 0 ? category : OTHER;
     cur[key] = (cur[key] ?? 0) + count;
   }
   return { ref, cur };

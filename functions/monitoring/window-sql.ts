@@ -165,7 +165,8 @@ export async function categoricalWindows(
   names: string[],
 ): Promise<Record<string, CategoricalWindow>> {
   const out: Record<string, CategoricalWindow> = {};
-  for (const name of names) out[name] = { n: 0, missing: 0, counts: {} };
+  // Counts without a prototype: a category may be called "constructor" or "__proto__".
+  for (const name of names) out[name] = { n: 0, missing: 0, counts: Object.create(null) };
   if (names.length === 0) return out;
   const { rows } = await db.execute<{ name: string; value: string | null; n: string }>(sql`
     WITH src AS MATERIALIZED (${source(window, column)}),

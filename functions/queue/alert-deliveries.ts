@@ -2,13 +2,17 @@
  * Queue consumers of alert notices.
  *
  * `airlock-alert-deliveries`: each message names a row of `alert_deliveries`
- * (an alert's firing or resolution for one destination). The consumer reads
+ * (an alert's firing or resolution for one destination, or a destination's
+ * test notice). The consumer reads
  * the notice from Postgres and hands it to the destination's object
  * (durable-objects/alert-destination.ts), which sends it in line, at most
  * once per second, and never twice. A 429 is retried after its Retry-After;
  * a receiver that is down or failing, with backoff (5 s doubling to 10
  * minutes, 100 times: about 16 hours); a receiver that refuses for good (a
  * 4xx) ends the delivery as `failed`. Every attempt is recorded on the row.
+ * A test notice is tried once: whoever asked for it wants to know whether the
+ * destination works now, not to see it posted hours later, so anything but a
+ * success ends it as `failed` with the receiver's status and error.
  *
  * `airlock-alert-deliveries-dlq`: what exhausted its retries is kept whole in
  * `dead_letters` (so Airlock's own `dead_letters` alert fires) and its
@@ -16,6 +20,7 @@
  */
 import { sql } from "drizzle-orm";
 import type { AlertDestination, DeliveryRequest } from "../../durable-objects/alert-destination";
+import type { TestNotice } from "../../shared/alerts/test-notice";
 import type { AlertNotice } from "../../shared/alerts/types";
 import { type Database, openDatabase } from "../../shared/db/client";
 import { describeError } from "../../shared/errors";
@@ -25,43 +30,54 @@ import type { AlertDeliveryMessage } from "../alerts/evaluate";
 export const ALERT_DELIVERIES_QUEUE = "airlock-alert-deliveries";
 export const ALERT_DELIVERIES_DLQ = "airlock-alert-deliveries-dlq";
 
+/** The columns of an alert that its notices carry (`to_jsonb` of the row). */
+interface AlertColumns {
+  id: number;
+  severity: AlertNotice["severity"];
+  rule: string;
+  model: string;
+  version: string;
+  role: string;
+  metric: string;
+  dimension: string;
+  value: number | null;
+  threshold: number | null;
+  comparison: "above" | "below";
+  statistics: AlertNotice["statistics"] | null;
+  window_seconds: number | null;
+  window_start: string | null;
+  first_seen_at: string;
+  last_seen_at: string;
+  resolved_at: string | null;
+  count: number;
+  summary: string;
+}
+
 interface DeliveryRow {
   id: number;
   status: string;
-  transition: "firing" | "resolved";
+  transition: "firing" | "resolved" | "test";
   destination_id: string;
+  destination_name: string;
+  created_at: string;
   kind: "slack" | "webhook";
   url_box: string;
   secret_box: string | null;
   deleted: boolean;
-  alert: {
-    id: number;
-    severity: AlertNotice["severity"];
-    rule: string;
-    model: string;
-    version: string;
-    role: string;
-    metric: string;
-    dimension: string;
-    value: number | null;
-    threshold: number | null;
-    comparison: "above" | "below";
-    statistics: AlertNotice["statistics"] | null;
-    window_seconds: number | null;
-    window_start: string | null;
-    first_seen_at: string;
-    last_seen_at: string;
-    resolved_at: string | null;
-    count: number;
-    summary: string;
-  };
+  /** Null for a test notice alone. */
+  alert: AlertColumns | null;
   [column: string]: unknown;
 }
+
+/** A delivery of an alert's firing or resolution. */
+type AlertDeliveryRow = DeliveryRow & { transition: "firing" | "resolved"; alert: AlertColumns };
+
+const isTest = (row: DeliveryRow) => row.transition === "test" || row.alert === null;
 
 const iso = (value: string | null) => (value === null ? null : new Date(value).toISOString());
 
 /** Where an operator reads more about an alert: the model's monitoring results of its window. */
-export function alertLink(base: string | undefined, alert: DeliveryRow["alert"]): string {
+export function alertLink(base: string | undefined, alert: AlertColumns): string {
   const root = (base ?? "").replace(/\/+$/, "");
   if (alert.model === "") return `${root}/admin/alerts/${alert.id}`;
   const params = new URLSearchParams();
@@ -76,7 +92,7 @@ export function alertLink(base: string | undefined, alert: DeliveryRow["alert"])
   return `${root}/admin/models/${encodeURIComponent(alert.model)}/monitoring?${params}`;
 }
 
-export function noticeOf(row: DeliveryRow, linkBase: string | undefined): AlertNotice {
+export function noticeOf(row: AlertDeliveryRow, linkBase: string | undefined): AlertNotice {
   const a = row.alert;
   return {
     alertId: Number(a.id),
@@ -103,13 +119,25 @@ export function noticeOf(row: DeliveryRow, linkBase: string | undefined): AlertN
   };
 }
 
+export function testNoticeOf(row: DeliveryRow): TestNotice {
+  return {
+    state: "test",
+    deliveryId: Number(row.id),
+    destinationId: row.destination_id,
+    destinationName: row.destination_name,
+    requestedAt: new Date(row.created_at).toISOString(),
+  };
+}
+
 async function loadDeliveries(db: Database, ids: number[]): Promise<Map<number, DeliveryRow>> {
   const { rows } = await db.execute<DeliveryRow>(sql`
-    SELECT d.id, d.status, d.transition, d.destination_id, t.kind, t.url_box, t.secret_box,
-      t.deleted_at IS NOT NULL AS deleted, to_jsonb(a) AS alert
+    SELECT d.id, d.status, d.transition, d.destination_id, d.created_at,
+      t.name AS destination_name, t.kind, t.url_box, t.secret_box,
+      t.deleted_at IS NOT NULL AS deleted,
+      CASE WHEN a.id IS NULL THEN NULL ELSE to_jsonb(a) END AS alert
     FROM alert_deliveries d
     JOIN alert_destinations t ON t.id = d.destination_id
-    JOIN alerts a ON a.id = d.alert_id
+    LEFT JOIN alerts a ON a.id = d.alert_id
     WHERE d.id = ANY(${`{${ids.join(",")}}`}::bigint[])`);
   return new Map(rows.map((row) => [Number(row.id), row]));
 }
@@ -217,13 +245,14 @@ async function deliverOne(
   message: Message<unknown>,
   row: DeliveryRow,
 ): Promise<void> {
+  const test = isTest(row);
   const request: DeliveryRequest = {
-    noticeKey: `${row.alert.id}:${row.transition}`,
+    noticeKey: test ? `test:${row.id}` : `${row.alert?.id}:${row.transition}`,
     destinationId: row.destination_id,
     kind: row.kind,
     urlBox: row.url_box,
     secretBox: row.secret_box,
-    notice: noticeOf(row, env.ALERT_LINK_BASE),
+    notice: test ? testNoticeOf(row) : noticeOf(row as AlertDeliveryRow, env.ALERT_LINK_BASE),
   };
   try {
     const outcome = await stub.deliver(request);
@@ -235,7 +264,8 @@ async function deliverOne(
         sent: true,
       });
       message.ack();
-    } else if (outcome.kind === "failed") {
+    } else if (outcome.kind === "failed" || test) {
+      // A test notice is tried once: a retry's outcome is its outcome.
       await record(db, row.id, {
         status: "failed",
         httpStatus: outcome.status,
@@ -243,9 +273,15 @@ async function deliverOne(
         sent: false,
       });
       message.ack();
-      console.error(
-        JSON.stringify({ level: "error", event: "alerts.delivery_refused", delivery: row.id }),
-      );
+      // A failed test is its asker's news, not Airlock's trouble.
+      if (test)
+        console.warn(
+          JSON.stringify({ level: "warn", event: "alerts.test_failed", delivery: row.id }),
+        );
+      else
+        console.error(
+          JSON.stringify({ level: "error", event: "alerts.delivery_refused", delivery: row.id }),
+        );
     } else {
       const delaySeconds =
         outcome.delaySeconds > 0
