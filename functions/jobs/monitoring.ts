@@ -387,8 +387,12 @@ export interface MonitoringOptions {
 
 const COVERAGE_CURSOR = "windows";
 const ALERTS_CURSOR = "alerts";
-/** A run that catches up evaluates alerts at the ends of at most this many base windows. */
-const MAX_EVALUATIONS_PER_RUN = 8;
+/**
+ * A run that catches up evaluates alerts at the ends of at most this many
+ * base windows, the latest: every window between two cron runs at one-minute
+ * windows, while a long outage does not replay a day of the past as notices.
+ */
+const MAX_EVALUATIONS_PER_RUN = 32;
 
 async function readCursor(db: Database, name: string): Promise<Date | null> {
   const { rows } = await db.execute<{ position: string }>(

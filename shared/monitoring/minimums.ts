@@ -23,33 +23,21 @@ const count = z.number().int().min(1).max(1_000_000_000);
 
 export const Minimums = z
   .object({
-    driftTest: z
-      .object({ current: count, reference: count })
-      .partial()
-      .strict()
-      .openapi({
-        description:
-          "Drift by a p-value test (KS, chi-square): values in the window and in the baseline.",
-      }),
+    driftTest: z.object({ current: count, reference: count }).partial().strict().openapi({
+      description:
+        "Drift by a p-value test (KS, chi-square): values in the window and in the baseline.",
+    }),
     driftDistance: z.object({ current: count, reference: count }).partial().strict().openapi({
       description:
         "Drift by a distance (normalised Wasserstein, Jensen-Shannon): values in the window and in the baseline.",
     }),
     psi: z.object({ current: count, reference: count }).partial().strict(),
-    dataQuality: z
-      .object({ current: count })
-      .partial()
-      .strict()
-      .openapi({
-        description: "Missing, out-of-range and unseen-category rates: results in the window.",
-      }),
-    operations: z
-      .object({ results: count })
-      .partial()
-      .strict()
-      .openapi({
-        description: "Error, circuit-open and fallback rates and latency percentiles: results.",
-      }),
+    dataQuality: z.object({ current: count }).partial().strict().openapi({
+      description: "Missing, out-of-range and unseen-category rates: results in the window.",
+    }),
+    operations: z.object({ results: count }).partial().strict().openapi({
+      description: "Error, circuit-open and fallback rates and latency percentiles: results.",
+    }),
     schemaRejection: z.object({ requests: count }).partial().strict(),
     comparison: z
       .object({ pairs: count })
