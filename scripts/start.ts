@@ -10,7 +10,7 @@
 // file that AIRLOCK_DEV_VARS names; wrangler dev reads them from there.
 // Once the Worker is up, the demo model is registered if it does not exist yet (`--no-demo` or
 // AIRLOCK_DEMO=0 skip it), and wrangler.toml's cron triggers fire on their schedule (`--no-cron` or
-// AIRLOCK_CRON=0 turn that off).
+// AIRLOCK_CRON=0 turn that off). MONITORING_WINDOW_SECONDS (e.g. 60) is passed on to the Worker.
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { stripVTControlCharacters } from "node:util";
@@ -21,7 +21,13 @@ import {
   readCronTriggers,
   startCronScheduler,
 } from "./lib/cron-scheduler.ts";
-import { demoCurl, demoWanted, ensureDemoModel, readDemo } from "./lib/demo.ts";
+import {
+  demoCurl,
+  demoWanted,
+  describeDemoOutcome,
+  ensureDemoModel,
+  readDemo,
+} from "./lib/demo.ts";
 import {
   exitOnUsageError,
   freePort,
@@ -169,6 +175,10 @@ const wrangler = spawn(
     // The Worker's local-only POST /__scheduled, which the cron scheduler below fires.
     "--var",
     "LOCAL_TRIGGERS:1",
+    // Short monitoring windows for a first try, a demo or a test (the Worker checks the value).
+    ...(process.env.MONITORING_WINDOW_SECONDS
+      ? ["--var", `MONITORING_WINDOW_SECONDS:${process.env.MONITORING_WINDOW_SECONDS}`]
+      : []),
     // A state directory of its own holds wrangler's local state too (Durable Objects, KV,
     // queues), so that the objects of one instance are not another's.
     ...(process.env.AIRLOCK_STATE_DIR ? ["--persist-to", join(stateDir, "wrangler")] : []),
@@ -247,6 +257,7 @@ async function announce(base: string) {
       `  Database:  ${redactUrl(database.databaseUrl)} (${database.kind})`,
       `  Admin:     Authorization: Bearer ${token}${created ? `   (new token, written to ${devVarsShown})` : `   (from ${devVarsShown})`}`,
       `  Crons:     ${cronLine(base)}`,
+      `  Windows:   ${windowLine()}`,
       ...demo,
       "",
     ].join("\n"),
@@ -264,6 +275,14 @@ async function announce(base: string) {
       },
     });
   }
+}
+
+/** The monitoring window this instance computes, and how to change it. */
+function windowLine(): string {
+  const setting = process.env.MONITORING_WINDOW_SECONDS;
+  return setting
+    ? `monitoring windows of ${setting} s (MONITORING_WINDOW_SECONDS)`
+    : "monitoring windows of 900 s; MONITORING_WINDOW_SECONDS=60 npm start for a first try";
 }
 
 function cronLine(base: string): string {
@@ -290,15 +309,7 @@ async function demoLines(base: string): Promise<string[]> {
   try {
     const demo = readDemo();
     const outcome = await ensureDemoModel(base, token, demo);
-    const role = (name: string) =>
-      demo.versions
-        .filter((v) => v.role === name)
-        .map((v) => v.version)
-        .join(", ");
-    const what =
-      outcome === "registered"
-        ? `registered (champion ${role("champion")}, shadow ${role("shadow")})`
-        : "already present, left as it is";
+    const what = describeDemoOutcome(outcome, demo);
     return [
       `  Demo:      ${demo.model.name} ${what}; --no-demo skips it`,
       "",

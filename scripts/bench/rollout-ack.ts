@@ -143,7 +143,13 @@ async function main() {
   console.log(`Starting npm start on port ${port} (state in a temporary directory)...`);
   const t0 = performance.now();
   server = await startDevServer(
-    { AIRLOCK_STATE_DIR: stateDir, PORT: String(port), AIRLOCK_DB_PORT: String(await freePort()) },
+    {
+      AIRLOCK_STATE_DIR: stateDir,
+      PORT: String(port),
+      AIRLOCK_DB_PORT: String(await freePort()),
+      // No cron job runs during a measurement.
+      AIRLOCK_CRON: "0",
+    },
     {
       onOutput: (text) => {
         reloads += text.split("Reloading local server").length - 1;
