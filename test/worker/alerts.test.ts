@@ -366,6 +366,136 @@ describe("alerts from monitoring", () => {
     expect(detail.deliveries).toHaveLength(4);
   });
 
+  it("says true things with short windows: each statistic, its value, threshold and direction", {
+    timeout: 60_000,
+  }, async () => {
+    const model = uniqueName("say");
+    await createModel({ ...demo.model, name: model, public: false });
+    // 800 baseline rows: a KS test (p-value) for numbers, chi-square for categories.
+    const created = await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: { version: "v1", upstream: httpUpstream, baseline: { rows: rowsFrom(model, 81, 800) } },
+    });
+    expect(created.status).toBe(201);
+    const slackPath = `/hooks/slack-${model}`;
+    const hookPath = `/hooks/webhook-${model}`;
+    const secret = `whsec-${"t".repeat(40)}`;
+    const slack = await createDestination({
+      name: "short windows",
+      kind: "slack",
+      url: `${receiverBase}${slackPath}`,
+      models: [model],
+      includeSystem: false,
+    });
+    const hook = await createDestination({
+      name: "short windows hook",
+      kind: "webhook",
+      url: `${receiverBase}${hookPath}`,
+      secret,
+      models: [model],
+      includeSystem: false,
+    });
+    // One-minute windows: two with income shifted by 2 sd, then three as the baseline.
+    const minute = 60_000;
+    const start = Date.parse("2026-10-21T09:00:00.000Z");
+    const windows = [0, 1, 2, 3, 4].map((i) => start + i * minute);
+    const logged = windows.flatMap((w, i) =>
+      events(model, rowsFrom(model, 90 + i, 300, i < 2 ? ["income:shift=2sd@0"] : []), w).map(
+        (e, j) => ({ ...e, timestamp: new Date(w + Math.floor((j * 59_000) / 300)).toISOString() }),
+      ),
+    );
+    await storeLogs(env, logged, []);
+    const shortEnv = { ...env, MONITORING_WINDOW_SECONDS: "60" } as Env;
+    const { sent, queue } = alertQueue();
+    for (const w of windows) {
+      const before = sent.length;
+      await runMonitoring(
+        { ...shortEnv, ALERT_DELIVERIES: queue } as Env,
+        new Date(w + minute + 5000),
+        {
+          health: false,
+        },
+      );
+      const rows = [...(await deliveriesOf(slack.id)), ...(await deliveriesOf(hook.id))];
+      const fresh = mine(sent.slice(before), rows);
+      if (fresh.length > 0) expect((await deliver(fresh)).retryMessages).toEqual([]);
+    }
+
+    // Exactly one alert fired and resolved: one Slack message and one webhook each way.
+    const messages = (await received(slackPath)).map(
+      (r) => (JSON.parse(r.body) as { text: string }).text,
+    );
+    expect(messages).toHaveLength(2);
+    const number = "[0-9.e+-]+";
+    expect(messages[0]).toMatch(
+      new RegExp(
+        `^\\[WARNING\\] ${model} — drift: drift of ${model} v1 \\(served\\), income: KS p-value ${number} \\(below the threshold 0\\.05\\); PSI ${number} \\(above the threshold 0\\.25\\)$`,
+      ),
+    );
+    expect(messages[1]).toMatch(
+      new RegExp(
+        `^Resolved: ${model} — drift after 4m\\. Last values: KS p-value ${number} \\(not below the threshold 0\\.05\\); PSI ${number} \\(not above the threshold 0\\.25\\)\\.$`,
+      ),
+    );
+    const bodies = (await received(hookPath)).map(
+      (r) =>
+        JSON.parse(r.body) as {
+          type: string;
+          alert: {
+            metric: string;
+            value: number;
+            threshold: number;
+            comparison: string;
+            windowSeconds: number;
+            statistics: {
+              metric: string;
+              name: string;
+              value: number;
+              threshold: number;
+              comparison: string;
+              violating: boolean;
+            }[];
+          };
+        },
+    );
+    expect(bodies.map((b) => b.type)).toEqual(["alert.firing", "alert.resolved"]);
+    const [firing, resolved] = bodies;
+    // The alert's own metric, value, threshold and direction are one statistic's: the KS test's.
+    const ks = firing?.alert.statistics[0];
+    expect(ks).toMatchObject({
+      metric: "drift",
+      name: "KS p-value",
+      threshold: 0.05,
+      comparison: "below",
+      violating: true,
+    });
+    expect(firing?.alert).toMatchObject({
+      metric: "drift",
+      value: ks?.value,
+      threshold: 0.05,
+      comparison: "below",
+      windowSeconds: 60,
+    });
+    expect(ks?.value).toBeLessThan(0.05);
+    const psi = firing?.alert.statistics[1];
+    expect(psi).toMatchObject({
+      metric: "psi",
+      name: "PSI",
+      threshold: 0.25,
+      comparison: "above",
+      violating: true,
+    });
+    expect(psi?.value).toBeGreaterThan(0.25);
+    // At resolution, every value is back within its bounds, and says so.
+    for (const statistic of resolved?.alert.statistics ?? []) {
+      expect(statistic.violating).toBe(false);
+      if (statistic.comparison === "below")
+        expect(statistic.value).toBeGreaterThanOrEqual(statistic.threshold);
+      else expect(statistic.value).toBeLessThanOrEqual(statistic.threshold);
+    }
+    expect(resolved?.alert.statistics.map((x) => x.metric)).toEqual(["drift", "psi"]);
+  });
+
   it("waits out a 429's Retry-After without losing the notice, and reaches a receiver once it is back up", {
     timeout: 60_000,
   }, async () => {
