@@ -280,6 +280,22 @@ const MonitoringRun = MonitoringRunSummary.extend({
   evaluatedAt: z.array(Timestamp).openapi({
     description: "Ends of the base windows at which the models' alert rules were evaluated.",
   }),
+  alerts: z
+    .object({
+      opened: z.number(),
+      folded: z.number(),
+      resolved: z.number(),
+      notices: z.number(),
+      insufficient: z.number().openapi({
+        description:
+          "Results a rule watches that had too little data to judge (insufficient_data): neither a pass nor a breach.",
+      }),
+    })
+    .nullable()
+    .openapi({
+      description:
+        "What the rules' evaluations did; null for a backfill or a run that did not finish.",
+    }),
 }).openapi("MonitoringRun");
 
 type RunRow = typeof monitoringRuns.$inferSelect;
@@ -293,6 +309,13 @@ type RunDetails = {
   versions?: z.infer<typeof VersionSummary>[];
   missed?: { from: string; to: string; windows: number } | null;
   evaluatedAt?: string[];
+  alerts?: {
+    opened: number;
+    folded: number;
+    resolved: number;
+    notices: number;
+    insufficient?: number;
+  };
 };
 
 function runSummary(row: RunRow): z.infer<typeof MonitoringRunSummary> {
@@ -322,6 +345,7 @@ function runResource(row: RunRow): z.infer<typeof MonitoringRun> {
     versions: details.versions ?? [],
     missed: details.missed ?? null,
     evaluatedAt: details.evaluatedAt ?? [],
+    alerts: details.alerts ? { insufficient: 0, ...details.alerts } : null,
   };
 }
 

@@ -37,6 +37,7 @@ interface Run {
   status: string;
   error: string | null;
   evaluatedAt: string[];
+  alerts: { opened: number; insufficient: number } | null;
   versions: { model: string; version: string; computed: Record<string, number> }[];
 }
 
@@ -169,6 +170,7 @@ describe("the monitoring recipe under npm start", () => {
       expect(drifted.code, drifted.output).toBe(0);
       const run = await runMonitoringNow();
       expect(run.status, run.error ?? "").toBe("succeeded");
+      expect(run.alerts).not.toBeNull();
       // The demo's versions have baselines: drift was computed for the champion.
       const champion = run.versions.find((v) => v.model === MODEL && v.version === "v1-logistic");
       expect(champion?.computed.served ?? 0).toBeGreaterThan(0);

@@ -21,6 +21,7 @@ interface Run {
   }[];
   evaluatedAt: string[];
   windowSeconds: number | null;
+  alerts: { insufficient: number } | null;
 }
 
 /** Follows a run until its consumer has ended it: each poll is a read of its row. */
@@ -82,6 +83,7 @@ describe("monitoring runs on demand", () => {
     // Four 15-minute windows and the hour that holds them; no alert is evaluated for the past.
     expect(run.progress).toEqual({ windowsDone: 5, windowsTotal: 5 });
     expect(run.evaluatedAt).toEqual([]);
+    expect(run.alerts).toBeNull();
     const mine = run.versions.filter((v) => v.model === model);
     expect(mine).toEqual([
       { model, version: "v1", computed: { served: 5 }, skipped: {} },
