@@ -40,7 +40,12 @@ export interface EnsembleSpec {
    * Both compare the input as a 32-bit float.
    */
   comparison: "lt" | "le";
-  /** XGBoost sums leaves in single precision; scikit-learn in double. */
+  /**
+   * `float32` is XGBoost's predictor: the base margin, every leaf and every
+   * DART weight is a 32-bit float (rounded once, when the model is compiled),
+   * and each tree's leaf is added to its margin in single precision, tree by
+   * tree in file order. `float64` is scikit-learn's: sums in double.
+   */
   accumulate: "float32" | "float64";
   /** `mean` divides the sum by the number of trees (forests). */
   combine: "sum" | "mean";
@@ -98,7 +103,7 @@ export class TreeEnsemble {
     this.#float32 = spec.accumulate === "float32";
     this.#divisor = spec.combine === "mean" ? spec.trees.length : 1;
     this.#scale = spec.scale;
-    this.#base = Float64Array.from(spec.base);
+    this.#base = Float64Array.from(spec.base, (b) => (this.#float32 ? Math.fround(b) : b));
     this.#link = spec.link;
 
     let nodes = 0;
@@ -131,8 +136,8 @@ export class TreeEnsemble {
       }
       roots[t] = next;
       treeOutput[t] = tree.output;
-      weights[t] = tree.weight;
-      if (tree.weight !== 1) weighted = true;
+      weights[t] = this.#float32 ? Math.fround(tree.weight) : tree.weight;
+      if (weights[t] !== 1) weighted = true;
       const placed = placeTree(tree, spec, next, arrays);
       next = placed.next;
       depth[t] = placed.depth;
@@ -202,7 +207,7 @@ export class TreeEnsemble {
 
     for (let r = 0; r < rows; r++) {
       const at = r * stride;
-      if (float32) for (let k = 0; k < margins; k++) acc[k] = Math.fround(base[k] as number);
+      if (float32) acc.set(base);
       else acc.fill(0);
       let complete = true;
       for (let j = at; j < at + stride; j++) {
@@ -262,7 +267,8 @@ export class TreeEnsemble {
         for (let k = 0; k < margins; k++)
           acc[k] = (base[k] as number) + (acc[k] as number) * factor;
       }
-      applyLink(link, acc, 0, margins, out, r * width, float32);
+      if (float32) xgboostTransform(link, acc, margins, out, r * width);
+      else applyLink(link, acc, 0, margins, out, r * width);
     }
   }
 
@@ -285,6 +291,65 @@ export class TreeEnsemble {
         acc[j] = (acc[j] as number) + (values[slot + j] as number);
     }
   }
+}
+
+const EXP_LIMIT = Math.fround(88.7);
+
+/**
+ * XGBoost's transform of its margins (`PredTransform`), operation by
+ * operation in single precision as XGBoost 1.7 to 3.x compute it
+ * (`common::Sigmoid` and `common::Softmax` in src/common/math.h, `expf` for
+ * the log-link objectives): `Math.fround` after a step stands for one float
+ * operation, and `expf` for `Math.fround(Math.exp(x))`. The C library's
+ * `expf` is not always correctly rounded, so an output can differ from
+ * XGBoost's by one unit in the last place.
+ */
+function xgboostTransform(
+  link: Link,
+  margins: Float64Array,
+  count: number,
+  out: Float64Array,
+  to: number,
+): void {
+  switch (link) {
+    case "logistic": {
+      const p = xgboostSigmoid(margins[0] as number);
+      out[to] = 1 - p;
+      out[to + 1] = p;
+      return;
+    }
+    case "sigmoid":
+      out[to] = xgboostSigmoid(margins[0] as number);
+      return;
+    case "exp":
+      out[to] = Math.fround(Math.exp(margins[0] as number));
+      return;
+    case "softmax": {
+      let max = margins[0] as number;
+      for (let k = 1; k < count; k++) max = Math.max(max, margins[k] as number);
+      // The exponentials are floats, their sum a double, rounded to a float once.
+      let sum = 0;
+      for (let k = 0; k < count; k++) {
+        const e = Math.fround(Math.exp(Math.fround((margins[k] as number) - max)));
+        out[to + k] = e;
+        sum += e;
+      }
+      const total = Math.fround(sum);
+      for (let k = 0; k < count; k++) out[to + k] = Math.fround((out[to + k] as number) / total);
+      return;
+    }
+    default:
+      applyLink(link, margins, 0, count, out, to);
+  }
+}
+
+/**
+ * `1 / (expf(min(-x, 88.7f)) + 1)`: the clamp keeps a very negative margin's
+ * probability above 0. (The 1e-16 XGBoost adds to the denominator is lost
+ * when added to a float of at least 1.)
+ */
+function xgboostSigmoid(x: number): number {
+  return Math.fround(1 / Math.fround(Math.fround(Math.exp(Math.min(-x, EXP_LIMIT))) + 1));
 }
 
 interface Arrays {
@@ -335,6 +400,7 @@ function placeTree(
   let nextLeaf = arrays.nextLeaf;
   const leafWidth = tree.output < 0 ? spec.margins : 1;
   const lessOrEqual = spec.comparison === "le";
+  const float32 = spec.accumulate === "float32";
   while (head < tail) {
     const id = order[head] as number;
     const at = start + head;
@@ -355,7 +421,13 @@ function placeTree(
         if (typeof value !== "number" || !Number.isFinite(value)) {
           problem(`${path}.${fields.value}[${id}]`, "must hold finite numbers");
         }
-        arrays.leafValues[nextLeaf + k] = value;
+        if (float32 && !Number.isFinite(Math.fround(value))) {
+          problem(`${path}.${fields.value}[${id}]`, `${value} is beyond a 32-bit float's range`);
+        }
+        // XGBoost keeps leaves as 32-bit floats; the file's decimal is only
+        // their shortest spelling, and adding the double it parses to rounds
+        // differently in the last place.
+        arrays.leafValues[nextLeaf + k] = float32 ? Math.fround(value) : value;
       }
       // A leaf steps to itself: x >= NaN is always false.
       arrays.feature[at] = 0;

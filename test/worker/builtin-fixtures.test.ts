@@ -3,12 +3,15 @@
  * Models trained and exported with XGBoost and scikit-learn
  * (scripts/fixtures/make_builtin_fixtures.py), with the libraries' own
  * predictions: the evaluator must agree to 1e-5, alone and through the
- * registration and predict routes.
+ * registration and predict routes. XGBoost's to the float: its margins
+ * exactly, its predictions to one unit in the last place of a 32-bit float.
  */
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { compileModel } from "../../shared/builtin";
+import { TreeEnsemble } from "../../shared/builtin/ensemble";
 import { predictBuiltin } from "../../shared/builtin/serve";
+import { parseXgboostDump, parseXgboostJson } from "../../shared/builtin/xgboost";
 import type { InputRow } from "../../shared/inference/inputs";
 import type { CanonicalPrediction } from "../../shared/inference/outputs";
 import { call, createModel, json, uniqueName } from "./helpers";
@@ -24,6 +27,8 @@ interface Fixture {
   model: Record<string, unknown>;
   rows: InputRow[];
   expected: number[][];
+  /** XGBoost's margins (output_margin=True), one per output group. */
+  margins?: number[][];
 }
 
 const fixtures = Object.values(
@@ -70,6 +75,32 @@ function worstError(fixture: Fixture, predictions: CanonicalPrediction[]): numbe
   return worst;
 }
 
+/** The fixture's rows as a row-major matrix, NaN where a value is null or absent. */
+function matrix(fixture: Fixture): Float64Array {
+  const n = fixture.features.length;
+  const x = new Float64Array(fixture.rows.length * n);
+  for (const [i, row] of fixture.rows.entries()) {
+    for (const [j, name] of fixture.features.entries()) {
+      const value = row[name];
+      x[i * n + j] = typeof value === "number" ? value : Number.NaN;
+    }
+  }
+  return x;
+}
+
+const bits = new Float32Array(2);
+const bitsInt = new Int32Array(bits.buffer);
+
+/** How many 32-bit floats apart `a` and `b` are (both floats, of one sign). */
+function float32Steps(a: number, b: number): number {
+  if (Math.fround(a) !== a || Math.fround(b) !== b) return Number.POSITIVE_INFINITY;
+  bits[0] = a;
+  bits[1] = b;
+  if (a === b) return 0;
+  if (Math.sign(a) !== Math.sign(b)) return Number.POSITIVE_INFINITY;
+  return Math.abs((bitsInt[0] as number) - (bitsInt[1] as number));
+}
+
 function spec(fixture: Fixture) {
   return {
     task: fixture.task,
@@ -94,8 +125,60 @@ describe("fixtures", () => {
     expect(fixtures.filter(hasMissing).map((f) => f.case)).toEqual(
       expect.arrayContaining(["xgb-binary", "xgb-binary-dump"]),
     );
+    const xgboost = fixtures.filter((f) => f.format.startsWith("xgboost"));
+    expect(xgboost.filter((f) => !f.margins).map((f) => f.case)).toEqual([]);
+    // Dumps both as XGBoost hands them out (strings) and as numbers and parsed trees.
+    const dumps = xgboost.filter((f) => f.format === "xgboost-dump").map((f) => f.model);
+    expect(dumps.some((m) => typeof m.baseScore === "string")).toBe(true);
+    expect(dumps.some((m) => typeof m.baseScore === "number")).toBe(true);
+    expect(dumps.some((m) => typeof (m.trees as unknown[])[0] === "string")).toBe(true);
+    expect(dumps.some((m) => typeof (m.trees as unknown[])[0] === "object")).toBe(true);
   });
 });
+
+describe.each(fixtures.filter((f) => f.margins).map((f) => [f.case, f] as const))(
+  "%s, against XGBoost to the float",
+  (_name, fixture) => {
+    const x = matrix(fixture);
+    const rows = fixture.rows.length;
+
+    it("adds up to XGBoost's margins exactly", () => {
+      const parsed =
+        fixture.format === "xgboost-json"
+          ? parseXgboostJson(fixture.model)
+          : parseXgboostDump(fixture.model, fixture.features);
+      const ensemble = new TreeEnsemble({
+        ...parsed.spec,
+        link: "identity",
+        featureCount: fixture.features.length,
+      });
+      const out = new Float64Array(rows * ensemble.width);
+      ensemble.predict(Float32Array.from(x), rows, out);
+      const margins = fixture.margins ?? [];
+      const got = margins.map((row, i) => [...out.subarray(i * row.length, (i + 1) * row.length)]);
+      expect(got).toEqual(margins);
+    });
+
+    it("predicts what XGBoost predicts, to one unit in the last place", () => {
+      const compiled = compileModel(fixture.format, fixture.model, beside(fixture));
+      if (!compiled.ok) throw new Error(`${compiled.problem.path}: ${compiled.problem.message}`);
+      const out = compiled.model.predict(x, rows);
+      const width = compiled.model.width;
+      let worst = 0;
+      for (const [i, expected] of fixture.expected.entries()) {
+        // A binary model's first value is 1 - p, computed in double from XGBoost's p.
+        const from = expected.length === 2 ? 1 : 0;
+        for (let k = from; k < expected.length; k++) {
+          worst = Math.max(
+            worst,
+            float32Steps(out[i * width + k] as number, expected[k] as number),
+          );
+        }
+      }
+      expect(worst).toBeLessThanOrEqual(1);
+    });
+  },
+);
 
 describe.each(fixtures.map((f) => [f.case, f] as const))("%s", (_name, fixture) => {
   it(`agrees with ${fixture.trainedWith} to 1e-5 on ${fixture.rows.length} rows`, () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { type CompiledModel, compileModel, type ModelProblem } from "../../shared/builtin";
-import { float32Above } from "../../shared/builtin/ensemble";
+import { float32Above, TreeEnsemble } from "../../shared/builtin/ensemble";
 import { bindingProblems, predictBuiltin } from "../../shared/builtin/serve";
+import { parseXgboostDump, parseXgboostJson } from "../../shared/builtin/xgboost";
 import type { InputSchema } from "../../shared/schemas/model";
 
 /** A one-split XGBoost tree: feature `feature` < `threshold` goes to leaf `low`, else `high`. */
@@ -34,22 +35,26 @@ function xgbJson(options: {
   trees?: unknown[];
   treeInfo?: number[];
   booster?: string;
+  weightDrop?: number[];
 }) {
   const trees = options.trees ?? [stump(0, 0.5, -0.4, 0.3)];
+  const gbtree = {
+    name: "gbtree",
+    model: {
+      gbtree_model_param: { num_parallel_tree: "1", num_trees: String(trees.length) },
+      trees,
+      tree_info: options.treeInfo ?? trees.map(() => 0),
+    },
+  };
   return {
     version: [1, 7, 4],
     learner: {
       attributes: {},
       feature_names: options.featureNames ?? ["a", "b"],
       feature_types: [],
-      gradient_booster: {
-        name: options.booster ?? "gbtree",
-        model: {
-          gbtree_model_param: { num_parallel_tree: "1", num_trees: String(trees.length) },
-          trees,
-          tree_info: options.treeInfo ?? trees.map(() => 0),
-        },
-      },
+      gradient_booster: options.weightDrop
+        ? { name: "dart", gbtree, weight_drop: options.weightDrop }
+        : { ...gbtree, name: options.booster ?? "gbtree" },
       learner_model_param: {
         base_score: options.baseScore ?? "5E-1",
         boost_from_average: "1",
@@ -75,6 +80,33 @@ function problemOf(format: string, model: unknown, options = {}): ModelProblem {
 }
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+/** XGBoost's margins (predict with output_margin=True) for rows of features a and b. */
+function xgbMargins(format: string, model: unknown, rows: number[][]): number[] {
+  const parsed =
+    format === "xgboost-json" ? parseXgboostJson(model) : parseXgboostDump(model, ["a", "b"]);
+  const ensemble = new TreeEnsemble({ ...parsed.spec, link: "identity", featureCount: 2 });
+  const out = new Float64Array(rows.length * ensemble.width);
+  ensemble.predict(Float32Array.from(rows.flat()), rows.length, out);
+  return [...out];
+}
+
+/** A one-split dump tree: a < 0.5 goes to leaf `low`, else `high`; missing goes left. */
+function dumpStump(low: number, high: number) {
+  return {
+    nodeid: 0,
+    depth: 0,
+    split: "a",
+    split_condition: 0.5,
+    yes: 1,
+    no: 2,
+    missing: 1,
+    children: [
+      { nodeid: 1, leaf: low },
+      { nodeid: 2, leaf: high },
+    ],
+  };
+}
 
 describe("XGBoost evaluation", () => {
   const model = compiled("xgboost-json", xgbJson({}));
@@ -160,6 +192,150 @@ describe("XGBoost evaluation", () => {
   });
 });
 
+// Expected values are XGBoost 1.7.4's own, from Booster.predict on these models
+// loaded with Booster.load_model.
+describe("XGBoost parity, to the float", () => {
+  it("sums leaves as the 32-bit floats XGBoost stores, not the decimals the file spells", () => {
+    // 0.024 + 0.901 - 0.712 summed from the doubles rounds one unit away.
+    const model = xgbJson({
+      objective: "reg:squarederror",
+      baseScore: "0E0",
+      trees: [
+        stump(0, 0.5, 0.024, -0.024),
+        stump(0, 0.5, 0.901, -0.901),
+        stump(1, 0.5, -0.712, 0.712),
+      ],
+    });
+    expect(compiled("xgboost-json", model).predict(Float64Array.of(0.2, 0.2), 1)[0]).toBe(
+      0.21299999952316284,
+    );
+    const dump = {
+      objective: "reg:squarederror",
+      baseScore: 0,
+      trees: [dumpStump(0.024, -0.024), dumpStump(0.901, -0.901), dumpStump(-0.712, 0.712)],
+    };
+    expect(xgbMargins("xgboost-dump", dump, [[0.2, 0.2]])).toEqual([0.21299999952316284]);
+  });
+
+  it("weights DART trees by the 32-bit weight_drop", () => {
+    const model = xgbJson({
+      objective: "reg:squarederror",
+      baseScore: "0E0",
+      trees: [stump(0, 0.5, 0.628, -0.628)],
+      weightDrop: [0.3643],
+    });
+    expect(xgbMargins("xgboost-json", model, [[0.2, 0.2]])).toEqual([0.22878041863441467]);
+  });
+
+  it("turns base_score into the base margin in single precision", () => {
+    const model = xgbJson({ baseScore: "1.20526314E-1", trees: [stump(0, 0.5, 0, 0)] });
+    expect(xgbMargins("xgboost-json", model, [[0.2, 0.2]])).toEqual([-1.9874556064605713]);
+    expect(compiled("xgboost-json", model).predict(Float64Array.of(0.2, 0.2), 1)[1]).toBe(
+      0.12052630633115768,
+    );
+  });
+
+  it("computes softmax in single precision, as XGBoost's predict does", () => {
+    const model = xgbJson({
+      objective: "multi:softprob",
+      numClass: "3",
+      trees: [stump(0, 0.5, -1.657, 0), stump(0, 0.5, -1.053, 0), stump(0, 0.5, 1.205, 0)],
+      treeInfo: [0, 1, 2],
+    });
+    expect(xgbMargins("xgboost-json", model, [[0.2, 0.2]])).toEqual([
+      -1.156999945640564, -0.5529999732971191, 1.7050000429153442,
+    ]);
+    // A double-precision softmax rounds the first to 0.049198297... instead.
+    expect([...compiled("xgboost-json", model).predict(Float64Array.of(0.2, 0.2), 1)]).toEqual([
+      0.049198299646377563, 0.09000445157289505, 0.8607972860336304,
+    ]);
+  });
+
+  it("keeps a very negative margin's probability above 0, as XGBoost's sigmoid does", () => {
+    const model = xgbJson({ trees: [stump(0, 0.5, -100, 100)] });
+    const out = compiled("xgboost-json", model).predict(Float64Array.of(0.2, 0, 0.9, 0), 2);
+    expect(out[1]).toBe(3.006635794144578e-39);
+    expect(out[3]).toBe(1);
+  });
+});
+
+describe("XGBoost dumps as XGBoost hands them out", () => {
+  const trees = [dumpStump(-0.4, 0.3)];
+
+  it("takes baseScore as a number or as save_config spells it", () => {
+    for (const baseScore of [0.5, "5E-1", "[5E-1]", " 5.0E-1 "]) {
+      const m = compiled(
+        "xgboost-dump",
+        { objective: "binary:logistic", baseScore, trees },
+        {
+          features: ["a", "b"],
+        },
+      );
+      expect(m.predict(Float64Array.of(0.9, 0), 1)[1]).toBe(Math.fround(sigmoid(0.3)));
+    }
+    const poisson = { objective: "count:poisson", baseScore: "[2E0]", trees };
+    expect(xgbMargins("xgboost-dump", poisson, [[0.9, 0]])).toEqual([
+      Math.fround(Math.fround(Math.log(2)) + Math.fround(0.3)),
+    ]);
+  });
+
+  it("takes get_dump's strings as they are, and numClass as save_config spells it", () => {
+    const strings = {
+      objective: "multi:softprob",
+      baseScore: "5E-1",
+      numClass: "3",
+      trees: [dumpStump(1, 0), dumpStump(0, 2), dumpStump(0, 0)].map((t) => JSON.stringify(t)),
+    };
+    const parsed = { ...strings, numClass: 3, trees: strings.trees.map((t) => JSON.parse(t)) };
+    const options = { features: ["a", "b"] };
+    const x = Float64Array.of(0.2, 0.9);
+    expect([...compiled("xgboost-dump", strings, options).predict(x, 1)]).toEqual([
+      ...compiled("xgboost-dump", parsed, options).predict(x, 1),
+    ]);
+    expect(xgbMargins("xgboost-dump", strings, [[0.2, 0.9]])).toEqual([1.5, 0.5, 0.5]);
+  });
+
+  it("names every problem in the file at once", () => {
+    const p = problemOf(
+      "xgboost-dump",
+      {
+        objective: "binary:logistic",
+        baseScore: "half",
+        trees: [dumpStump(-0.4, 0.3), "0:[a<0.5] yes=1,no=2,missing=1", { nodeid: 0, leaf: "x" }],
+      },
+      { features: ["a", "b"] },
+    );
+    expect(p.path).toBe("model");
+    expect(p.message).toBe(
+      "has 3 problems: baseScore 'half' is not a number, nor a bracketed list of numbers; " +
+        'trees[1] is in get_dump\'s text format; dump with dump_format="json"; ' +
+        "trees[2].leaf must be a finite number",
+    );
+    const header = problemOf("xgboost-dump", { objective: "multi:softprob", trees: 3 });
+    expect(header.message).toBe(
+      "has 3 problems: numClass is required for multi:softprob: the number of classes; " +
+        'baseScore is required: the learner\'s base_score, as save_config reports it (e.g. "5E-1"); ' +
+        "trees must be an array",
+    );
+  });
+
+  it("says what a bare get_dump list lacks", () => {
+    const p = problemOf("xgboost-dump", [dumpStump(-0.4, 0.3)], { features: ["a", "b"] });
+    expect(p.path).toBe("model");
+    expect(p.message).toMatch(
+      /bare list of trees; give \{ objective, baseScore, numClass\?, trees \}/,
+    );
+  });
+
+  it("refuses a base score outside the objective's domain, saying which", () => {
+    const p = problemOf("xgboost-dump", { objective: "binary:logistic", baseScore: "1E0", trees });
+    expect(p).toEqual({
+      path: "model.baseScore",
+      message: "1 will not do: binary:logistic needs a base score between 0 and 1 (exclusive)",
+    });
+  });
+});
+
 describe("model files refused with the place and the reason", () => {
   it("names an unknown objective and lists the supported ones", () => {
     const p = problemOf("xgboost-json", xgbJson({ objective: "rank:pairwise" }));
@@ -240,7 +416,10 @@ describe("model files refused with the place and the reason", () => {
     const p = problemOf("xgboost-dump", dump, { features: ["a", "b"] });
     expect(p.path).toBe("model.trees[0].no");
     expect(p.message).toMatch(/references node 9/);
-    expect(problemOf("xgboost-dump", dump).path).toBe("features");
+    // The file's own problems come first; then the features it needs beside it.
+    expect(problemOf("xgboost-dump", dump).path).toBe("model.trees[0].no");
+    const sound = { ...dump, trees: [dumpStump(-0.4, 0.3)] };
+    expect(problemOf("xgboost-dump", sound).path).toBe("features");
   });
 
   it("reads an XGBoost dump with named and numbered splits", () => {
