@@ -7,6 +7,7 @@ import { requestId } from "hono/request-id";
 import { MAX_MODEL_BYTES } from "../shared/builtin";
 import { isConnectionError } from "../shared/db/client";
 import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
+import { validationMessage } from "../shared/validation-messages";
 import { adminApi, isVersionUpload } from "./admin";
 import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
@@ -17,6 +18,9 @@ import { serverMetadata, v2Api } from "./inference/v2";
 import { localTriggers } from "./jobs";
 import { database } from "./middleware/database";
 import { assets } from "./static";
+
+// Every parse in the Worker words its failures for people (shared/validation-messages.ts).
+z.config({ customError: validationMessage });
 
 export const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 

@@ -16,6 +16,7 @@ import {
 } from "../worker/helpers";
 import { deliver, LOGS } from "../worker/log-helpers";
 import { putRollout } from "../worker/rollout-helpers";
+import { zodWordingIn } from "../worker/validation-wording";
 import { type Components, encodePart, type JsonSchema, textFor, valueFor } from "./arbitraries";
 
 /**
@@ -26,8 +27,8 @@ import { type Components, encodePart, type JsonSchema, textFor, valueFor } from 
  * the same log queue. It holds that:
  *   - no request gets a 5xx (but the documented 503s of a model the
  *     suite itself left without a champion or killed);
- *   - every 4xx carries a known error code, and every 400 for a bad field
- *     names it;
+ *   - every 4xx carries a known error code, every 400 for a bad field
+ *     names it, and no 400 speaks zod's default words;
  *   - every valid prediction of the stream is stored.
  * Seeded: FUZZ_SEED (default below) and FUZZ_RUNS cases per route (default
  * 40; FUZZ_VERBOSE=1 lists the statuses per route); a failure prints the
@@ -326,6 +327,14 @@ async function problemWith(op: Operation, response: Response): Promise<string | 
         return `400 ${code} whose message does not name ${first.path}: ${error.message}`;
       }
     }
+  }
+  if (response.status === 400) {
+    // Words for people, never zod's defaults ("Invalid input: expected string, received …").
+    const error = v2
+      ? { message: typeof body?.error === "string" ? body.error : "" }
+      : (body?.error as { message?: string; details?: { path?: string; message?: string }[] });
+    const wording = zodWordingIn(error);
+    if (wording) return `400 ${code}: ${wording}`;
   }
   return null;
 }
