@@ -5,6 +5,7 @@ import { auditLog, models, modelVersions } from "../shared/db/schema";
 import { describeError } from "../shared/errors";
 import { DEFAULT_LEASE_MS, GrantLedger, type LeaseGrant } from "../shared/rollout/lease";
 import {
+  championRemoval,
   engageKill,
   type KillSwitch,
   type KillSwitchBody,
@@ -47,6 +48,8 @@ export interface ChangeContext {
   requestId: string | null;
   /** Apply only if the state is still at this version (If-Match). */
   ifMatch?: number | undefined;
+  /** Revert even to a state without a champion (see `championRemoval`). */
+  force?: boolean | undefined;
 }
 
 /** A JSON value: what history entries hold, typed so that it crosses RPC. */
@@ -83,6 +86,7 @@ export type ChangeResult =
         | "STATE_VERSION_MISMATCH"
         | "VERSION_NOT_FOUND"
         | "KILL_SWITCH_NARROWER"
+        | "CHAMPION_REQUIRED"
         | "STATE_NOT_FOUND"
         | "NOT_CONFIGURED";
       message: string;
@@ -207,12 +211,27 @@ export class ModelRollout extends DurableObject<Env> {
     }
     const missing = this.#missingVersion(model, rollout, catalogue);
     if (missing) return missing;
+    const removal = championRemoval(
+      model,
+      this.#state.rollout,
+      rollout,
+      `Reverting to state ${target}`,
+    );
+    if (removal !== undefined && !context.force) {
+      return {
+        ok: false,
+        code: "CHAMPION_REQUIRED",
+        message: removal,
+        stateVersion: this.#state.stateVersion,
+      };
+    }
     const before = { rollout: this.#state.rollout };
     return this.#commit("rollout.revert", context, { audit: true, before }, (state) => {
       state.profile = catalogue.profile;
       state.catalogue = catalogue.versions;
       state.rollout = rollout;
-      return { rollout, revertedTo: target };
+      // The history and the audit trail show that the champion was taken away on purpose.
+      return { rollout, revertedTo: target, ...(removal === undefined ? {} : { forced: true }) };
     });
   }
 

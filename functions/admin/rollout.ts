@@ -251,28 +251,36 @@ rolloutApi.openapi(
     path: "/{model}/rollout/revert",
     tags: ["Rollout"],
     summary: "Restore the rollout as it was after an earlier change",
+    description:
+      "A revert to a state without a champion (such as the state before the first champion was set) while the model has one would refuse every inference request with 503 NO_SERVING_VERSION: it is a 409 CHAMPION_REQUIRED unless `force` is true.",
     security: adminSecurity,
     request: {
       params: modelParams,
       headers: IfMatchHeader.extend(IdempotencyHeader.shape),
       body: jsonBody(
         z
-          .object({ stateVersion: z.number().int().min(1) })
+          .object({
+            stateVersion: z.number().int().min(1),
+            force: z.boolean().default(false).openapi({
+              description:
+                "Revert even when the state reverted to has no champion and the model has one now.",
+            }),
+          })
           .strict()
           .openapi("RolloutRevert"),
       ),
     },
     responses: {
       200: jsonContent(Rollout, "The new state"),
-      ...errorResponses(400, 401, 404, 412, 415, 503),
+      ...errorResponses(400, 401, 404, 409, 412, 415, 503),
     },
   }),
   async (c) => {
     const { model } = c.req.valid("param");
-    const { stateVersion } = c.req.valid("json");
+    const { stateVersion, force } = c.req.valid("json");
     const catalogue = await loadCatalogue(c.var.database(), model);
     const result = await callObject(model, () =>
-      rolloutObject(c.env, model).revert(stateVersion, catalogue, context(c)),
+      rolloutObject(c.env, model).revert(stateVersion, catalogue, { ...context(c), force }),
     );
     return respond(c, result);
   },

@@ -215,6 +215,23 @@ export function nextRollout(
   return { champion: body.champion, shadows: body.shadows, canary };
 }
 
+/**
+ * Why a change may not go ahead without `force` (undefined: it may): it would
+ * take away the champion while the rollout has one. Without a champion every
+ * inference request is refused with 503 NO_SERVING_VERSION, whatever the
+ * fallback, so this is never done by accident (a revert to the state before
+ * the first champion, say).
+ */
+export function championRemoval(
+  model: string,
+  current: RolloutConfig,
+  next: RolloutConfig,
+  change: string,
+): string | undefined {
+  if (current.champion === null || next.champion !== null) return undefined;
+  return `${change} would leave model '${model}' without a champion: '${current.champion}' serves it now, and every inference request would then be refused with 503 NO_SERVING_VERSION. To do it anyway, send the request again with "force": true; to stop the model on purpose, engage the kill switch instead (it keeps the rollout, and the static fallback answers if the model has one).`;
+}
+
 export type KillOutcome =
   | { kind: "changed"; killSwitch: KillSwitch }
   | { kind: "unchanged" }

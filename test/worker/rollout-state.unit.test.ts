@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { LEASE_MARGIN_MS, MAX_LEASE_MS, MIN_LEASE_MS } from "../../shared/rollout/lease";
 import { bucketOf } from "../../shared/rollout/routing";
 import {
+  championRemoval,
   decideRoute,
   effectiveRollout,
   engageKill,
@@ -638,6 +639,24 @@ describe("nextRollout", () => {
 });
 
 // ---- engageKill -------------------------------------------------------------------
+
+describe("championRemoval", () => {
+  const served: RolloutConfig = { champion: "v1", shadows: [], canary: null };
+  const empty: RolloutConfig = {
+    champion: null,
+    shadows: [{ version: "v2", sampleRate: 1 }],
+    canary: null,
+  };
+
+  it("objects only to taking away the champion the rollout has", () => {
+    expect(championRemoval("m", served, empty, "Reverting to state 1")).toMatch(
+      /^Reverting to state 1 would leave model 'm' without a champion: 'v1' serves it now, .*503 NO_SERVING_VERSION.*"force": true/,
+    );
+    expect(championRemoval("m", served, { ...served, champion: "v2" }, "x")).toBeUndefined();
+    expect(championRemoval("m", empty, empty, "x")).toBeUndefined();
+    expect(championRemoval("m", empty, served, "x")).toBeUndefined();
+  });
+});
 
 describe("engageKill", () => {
   const at = "2026-02-02T10:00:00.000Z";

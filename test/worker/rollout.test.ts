@@ -207,6 +207,55 @@ describe("rollout: admin routes", () => {
   });
 });
 
+describe("rollout: reverting to a state without a champion", () => {
+  it("refuses with 409 CHAMPION_REQUIRED while traffic has a champion, and reverts only when forced", async () => {
+    const model = await modelWithVersions(1);
+    // Setting the object up is state 1: the rollout before any champion.
+    const setUp = await json<RolloutJson>(await call(`/admin/models/${model}/rollout`));
+    expect(setUp.champion).toBeNull();
+    const served = await json<RolloutJson>(
+      await putRollout(model, { champion: "v1", leaseMs: 250 }),
+    );
+
+    const refused = await call(`/admin/models/${model}/rollout/revert`, {
+      method: "POST",
+      body: { stateVersion: setUp.stateVersion },
+    });
+    expect(refused.status).toBe(409);
+    expect(refused.headers.get("etag")).toBe(`"${served.stateVersion}"`);
+    const error = await json<ErrorJson>(refused);
+    expect(error.error.code).toBe("CHAMPION_REQUIRED");
+    expect(error.error.message).toBe(
+      `Reverting to state ${setUp.stateVersion} would leave model '${model}' without a champion: 'v1' serves it now, and every inference request would then be refused with 503 NO_SERVING_VERSION. To do it anyway, send the request again with "force": true; to stop the model on purpose, engage the kill switch instead (it keeps the rollout, and the static fallback answers if the model has one).`,
+    );
+    // Nothing changed: requests still go to the champion.
+    const after = await route(model, "customer-1");
+    expect(after.body).toMatchObject({ decision: "serve", version: "v1" });
+    expect(after.body.stateVersion).toBe(served.stateVersion);
+
+    const forced = await call(`/admin/models/${model}/rollout/revert`, {
+      method: "POST",
+      body: { stateVersion: setUp.stateVersion, force: true },
+    });
+    expect(forced.status).toBe(200);
+    const state = await json<RolloutJson>(forced);
+    expect(state.champion).toBeNull();
+    expect(state.history[0]).toMatchObject({
+      action: "rollout.revert",
+      after: { revertedTo: setUp.stateVersion, forced: true },
+    });
+    expect((await route(model, "customer-1")).body.decision).toBe("no-champion");
+
+    // Without a champion to lose, a revert needs no force.
+    const again = await call(`/admin/models/${model}/rollout/revert`, {
+      method: "POST",
+      body: { stateVersion: setUp.stateVersion },
+    });
+    expect(again.status).toBe(200);
+    expect((await json<RolloutJson>(again)).history[0]?.after).not.toHaveProperty("forced");
+  });
+});
+
 describe("rollout: kill switch", () => {
   it("suspends challengers, stops the model, widens but never narrows, and restores the rollout on release", async () => {
     const model = await modelWithVersions();
