@@ -210,7 +210,22 @@ async function checkFallback(
         path: ["fallback", "version"],
         message: `version '${fallback.version}' is retired`,
       });
+    } else if ((await versionCount(tx, model.id)) === 1) {
+      // The only version is the one that serves, and a fallback is never
+      // called for the version that has just failed.
+      issues.push({
+        path: ["fallback", "version"],
+        message: `'${fallback.version}' is the model's only version, so it is the one serving: when it fails there is no other version to fall back to. Register a second version to fall back to, or use a static fallback`,
+      });
     }
   }
   if (issues.length > 0) throw validationError(issues, "body");
+}
+
+async function versionCount(tx: Transaction, modelId: number): Promise<number> {
+  const [row] = await tx
+    .select({ count: sql<number>`count(*)::int` })
+    .from(modelVersions)
+    .where(eq(modelVersions.modelId, modelId));
+  return row?.count ?? 0;
 }

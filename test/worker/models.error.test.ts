@@ -3,6 +3,7 @@ import {
   call,
   classificationModel,
   createModel,
+  createVersion,
   type ErrorJson,
   json,
   regressionModel,
@@ -147,6 +148,40 @@ describe("models: errors", () => {
     );
     expect(error.error.details?.map((d) => d.path)).toContain("fallback.version");
     expect((await json(await call(`/admin/models/${name}`))).fallback).toEqual({ kind: "none" });
+  });
+
+  it("refuses a version fallback to the model's only version, which could never answer", async () => {
+    const name = uniqueName();
+    await createModel(classificationModel(name));
+    await createVersion(name, "v1");
+    const error = await expectError(
+      await call(`/admin/models/${name}`, {
+        method: "PATCH",
+        body: { owner: "fraud-team@example.com", fallback: { kind: "version", version: "v1" } },
+      }),
+      400,
+      "VALIDATION_FAILED",
+      "fallback.version",
+    );
+    expect(error.error.details).toEqual([
+      {
+        path: "fallback.version",
+        message: expect.stringMatching(
+          /^'v1' is the model's only version, so it is the one serving: .*Register a second version/,
+        ),
+      },
+    ]);
+    const model = await json(await call(`/admin/models/${name}`));
+    expect(model).toMatchObject({ owner: "risk-ml@example.com", fallback: { kind: "none" } });
+
+    // With a second version there is something to fall back to.
+    await createVersion(name, "v2");
+    const patched = await call(`/admin/models/${name}`, {
+      method: "PATCH",
+      body: { fallback: { kind: "version", version: "v1" } },
+    });
+    expect(patched.status).toBe(200);
+    expect((await json(patched)).fallback).toEqual({ kind: "version", version: "v1" });
   });
 
   it("refuses to patch immutable or unknown fields, and an empty patch", async () => {

@@ -58,6 +58,7 @@ describe("models: happy paths", () => {
     const name = uniqueName();
     await createModel(classificationModel(name));
     await createVersion(name, "v1");
+    await createVersion(name, "v2");
     const response = await call(`/admin/models/${name}`, {
       method: "PATCH",
       body: {
