@@ -10,7 +10,9 @@ import {
   CreateVersionBody,
   type HttpUpstream,
   ModelCard,
-  Version,
+  type UpstreamConfiguration,
+  upstreamWarnings,
+  VersionResource,
 } from "../../shared/schemas/version";
 import type { AppEnv } from "../app-env";
 import { prepareBuiltin, storeBuiltin } from "./artifacts";
@@ -26,6 +28,28 @@ const versionParams = modelParams.extend({
 });
 
 export const versionsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+/** The Worker's configuration as it bears on calling upstreams: the same facts each call meets. */
+function upstreamConfiguration(env: Env): UpstreamConfiguration {
+  const bindings = env as unknown as Record<string, unknown>;
+  return {
+    allowlist: parseAllowlist(env.UPSTREAM_ALLOWED_HOSTS),
+    hasSecret: (name) => {
+      const value = bindings[name];
+      return typeof value === "string" && value !== "";
+    },
+  };
+}
+
+/** A version as shown: its warnings are worked out now, so a secret set since clears its own. */
+function shownVersion(
+  modelName: string,
+  row: typeof modelVersions.$inferSelect,
+  configuration: UpstreamConfiguration,
+): VersionResource {
+  const warnings = upstreamWarnings(row.upstream, configuration);
+  return { ...versionResource(modelName, row), servable: warnings.length === 0, warnings };
+}
 
 async function findVersion(
   db: Pick<Transaction, "select">,
@@ -51,23 +75,23 @@ versionsApi.openapi(
     tags: ["Versions"],
     summary: "Register a version of a model",
     description:
-      "Versions are immutable once created, except their lifecycle status (mirrored from the rollout), model card and baseline.",
+      "Versions are immutable once created, except their lifecycle status (mirrored from the rollout), model card and baseline. What can never serve is refused (400 naming the field: a URL the egress rules refuse, a model file that does not fit the model); what stops the version serving but can be put right later without a new version (a credential secret not set yet) is a warning in `warnings`, with `servable: false`.",
     security: adminSecurity,
     request: { params: modelParams, headers: IdempotencyHeader, body: jsonBody(CreateVersionBody) },
     responses: {
-      201: jsonContent(Version, "The stored version"),
+      201: jsonContent(VersionResource, "The stored version, with its warnings"),
       ...errorResponses(400, 401, 404, 409, 413, 415, 422, 503),
     },
   }),
   async (c) => {
     const modelName = c.req.valid("param").model;
     const body = c.req.valid("json");
+    const configuration = upstreamConfiguration(c.env);
     if (body.upstream.kind === "http") {
       // The egress rules with today's allowlist; checked again at each call.
-      const allowed = checkEgressUrl(
-        body.upstream.url,
-        parseAllowlist(c.env.UPSTREAM_ALLOWED_HOSTS),
-      );
+      // Refused, not warned about: the allowlist changes only with a deploy,
+      // which comes first when a host is to be admitted.
+      const allowed = checkEgressUrl(body.upstream.url, configuration.allowlist);
       if (!allowed.ok)
         throw validationError([{ path: ["upstream", "url"], message: allowed.reason }], "body");
     }
@@ -104,16 +128,17 @@ versionsApi.openapi(
           "VERSION_EXISTS",
           `Model '${modelName}' already has version '${body.version}'`,
         );
+      const resource = shownVersion(modelName, row, configuration);
       return {
         status: 201,
-        body: versionResource(modelName, row),
+        body: resource,
         audit: [
           {
             action: "version.create",
             targetType: "version",
             target: `models/${modelName}/versions/${row.version}`,
             before: null,
-            after: versionResource(modelName, row),
+            after: resource,
           },
         ],
       };
@@ -132,7 +157,7 @@ versionsApi.openapi(
     security: adminSecurity,
     request: { params: modelParams, query: PaginationQuery },
     responses: {
-      200: jsonContent(pageOf(Version), "A page of versions"),
+      200: jsonContent(pageOf(VersionResource), "A page of versions"),
       ...errorResponses(400, 401, 404, 503),
     },
   }),
@@ -155,9 +180,10 @@ versionsApi.openapi(
       .limit(limit + 1);
     const page = rows.slice(0, limit);
     const last = page.at(-1);
+    const configuration = upstreamConfiguration(c.env);
     return c.json(
       {
-        items: page.map((row) => versionResource(modelName, row)),
+        items: page.map((row) => shownVersion(modelName, row, configuration)),
         nextCursor: rows.length > limit && last ? encodeCursor({ id: last.id }) : null,
       },
       200,
@@ -173,16 +199,17 @@ versionsApi.openapi(
     summary: "Read a version, with its full upstream definition",
     security: adminSecurity,
     request: { params: versionParams },
-    responses: { 200: jsonContent(Version, "The version"), ...errorResponses(400, 401, 404, 503) },
+    responses: {
+      200: jsonContent(VersionResource, "The version"),
+      ...errorResponses(400, 401, 404, 503),
+    },
   }),
   async (c) => {
     const { model: modelName, version } = c.req.valid("param");
     const db = c.var.database();
     const model = await findModel(db, modelName);
-    return c.json(
-      versionResource(modelName, await findVersion(db, model.id, modelName, version)),
-      200,
-    );
+    const row = await findVersion(db, model.id, modelName, version);
+    return c.json(shownVersion(modelName, row, upstreamConfiguration(c.env)), 200);
   },
 );
 
@@ -199,7 +226,7 @@ versionsApi.openapi(
     security: adminSecurity,
     request: { params: versionParams, body: jsonBody(UpdateVersionBody) },
     responses: {
-      200: jsonContent(Version, "The updated version"),
+      200: jsonContent(VersionResource, "The updated version"),
       ...errorResponses(400, 401, 404, 413, 415, 503),
     },
   }),
@@ -218,7 +245,7 @@ versionsApi.openapi(
         throw new ApiError("VERSION_NOT_FOUND", `Model '${modelName}' has no version '${label}'`);
       return {
         status: 200,
-        body: versionResource(modelName, row),
+        body: shownVersion(modelName, row, upstreamConfiguration(c.env)),
         audit: [
           {
             action: "version.card.update",

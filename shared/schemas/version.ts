@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { builtinFormats, MAX_MODEL_BYTES } from "../builtin";
 import { versionStatuses } from "../db/schema";
-import { refusedCredential, UPSTREAM_SECRET_PREFIX } from "../egress";
+import { checkEgressUrl, refusedCredential, UPSTREAM_SECRET_PREFIX } from "../egress";
 import { UploadedBaseline } from "./baseline";
 import { ClassLabel, FeatureName, ModelName, Timestamp, VersionLabel } from "./common";
 
@@ -242,18 +242,105 @@ export type CreateVersionBody = z.infer<typeof CreateVersionBody>;
 
 export const VersionStatus = z.enum(versionStatuses);
 
-export const Version = z
-  .object({
-    model: ModelName,
-    version: VersionLabel,
-    status: VersionStatus,
-    upstream: StoredUpstream,
-    upstreamSha256: z.string(),
-    modelCard: ModelCard,
-    missingCardSections: z.array(z.string()),
-    createdAt: Timestamp,
-    createdBy: z.string(),
-    updatedAt: Timestamp,
-  })
-  .openapi("Version");
+/** A version as the registry stores it. */
+export const Version = z.object({
+  model: ModelName,
+  version: VersionLabel,
+  status: VersionStatus,
+  upstream: StoredUpstream,
+  upstreamSha256: z.string(),
+  modelCard: ModelCard,
+  missingCardSections: z.array(z.string()),
+  createdAt: Timestamp,
+  createdBy: z.string(),
+  updatedAt: Timestamp,
+});
 export type Version = z.infer<typeof Version>;
+
+export const versionWarningCodes = [
+  "CREDENTIAL_NOT_SET",
+  "CREDENTIAL_REFUSED",
+  "UPSTREAM_URL_REFUSED",
+] as const;
+
+/**
+ * Something that stops a version from serving now but can be put right
+ * without registering it again (a secret set, the allowlist widened).
+ * What can never be put right is refused at registration instead.
+ */
+export const VersionWarning = z
+  .object({
+    code: z.enum(versionWarningCodes),
+    field: z.string().openapi({ example: "upstream.credential" }),
+    message: z.string(),
+  })
+  .openapi("VersionWarning", {
+    example: {
+      code: "CREDENTIAL_NOT_SET",
+      field: "upstream.credential",
+      message:
+        "The Worker has no secret 'UPSTREAM_FRAUD_MODEL_TOKEN': every call to this version fails until it is set (npx wrangler secret put UPSTREAM_FRAUD_MODEL_TOKEN)",
+    },
+  });
+export type VersionWarning = z.infer<typeof VersionWarning>;
+
+/** A version as the API shows it: as stored, and whether it can serve with the Worker's configuration now. */
+export const VersionResource = Version.extend({
+  servable: z.boolean().openapi({
+    description:
+      "True when nothing known prevents this version from serving: no warning applies. Not a promise that its upstream answers.",
+  }),
+  warnings: z.array(VersionWarning).openapi({
+    description:
+      "What stops this version from serving with the Worker's configuration now, and how to put it right. Worked out from the configuration each time the version is shown, so a secret set later clears its warning.",
+  }),
+}).openapi("Version");
+export type VersionResource = z.infer<typeof VersionResource>;
+
+/** What the Worker's configuration says about calling an upstream. */
+export interface UpstreamConfiguration {
+  /** UPSTREAM_ALLOWED_HOSTS, parsed. */
+  allowlist: ReadonlySet<string>;
+  /** Whether the Worker has this secret, with a value. */
+  hasSecret(name: string): boolean;
+}
+
+/**
+ * Why calls to this upstream would fail now, by field. A builtin model was
+ * checked whole at registration and has none. The URL and credential rules
+ * refuse a registration outright; here they name a version stored before a
+ * rule was tightened.
+ */
+export function upstreamWarnings(
+  upstream: StoredUpstream,
+  configuration: UpstreamConfiguration,
+): VersionWarning[] {
+  if (upstream.kind !== "http") return [];
+  const warnings: VersionWarning[] = [];
+  const url = checkEgressUrl(upstream.url, configuration.allowlist);
+  if (!url.ok) {
+    warnings.push({
+      code: "UPSTREAM_URL_REFUSED",
+      field: "upstream.url",
+      message: `The egress rules refuse this URL now (${url.reason}): every call fails with UPSTREAM_FORBIDDEN until the rules admit it (a host on UPSTREAM_ALLOWED_HOSTS), or until a new version names another URL`,
+    });
+  }
+  const credential = upstream.credential;
+  if (credential !== undefined) {
+    const refused = refusedCredential(credential);
+    if (refused) {
+      warnings.push({
+        code: "CREDENTIAL_REFUSED",
+        field: "upstream.credential",
+        message: `${refused}: every call fails with UPSTREAM_FORBIDDEN; register a new version that names an ${UPSTREAM_SECRET_PREFIX}… secret`,
+      });
+    } else if (!configuration.hasSecret(credential)) {
+      warnings.push({
+        code: "CREDENTIAL_NOT_SET",
+        field: "upstream.credential",
+        message: `The Worker has no secret '${credential}': every call to this version fails until it is set (npx wrangler secret put ${credential})`,
+      });
+    }
+  }
+  return warnings;
+}

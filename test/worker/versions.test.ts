@@ -1,13 +1,17 @@
+import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import worker from "../../functions/index";
 import { modelArtifacts } from "../../shared/db/schema";
 import {
+  adminHeaders,
   call,
   classificationModel,
   createModel,
   createVersion,
   database,
   type ErrorJson,
+  executionContext,
   httpUpstream,
   json,
   uniqueName,
@@ -172,6 +176,100 @@ describe("versions: happy paths", () => {
       body: { modelCard: newCard, upstream: httpUpstream },
     });
     expect(refused.status).toBe(400);
+  });
+});
+
+interface VersionWarningJson {
+  code: string;
+  field: string;
+  message: string;
+}
+
+interface ShownVersion {
+  version: string;
+  servable: boolean;
+  warnings: VersionWarningJson[];
+}
+
+/** Reads a version through a Worker whose configuration differs from the tests' own. */
+async function readWith(configuration: Record<string, string>, path: string) {
+  const response = await worker.fetch(
+    new Request(`http://airlock.test${path}`, { headers: adminHeaders() }),
+    { ...env, ...configuration } as Env,
+    executionContext(),
+  );
+  expect(response.status).toBe(200);
+  return json<ShownVersion>(response);
+}
+
+describe("versions: warnings and servable", () => {
+  it("registers a version whose credential secret is not set, warning that it cannot serve until it is", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const response = await call(`/admin/models/${model}/versions`, {
+      method: "POST",
+      body: { version: "v1", upstream: { ...httpUpstream, credential: "UPSTREAM_NOT_SET_YET" } },
+    });
+    expect(response.status).toBe(201);
+    const created = await json<ShownVersion>(response);
+    expect(created.servable).toBe(false);
+    expect(created.warnings).toEqual([
+      {
+        code: "CREDENTIAL_NOT_SET",
+        field: "upstream.credential",
+        message:
+          "The Worker has no secret 'UPSTREAM_NOT_SET_YET': every call to this version fails until it is set (npx wrangler secret put UPSTREAM_NOT_SET_YET)",
+      },
+    ]);
+    const path = `/admin/models/${model}/versions/v1`;
+    expect(await json(await call(path))).toEqual(created);
+    const page = await json<{ items: ShownVersion[] }>(
+      await call(`/admin/models/${model}/versions`),
+    );
+    expect(page.items[0]).toMatchObject({ servable: false, warnings: created.warnings });
+    // The audit trail keeps what registration said.
+    const audit = await json<{ items: { action: string; after: ShownVersion }[] }>(
+      await call(`/admin/audit?target=models/${model}/versions/v1`),
+    );
+    expect(audit.items[0]?.after.warnings).toEqual(created.warnings);
+
+    // Once the secret is set, nothing is left to say: no new version is needed.
+    const later = await readWith({ UPSTREAM_NOT_SET_YET: "token" }, path);
+    expect(later).toMatchObject({ servable: true, warnings: [] });
+  });
+
+  it("has nothing to warn about when the secret is set, or for a builtin model", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    const http = await json<ShownVersion>(
+      await createVersion(model, "v1", {
+        upstream: { ...httpUpstream, credential: "UPSTREAM_FRAUD_MODEL_TOKEN" },
+      }),
+    );
+    expect(http).toMatchObject({ servable: true, warnings: [] });
+    const local = await json<ShownVersion>(await createVersion(model, "v2", { upstream: builtin }));
+    expect(local).toMatchObject({ servable: true, warnings: [] });
+  });
+
+  it("warns about a stored version whose URL the egress rules refuse since the allowlist changed", async () => {
+    const model = uniqueName();
+    await createModel(classificationModel(model));
+    await createVersion(model, "v1", {
+      upstream: { ...httpUpstream, url: "http://127.0.0.1:9/v2/models/fraud/infer" },
+    });
+    const path = `/admin/models/${model}/versions/v1`;
+    expect(await json(await call(path))).toMatchObject({ servable: true, warnings: [] });
+    const narrowed = await readWith({ UPSTREAM_ALLOWED_HOSTS: "" }, path);
+    expect(narrowed.servable).toBe(false);
+    expect(narrowed.warnings).toEqual([
+      {
+        code: "UPSTREAM_URL_REFUSED",
+        field: "upstream.url",
+        message: expect.stringMatching(
+          /^The egress rules refuse this URL now \(http is allowed only for hosts on UPSTREAM_ALLOWED_HOSTS\): every call fails with UPSTREAM_FORBIDDEN/,
+        ),
+      },
+    ]);
   });
 });
 
