@@ -35,11 +35,15 @@ import { models, modelVersions, monitoringResults, monitoringRuns } from "../../
 import type { DriftOverrides } from "../../shared/drift";
 import { describeError } from "../../shared/errors";
 import type { Baseline } from "../../shared/monitoring/baseline";
+import { kpiRows } from "../../shared/monitoring/kpi-rows";
+import { labelRows } from "../../shared/monitoring/label-rows";
+import type { KeyedRows } from "../../shared/monitoring/metric-row";
 import {
   applyMinimums,
   type ResolvedMinimums,
   resolveMinimums,
 } from "../../shared/monitoring/minimums";
+import { fallbackRow, operationsRows } from "../../shared/monitoring/operations-rows";
 import {
   enclosingWindows,
   type MonitoringWindow,
@@ -51,16 +55,9 @@ import type { InputSchema } from "../../shared/schemas/model";
 import type { MonitoringSettings } from "../../shared/schemas/monitoring";
 import { type AlertReport, runAlerts } from "../alerts/evaluate";
 import { canaryComparisons, shadowComparisons } from "../monitoring/comparison";
-import { kpiRows, kpiSums, OUTCOME_METRICS } from "../monitoring/kpis";
-import { LABEL_METRICS, labelledSums, labelRows } from "../monitoring/labels";
-import {
-  fallbackRow,
-  type KeyedRows,
-  operationsRows,
-  rejectionMetrics,
-  versionMetrics,
-  windowTraffic,
-} from "../monitoring/metrics";
+import { kpiSums, OUTCOME_METRICS } from "../monitoring/kpis";
+import { LABEL_METRICS, labelledSums } from "../monitoring/labels";
+import { rejectionMetrics, versionMetrics, windowTraffic } from "../monitoring/metrics";
 import { clearPending, markPending, pendingWindows } from "../monitoring/pending";
 import type { ResultWindow } from "../monitoring/window-sql";
 import { MONITORED_ROLES, MONITORING_JOB } from "../monitoring/windows";

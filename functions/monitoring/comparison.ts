@@ -1,9 +1,8 @@
 /**
  * Challengers against a reference result of the same request, pair by pair
- * on the prediction id (and model), in one window. Postgres sums the pairs;
- * shared/metrics turns the sums into metrics. A pair whose two results fall
- * in different windows (a request at a window's edge) is not counted. Every
- * row carries the number of pairs.
+ * on the prediction id (and model), in one window. A pair whose two results
+ * fall in different windows (a request at a window's edge) is not counted.
+ * Every row carries the number of pairs.
  *
  * Shadows (`shadowComparisons`): each shadow against the version that
  * answered the same request (role 'served' or 'canary'; a fallback or a
@@ -19,59 +18,17 @@
  * `comparedWith` in the details. A control without its canary answer in the
  * window (or the other way round) is not counted.
  *
- * Metrics, prefixed `shadow_` or `canary_`:
- *
- * - `agreement`: share of pairs with the same label (classification).
- * - `score_difference`: mean |score_challenger − score_reference| (classification).
- * - `mean_abs_difference`, `correlation`: mean |value_challenger −
- *   value_reference| and Pearson r (regression).
- * - `latency_delta_ms`, `error_rate_delta`: challenger minus reference, over
- *   the pairs.
+ * Postgres sums the pairs here; shared/monitoring/comparison-rows.ts turns
+ * the sums into rows (with shared/metrics) and names the metrics.
  */
 import { sql } from "drizzle-orm";
 import type { Database } from "../../shared/db/client";
 import {
-  compareClassification,
-  compareOperations,
-  compareRegression,
-  type Metric,
-} from "../../shared/metrics";
-import type { MetricRow } from "./metrics";
-
-interface PairSums {
-  model: string;
-  /** The challenger: a shadow or a canary. */
-  version: string;
-  /** The result it is paired with: the answer, or the champion's control. */
-  reference: string;
-  pairs: string;
-  labelled: string;
-  agreeing: string;
-  scored: string;
-  sum_abs_score: number | null;
-  valued: string;
-  sum_x: number | null;
-  sum_y: number | null;
-  sum_xx: number | null;
-  sum_yy: number | null;
-  sum_xy: number | null;
-  sum_abs_value: number | null;
-  reference_latency: number | null;
-  reference_errors: string;
-  challenger_latency: number | null;
-  challenger_errors: string;
-  [column: string]: unknown;
-}
-
-/** Which results pair up, and how the rows of the pairs are named. */
-interface Pairing {
-  challengerRole: "shadow" | "canary";
-  referenceRoles: readonly ("served" | "canary" | "control")[];
-  /** Metric names: `${prefix}_agreement` and so on. */
-  prefix: "shadow" | "canary";
-  /** The details key naming the reference version. */
-  referenceKey: "answeredBy" | "comparedWith";
-}
+  comparisonRows,
+  type Pairing,
+  type PairSums,
+} from "../../shared/monitoring/comparison-rows";
+import type { MetricRow } from "../../shared/monitoring/metric-row";
 
 const shadowPairing: Pairing = {
   challengerRole: "shadow",
@@ -86,17 +43,6 @@ const canaryPairing: Pairing = {
   prefix: "canary",
   referenceKey: "comparedWith",
 };
-
-function row(
-  metric: string,
-  dimension: string,
-  result: Metric,
-  details: Record<string, unknown>,
-): MetricRow {
-  return result.value === null
-    ? { metric, dimension, value: null, reason: result.reason, status: "unknown", details }
-    : { metric, dimension, value: result.value, reason: null, status: "ok", details };
-}
 
 /** Comparison rows per shadow (model, version) with pairs in the window. */
 export function shadowComparisons(
@@ -175,60 +121,4 @@ async function pairSums(db: Database, from: Date, to: Date, pairing: Pairing): P
     WHERE c.role = ${pairing.challengerRole} AND ${range("c")}
     GROUP BY c.model, c.version, r.version`);
   return rows;
-}
-
-/** The metric rows of one (challenger, reference) pair of versions, from their sums. */
-function comparisonRows(sums: PairSums, pairing: Pairing): MetricRow[] {
-  const { prefix } = pairing;
-  const pairs = Number(sums.pairs);
-  const dimension = sums.reference;
-  const details = { pairs, [pairing.referenceKey]: dimension };
-  const list: MetricRow[] = [];
-  const classification = compareClassification({
-    pairs: Number(sums.labelled),
-    agreeing: Number(sums.agreeing),
-    scoredPairs: Number(sums.scored),
-    sumAbsScoreDifference: Number(sums.sum_abs_score ?? 0),
-  });
-  if (classification.pairs > 0) {
-    list.push(
-      row(`${prefix}_agreement`, dimension, classification.agreementRate, {
-        ...details,
-        labelled: classification.pairs,
-      }),
-      row(`${prefix}_score_difference`, dimension, classification.meanAbsScoreDifference, {
-        ...details,
-        scored: classification.scoredPairs,
-      }),
-    );
-  }
-  const valued = Number(sums.valued);
-  if (valued > 0) {
-    const regression = compareRegression({
-      n: valued,
-      sumX: Number(sums.sum_x),
-      sumY: Number(sums.sum_y),
-      sumXX: Number(sums.sum_xx),
-      sumYY: Number(sums.sum_yy),
-      sumXY: Number(sums.sum_xy),
-      sumAbsDifference: Number(sums.sum_abs_value),
-    });
-    list.push(
-      row(`${prefix}_mean_abs_difference`, dimension, regression.meanAbsDifference, {
-        ...details,
-        valued,
-      }),
-      row(`${prefix}_correlation`, dimension, regression.correlation, { ...details, valued }),
-    );
-  }
-  const operations = compareOperations(
-    pairs,
-    { sumLatencyMs: Number(sums.reference_latency ?? 0), errors: Number(sums.reference_errors) },
-    { sumLatencyMs: Number(sums.challenger_latency ?? 0), errors: Number(sums.challenger_errors) },
-  );
-  list.push(
-    row(`${prefix}_latency_delta_ms`, dimension, operations.latencyDeltaMs, details),
-    row(`${prefix}_error_rate_delta`, dimension, operations.errorRateDelta, details),
-  );
-  return list;
 }

@@ -10,43 +10,16 @@
  * window is computed again whenever labels arrive for it
  * (functions/monitoring/pending.ts).
  *
- * Postgres aggregates; shared/metrics computes. Metric names (README):
- *
- * - `label_coverage`: labelled / predictions of the (version, role).
- * - `labels_wrong_model`: predictions of the (version, role) that carry a
- *   label naming another model, dropped (`warn`; written only when there are any).
- * - Classification: `accuracy`, `precision`, `recall`, `f1` (of the model's
- *   positive class; macro averages without one), `roc_auc` (binary, from the
- *   canonical `score`) and `log_loss` (from `score`, or from `probabilities`
- *   for a multiclass model).
- * - Regression: `mae`, `rmse`, `r2`, `mean_error` (prediction minus truth).
- * - Fairness (binary classification, per attribute of the requests'
- *   `attributes`): `selection_rate` (dimension `attribute=group`; null with
- *   `group_too_small` below the minimum group size), and per attribute
- *   `demographic_parity_difference`, `disparate_impact_ratio` (`alert` below
- *   0.8, the four-fifths rule) and `equal_opportunity_difference` (the gap in
- *   true-positive rate, over labelled predictions).
+ * Postgres aggregates here; shared/monitoring/label-rows.ts turns the sums
+ * into rows (and names the metrics), with shared/metrics computing.
  *
  * Roles: served, canary, shadow and control, so a shadow challenger's
  * quality and fairness are known before it answers anyone.
  */
 import { sql } from "drizzle-orm";
 import type { Database } from "../../shared/db/client";
-import {
-  type ConfusionCell,
-  classificationFromConfusion,
-  DEFAULT_MIN_GROUP_SIZE,
-  fairnessReport,
-  type GroupCounts,
-  LOG_LOSS_EPS,
-  labelCoverage,
-  logLossFromSum,
-  missing,
-  type RankPairCounts,
-  regressionFromSums,
-  rocAucFromPairCounts,
-} from "../../shared/metrics";
-import { type MetricRow, metricRow } from "./metrics";
+import { LOG_LOSS_EPS } from "../../shared/metrics";
+import type { LabelledSums } from "../../shared/monitoring/label-rows";
 
 /** The result roles whose quality is measured. */
 export const LABELLED_ROLES = ["served", "canary", "shadow", "control"] as const;
@@ -54,7 +27,7 @@ export const LABELLED_ROLES = ["served", "canary", "shadow", "control"] as const
 /** At most this many groups of one attribute are reported per (version, role), the largest first. */
 export const MAX_GROUPS_PER_ATTRIBUTE = 50;
 
-/** Every metric this module writes: a recomputation replaces exactly these. */
+/** Every metric of this family (label-rows.ts): a recomputation replaces exactly these. */
 export const LABEL_METRICS = [
   "label_coverage",
   "labels_wrong_model",
@@ -73,171 +46,6 @@ export const LABEL_METRICS = [
   "disparate_impact_ratio",
   "equal_opportunity_difference",
 ] as const;
-
-/** One (model, version, role)'s aggregates over a window. */
-export interface LabelledSums {
-  model: string;
-  version: string;
-  role: string;
-  task: "classification" | "regression";
-  positiveClass: string | null;
-  predictions: number;
-  labelled: number;
-  /** Predictions carrying a label that names another model: dropped. */
-  wrongModel: number;
-  cells: ConfusionCell[];
-  ranks: RankPairCounts | null;
-  logLoss: { n: number; sum: number } | null;
-  regression: {
-    n: number;
-    sumActual: number;
-    sumActualSquared: number;
-    sumPredicted: number;
-    sumSquaredError: number;
-    sumAbsoluteError: number;
-  } | null;
-  /** Per attribute: its groups (largest first, at most MAX_GROUPS_PER_ATTRIBUTE) and how many it has. */
-  attributes: Map<string, { groups: GroupCounts[]; total: number }>;
-}
-
-/** The quality and fairness rows of one (model, version, role): pure. */
-export function labelRows(sums: LabelledSums, minGroupSize = DEFAULT_MIN_GROUP_SIZE): MetricRow[] {
-  const rows: MetricRow[] = [
-    metricRow("label_coverage", "", labelCoverage(sums.labelled, sums.predictions), {
-      labelled: sums.labelled,
-      predictions: sums.predictions,
-    }),
-  ];
-  if (sums.wrongModel > 0)
-    rows.push(
-      metricRow(
-        "labels_wrong_model",
-        "",
-        { value: sums.wrongModel },
-        { predictions: sums.predictions },
-        "warn",
-      ),
-    );
-  const noLabels = missing("no_labels");
-  // Without any label only coverage (0) and selection rates can be said.
-  if (sums.labelled === 0) {
-    if (sums.task === "classification" && sums.positiveClass !== null)
-      rows.push(...fairnessRows(sums.attributes, minGroupSize));
-    return rows;
-  }
-  if (sums.task === "classification") {
-    const scores = classificationFromConfusion(
-      sums.cells,
-      sums.positiveClass === null ? {} : { positive: sums.positiveClass },
-    );
-    const details = {
-      n: scores.n,
-      average: scores.average,
-      ...(sums.positiveClass === null ? {} : { positiveClass: sums.positiveClass }),
-    };
-    const labelled = scores.n > 0;
-    rows.push(
-      metricRow("accuracy", "", labelled ? scores.accuracy : noLabels, details),
-      metricRow("precision", "", labelled ? scores.precision : noLabels, details),
-      metricRow("recall", "", labelled ? scores.recall : noLabels, details),
-      metricRow("f1", "", labelled ? scores.f1 : noLabels, details),
-    );
-    if (sums.positiveClass !== null) {
-      const ranks = sums.ranks ?? { positives: 0, negatives: 0, concordant: 0, tied: 0 };
-      const n = ranks.positives + ranks.negatives;
-      rows.push(
-        metricRow("roc_auc", "", n > 0 ? rocAucFromPairCounts(ranks) : noLabels, {
-          positives: ranks.positives,
-          negatives: ranks.negatives,
-        }),
-      );
-    }
-    const loss = sums.logLoss ?? { n: 0, sum: 0 };
-    rows.push(
-      metricRow("log_loss", "", loss.n > 0 ? logLossFromSum(loss.n, loss.sum) : noLabels, {
-        n: loss.n,
-      }),
-    );
-    if (sums.positiveClass !== null) rows.push(...fairnessRows(sums.attributes, minGroupSize));
-  } else {
-    const regression = sums.regression;
-    const n = regression?.n ?? 0;
-    const scores = regression && n > 0 ? regressionFromSums(regression) : null;
-    rows.push(
-      metricRow("mae", "", scores?.mae ?? noLabels, { n }),
-      metricRow("rmse", "", scores?.rmse ?? noLabels, { n }),
-      metricRow("r2", "", scores?.r2 ?? noLabels, { n }),
-      metricRow("mean_error", "", scores?.meanError ?? noLabels, { n }),
-    );
-  }
-  return rows;
-}
-
-function fairnessRows(attributes: LabelledSums["attributes"], minGroupSize: number): MetricRow[] {
-  const rows: MetricRow[] = [];
-  for (const [attribute, { groups, total }] of attributes) {
-    const report = fairnessReport(groups, { minGroupSize });
-    const counts = new Map(groups.map((g) => [g.group, g]));
-    for (const group of report.groups) {
-      const c = counts.get(group.group) as GroupCounts;
-      const dimension = `${attribute}=${group.group}`;
-      if (group.tooSmall) {
-        rows.push({
-          metric: "selection_rate",
-          dimension,
-          value: null,
-          reason: "group_too_small",
-          status: "unknown",
-          details: { n: group.n, minGroupSize },
-        });
-      } else {
-        rows.push(
-          metricRow(
-            "selection_rate",
-            dimension,
-            { value: group.selectionRate },
-            {
-              n: group.n,
-              predictedPositive: c.predictedPositive,
-              actualPositive: c.actualPositive,
-              truePositive: c.truePositive,
-              truePositiveRate: group.truePositiveRate,
-            },
-          ),
-        );
-      }
-    }
-    const eligible = report.groups.filter((g) => !g.tooSmall).length;
-    const details = {
-      groups: groups.length,
-      eligibleGroups: eligible,
-      minGroupSize,
-      ...(total > groups.length ? { omittedGroups: total - groups.length } : {}),
-    };
-    rows.push(
-      metricRow(
-        "demographic_parity_difference",
-        attribute,
-        report.demographicParityDifference,
-        details,
-      ),
-      metricRow(
-        "disparate_impact_ratio",
-        attribute,
-        report.disparateImpactRatio,
-        { ...details, fourFifths: report.fourFifths },
-        report.fourFifths === false ? "alert" : "ok",
-      ),
-      metricRow(
-        "equal_opportunity_difference",
-        attribute,
-        report.equalOpportunityDifference,
-        details,
-      ),
-    );
-  }
-  return rows;
-}
 
 type Count = string | number;
 

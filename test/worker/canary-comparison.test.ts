@@ -1,9 +1,9 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { canaryComparisons, shadowComparisons } from "../../functions/monitoring/comparison";
-import type { MetricRow } from "../../functions/monitoring/metrics";
 import { storeLogs } from "../../functions/queue/prediction-logs";
 import { newPredictionId, type PredictionEvent } from "../../shared/inference/events";
+import type { MetricRow } from "../../shared/monitoring/metric-row";
 import { database, uniqueName } from "./helpers";
 
 const FROM = Date.parse("2026-11-23T08:00:00.000Z");

@@ -1,6 +1,5 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { numericThresholds } from "../../functions/monitoring/metrics";
 import {
   DEMO_BASELINE_ROWS,
   DEMO_BASELINE_SEED,
@@ -18,6 +17,7 @@ import {
   categoryOf,
   MAX_BASELINE_UPLOAD_ROWS,
 } from "../../shared/monitoring/baseline";
+import { numericThresholds } from "../../shared/monitoring/drift-rows";
 import type { InputSchema } from "../../shared/schemas/model";
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fallbackRow, operationsRows } from "../../functions/monitoring/metrics";
+import { fallbackRow, operationsRows } from "../../shared/monitoring/operations-rows";
 
 describe("operations metrics of a window", () => {
   it("gives results, the error rate with its level, and the latency percentiles", () => {

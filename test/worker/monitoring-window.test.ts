@@ -1,13 +1,10 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import {
-  categoricalWindows,
-  cumulativeCounts,
-  numericWindows,
-} from "../../functions/monitoring/window-sql";
+import { categoricalWindows, numericWindows } from "../../functions/monitoring/window-sql";
 import { storeLogs } from "../../functions/queue/prediction-logs";
 import { openDatabase } from "../../shared/db/client";
 import type { PredictionEvent } from "../../shared/inference/events";
+import { cumulativeCounts } from "../../shared/monitoring/window-counts";
 import { uniqueName } from "./helpers";
 
 function event(model: string, inputs: Record<string, unknown>, at: number, role = "served") {
