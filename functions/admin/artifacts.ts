@@ -1,6 +1,11 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { eq } from "drizzle-orm";
-import { type CompiledModel, compileModel, MAX_MODEL_BYTES } from "../../shared/builtin";
+import {
+  type CompiledModel,
+  compileModel,
+  MAX_MODEL_BYTES,
+  type ModelProblem,
+} from "../../shared/builtin";
 import { bindingProblems } from "../../shared/builtin/serve";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
 import { modelArtifacts, type models } from "../../shared/db/schema";
@@ -41,12 +46,7 @@ export async function prepareBuiltin(upstream: BuiltinUpstream): Promise<Prepare
     features: upstream.features,
     classes: upstream.classes,
   });
-  if (!compiled.ok) {
-    const path = `upstream.${compiled.problem.path}`;
-    throw new ApiError("MODEL_FILE_INVALID", `${path}: ${compiled.problem.message}`, {
-      details: [{ path, message: compiled.problem.message }],
-    });
-  }
+  if (!compiled.ok) throw modelFileInvalid(compiled.problems);
   const { model: _file, ...beside } = upstream;
   return {
     upstream: { ...beside, artifactSha256: await sha256Hex(body), modelBytes: bytes },
@@ -71,14 +71,7 @@ export async function storeBuiltin(
     positiveClass: model.positiveClass ?? null,
     inputSchema: model.inputSchema,
   });
-  if (problems.length > 0) {
-    const details = problems.map((p) => ({ path: `upstream.${p.path}`, message: p.message }));
-    throw new ApiError(
-      "MODEL_FILE_INVALID",
-      `${details[0]?.path}: ${details[0]?.message}${details.length > 1 ? ` (and ${details.length - 1} more)` : ""}`,
-      { details },
-    );
-  }
+  if (problems.length > 0) throw modelFileInvalid(problems);
   await tx
     .insert(modelArtifacts)
     .values({
@@ -89,6 +82,15 @@ export async function storeBuiltin(
       createdBy: actor,
     })
     .onConflictDoNothing({ target: modelArtifacts.sha256 });
+}
+
+/** A 400 naming every problem found, each in `details`, the first in the message. */
+function modelFileInvalid(problems: readonly ModelProblem[]): ApiError {
+  const details = problems.map((p) => ({ path: `upstream.${p.path}`, message: p.message }));
+  const more = details.length > 1 ? ` (and ${details.length - 1} more)` : "";
+  return new ApiError("MODEL_FILE_INVALID", `${details[0]?.path}: ${details[0]?.message}${more}`, {
+    details,
+  });
 }
 
 const Sha256Param = z

@@ -7,7 +7,7 @@
 import { TreeEnsemble } from "./ensemble";
 import { LinearModel } from "./linear";
 import { ModelFileProblem, upstreamProblem } from "./problem";
-import { parseSklearnLinear, parseSklearnTrees } from "./sklearn";
+import { ModelFileProblems, ProblemList, parseSklearnLinear, parseSklearnTrees } from "./sklearn";
 import { parseXgboostDump, parseXgboostJson } from "./xgboost";
 
 export const builtinFormats = [
@@ -59,7 +59,13 @@ export interface ModelProblem {
 
 export type CompileResult =
   | { ok: true; model: CompiledModel }
-  | { ok: false; problem: ModelProblem };
+  | {
+      ok: false;
+      /** The first of `problems`. */
+      problem: ModelProblem;
+      /** Every problem found, in the order found (scikit-learn files name them all; others the first). */
+      problems: ModelProblem[];
+    };
 
 export function isBuiltinFormat(format: string): format is BuiltinFormat {
   return (builtinFormats as readonly string[]).includes(format);
@@ -73,17 +79,26 @@ export function compileModel(
   try {
     return { ok: true, model: compile(format, model, options) };
   } catch (error) {
-    if (error instanceof ModelFileProblem) {
-      const path =
-        error.scope === "upstream"
-          ? error.path
-          : error.path === ""
-            ? "model"
-            : `model.${error.path}`;
-      return { ok: false, problem: { path, message: error.message } };
-    }
-    throw error;
+    const found =
+      error instanceof ModelFileProblems
+        ? error.problems
+        : error instanceof ModelFileProblem
+          ? [error]
+          : undefined;
+    const [first, ...rest] = (found ?? []).map(modelProblem);
+    if (!first) throw error;
+    return { ok: false, problem: first, problems: [first, ...rest] };
   }
+}
+
+function modelProblem(problem: ModelFileProblem): ModelProblem {
+  const path =
+    problem.scope === "upstream"
+      ? problem.path
+      : problem.path === ""
+        ? "model"
+        : `model.${problem.path}`;
+  return { path, message: problem.message };
 }
 
 function compile(format: string, model: unknown, options: BuiltinOptions): CompiledModel {
@@ -104,15 +119,13 @@ function compile(format: string, model: unknown, options: BuiltinOptions): Compi
     }
     case "sklearn-trees": {
       const parsed = parseSklearnTrees(model);
-      const features = agreeingFeatures(parsed.features, options.features, parsed.features.length);
-      const classes = agreeingClasses(parsed.classes, options.classes);
+      const { features, classes } = besideSklearn(parsed, options);
       const ensemble = new TreeEnsemble(parsed.spec);
       return treeModel(format, parsed.task, features, classes, classes?.length ?? 1, ensemble);
     }
     case "sklearn-linear": {
       const parsed = parseSklearnLinear(model);
-      const features = agreeingFeatures(parsed.features, options.features, parsed.features.length);
-      const classes = agreeingClasses(parsed.classes, options.classes);
+      const { features, classes } = besideSklearn(parsed, options);
       const linear = new LinearModel(parsed.spec);
       return {
         format,
@@ -165,6 +178,18 @@ function treeModel(
       return out;
     },
   };
+}
+
+/** A scikit-learn file's features and classes, checked together against those given beside it. */
+function besideSklearn(
+  parsed: { features: string[]; classes: string[] | null },
+  options: BuiltinOptions,
+): { features: string[]; classes: string[] | null } {
+  const found = new ProblemList();
+  found.check(() => agreeingFeatures(parsed.features, options.features, parsed.features.length));
+  found.check(() => agreeingClasses(parsed.classes, options.classes));
+  found.throwIfAny();
+  return { features: parsed.features, classes: parsed.classes };
 }
 
 /** The model file's feature names, or the ones given beside it; both must agree. */

@@ -73,6 +73,12 @@ function compiled(format: string, model: unknown, options = {}): CompiledModel {
   return result.model;
 }
 
+function problemsOf(format: string, model: unknown, options = {}): ModelProblem[] {
+  const result = compileModel(format, model, options);
+  if (result.ok) throw new Error("expected the model file to be refused");
+  return result.problems;
+}
+
 function problemOf(format: string, model: unknown, options = {}): ModelProblem {
   const result = compileModel(format, model, options);
   if (result.ok) throw new Error("expected the model file to be refused");
@@ -478,6 +484,98 @@ describe("model files refused with the place and the reason", () => {
       message: "holds 2 values, but a leaf of this tree needs 3",
     });
     expect(problemOf("sklearn-trees", { ...trees, link: "probit" }).path).toBe("model.link");
+  });
+
+  it("names every problem in a scikit-learn linear file at once, not the first", () => {
+    const file = {
+      estimator: "LogisticRegression",
+      features: ["a", "b", "a"],
+      coef: [
+        [1, 2],
+        [1, "x", 3],
+      ],
+      intercept: [0, 0, 0],
+      classes: ["no", "yes"],
+      multiClass: "one-vs-one",
+    };
+    expect(problemsOf("sklearn-linear", file)).toEqual([
+      { path: "model.features[2]", message: "repeats feature 'a'" },
+      { path: "model.coef[1][1]", message: "must be a finite number" },
+      { path: "model.multiClass", message: "must be 'multinomial' or 'ovr'" },
+      { path: "model.coef", message: "holds 2 rows; a binary classifier has one" },
+      { path: "model.intercept", message: "holds 3 values for 1 outputs" },
+    ]);
+    // With the features readable, each row is measured against them.
+    expect(problemsOf("sklearn-linear", { ...file, features: ["a", "b", "c"] })).toContainEqual({
+      path: "model.coef[0]",
+      message: "holds 2 coefficients for 3 features",
+    });
+  });
+
+  it("says where scikit-learn's attribute names go in a linear file, and points at the exporter", () => {
+    const attributes = {
+      feature_names_in_: ["a", "b"],
+      coef_: [[0.5, -1]],
+      intercept_: [0.1],
+      classes_: ["no", "yes"],
+    };
+    const exporter = "(scripts/export/sklearn_export.py writes this file from a fitted estimator)";
+    expect(problemsOf("sklearn-linear", attributes)).toEqual([
+      {
+        path: "model.features",
+        message: `is missing: the file has 'feature_names_in_', which this format names 'features' ${exporter}`,
+      },
+      {
+        path: "model.classes",
+        message: `is missing: the file has 'classes_', which this format names 'classes' ${exporter}`,
+      },
+      {
+        path: "model.coef",
+        message: `is missing: the file has 'coef_', which this format names 'coef' ${exporter}`,
+      },
+      {
+        path: "model.intercept",
+        message: `is missing: the file has 'intercept_', which this format names 'intercept' ${exporter}`,
+      },
+    ]);
+    expect(problemsOf("sklearn-linear", {})).toEqual(
+      ["features", "coef", "intercept"].map((field) => ({
+        path: `model.${field}`,
+        message: `is missing ${exporter}`,
+      })),
+    );
+    // The shape the exporter writes is accepted.
+    const exported = compiled("sklearn-linear", {
+      estimator: "LogisticRegression",
+      features: ["a", "b"],
+      coef: [[0.5, -1]],
+      intercept: [0.1],
+      classes: ["no", "yes"],
+    });
+    expect(exported.predict(Float64Array.of(2, 1), 1)[1]).toBeCloseTo(sigmoid(0.1), 12);
+  });
+
+  it("names every problem in a scikit-learn tree file's fields at once", () => {
+    const tree = {
+      childrenLeft: [1, -1, -1],
+      childrenRight: [2, -1, -1],
+      feature: [0, -2, -2],
+      threshold: [0.5, -2, -2],
+      value: [[0.5], [0.2], [0.8]],
+    };
+    const problems = problemsOf("sklearn-trees", {
+      features: ["a"],
+      combine: "median",
+      link: "identity",
+      base: [0, 0],
+      trees: [tree, { ...tree, output: 3, childrenRight: "none" }],
+    });
+    expect(problems).toEqual([
+      { path: "model.combine", message: "must be 'mean' or 'sum'" },
+      { path: "model.base", message: "holds 2 values for 1 outputs" },
+      { path: "model.trees[1].output", message: "names output 3, but the model has 1" },
+      { path: "model.trees[1].childrenRight", message: "must be an array" },
+    ]);
   });
 
   it("refuses an unknown format", () => {

@@ -291,6 +291,32 @@ describe("builtin models: registration refused", () => {
     },
   );
 
+  it("names every problem in a scikit-learn linear file in one 400, a details entry each", async () => {
+    const { name, response } = await register({
+      ...logistic,
+      model: {
+        estimator: "LogisticRegression",
+        features: ["income", "late_payments", "has_mortgage"],
+        coef_: [[-0.00002, 0.8, -0.5]],
+        intercept: [-1, 0],
+        classes: ["repaid", "default"],
+      },
+    });
+    expect(response.status).toBe(400);
+    const error = await json<ErrorJson>(response);
+    expect(error.error.code).toBe("MODEL_FILE_INVALID");
+    expect(error.error.details).toEqual([
+      {
+        path: "upstream.model.coef",
+        message:
+          "is missing: the file has 'coef_', which this format names 'coef' (scripts/export/sklearn_export.py writes this file from a fitted estimator)",
+      },
+      { path: "upstream.model.intercept", message: "holds 2 values for 1 outputs" },
+    ]);
+    expect(error.error.message).toMatch(/^upstream\.model\.coef: is missing: .* \(and 1 more\)$/);
+    expect((await call(`/admin/models/${name}/versions/v1`)).status).toBe(404);
+  });
+
   it("refuses an unknown format before reading the file", async () => {
     const { response } = await register({ ...logistic, format: "onnx" });
     expect(response.status).toBe(400);
