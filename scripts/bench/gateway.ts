@@ -308,7 +308,7 @@ async function startUpstream(): Promise<string> {
   const port = await freePort();
   const child = spawn(process.execPath, [join(projectRoot, "scripts", "demo-model-server.ts")], {
     cwd: projectRoot,
-    env: { ...process.env, PORT: String(port) },
+    env: { ...process.env, MODEL_SERVER_PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   upstreamProcess = child;
@@ -469,7 +469,7 @@ async function main() {
   console.log(
     "Bundling the Worker (wrangler deploy --dry-run), starting Postgres and the model server...",
   );
-  const [code, db, upstream] = await Promise.all([
+  const [bundle, db, upstream] = await Promise.all([
     bundleWorker(join(workDir, "bundle")),
     startDatabase(),
     startUpstream(),
@@ -505,7 +505,7 @@ async function main() {
     workers: [
       airlockWorker({
         config,
-        code,
+        bundle,
         secrets: localSecrets(config, { DATABASE_URL: db.databaseUrl, ADMIN_TOKEN: adminToken }),
         vars: { DATABASE_WS_PROXY: db.wsProxy, UPSTREAM_ALLOWED_HOSTS: "127.0.0.1,localhost" },
         // Never the limiter: every request comes from the same client.

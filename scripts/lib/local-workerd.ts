@@ -9,7 +9,7 @@
 // what runs here is what would be uploaded, with what it would be bound to.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { unstable_readConfig } from "wrangler";
@@ -85,7 +85,7 @@ export interface WorkerEntry {
     compatibilityFlags?: string[];
     manifest: {
       mainModule: string;
-      modules: Record<string, { type: "esm"; contents: string }>;
+      modules: Record<string, { type: "esm" | "text"; contents: string }>;
     };
     env?: Record<string, Binding>;
     exports?: Record<string, { type: "durable-object"; storage: "sqlite" | "legacy-kv" }>;
@@ -146,7 +146,7 @@ export function readWranglerConfig(): WranglerConfig {
  * Bundles the Worker as `wrangler deploy` does, without uploading it
  * (`--dry-run --outdir`). Returns the bundle's code (a single ES module).
  */
-export async function bundleWorker(outDir: string): Promise<string> {
+export async function bundleWorker(outDir: string): Promise<BundledWorker> {
   const wrangler = join(wranglerPackage, "..", "bin", "wrangler.js");
   const child = spawn(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", outDir], {
     cwd: projectRoot,
@@ -165,7 +165,20 @@ export async function bundleWorker(outDir: string): Promise<string> {
     child.once("close", resolve);
   });
   if (code !== 0) throw new Error(`wrangler deploy --dry-run failed (${code}):\n${output}`);
-  return readFileSync(join(outDir, "index.js"), "utf8");
+  const modules: BundledWorker["modules"] = {};
+  for (const name of readdirSync(outDir)) {
+    // The files wrangler.toml's Text rule imports as strings (stylesheets and scripts served to
+    // browsers) sit beside the bundle under their hashed names.
+    if (name === "index.js" || name.endsWith(".map") || name === "README.md") continue;
+    modules[name] = { type: "text", contents: readFileSync(join(outDir, name), "utf8") };
+  }
+  return { code: readFileSync(join(outDir, "index.js"), "utf8"), modules };
+}
+
+/** The bundle wrangler deploy --dry-run writes: the Worker's module and its text modules. */
+export interface BundledWorker {
+  code: string;
+  modules: Record<string, { type: "text"; contents: string }>;
 }
 
 /** Config keys that hold bindings this module does not map (yet): a non-empty one is an error. */
@@ -226,8 +239,8 @@ export function localSecrets(
 
 export interface AirlockWorkerOptions {
   config: WranglerConfig;
-  /** The bundled module (bundleWorker). */
-  code: string;
+  /** The bundled modules (bundleWorker). */
+  bundle: BundledWorker;
   /**
    * Values for the secrets wrangler.toml requires (localSecrets makes them);
    * each is bound as text, as wrangler dev does.
@@ -341,7 +354,10 @@ export function airlockWorker(options: AirlockWorkerOptions): WorkerEntry {
       compatibilityFlags: config.compatibility_flags,
       manifest: {
         mainModule: "index.js",
-        modules: { "index.js": { type: "esm", contents: options.code } },
+        modules: {
+          "index.js": { type: "esm", contents: options.bundle.code },
+          ...options.bundle.modules,
+        },
       },
       env,
       exports,
