@@ -178,9 +178,11 @@ describe("the monitoring recipe under npm start", () => {
     }
     const fired = messages(firing);
     expect(fired.length, JSON.stringify(received.map((r) => r.body))).toBeGreaterThan(0);
-    // The message names the statistic, its value, its threshold and its direction.
+    // The message names the statistic, its value, its threshold and its direction: the distance
+    // and PSI, or PSI alone for a window with fewer values than a distance needs (on a busy
+    // machine the traffic generator falls behind its rate).
     expect(fired[0]?.text).toMatch(
-      /income: normalised Wasserstein distance [\d.]+ \(above the threshold 0\.1\)/,
+      /income: (normalised Wasserstein distance [\d.]+ \(above the threshold 0\.1\)|PSI [\d.]+ \(above the threshold 0\.25\))/,
     );
 
     // The drift stops: traffic as the training data was, then another run.
@@ -197,7 +199,7 @@ describe("the monitoring recipe under npm start", () => {
     const done = messages(resolved);
     expect(done.length, JSON.stringify(received.map((r) => r.body))).toBeGreaterThan(0);
     // What it says of the values is true: they are back within bounds.
-    expect(done[0]?.text).toMatch(/\(not above the threshold 0\.1\)/);
+    expect(done[0]?.text).toMatch(/\(not above the threshold 0\.(1|25)\)/);
     expect(done[0]?.text).not.toMatch(/\((above|below) the threshold/);
   });
 });
