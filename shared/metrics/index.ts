@@ -18,7 +18,7 @@
  * - Intervals (intervals.ts): Welch's t interval for a difference of means,
  *   Wilson's for a proportion, Newcombe's hybrid score interval for a
  *   difference of proportions; the normal and t quantiles behind them
- *   (distributions.ts).
+ *   (distributions.ts, from stdlib's special functions).
  *
  * A value that cannot be computed is null with a `MetricReason`, never NaN.
  */
@@ -61,7 +61,6 @@ export {
   logGamma,
   normalCdf,
   normalQuantile,
-  regularizedBeta,
   studentTCdf,
   studentTQuantile,
 } from "./distributions";
