@@ -1,5 +1,5 @@
 /**
- * Queue consumers of the prediction-log pipeline.
+ * Queue consumers of the prediction-log pipeline (dispatched by ./index.ts).
  *
  * `airlock-prediction-logs`: each batch (up to 100 messages, each carrying
  * one or more results, often of several clients) is written in few
@@ -30,13 +30,6 @@ import {
 } from "../../shared/inference/events";
 import { retryDelaySeconds, toRows } from "../../shared/logs/rows";
 import { inspectJson, replaceUnstorable, storableJsonText } from "../../shared/storable";
-import {
-  ALERT_DELIVERIES_DLQ,
-  ALERT_DELIVERIES_QUEUE,
-  consumeAlertDeadLetters,
-  consumeAlertDeliveries,
-} from "./alert-deliveries";
-import { consumeMonitoringRuns, MONITORING_RUNS_QUEUE } from "./monitoring-runs";
 
 export const PREDICTION_LOGS_QUEUE = "airlock-prediction-logs";
 export const PREDICTION_LOGS_DLQ = "airlock-prediction-logs-dlq";
@@ -56,28 +49,6 @@ export interface StoredCounts {
   refs: number;
   rejected: number;
   deadLetters: number;
-}
-
-/** The queue handler: one consumer per queue, and a loud error for any other. */
-export async function handleQueue(
-  batch: MessageBatch<unknown>,
-  env: Env,
-  _ctx?: ExecutionContext,
-): Promise<void> {
-  switch (batch.queue) {
-    case PREDICTION_LOGS_QUEUE:
-      return consumePredictionLogs(batch, env);
-    case PREDICTION_LOGS_DLQ:
-      return consumeDeadLetters(batch, env);
-    case ALERT_DELIVERIES_QUEUE:
-      return consumeAlertDeliveries(batch, env);
-    case ALERT_DELIVERIES_DLQ:
-      return consumeAlertDeadLetters(batch, env);
-    case MONITORING_RUNS_QUEUE:
-      return consumeMonitoringRuns(batch, env);
-    default:
-      throw new Error(`No consumer for queue '${batch.queue}'`);
-  }
 }
 
 /** A result that matched its schema, with the message it came in. */

@@ -17,7 +17,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { AlertDestination } from "../../durable-objects/alert-destination";
 import { runAlerts } from "../../functions/alerts/evaluate";
 import worker from "../../functions/index";
-import { handleQueue } from "../../functions/queue/prediction-logs";
+import { handleQueue } from "../../functions/queue";
 import type { AlertNotice } from "../../shared/alerts/types";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
 import { encryptSecret, parseEncryptionKey } from "../../shared/crypto-box";

@@ -8,7 +8,7 @@ import { env } from "cloudflare:workers";
 import { parse } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { jobs } from "../../functions/jobs";
-import { handleQueue } from "../../functions/queue/prediction-logs";
+import { handleQueue } from "../../functions/queue";
 import wranglerToml from "../../wrangler.toml?raw";
 
 const config = parse(wranglerToml) as {
