@@ -1,6 +1,7 @@
 // Small helpers the benchmarks share.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { builtinModules } from "node:module";
 import { join, relative } from "node:path";
 import { build } from "esbuild";
 import { projectRoot } from "./environment.ts";
@@ -118,10 +119,17 @@ export function wranglerVersion(): string {
 /**
  * Bundles modules of the Worker, as they are, into one ES module Node can
  * import: `contents` re-exports what a benchmark calls. Packages resolve as
- * wrangler resolves them for the Worker.
+ * wrangler resolves them for the Worker; Node's built-in modules (which the
+ * Worker has through nodejs_compat, e.g. for a dependency's `debug` logging)
+ * stay imports.
  */
 export async function bundleWorkerModules(contents: string, outfile: string): Promise<void> {
   await build({
+    external: [...builtinModules, ...builtinModules.map((name) => `node:${name}`)],
+    // CommonJS dependencies require() those built-ins; an ES module has no require of its own.
+    banner: {
+      js: 'import { createRequire as __airlockRequire } from "node:module"; const require = __airlockRequire(import.meta.url);',
+    },
     stdin: { contents, resolveDir: projectRoot, loader: "ts" },
     bundle: true,
     format: "esm",
