@@ -19,7 +19,14 @@ import type { AlertDeliveryMessage } from "../alerts/evaluate";
 import type { AppEnv } from "../app-env";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
-import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import {
+  adminSecurity,
+  errorResponses,
+  IdempotencyHeader,
+  jsonBody,
+  jsonContent,
+  NumericIdParams,
+} from "./openapi";
 import { validationHook } from "./validation";
 
 export const alertsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -400,15 +407,6 @@ function alertResource(
   };
 }
 
-const alertParams = z.object({
-  id: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(Number.MAX_SAFE_INTEGER)
-    .openapi({ param: { name: "id", in: "path" } }),
-});
-
 alertsApi.openapi(
   createRoute({
     method: "get",
@@ -539,7 +537,7 @@ alertsApi.openapi(
     tags: ["Alerts"],
     summary: "One alert, with its acknowledgements and deliveries",
     security: adminSecurity,
-    request: { params: alertParams },
+    request: { params: NumericIdParams },
     responses: {
       200: jsonContent(Alert.extend({ deliveries: z.array(Delivery) }), "The alert"),
       ...errorResponses(400, 401, 404, 503),
@@ -576,7 +574,7 @@ alertsApi.openapi(
       "Adds an acknowledgement (who, when, and an optional note) to the alert's list; earlier ones stay as they were. The alert keeps firing until its condition clears. Audited as alert.acknowledge.",
     security: adminSecurity,
     request: {
-      params: alertParams,
+      params: NumericIdParams,
       headers: IdempotencyHeader,
       body: jsonBody(
         z
@@ -741,15 +739,6 @@ alertsApi.openapi(
   },
 );
 
-const deliveryParams = z.object({
-  id: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(Number.MAX_SAFE_INTEGER)
-    .openapi({ param: { name: "id", in: "path" } }),
-});
-
 alertsApi.openapi(
   createRoute({
     method: "get",
@@ -757,7 +746,7 @@ alertsApi.openapi(
     tags: ["Alerts"],
     summary: "One delivery: an alert's notice to a destination, or a test notice",
     security: adminSecurity,
-    request: { params: deliveryParams },
+    request: { params: NumericIdParams },
     responses: {
       200: jsonContent(Delivery, "The delivery"),
       ...errorResponses(400, 401, 404, 503),

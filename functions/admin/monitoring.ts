@@ -18,7 +18,14 @@ import { LABEL_METRICS } from "../monitoring/labels";
 import { MONITORING_JOB } from "../monitoring/windows";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
-import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import {
+  adminSecurity,
+  errorResponses,
+  IdempotencyHeader,
+  jsonBody,
+  jsonContent,
+  NumericIdParams,
+} from "./openapi";
 import { validationHook } from "./validation";
 
 /** The metric names the monitoring jobs write (functions/monitoring/*.ts; README). */
@@ -349,15 +356,6 @@ function runResource(row: RunRow): z.infer<typeof MonitoringRun> {
   };
 }
 
-const runParams = z.object({
-  id: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(Number.MAX_SAFE_INTEGER)
-    .openapi({ param: { name: "id", in: "path" } }),
-});
-
 monitoringApi.openapi(
   createRoute({
     method: "get",
@@ -400,7 +398,7 @@ monitoringApi.openapi(
     tags: ["Monitoring"],
     summary: "One monitoring run: what it computed and skipped, per model and version",
     security: adminSecurity,
-    request: { params: runParams },
+    request: { params: NumericIdParams },
     responses: {
       200: jsonContent(MonitoringRun, "The run"),
       ...errorResponses(400, 401, 404, 503),

@@ -47,3 +47,13 @@ export const IdempotencyHeader = z.object({
 });
 
 export const adminSecurity = [{ AdminToken: [] }];
+
+/** `{id}` of a row with a numeric id (an alert, a delivery, a monitoring run). */
+export const NumericIdParams = z.object({
+  id: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(Number.MAX_SAFE_INTEGER)
+    .openapi({ param: { name: "id", in: "path" } }),
+});
