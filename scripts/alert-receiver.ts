@@ -3,33 +3,24 @@
 // Any path under /hooks/ is a channel: point a Slack or webhook destination at it; each request
 // received is printed here.
 import { startAlertReceiver } from "./lib/alert-receiver.ts";
-import {
-  exitOnUsageError,
-  isAddressInUse,
-  portFromEnv,
-  portInUseError,
-  requirePortFree,
-} from "./lib/dev-server.ts";
+import { startOnPort } from "./lib/dev-server.ts";
 
-const command = "npm run demo:alert-receiver";
-const receiver = await (async () => {
-  const port = portFromEnv("ALERT_RECEIVER_PORT", 8790);
-  await requirePortFree(port, "ALERT_RECEIVER_PORT", command);
-  return startAlertReceiver(port, "127.0.0.1", {
-    onRequest: (request) => {
-      const status = request.status === null ? "connection reset" : String(request.status);
-      console.log(`${request.at} POST ${request.path} -> ${status}`);
-      for (const [name, value] of Object.entries(request.headers)) {
-        if (name.startsWith("x-airlock-")) console.log(`  ${name}: ${String(value)}`);
-      }
-      console.log(`  ${prettyBody(request.body)}`);
-    },
-  }).catch(async (error: unknown) => {
-    throw isAddressInUse(error)
-      ? await portInUseError(port, "ALERT_RECEIVER_PORT", command)
-      : error;
-  });
-})().catch(exitOnUsageError);
+const receiver = await startOnPort(
+  "ALERT_RECEIVER_PORT",
+  8790,
+  "npm run demo:alert-receiver",
+  (port) =>
+    startAlertReceiver(port, "127.0.0.1", {
+      onRequest: (request) => {
+        const status = request.status === null ? "connection reset" : String(request.status);
+        console.log(`${request.at} POST ${request.path} -> ${status}`);
+        for (const [name, value] of Object.entries(request.headers)) {
+          if (name.startsWith("x-airlock-")) console.log(`  ${name}: ${String(value)}`);
+        }
+        console.log(`  ${prettyBody(request.body)}`);
+      },
+    }),
+);
 console.log(`Alert receiver on ${receiver.url}`);
 console.log(`  Slack-like channel: ${receiver.url}/hooks/slack/alerts`);
 console.log(`  webhook channel:    ${receiver.url}/hooks/webhook/alerts`);

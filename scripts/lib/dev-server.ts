@@ -94,6 +94,27 @@ export async function requirePortFree(
   if (await portInUse(port, host)) throw await portInUseError(port, variable, command, host);
 }
 
+/**
+ * Starts a local server on the port a variable names (its default otherwise),
+ * as a command of its own: a port in use, checked first and again if another
+ * process takes it meanwhile, ends the process with one line naming the
+ * variable to set, never a stack trace.
+ */
+export async function startOnPort<T>(
+  variable: string,
+  fallback: number,
+  command: string,
+  start: (port: number) => Promise<T>,
+): Promise<T> {
+  return (async () => {
+    const port = portFromEnv(variable, fallback);
+    await requirePortFree(port, variable, command);
+    return start(port).catch(async (error: unknown) => {
+      throw isAddressInUse(error) ? await portInUseError(port, variable, command) : error;
+    });
+  })().catch(exitOnUsageError);
+}
+
 export function isAddressInUse(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === "EADDRINUSE";
 }
