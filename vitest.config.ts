@@ -28,6 +28,10 @@ function workerRuntime(database: {
         DEAD_DATABASE_WS_PROXY: inject("deadDatabaseWsProxy"),
         TEST_UPSTREAM: inject("upstreamBase"),
         TEST_ALERT_RECEIVER: inject("alertReceiverBase"),
+        TEST_ACCESS_TEAM_DOMAIN: inject("accessTeamDomain"),
+        TEST_ACCESS_PRIVATE_JWK: inject("accessPrivateJwk"),
+        TEST_ACCESS_OTHER_PRIVATE_JWK: inject("accessOtherPrivateJwk"),
+        TEST_ACCESS_CLOSED_BASE: inject("accessClosedBase"),
         // A credential that a test version names (only UPSTREAM_ secrets
         // can be); upstreams see it as a bearer token.
         UPSTREAM_FRAUD_MODEL_TOKEN: "upstream-secret-for-tests",

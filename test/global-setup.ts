@@ -1,4 +1,5 @@
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { createServer } from "node:http";
 import type { TestProject } from "vitest/node";
 import { WebSocketServer } from "ws";
 import { startAlertReceiver } from "../scripts/lib/alert-receiver.ts";
@@ -25,6 +26,14 @@ declare module "vitest" {
     /** A second database, of the API fuzz suite alone (its own project in vitest.config.ts). */
     fuzzDatabaseUrl: string;
     fuzzDatabaseWsProxy: string;
+    /** Base URL of a local Cloudflare Access stand-in serving `/cdn-cgi/access/certs` (see `startAccessKeysPeer`). */
+    accessTeamDomain: string;
+    /** The private JWK (JSON) whose public half that peer serves. */
+    accessPrivateJwk: string;
+    /** A second private JWK (JSON), with a kid of its own, whose public half is served nowhere. */
+    accessOtherPrivateJwk: string;
+    /** A base URL on which nothing listens. */
+    accessClosedBase: string;
   }
 }
 
@@ -93,14 +102,80 @@ export default async function setup(project: TestProject) {
   const alertReceiver = await startAlertReceiver();
   project.provide("alertReceiverBase", alertReceiver.url);
   project.provide("adminToken", randomBytes(32).toString("base64url"));
+  const access = await startAccessKeysPeer();
+  project.provide("accessTeamDomain", access.url);
+  project.provide("accessPrivateJwk", access.privateJwk);
+  project.provide("accessOtherPrivateJwk", access.otherPrivateJwk);
+  project.provide("accessClosedBase", access.closedBase);
 
   return async () => {
     dead.close();
     await upstream.close();
     await alertReceiver.close();
+    await access.close();
     await cleanup().catch((error: unknown) =>
       console.error("[tests] could not drop the test database:", error),
     );
     await local.close();
+  };
+}
+
+/**
+ * A stand-in for a Cloudflare Access team's key endpoint: `GET
+ * /cdn-cgi/access/certs` answers `{ keys: [<public JWK>] }` and counts the
+ * requests per `?counter=` value, read back with `GET /count?counter=...`;
+ * `GET /down/cdn-cgi/access/certs` answers 503. The private halves go to the
+ * tests, which sign their own tokens.
+ */
+async function startAccessKeysPeer() {
+  const rsaJwks = () => {
+    const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const kid = randomBytes(16).toString("hex");
+    return {
+      publicJwk: { ...publicKey.export({ format: "jwk" }), kid, alg: "RS256", use: "sig" },
+      privateJwk: JSON.stringify({ ...privateKey.export({ format: "jwk" }), kid, alg: "RS256" }),
+    };
+  };
+  const served = rsaJwks();
+  const other = rsaJwks();
+  const counts = new Map<string, number>();
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://peer");
+    const counter = url.searchParams.get("counter") ?? "";
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    if (url.pathname === "/cdn-cgi/access/certs") {
+      counts.set(counter, (counts.get(counter) ?? 0) + 1);
+      send(200, { keys: [served.publicJwk] });
+    } else if (url.pathname === "/count") {
+      send(200, { count: counts.get(counter) ?? 0 });
+    } else if (url.pathname === "/down/cdn-cgi/access/certs") {
+      send(503, { error: "unavailable" });
+    } else {
+      send(404, { error: "not found" });
+    }
+  });
+  const listen = (target: ReturnType<typeof createServer>) =>
+    new Promise<number>((resolve, reject) => {
+      target.once("error", reject);
+      target.listen(0, "127.0.0.1", () => {
+        const address = target.address();
+        if (!address || typeof address === "string") reject(new Error("unexpected address"));
+        else resolve(address.port);
+      });
+    });
+  const port = await listen(server);
+  // A port that was just free: bound, then released, so nothing answers on it.
+  const probe = createServer();
+  const closedPort = await listen(probe);
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    privateJwk: served.privateJwk,
+    otherPrivateJwk: other.privateJwk,
+    closedBase: `http://127.0.0.1:${closedPort}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
