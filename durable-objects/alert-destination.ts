@@ -9,7 +9,12 @@ import { slackMessage } from "../shared/alerts/slack";
 import { type TestNotice, testSlackMessage, testWebhookBody } from "../shared/alerts/test-notice";
 import type { AlertNotice } from "../shared/alerts/types";
 import { decryptSecret, parseEncryptionKey } from "../shared/crypto-box";
-import { checkEgressUrl, parseAllowlist, readBodyCapped, redirectCause } from "../shared/egress";
+import {
+  checkEgressUrl,
+  parseEgressAllowlist,
+  readBodyCapped,
+  redirectCause,
+} from "../shared/egress";
 
 /** One notice for this destination, as the delivery consumer hands it over. */
 export interface DeliveryRequest {
@@ -120,7 +125,7 @@ export class AlertDestination extends DurableObject<Env> {
     const key = await parseEncryptionKey(this.env.ALERT_ENCRYPTION_KEY);
     const url = await decryptSecret(key, request.urlBox, `${request.destinationId}:url`);
     // Checked again at each send: the allowlist may have narrowed since the destination was made.
-    const allowed = checkEgressUrl(url, parseAllowlist(this.env.UPSTREAM_ALLOWED_HOSTS));
+    const allowed = checkEgressUrl(url, parseEgressAllowlist(this.env.UPSTREAM_ALLOWED_HOSTS));
     if (!allowed.ok) return { kind: "failed", status: 0, error: `URL refused: ${allowed.reason}` };
     let body: string;
     const headers: Record<string, string> = { "content-type": "application/json" };

@@ -9,14 +9,14 @@ import {
   engageKill,
   type KillSwitch,
   type KillSwitchBody,
-  liveVersions,
   type ModelProfile,
+  namedVersions,
   nextRollout,
   type RolloutBody,
   type RolloutConfig,
   type RolloutSnapshot,
+  statusByVersion,
   type VersionRef,
-  versionStatuses,
 } from "../shared/rollout/state";
 import { inspectJson, replaceUnstorable, storableJsonText } from "../shared/storable";
 
@@ -78,7 +78,7 @@ export interface RolloutView {
   lastAuditFlushError: string | null;
 }
 
-export type ChangeResult =
+export type RolloutChangeResult =
   | { ok: true; changed: boolean; view: RolloutView; acknowledgedAfterMs: number }
   | {
       ok: false;
@@ -146,7 +146,7 @@ export class ModelRollout extends DurableObject<Env> {
     model: string,
     catalogue: Catalogue,
     context: ChangeContext,
-  ): Promise<ChangeResult> {
+  ): Promise<RolloutChangeResult> {
     this.#claim(model);
     const before = { profile: this.#state.profile };
     if (JSON.stringify(this.#state.profile) === JSON.stringify(catalogue.profile)) {
@@ -166,7 +166,7 @@ export class ModelRollout extends DurableObject<Env> {
     body: RolloutBody,
     catalogue: Catalogue,
     context: ChangeContext,
-  ): Promise<ChangeResult> {
+  ): Promise<RolloutChangeResult> {
     this.#claim(model);
     const stale = this.#checkIfMatch(context);
     if (stale) return stale;
@@ -196,7 +196,7 @@ export class ModelRollout extends DurableObject<Env> {
     target: number,
     catalogue: Catalogue,
     context: ChangeContext,
-  ): Promise<ChangeResult> {
+  ): Promise<RolloutChangeResult> {
     this.#claim(model);
     const stale = this.#checkIfMatch(context);
     if (stale) return stale;
@@ -239,7 +239,7 @@ export class ModelRollout extends DurableObject<Env> {
     model: string,
     body: KillSwitchBody,
     context: ChangeContext,
-  ): Promise<ChangeResult> {
+  ): Promise<RolloutChangeResult> {
     this.#claim(model);
     const stale = this.#checkIfMatch(context);
     if (stale) return stale;
@@ -268,7 +268,7 @@ export class ModelRollout extends DurableObject<Env> {
     });
   }
 
-  async releaseKillSwitch(model: string, context: ChangeContext): Promise<ChangeResult> {
+  async releaseKillSwitch(model: string, context: ChangeContext): Promise<RolloutChangeResult> {
     this.#claim(model);
     const stale = this.#checkIfMatch(context);
     if (stale) return stale;
@@ -352,7 +352,7 @@ export class ModelRollout extends DurableObject<Env> {
         }
       }
       await db.transaction(async (tx) => {
-        const statuses = versionStatuses(this.#state.rollout, this.#state.everLive);
+        const statuses = statusByVersion(this.#state.rollout, this.#state.everLive);
         for (const [version, status] of Object.entries(statuses)) {
           await tx
             .update(modelVersions)
@@ -388,13 +388,13 @@ export class ModelRollout extends DurableObject<Env> {
     context: ChangeContext,
     options: { audit: boolean; before: object },
     apply: (state: StoredState) => object,
-  ): Promise<ChangeResult> {
+  ): Promise<RolloutChangeResult> {
     const next: StoredState = structuredClone(this.#state);
     const after = apply(next);
     next.stateVersion += 1;
     next.updatedAt = new Date().toISOString();
     next.longestLeaseMs = Math.max(next.longestLeaseMs, next.leaseMs);
-    next.everLive = [...new Set([...next.everLive, ...liveVersions(next.rollout, undefined)])];
+    next.everLive = [...new Set([...next.everLive, ...namedVersions(next.rollout, undefined)])];
     const entry: HistoryEntry = {
       stateVersion: next.stateVersion,
       at: next.updatedAt,
@@ -448,8 +448,8 @@ export class ModelRollout extends DurableObject<Env> {
     model: string,
     rollout: RolloutConfig,
     catalogue: Catalogue,
-  ): ChangeResult | undefined {
-    const version = liveVersions(rollout, undefined).find((name) => !catalogue.versions[name]);
+  ): RolloutChangeResult | undefined {
+    const version = namedVersions(rollout, undefined).find((name) => !catalogue.versions[name]);
     if (version === undefined) return undefined;
     return {
       ok: false,
@@ -459,7 +459,7 @@ export class ModelRollout extends DurableObject<Env> {
     };
   }
 
-  #checkIfMatch(context: ChangeContext): ChangeResult | undefined {
+  #checkIfMatch(context: ChangeContext): RolloutChangeResult | undefined {
     if (context.ifMatch === undefined || context.ifMatch === this.#state.stateVersion)
       return undefined;
     return {
@@ -484,7 +484,7 @@ export class ModelRollout extends DurableObject<Env> {
   #snapshot(): RolloutSnapshot {
     const s = this.#state;
     const versions: Record<string, VersionRef> = {};
-    for (const name of liveVersions(s.rollout, s.profile?.fallback)) {
+    for (const name of namedVersions(s.rollout, s.profile?.fallback)) {
       const ref = s.catalogue[name];
       if (ref) versions[name] = ref;
     }

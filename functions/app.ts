@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { DrizzleQueryError } from "drizzle-orm/errors";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -9,7 +9,6 @@ import { isConnectionError } from "../shared/db/client";
 import { ApiError, type ErrorBody, errorStatus } from "../shared/errors";
 import { validationMessage } from "../shared/validation-messages";
 import { adminApi, isVersionUpload } from "./admin";
-import { validationHook } from "./admin/validation";
 import type { AppEnv } from "./app-env";
 import { docsPage, docsSecurityHeaders } from "./docs";
 import { feedbackApi } from "./inference/feedback";
@@ -17,12 +16,13 @@ import { predictApi } from "./inference/predict";
 import { serverMetadata, v2Api } from "./inference/v2";
 import { localTriggers } from "./jobs";
 import { database } from "./middleware/database";
+import { apiRouter } from "./router";
 import { assets } from "./static";
 
 // Every parse in the Worker words its failures for people (shared/validation-messages.ts).
 z.config({ customError: validationMessage });
 
-export const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const app = apiRouter();
 
 app.use("*", requestId({ headerName: "x-request-id", limitLength: 128 }));
 app.use("*", async (c, next) => {

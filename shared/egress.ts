@@ -9,7 +9,7 @@
  * - a host on UPSTREAM_ALLOWED_HOSTS (compared exactly, after the URL parser
  *   has normalised it) may use http and any address;
  * - any other host must use https and may be neither an IP literal in a
- *   special-use range (see `refusedHost`) nor a name that only a local
+ *   special-use range (see `specialUseHost`) nor a name that only a local
  *   resolver answers (localhost, single labels, .internal, cloud metadata
  *   names).
  *
@@ -22,7 +22,7 @@
 export type EgressVerdict = { ok: true } | { ok: false; reason: string };
 
 /** The hosts of UPSTREAM_ALLOWED_HOSTS, in the form `checkEgressUrl` compares. */
-export function parseAllowlist(value: string | undefined): Set<string> {
+export function parseEgressAllowlist(value: string | undefined): Set<string> {
   return new Set(
     (value ?? "")
       .split(",")
@@ -48,7 +48,7 @@ export function checkEgressUrl(url: string, allowlist: ReadonlySet<string>): Egr
   if (allowlist.has(host)) return { ok: true };
   if (parsed.protocol !== "https:")
     return { ok: false, reason: "http is allowed only for hosts on UPSTREAM_ALLOWED_HOSTS" };
-  const refused = refusedHost(host);
+  const refused = specialUseHost(host);
   if (refused)
     return {
       ok: false,
@@ -63,7 +63,7 @@ export function checkEgressUrl(url: string, allowlist: ReadonlySet<string>): Egr
  * dotted, decimal, octal or hex form, IPv6 compressed or not, with or
  * without brackets.
  */
-export function refusedHost(host: string): string | undefined {
+export function specialUseHost(host: string): string | undefined {
   const canonical = canonicalHost(host);
   if (canonical === undefined) return "not a valid host";
   if (canonical.includes(":")) return refusedIpv6(canonical);
@@ -134,7 +134,7 @@ const upstreamSecretName = /^UPSTREAM_[A-Z0-9_]{1,55}$/;
  * a version send the Worker's own secrets (ADMIN_TOKEN, ALERT_ENCRYPTION_KEY,
  * DATABASE_URL…) to a host of their choosing.
  */
-export function refusedCredential(name: string): string | undefined {
+export function refusedUpstreamSecret(name: string): string | undefined {
   if (upstreamSecretName.test(name)) return undefined;
   return `credential '${name}' does not name an ${UPSTREAM_SECRET_PREFIX}… secret; only those are sent to upstreams`;
 }

@@ -12,10 +12,13 @@ export function encodeCursor(position: Record<string, string | number>): string 
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-export function decodeCursor<K extends string>(
-  cursor: string,
-  keys: Record<K, "string" | "number">,
-): Record<K, string | number> {
+/** The keys of a cursor and the type each holds. */
+export type CursorKeys = Record<string, "string" | "number">;
+export type CursorPosition<K extends CursorKeys> = {
+  [P in keyof K]: K[P] extends "number" ? number : string;
+};
+
+export function decodeCursor<K extends CursorKeys>(cursor: string, keys: K): CursorPosition<K> {
   const invalid = () =>
     new ApiError("INVALID_CURSOR", "Query parameter 'cursor' is not a cursor from this list");
   let parsed: unknown;
@@ -28,8 +31,8 @@ export function decodeCursor<K extends string>(
     throw invalid();
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw invalid();
-  const out = {} as Record<K, string | number>;
-  for (const [key, type] of Object.entries(keys) as [K, "string" | "number"][]) {
+  const out: Record<string, string | number> = {};
+  for (const [key, type] of Object.entries(keys)) {
     const value = (parsed as Record<string, unknown>)[key];
     if (typeof value !== type || (type === "number" && !Number.isSafeInteger(value)))
       throw invalid();
@@ -38,7 +41,32 @@ export function decodeCursor<K extends string>(
       throw invalid();
     out[key] = value as string | number;
   }
-  return out;
+  return out as CursorPosition<K>;
+}
+
+/** Where a list resumes: the position in `cursor`, or undefined for the first page. */
+export function resumeAfter<K extends CursorKeys>(
+  cursor: string | undefined,
+  keys: K,
+): CursorPosition<K> | undefined {
+  return cursor === undefined ? undefined : decodeCursor(cursor, keys);
+}
+
+/**
+ * One page from rows fetched with `limit + 1`: the extra row only tells that
+ * another page follows, and the cursor is the position of the last row shown.
+ */
+export function splitPage<Row>(
+  rows: Row[],
+  limit: number,
+  position: (last: Row) => Record<string, string | number>,
+): { rows: Row[]; nextCursor: string | null } {
+  const shown = rows.slice(0, limit);
+  const last = shown.at(-1);
+  return {
+    rows: shown,
+    nextCursor: rows.length > limit && last !== undefined ? encodeCursor(position(last)) : null,
+  };
 }
 
 /** Earliest and latest times a cursor may carry: what both JavaScript and Postgres can hold. */

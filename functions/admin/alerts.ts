@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { and, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import { AlertRuleOverrides, RuleError, resolveRules } from "../../shared/alerts/rules";
 import { encryptSecret, maskUrl, parseEncryptionKey } from "../../shared/crypto-box";
@@ -10,13 +10,13 @@ import {
   alerts,
   models,
 } from "../../shared/db/schema";
-import { checkEgressUrl, parseAllowlist } from "../../shared/egress";
+import { checkEgressUrl, parseEgressAllowlist } from "../../shared/egress";
 import { ApiError, describeError, validationError } from "../../shared/errors";
 import { windowLengths } from "../../shared/monitoring/windows";
-import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { resumeAfter, splitPage } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
 import type { AlertDeliveryMessage } from "../alerts/evaluate";
-import type { AppEnv } from "../app-env";
+import { apiRouter } from "../router";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
 import {
@@ -27,9 +27,8 @@ import {
   jsonContent,
   NumericIdParams,
 } from "./openapi";
-import { validationHook } from "./validation";
 
-export const alertsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const alertsApi = apiRouter();
 
 // ---- destinations ----------------------------------------------------------
 
@@ -130,7 +129,7 @@ alertsApi.openapi(
   async (c) => {
     const body = c.req.valid("json");
     // The egress rules of model upstreams, with today's allowlist; checked again at each send.
-    const allowed = checkEgressUrl(body.url, parseAllowlist(c.env.UPSTREAM_ALLOWED_HOSTS));
+    const allowed = checkEgressUrl(body.url, parseEgressAllowlist(c.env.UPSTREAM_ALLOWED_HOSTS));
     if (!allowed.ok) throw validationError([{ path: ["url"], message: allowed.reason }], "body");
     const id = `dst_${crypto.randomUUID().replace(/-/g, "").slice(0, 20)}`;
     const key = await parseEncryptionKey(c.env.ALERT_ENCRYPTION_KEY).catch((error) => {
@@ -449,9 +448,7 @@ alertsApi.openapi(
   }),
   async (c) => {
     const query = c.req.valid("query");
-    const before = query.cursor
-      ? (decodeCursor(query.cursor, { id: "number" }) as { id: number })
-      : undefined;
+    const before = resumeAfter(query.cursor, { id: "number" });
     const db = c.var.database();
     const rows = await db
       .select()
@@ -473,16 +470,15 @@ alertsApi.openapi(
       )
       .orderBy(desc(alerts.id))
       .limit(query.limit + 1);
-    const page = rows.slice(0, query.limit);
-    const last = page.at(-1);
+    const page = splitPage(rows, query.limit, (last) => ({ id: last.id }));
     const acknowledgements = await acknowledgementsOf(
       db,
-      page.map((row) => row.id),
+      page.rows.map((row) => row.id),
     );
     return c.json(
       {
-        items: page.map((row) => alertResource(row, acknowledgements.get(row.id) ?? [])),
-        nextCursor: rows.length > query.limit && last ? encodeCursor({ id: last.id }) : null,
+        items: page.rows.map((row) => alertResource(row, acknowledgements.get(row.id) ?? [])),
+        nextCursor: page.nextCursor,
       },
       200,
     );

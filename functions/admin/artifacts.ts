@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { eq } from "drizzle-orm";
 import {
   type CompiledModel,
@@ -8,14 +8,13 @@ import {
 } from "../../shared/builtin";
 import { bindingProblems } from "../../shared/builtin/serve";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
+import type { Transaction } from "../../shared/db/client";
 import { modelArtifacts, type models } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import { Timestamp } from "../../shared/schemas/common";
 import type { StoredBuiltinUpstream, Upstream } from "../../shared/schemas/version";
-import type { AppEnv } from "../app-env";
-import type { Transaction } from "./change";
+import { apiRouter } from "../router";
 import { adminSecurity, errorResponses, jsonContent } from "./openapi";
-import { validationHook } from "./validation";
 
 type BuiltinUpstream = Extract<Upstream, { kind: "builtin" }>;
 
@@ -109,7 +108,7 @@ const Artifact = z
   })
   .openapi("Artifact");
 
-export const artifactsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const artifactsApi = apiRouter();
 
 artifactsApi.openapi(
   createRoute({

@@ -1,14 +1,13 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { and, desc, eq, like, lt, or, type SQL } from "drizzle-orm";
 import { auditLog } from "../../shared/db/schema";
-import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { resumeAfter, splitPage } from "../../shared/pagination";
 import { AuditEntry } from "../../shared/schemas/audit";
 import { PaginationQuery, pageOf } from "../../shared/schemas/common";
-import type { AppEnv } from "../app-env";
+import { apiRouter } from "../router";
 import { adminSecurity, errorResponses, jsonContent } from "./openapi";
-import { validationHook } from "./validation";
 
-export const auditApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const auditApi = apiRouter();
 
 const AuditQuery = PaginationQuery.extend({
   target: z
@@ -51,9 +50,9 @@ auditApi.openapi(
   }),
   async (c) => {
     const { limit, cursor, target, action, actor } = c.req.valid("query");
-    const before = cursor ? (decodeCursor(cursor, { id: "number" }).id as number) : undefined;
+    const before = resumeAfter(cursor, { id: "number" });
     const filters: (SQL | undefined)[] = [
-      before === undefined ? undefined : lt(auditLog.id, before),
+      before === undefined ? undefined : lt(auditLog.id, before.id),
       target === undefined
         ? undefined
         : or(
@@ -70,11 +69,10 @@ auditApi.openapi(
       .where(and(...filters))
       .orderBy(desc(auditLog.id))
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const page = splitPage(rows, limit, (last) => ({ id: last.id }));
     return c.json(
       {
-        items: page.map((row) => ({
+        items: page.rows.map((row) => ({
           id: String(row.id),
           eventId: row.eventId,
           source: row.source,
@@ -87,7 +85,7 @@ auditApi.openapi(
           at: row.at.toISOString(),
           requestId: row.requestId ?? null,
         })),
-        nextCursor: rows.length > limit && last ? encodeCursor({ id: last.id }) : null,
+        nextCursor: page.nextCursor,
       },
       200,
     );

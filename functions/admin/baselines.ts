@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute } from "@hono/zod-openapi";
 import { and, eq, sql } from "drizzle-orm";
 import { modelVersions } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
@@ -12,18 +12,17 @@ import {
 import { BaselineResource, SetBaselineBody } from "../../shared/schemas/baseline";
 import { VersionLabel } from "../../shared/schemas/common";
 import type { InputSchema } from "../../shared/schemas/model";
-import type { AppEnv } from "../app-env";
 import { baselineFromTraffic } from "../monitoring/baseline-sql";
+import { apiRouter } from "../router";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
-import { validationHook } from "./validation";
 
 const versionParams = modelParams.extend({
   version: VersionLabel.openapi({ param: { name: "version", in: "path" } }),
 });
 
-export const baselinesApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const baselinesApi = apiRouter();
 
 const resource = (model: string, version: string, baseline: Baseline) => ({
   model,
@@ -134,7 +133,7 @@ baselinesApi.openapi(
         );
       } else {
         next = await baselineFromTraffic(
-          tx as unknown as Parameters<typeof baselineFromTraffic>[0],
+          tx,
           {
             model: modelName,
             version,

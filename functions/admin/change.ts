@@ -1,10 +1,8 @@
 import { and, eq } from "drizzle-orm";
 import type { Context } from "hono";
-import type { Database } from "../../shared/db/client";
+import type { Transaction } from "../../shared/db/client";
 import { auditLog, idempotencyKeys } from "../../shared/db/schema";
 import type { AppEnv } from "../app-env";
-
-export type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 
 export interface AuditRecord {
   action: string;
@@ -14,7 +12,7 @@ export interface AuditRecord {
   after: unknown;
 }
 
-export interface ChangeResult<T> {
+export interface AuditedResponse<T> {
   status: 200 | 201;
   body: T;
   audit: AuditRecord[];
@@ -29,7 +27,7 @@ export interface ChangeResult<T> {
  */
 export async function runChange<T>(
   c: Context<AppEnv>,
-  change: (tx: Transaction) => Promise<ChangeResult<T>>,
+  change: (tx: Transaction) => Promise<AuditedResponse<T>>,
 ): Promise<{ status: 200 | 201; body: T }> {
   const db = c.var.database();
   const reservation = c.var.idempotency;

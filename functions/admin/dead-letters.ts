@@ -1,16 +1,15 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { and, asc, desc, eq, inArray, isNotNull, isNull, lt, type SQL } from "drizzle-orm";
 import { alertDeliveries, deadLetters } from "../../shared/db/schema";
 import { formatPath } from "../../shared/errors";
 import { PredictionLogMessageSchema } from "../../shared/inference/events";
-import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { resumeAfter, splitPage } from "../../shared/pagination";
 import { PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
 import { StorableString } from "../../shared/storable";
-import type { AppEnv } from "../app-env";
 import { ALERT_DELIVERIES_QUEUE } from "../queue/alert-deliveries";
+import { apiRouter } from "../router";
 import { runChange } from "./change";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
-import { validationHook } from "./validation";
 
 /**
  * Prediction-log messages that could not be stored: poison messages and
@@ -20,7 +19,7 @@ import { validationHook } from "./validation";
  * too; a replay puts them back on the alert queue (their destination's object
  * still never sends one twice).
  */
-export const deadLettersApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const deadLettersApi = apiRouter();
 
 const DeadLetter = z
   .object({
@@ -85,9 +84,9 @@ deadLettersApi.openapi(
   }),
   async (c) => {
     const { limit, cursor, replayed, status } = c.req.valid("query");
-    const before = cursor ? (decodeCursor(cursor, { id: "number" }).id as number) : undefined;
+    const before = resumeAfter(cursor, { id: "number" });
     const filters: (SQL | undefined)[] = [
-      before === undefined ? undefined : lt(deadLetters.id, before),
+      before === undefined ? undefined : lt(deadLetters.id, before.id),
       replayed === undefined
         ? undefined
         : replayed === "true"
@@ -108,11 +107,10 @@ deadLettersApi.openapi(
       .where(and(...filters))
       .orderBy(desc(deadLetters.id))
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const page = splitPage(rows, limit, (last) => ({ id: last.id }));
     return c.json(
       {
-        items: page.map((row) => ({
+        items: page.rows.map((row) => ({
           id: String(row.id),
           messageId: row.messageId,
           queue: row.queue,
@@ -127,7 +125,7 @@ deadLettersApi.openapi(
           body: bodyOf(row),
           bodyStoredAs: row.bodyText === null ? ("json" as const) : ("text" as const),
         })),
-        nextCursor: rows.length > limit && last ? encodeCursor({ id: last.id }) : null,
+        nextCursor: page.nextCursor,
       },
       200,
     );

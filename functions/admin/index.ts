@@ -1,9 +1,8 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
 import { DEFAULT_JSON_BOUNDS, MODEL_FILE_JSON_BOUNDS } from "../../shared/json-body";
-import type { AppEnv } from "../app-env";
 import { adminAuth } from "../middleware/admin-auth";
 import { idempotency } from "../middleware/idempotency";
 import { inputGuard } from "../middleware/input-guard";
+import { apiRouter } from "../router";
 import { alertsApi } from "./alerts";
 import { artifactsApi } from "./artifacts";
 import { auditApi } from "./audit";
@@ -14,11 +13,10 @@ import { modelsApi } from "./models";
 import { monitoringApi } from "./monitoring";
 import { predictionsApi } from "./predictions";
 import { rolloutApi } from "./rollout";
-import { validationHook } from "./validation";
 import { versionsApi } from "./versions";
 
 /** Operator endpoints. Authentication runs before routing, so a 401 reveals nothing. */
-export const adminApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const adminApi = apiRouter();
 
 adminApi.use("*", adminAuth());
 const versionsPath = /^\/admin\/models\/[^/]+\/versions\/?$/;

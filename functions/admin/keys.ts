@@ -1,18 +1,17 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { and, desc, eq, inArray, sql } from "drizzle-orm";
 import { sha256Hex } from "../../shared/crypto";
 import { apiKeys, models } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
-import { cursorTime, decodeCursor, encodeCursor } from "../../shared/pagination";
+import { cursorTime, resumeAfter, splitPage } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf } from "../../shared/schemas/common";
 import { ApiKey, CreatedApiKey, CreateKeyBody } from "../../shared/schemas/keys";
-import type { AppEnv } from "../app-env";
 import { pushRegistryChange } from "../rollout/sync";
+import { apiRouter } from "../router";
 import { runChange } from "./change";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
-import { validationHook } from "./validation";
 
-export const keysApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const keysApi = apiRouter();
 
 type KeyRow = typeof apiKeys.$inferSelect;
 
@@ -128,12 +127,7 @@ keysApi.openapi(
   }),
   async (c) => {
     const { limit, cursor, model } = c.req.valid("query");
-    const before = cursor
-      ? (decodeCursor(cursor, { created: "number", id: "string" }) as {
-          created: number;
-          id: string;
-        })
-      : undefined;
+    const before = resumeAfter(cursor, { created: "number", id: "string" });
     const rows = await c.var
       .database()
       .select()
@@ -150,18 +144,11 @@ keysApi.openapi(
       )
       .orderBy(desc(apiKeys.createdAt), desc(apiKeys.id))
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    return c.json(
-      {
-        items: page.map(keyResource),
-        nextCursor:
-          rows.length > limit && last
-            ? encodeCursor({ created: last.createdAt.getTime(), id: last.id })
-            : null,
-      },
-      200,
-    );
+    const page = splitPage(rows, limit, (last) => ({
+      created: last.createdAt.getTime(),
+      id: last.id,
+    }));
+    return c.json({ items: page.rows.map(keyResource), nextCursor: page.nextCursor }, 200);
   },
 );
 

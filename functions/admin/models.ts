@@ -1,8 +1,9 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { and, asc, eq, gt, sql } from "drizzle-orm";
+import type { Queryable, Transaction } from "../../shared/db/client";
 import { models, modelVersions } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
-import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { resumeAfter, splitPage } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf } from "../../shared/schemas/common";
 import {
   CreateModelBody,
@@ -10,20 +11,19 @@ import {
   staticFallbackIssues,
   UpdateModelBody,
 } from "../../shared/schemas/model";
-import type { AppEnv } from "../app-env";
 import { pushRegistryChange } from "../rollout/sync";
-import { runChange, type Transaction } from "./change";
+import { apiRouter } from "../router";
+import { runChange } from "./change";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
 import { modelResource } from "./serialize";
-import { validationHook } from "./validation";
 
 export const modelParams = z.object({
   model: ModelName.openapi({ param: { name: "model", in: "path" } }),
 });
 
-export const modelsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const modelsApi = apiRouter();
 
-export async function findModel(db: Pick<Transaction, "select">, name: string, forUpdate = false) {
+export async function findModel(db: Queryable, name: string, forUpdate = false) {
   const query = db.select().from(models).where(eq(models.name, name));
   const [row] = forUpdate ? await query.for("update") : await query;
   if (!row) throw new ApiError("MODEL_NOT_FOUND", `Model '${name}' does not exist`);
@@ -97,23 +97,16 @@ modelsApi.openapi(
   }),
   async (c) => {
     const { limit, cursor } = c.req.valid("query");
-    const after = cursor ? (decodeCursor(cursor, { name: "string" }).name as string) : undefined;
+    const after = resumeAfter(cursor, { name: "string" });
     const rows = await c.var
       .database()
       .select()
       .from(models)
-      .where(after === undefined ? undefined : gt(models.name, after))
+      .where(after === undefined ? undefined : gt(models.name, after.name))
       .orderBy(asc(models.name))
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    return c.json(
-      {
-        items: page.map(modelResource),
-        nextCursor: rows.length > limit && last ? encodeCursor({ name: last.name }) : null,
-      },
-      200,
-    );
+    const page = splitPage(rows, limit, (last) => ({ name: last.name }));
+    return c.json({ items: page.rows.map(modelResource), nextCursor: page.nextCursor }, 200);
   },
 );
 

@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { and, asc, desc, eq, gte, lt, sql } from "drizzle-orm";
 import { models, monitoringResults, monitoringRuns } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
@@ -12,10 +12,10 @@ import {
 } from "../../shared/monitoring/windows";
 import { Timestamp, VersionLabel } from "../../shared/schemas/common";
 import { MonitoringSettings } from "../../shared/schemas/monitoring";
-import type { AppEnv } from "../app-env";
 import { OUTCOME_METRICS } from "../monitoring/kpis";
 import { LABEL_METRICS } from "../monitoring/labels";
 import { MONITORING_JOB } from "../monitoring/windows";
+import { apiRouter } from "../router";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
 import {
@@ -26,7 +26,6 @@ import {
   jsonContent,
   NumericIdParams,
 } from "./openapi";
-import { validationHook } from "./validation";
 
 /** The metric names the monitoring jobs write (functions/monitoring/*.ts; README). */
 export const monitoringMetrics = [
@@ -64,7 +63,7 @@ export const monitoringMetrics = [
 const MAX_RESULTS = 5000;
 const DAY_MS = 86_400_000;
 
-export const monitoringApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const monitoringApi = apiRouter();
 
 const MonitoringQuery = z
   .object({

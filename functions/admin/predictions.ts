@@ -1,14 +1,13 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { asc, eq } from "drizzle-orm";
 import { feedback, outcomes, predictions } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import { Timestamp } from "../../shared/schemas/common";
-import type { AppEnv } from "../app-env";
+import { apiRouter } from "../router";
 import { adminSecurity, errorResponses, jsonContent } from "./openapi";
-import { validationHook } from "./validation";
 
 /** One prediction as the log pipeline stored it: every result, its label, its outcomes. */
-export const predictionsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const predictionsApi = apiRouter();
 
 const StoredPrediction = z
   .object({

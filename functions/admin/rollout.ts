@@ -1,17 +1,17 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { ChangeResult, RolloutView } from "../../durable-objects/model-rollout";
+import type { RolloutChangeResult, RolloutView } from "../../durable-objects/model-rollout";
 import { ApiError, validationError } from "../../shared/errors";
 import { decideRoute, KillSwitchBody, RolloutBody, ShadowTarget } from "../../shared/rollout/state";
 import { Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
 import { loadCatalogue } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
+import { apiRouter } from "../router";
 import { modelParams } from "./models";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
-import { validationHook } from "./validation";
 
-export const rolloutApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const rolloutApi = apiRouter();
 
 const KillSwitchView = z
   .object({
@@ -149,7 +149,11 @@ async function callObject<T>(model: string, call: () => Promise<T>): Promise<T> 
   }
 }
 
-function respond(c: Context<AppEnv>, result: ChangeResult, versionPaths?: Map<string, string>) {
+function respond(
+  c: Context<AppEnv>,
+  result: RolloutChangeResult,
+  versionPaths?: Map<string, string>,
+) {
   if (!result.ok) {
     c.header("etag", `"${result.stateVersion}"`);
     if (result.code === "VERSION_NOT_FOUND" && versionPaths) {

@@ -1,10 +1,11 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { and, desc, eq, lt, sql } from "drizzle-orm";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
+import type { Queryable } from "../../shared/db/client";
 import { modelVersions } from "../../shared/db/schema";
-import { checkEgressUrl, parseAllowlist } from "../../shared/egress";
+import { checkEgressUrl, parseEgressAllowlist } from "../../shared/egress";
 import { ApiError, validationError } from "../../shared/errors";
-import { decodeCursor, encodeCursor } from "../../shared/pagination";
+import { resumeAfter, splitPage } from "../../shared/pagination";
 import { PaginationQuery, pageOf, VersionLabel } from "../../shared/schemas/common";
 import {
   CreateVersionBody,
@@ -14,26 +15,25 @@ import {
   upstreamWarnings,
   VersionResource,
 } from "../../shared/schemas/version";
-import type { AppEnv } from "../app-env";
+import { apiRouter } from "../router";
 import { prepareBuiltin, storeBuiltin } from "./artifacts";
 import { uploadedBaseline } from "./baselines";
-import { runChange, type Transaction } from "./change";
+import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
 import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
 import { versionResource } from "./serialize";
-import { validationHook } from "./validation";
 
 const versionParams = modelParams.extend({
   version: VersionLabel.openapi({ param: { name: "version", in: "path" } }),
 });
 
-export const versionsApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const versionsApi = apiRouter();
 
 /** The Worker's configuration as it bears on calling upstreams: the same facts each call meets. */
 function upstreamConfiguration(env: Env): UpstreamConfiguration {
   const bindings = env as unknown as Record<string, unknown>;
   return {
-    allowlist: parseAllowlist(env.UPSTREAM_ALLOWED_HOSTS),
+    allowlist: parseEgressAllowlist(env.UPSTREAM_ALLOWED_HOSTS),
     hasSecret: (name) => {
       const value = bindings[name];
       return typeof value === "string" && value !== "";
@@ -52,7 +52,7 @@ function shownVersion(
 }
 
 async function findVersion(
-  db: Pick<Transaction, "select">,
+  db: Queryable,
   modelId: number,
   modelName: string,
   label: string,
@@ -164,7 +164,7 @@ versionsApi.openapi(
   async (c) => {
     const modelName = c.req.valid("param").model;
     const { limit, cursor } = c.req.valid("query");
-    const before = cursor ? (decodeCursor(cursor, { id: "number" }).id as number) : undefined;
+    const before = resumeAfter(cursor, { id: "number" });
     const db = c.var.database();
     const model = await findModel(db, modelName);
     const rows = await db
@@ -173,18 +173,17 @@ versionsApi.openapi(
       .where(
         and(
           eq(modelVersions.modelId, model.id),
-          before === undefined ? undefined : lt(modelVersions.id, before),
+          before === undefined ? undefined : lt(modelVersions.id, before.id),
         ),
       )
       .orderBy(desc(modelVersions.id))
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const page = splitPage(rows, limit, (last) => ({ id: last.id }));
     const configuration = upstreamConfiguration(c.env);
     return c.json(
       {
-        items: page.map((row) => shownVersion(modelName, row, configuration)),
-        nextCursor: rows.length > limit && last ? encodeCursor({ id: last.id }) : null,
+        items: page.rows.map((row) => shownVersion(modelName, row, configuration)),
+        nextCursor: page.nextCursor,
       },
       200,
     );

@@ -28,7 +28,7 @@ import {
   resolveRules,
 } from "../../shared/alerts/rules";
 import { SYSTEM_MODEL } from "../../shared/alerts/types";
-import { type Database, openDatabase } from "../../shared/db/client";
+import { type Database, openDatabase, type Queryable } from "../../shared/db/client";
 import { latestWindows, type WindowLengths, windowLengths } from "../../shared/monitoring/windows";
 import { healthObservations } from "./health";
 
@@ -184,7 +184,7 @@ export async function applyObservations(
     }));
     const actions = planAlerts(openAlerts, observations, now, settings);
     for (const action of actions) {
-      const id = await applyAction(tx as unknown as Database, action, at);
+      const id = await applyAction(tx, action, at);
       if (id === null) continue;
       const fires =
         (action.kind === "open" && action.state === "firing") || action.kind === "promote";
@@ -192,9 +192,7 @@ export async function applyObservations(
       if (action.kind === "fold") report.folded += 1;
       if (action.kind === "resolve") report.resolved += 1;
       if (fires || action.kind === "resolve") {
-        report.notices.push(
-          ...(await createNotices(tx as unknown as Database, id, fires ? "firing" : "resolved")),
-        );
+        report.notices.push(...(await createNotices(tx, id, fires ? "firing" : "resolved")));
       }
     }
   });
@@ -202,7 +200,7 @@ export async function applyObservations(
 }
 
 /** One action; returns the alert's id, or null when nothing changed. */
-async function applyAction(db: Database, action: AlertAction, at: string): Promise<number | null> {
+async function applyAction(db: Queryable, action: AlertAction, at: string): Promise<number | null> {
   const o = action.observation;
   if (action.kind === "open" && o) {
     const { rows } = await db.execute<{ id: number }>(sql`
@@ -268,7 +266,7 @@ async function applyAction(db: Database, action: AlertAction, at: string): Promi
 
 /** The notices of an alert's transition, one per destination that takes it. */
 async function createNotices(
-  db: Database,
+  db: Queryable,
   alertId: number,
   transition: "firing" | "resolved",
 ): Promise<number[]> {

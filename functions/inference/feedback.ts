@@ -1,17 +1,18 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
 import type { Context, MiddlewareHandler } from "hono";
 import { sha256Hex } from "../../shared/crypto";
 import { ErrorBody, validationError } from "../../shared/errors";
 import { keyHmac } from "../../shared/inference/events";
 import { ModelName, Timestamp } from "../../shared/schemas/common";
-import { validationHook } from "../admin/validation";
 import type { AppEnv } from "../app-env";
+import { bearerToken } from "../middleware/bearer";
 import { keepParsedBody, readBoundedJson } from "../middleware/input-guard";
+import { apiRouter } from "../router";
 import { requireJson } from "./admission";
 import { BucketingKey } from "./predict";
 import { rateLimit } from "./rate-limit";
-import { bearer, notFound, unauthorized } from "./serve";
+import { notFound, unauthorized } from "./serve";
 
 /**
  * What clients learn after a prediction: ground-truth labels
@@ -27,7 +28,7 @@ import { bearer, notFound, unauthorized } from "./serve";
  * so nothing here needs that row: the monitoring job joins a label only to a
  * prediction of the model it names, and counts the ones it drops.
  */
-export const feedbackApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const feedbackApi = apiRouter();
 
 export const MAX_FEEDBACK_ITEMS = 1000;
 
@@ -112,7 +113,7 @@ export interface ReportingKey {
  */
 async function reporter(c: Context<AppEnv>): Promise<ReportingKey> {
   await rateLimit(c, null, { strict: true });
-  const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
+  const token = bearerToken(c.req.header("authorization"));
   if (!token) throw unauthorized();
   const keyHash = await sha256Hex(token);
   const { rows } = await c.var.database().execute<{

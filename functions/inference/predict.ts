@@ -1,7 +1,6 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { ErrorBody } from "../../shared/errors";
-import { validationHook } from "../admin/validation";
-import type { AppEnv } from "../app-env";
+import { apiRouter } from "../router";
 import { admission } from "./admission";
 import { servePrediction } from "./serve";
 
@@ -10,7 +9,7 @@ import { servePrediction } from "./serve";
  * The route's schemas validate the request and generate its OpenAPI
  * description; admission runs before either (functions/inference/admission.ts).
  */
-export const predictApi = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const predictApi = apiRouter();
 
 export const Attributes = z
   .record(

@@ -11,6 +11,7 @@ import {
 } from "../../shared/inference/events";
 import { type InputRow, validateInputs } from "../../shared/inference/inputs";
 import type { CanonicalPrediction } from "../../shared/inference/outputs";
+import { MODEL_NAME_PATTERN } from "../../shared/model-name";
 import {
   decideRoute,
   effectiveRollout,
@@ -21,6 +22,7 @@ import {
   type VersionRef,
 } from "../../shared/rollout/state";
 import type { AppEnv } from "../app-env";
+import { bearerToken } from "../middleware/bearer";
 import { storeUnsentMessages } from "../queue/prediction-logs";
 import { loadCatalogue } from "../rollout/catalogue";
 import {
@@ -34,8 +36,6 @@ import { logBatchWindowMs, logResults } from "./log-batcher";
 import { rateLimit } from "./rate-limit";
 import type { UpstreamOutcome } from "./upstream";
 import { callVersion, type VersionCall } from "./versions";
-
-export const bearer = /^Bearer[ ]+([!-~]{1,512})$/i;
 
 /** The id of the API key with this hash, if it is neither revoked nor expired. */
 export async function validKeyId(c: Context<AppEnv>, keyHash: string): Promise<string | undefined> {
@@ -184,7 +184,7 @@ export interface Admitted {
  */
 export async function admit(c: Context<AppEnv>, model: string): Promise<Admitted> {
   const now = Date.now();
-  const token = bearer.exec(c.req.header("authorization") ?? "")?.[1];
+  const token = bearerToken(c.req.header("authorization"));
   const keyHash = token ? await sha256Hex(token) : null;
   let guarded = false;
   const guard = async () => {
@@ -192,15 +192,15 @@ export async function admit(c: Context<AppEnv>, model: string): Promise<Admitted
     guarded = true;
     await rateLimit(c, null, { strict: true });
   };
-  const snapshot = modelName.test(model) ? await snapshotFor(c, model, now, guard) : undefined;
+  const snapshot = MODEL_NAME_PATTERN.test(model)
+    ? await snapshotFor(c, model, now, guard)
+    : undefined;
   const subject = await authorize(c, model, snapshot, keyHash, now, guard);
   // An address already counted for this request is not counted again.
   if (subject !== null || !guarded) await rateLimit(c, subject);
   if (!snapshot?.profile) throw notFound(model);
   return { model, snapshot, profile: snapshot.profile, now };
 }
-
-const modelName = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 
 export interface PredictionRequest {
   /** One object of features, or an array of them (a batch). */
@@ -412,7 +412,7 @@ function pinnedOr(
   decision: RouteDecision,
 ): RouteDecision {
   if (version === undefined || decision.kind === "killed") return decision;
-  const live = liveVersions(snapshot);
+  const live = servingVersions(snapshot);
   if (!live.includes(version)) throw versionNotFound(snapshot.model, version);
   const shadows = decision.kind === "serve" ? decision.shadows : [];
   const rollout = effectiveRollout(snapshot);
@@ -421,7 +421,7 @@ function pinnedOr(
 }
 
 /** The versions that may serve now: champion and canary, as the kill switch allows. */
-export function liveVersions(snapshot: RolloutSnapshot): string[] {
+export function servingVersions(snapshot: RolloutSnapshot): string[] {
   const rollout = effectiveRollout(snapshot);
   if (rollout === "killed") return [];
   const live: string[] = [];

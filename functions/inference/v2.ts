@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { ApiError } from "../../shared/errors";
 import {
@@ -8,10 +8,10 @@ import {
   tensorIssuePath,
 } from "../../shared/inference/v2-protocol";
 import { AIRLOCK_VERSION } from "../../shared/version";
-import { validationHook } from "../admin/validation";
 import type { AppEnv } from "../app-env";
+import { apiRouter } from "../router";
 import { admission } from "./admission";
-import { type Admitted, liveVersions, servePrediction, versionNotFound } from "./serve";
+import { type Admitted, servePrediction, servingVersions, versionNotFound } from "./serve";
 
 /**
  * The Open Inference Protocol (V2), as KServe, Triton and MLServer clients
@@ -25,7 +25,7 @@ import { type Admitted, liveVersions, servePrediction, versionNotFound } from ".
  * against the input schema, row counts, outputs) is checked next, by
  * decodeV2Request, with messages that name the tensor and its element.
  */
-export const v2Api = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export const v2Api = apiRouter();
 
 const V2Error = z.object({ error: z.string() }).openapi("V2Error", {
   description: "Airlock's error code is in the x-airlock-error-code header.",
@@ -198,7 +198,7 @@ function ready(c: Context<AppEnv>, live: boolean) {
 }
 
 function liveVersion(admitted: Admitted, version: string): string {
-  if (!liveVersions(admitted.snapshot).includes(version)) {
+  if (!servingVersions(admitted.snapshot).includes(version)) {
     throw versionNotFound(admitted.model, version);
   }
   return version;
@@ -281,11 +281,11 @@ const inferRoute = <P extends typeof ModelParams | typeof VersionParams>(path: s
 
 v2Api.openapi(metadataRoute("/models/{model}", ModelParams), (c) => {
   const admitted = c.var.admitted;
-  return metadata(c, admitted, liveVersions(admitted.snapshot));
+  return metadata(c, admitted, servingVersions(admitted.snapshot));
 });
 
 v2Api.openapi(readyRoute("/models/{model}/ready", ModelParams), (c) =>
-  ready(c, liveVersions(c.var.admitted.snapshot).length > 0),
+  ready(c, servingVersions(c.var.admitted.snapshot).length > 0),
 );
 
 v2Api.openapi(metadataRoute("/models/{model}/versions/{version}", VersionParams), (c) => {

@@ -1,4 +1,4 @@
-import { checkEgressUrl, parseAllowlist, refusedCredential } from "../../shared/egress";
+import { checkEgressUrl, parseEgressAllowlist, refusedUpstreamSecret } from "../../shared/egress";
 import { CircuitBreaker, type Transition } from "../../shared/inference/circuit-breaker";
 import { LruMap } from "../../shared/lru";
 import type { UpstreamRef } from "../../shared/rollout/state";
@@ -13,7 +13,7 @@ let parsedAllowlist: { source: string | undefined; hosts: Set<string> } | undefi
 function allowlistOf(source: string | undefined): Set<string> {
   const cached = parsedAllowlist;
   if (cached && cached.source === source) return cached.hosts;
-  const hosts = parseAllowlist(source);
+  const hosts = parseEgressAllowlist(source);
   parsedAllowlist = { source, hosts };
   return hosts;
 }
@@ -81,7 +81,7 @@ async function callChecked(call: VersionCall): Promise<UpstreamOutcome> {
   const allowed = checkEgressUrl(upstream.url, allowlist);
   if (!allowed.ok)
     return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: allowed.reason, latencyMs: 0 };
-  const credential = upstream.credential && refusedCredential(upstream.credential);
+  const credential = upstream.credential && refusedUpstreamSecret(upstream.credential);
   if (credential) return { ok: false, code: "UPSTREAM_FORBIDDEN", cause: credential, latencyMs: 0 };
 
   const id = `${call.model}/${call.version}/${call.upstreamSha256}`;

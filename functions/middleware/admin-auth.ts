@@ -2,8 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { secretsEqual } from "../../shared/crypto";
 import { ApiError } from "../../shared/errors";
 import type { AppEnv } from "../app-env";
-
-const bearer = /^Bearer[ ]+([!-~]{1,512})$/i;
+import { bearerToken } from "./bearer";
 
 export interface AdminAuthOptions {
   /** Shortest bootstrap token accepted; a shorter configured one locks the API. */
@@ -18,7 +17,7 @@ export function adminAuth({
   minTokenLength = 32,
 }: AdminAuthOptions = {}): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const provided = bearer.exec(c.req.header("authorization") ?? "")?.[1];
+    const provided = bearerToken(c.req.header("authorization"));
     const expected = c.env.ADMIN_TOKEN ?? "";
     if (expected.length < minTokenLength) {
       console.error(

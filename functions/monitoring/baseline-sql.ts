@@ -1,5 +1,5 @@
 import { type SQL, sql } from "drizzle-orm";
-import type { Database } from "../../shared/db/client";
+import type { Queryable } from "../../shared/db/client";
 import { LOW_CARDINALITY } from "../../shared/drift";
 import {
   BASELINE_SAMPLE_SIZE,
@@ -55,7 +55,7 @@ type NumericRow = {
 };
 
 async function summarizeColumn(
-  db: Database,
+  db: Queryable,
   window: TrafficWindow,
   column: "inputs" | "prediction",
   kinds: Record<string, DeclaredKind>,
@@ -118,7 +118,7 @@ async function summarizeColumn(
 
 /** Summarises a window of traffic; `rows` is 0 when the window holds none. */
 export async function baselineFromTraffic(
-  db: Database,
+  db: Queryable,
   window: TrafficWindow,
   kinds: { features: Record<string, DeclaredKind>; predictions: Record<string, DeclaredKind> },
   meta: { createdAt: string; createdBy: string },

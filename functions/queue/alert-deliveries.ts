@@ -22,9 +22,9 @@ import { sql } from "drizzle-orm";
 import type { AlertDestination, DeliveryRequest } from "../../durable-objects/alert-destination";
 import type { TestNotice } from "../../shared/alerts/test-notice";
 import type { AlertNotice } from "../../shared/alerts/types";
+import { exponentialBackoffSeconds } from "../../shared/backoff";
 import { type Database, openDatabase } from "../../shared/db/client";
 import { describeError } from "../../shared/errors";
-import { retryDelaySeconds } from "../../shared/logs/rows";
 import type { AlertDeliveryMessage } from "../alerts/evaluate";
 
 export const ALERT_DELIVERIES_QUEUE = "airlock-alert-deliveries";
@@ -166,7 +166,8 @@ async function record(
 }
 
 /** Backoff of a failing receiver: 5 s doubling, at most 10 minutes. */
-export const deliveryBackoffSeconds = (attempts: number) => retryDelaySeconds(attempts, 5, 600);
+export const deliveryBackoffSeconds = (attempts: number) =>
+  exponentialBackoffSeconds(attempts, 5, 600);
 
 export async function consumeAlertDeliveries(
   batch: MessageBatch<unknown>,
@@ -343,7 +344,7 @@ export async function consumeAlertDeadLetters(
     batch.ackAll();
   } catch (error) {
     for (const message of batch.messages)
-      message.retry({ delaySeconds: retryDelaySeconds(message.attempts, 60, 6 * 60 * 60) });
+      message.retry({ delaySeconds: exponentialBackoffSeconds(message.attempts, 60, 6 * 60 * 60) });
     console.error(
       JSON.stringify({
         level: "error",

@@ -14,10 +14,10 @@
  */
 import { z } from "@hono/zod-openapi";
 import { eq } from "drizzle-orm";
+import { exponentialBackoffSeconds } from "../../shared/backoff";
 import { openDatabase } from "../../shared/db/client";
 import { monitoringRuns } from "../../shared/db/schema";
 import { describeError } from "../../shared/errors";
-import { retryDelaySeconds } from "../../shared/logs/rows";
 import { windowLengths, windowsToBackfill } from "../../shared/monitoring/windows";
 import { markRunFailed, runBackfillChunk, runMonitoring } from "../jobs/monitoring";
 
@@ -80,7 +80,7 @@ export async function consumeMonitoringRuns(batch: MessageBatch<unknown>, env: E
         await markRunFailed(env, parsed.data.runId, error).catch(() => undefined);
         message.ack();
       } else {
-        message.retry({ delaySeconds: retryDelaySeconds(message.attempts, 2, 60) });
+        message.retry({ delaySeconds: exponentialBackoffSeconds(message.attempts, 2, 60) });
       }
     }
   }

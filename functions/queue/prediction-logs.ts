@@ -21,6 +21,7 @@
  * or discards what can never be stored.
  */
 import { sql } from "drizzle-orm";
+import { exponentialBackoffSeconds } from "../../shared/backoff";
 import { type Database, isContentError, openDatabase } from "../../shared/db/client";
 import { describeError, formatPath } from "../../shared/errors";
 import {
@@ -28,7 +29,7 @@ import {
   type PredictionLogMessage,
   PredictionResultSchema,
 } from "../../shared/inference/events";
-import { retryDelaySeconds, toRows } from "../../shared/logs/rows";
+import { toRows } from "../../shared/logs/rows";
 import { inspectJson, replaceUnstorable, storableJsonText } from "../../shared/storable";
 
 export const PREDICTION_LOGS_QUEUE = "airlock-prediction-logs";
@@ -126,7 +127,7 @@ export async function consumePredictionLogs(batch: MessageBatch<unknown>, env: E
     );
   } catch (error) {
     for (const message of batch.messages) {
-      message.retry({ delaySeconds: retryDelaySeconds(message.attempts, 2, 300) });
+      message.retry({ delaySeconds: exponentialBackoffSeconds(message.attempts, 2, 300) });
     }
     console.error(
       JSON.stringify({
@@ -158,7 +159,7 @@ export async function consumeDeadLetters(batch: MessageBatch<unknown>, env: Env)
     );
   } catch (error) {
     for (const message of batch.messages) {
-      message.retry({ delaySeconds: retryDelaySeconds(message.attempts, 60, 6 * 60 * 60) });
+      message.retry({ delaySeconds: exponentialBackoffSeconds(message.attempts, 60, 6 * 60 * 60) });
     }
     console.error(
       JSON.stringify({

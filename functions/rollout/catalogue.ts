@@ -1,17 +1,16 @@
 import { and, asc, eq, gt, isNull, or, sql } from "drizzle-orm";
 import type { Catalogue } from "../../durable-objects/model-rollout";
-import type { Database } from "../../shared/db/client";
+import type { Queryable } from "../../shared/db/client";
 import { apiKeys, models, modelVersions } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import type { UpstreamRef, VersionRef } from "../../shared/rollout/state";
-import type { Transaction } from "../admin/change";
 
 /**
  * The registry data a model's rollout object needs, read from Postgres:
  * the model's profile and a reference to every version's upstream (builtin
  * models by content hash).
  */
-export async function loadCatalogue(db: Database | Transaction, name: string): Promise<Catalogue> {
+export async function loadCatalogue(db: Queryable, name: string): Promise<Catalogue> {
   const [model] = await db.select().from(models).where(eq(models.name, name));
   if (!model) throw new ApiError("MODEL_NOT_FOUND", `Model '${name}' does not exist`);
   const rows = await db

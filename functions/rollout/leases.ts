@@ -1,8 +1,8 @@
 import type {
   Catalogue,
   ChangeContext,
-  ChangeResult,
   ModelRollout,
+  RolloutChangeResult,
   RolloutView,
 } from "../../durable-objects/model-rollout";
 import { ApiError } from "../../shared/errors";
@@ -67,15 +67,19 @@ export function leaseMemory(): { keepers: number; unknownModels: number } {
 export interface RolloutClient {
   lease(): Promise<LeaseGrant<RolloutSnapshot>>;
   read(historyLimit?: number): Promise<RolloutView>;
-  configure(catalogue: Catalogue, context: ChangeContext): Promise<ChangeResult>;
+  configure(catalogue: Catalogue, context: ChangeContext): Promise<RolloutChangeResult>;
   setRollout(
     body: RolloutBody,
     catalogue: Catalogue,
     context: ChangeContext,
-  ): Promise<ChangeResult>;
-  revert(stateVersion: number, catalogue: Catalogue, context: ChangeContext): Promise<ChangeResult>;
-  engageKillSwitch(body: KillSwitchBody, context: ChangeContext): Promise<ChangeResult>;
-  releaseKillSwitch(context: ChangeContext): Promise<ChangeResult>;
+  ): Promise<RolloutChangeResult>;
+  revert(
+    stateVersion: number,
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<RolloutChangeResult>;
+  engageKillSwitch(body: KillSwitchBody, context: ChangeContext): Promise<RolloutChangeResult>;
+  releaseKillSwitch(context: ChangeContext): Promise<RolloutChangeResult>;
 }
 
 export function rolloutObject(env: Env, model: string): RolloutClient {

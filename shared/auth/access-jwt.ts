@@ -34,7 +34,7 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from "jose";
-import { checkEgressUrl, parseAllowlist } from "../egress";
+import { checkEgressUrl, parseEgressAllowlist } from "../egress";
 
 export interface AccessConfig {
   /** e.g. https://acme.cloudflareaccess.com (no trailing slash); the issuer, and where the keys are. */
@@ -166,7 +166,7 @@ export function accessConfigFromEnv(env: {
   const config: AccessConfig = { teamDomain, audience };
   if (rawCertsUrl !== "") config.certsUrl = rawCertsUrl;
   const certsUrl = accessCertsUrl(config);
-  const verdict = checkEgressUrl(certsUrl, parseAllowlist(env.UPSTREAM_ALLOWED_HOSTS));
+  const verdict = checkEgressUrl(certsUrl, parseEgressAllowlist(env.UPSTREAM_ALLOWED_HOSTS));
   if (!verdict.ok) {
     const source = rawCertsUrl !== "" ? "ACCESS_CERTS_URL" : "ACCESS_TEAM_DOMAIN";
     throw new Error(

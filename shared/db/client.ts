@@ -1,9 +1,24 @@
 import { neonConfig, Pool } from "@neondatabase/serverless";
 import { DrizzleQueryError } from "drizzle-orm/errors";
-import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
+import { drizzle, type NeonDatabase, type NeonQueryResultHKT } from "drizzle-orm/neon-serverless";
+import type { PgDatabase } from "drizzle-orm/pg-core";
+import type { ExtractTablesWithRelations } from "drizzle-orm/relations";
 import * as schema from "./schema";
 
 export type Database = NeonDatabase<typeof schema>;
+
+/** A transaction opened on the database. */
+export type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
+
+/**
+ * The database or a transaction on it: what a function that only queries
+ * takes, so a caller inside a transaction passes it without a cast.
+ */
+export type Queryable = PgDatabase<
+  NeonQueryResultHKT,
+  typeof schema,
+  ExtractTablesWithRelations<typeof schema>
+>;
 
 export interface DatabaseConfig {
   DATABASE_URL: string;

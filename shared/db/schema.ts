@@ -15,6 +15,7 @@ import {
 } from "drizzle-orm/pg-core";
 import type { AlertRuleOverrides } from "../alerts/rules";
 import type { AlertStatistic } from "../alerts/types";
+import { VERSION_STATUSES } from "../rollout/status";
 import type { Fallback, InputSchema } from "../schemas/model";
 import type { MonitoringSettings } from "../schemas/monitoring";
 import type { ModelCard, StoredUpstream } from "../schemas/version";
@@ -48,8 +49,6 @@ export const models = pgTable(
   ],
 );
 
-export const versionStatuses = ["registered", "shadow", "canary", "champion", "retired"] as const;
-export type VersionStatus = (typeof versionStatuses)[number];
 
 export const modelVersions = pgTable(
   "model_versions",
@@ -64,7 +63,7 @@ export const modelVersions = pgTable(
     // model's file by its artefact hash): the identity of what serves.
     upstreamSha256: text("upstream_sha256").notNull(),
     modelCard: jsonb("model_card").$type<ModelCard>().notNull(),
-    status: text("status", { enum: versionStatuses }).notNull().default("registered"),
+    status: text("status", { enum: VERSION_STATUSES }).notNull().default("registered"),
     baseline: jsonb("baseline"),
     createdAt: createdAt(),
     createdBy: text("created_by").notNull(),

@@ -75,9 +75,3 @@ export function toRows(results: readonly PredictionEvent[]): LogRows {
   }
   return rows;
 }
-
-/** Seconds before a failed delivery is tried again: doubling from `base`, capped. */
-export function retryDelaySeconds(attempts: number, base: number, cap: number): number {
-  const exponent = Math.max(0, Math.min(attempts - 1, 30));
-  return Math.min(cap, base * 2 ** exponent);
-}

@@ -3,6 +3,7 @@ import { VersionLabel } from "../schemas/common";
 import type { Fallback, InputSchema, Task } from "../schemas/model";
 import { MAX_LEASE_MS, MIN_LEASE_MS } from "./lease";
 import { bucketOf, canaryServes, randomBucket } from "./routing";
+import type { VersionStatus } from "./status";
 
 export const ShadowTarget = z
   .object({ version: VersionLabel, sampleRate: z.number().min(0).max(1) })
@@ -145,7 +146,7 @@ export interface RolloutSnapshot {
 }
 
 /** Versions named by the rollout or the fallback: the ones a request may call. */
-export function liveVersions(rollout: RolloutConfig, fallback: Fallback | undefined): string[] {
+export function namedVersions(rollout: RolloutConfig, fallback: Fallback | undefined): string[] {
   const names = new Set<string>();
   if (rollout.champion) names.add(rollout.champion);
   if (rollout.canary) names.add(rollout.canary.version);
@@ -254,10 +255,8 @@ export function engageKill(
   return { kind: "changed", killSwitch: { scope, reason, actor, at } };
 }
 
-export type VersionStatus = "registered" | "shadow" | "canary" | "champion" | "retired";
-
 /** The lifecycle status each version should show in the registry. */
-export function versionStatuses(
+export function statusByVersion(
   rollout: RolloutConfig,
   everLive: Iterable<string>,
 ): Record<string, VersionStatus> {

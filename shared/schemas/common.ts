@@ -1,10 +1,11 @@
 import { z } from "@hono/zod-openapi";
+import { MODEL_NAME_PATTERN } from "../model-name";
 
 /** Model names appear in URLs and routing keys: lowercase slugs only. */
 export const ModelName = z
   .string()
   .regex(
-    /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/,
+    MODEL_NAME_PATTERN,
     "must be a lowercase slug: letters, digits and '-', 1 to 64 characters, not starting or ending with '-'",
   )
   .openapi({ example: "fraud-detector" });

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { builtinFormats, MAX_MODEL_BYTES } from "../builtin";
-import { versionStatuses } from "../db/schema";
-import { checkEgressUrl, refusedCredential, UPSTREAM_SECRET_PREFIX } from "../egress";
+import { checkEgressUrl, refusedUpstreamSecret, UPSTREAM_SECRET_PREFIX } from "../egress";
+import { VERSION_STATUSES } from "../rollout/status";
 import { UploadedBaseline } from "./baseline";
 import { ClassLabel, FeatureName, ModelName, Timestamp, VersionLabel } from "./common";
 
@@ -16,7 +16,7 @@ const SecretName = z
     "must be the name of a secret: uppercase letters, digits and '_'",
   )
   .superRefine((name, ctx) => {
-    const refused = refusedCredential(name);
+    const refused = refusedUpstreamSecret(name);
     if (refused) ctx.addIssue({ code: "custom", message: refused });
   })
   .openapi({
@@ -240,13 +240,11 @@ export const CreateVersionBody = z
   .openapi("CreateVersion");
 export type CreateVersionBody = z.infer<typeof CreateVersionBody>;
 
-export const VersionStatus = z.enum(versionStatuses);
-
 /** A version as the registry stores it. */
 export const Version = z.object({
   model: ModelName,
   version: VersionLabel,
-  status: VersionStatus,
+  status: z.enum(VERSION_STATUSES),
   upstream: StoredUpstream,
   upstreamSha256: z.string(),
   modelCard: ModelCard,
@@ -327,7 +325,7 @@ export function upstreamWarnings(
   }
   const credential = upstream.credential;
   if (credential !== undefined) {
-    const refused = refusedCredential(credential);
+    const refused = refusedUpstreamSecret(credential);
     if (refused) {
       warnings.push({
         code: "CREDENTIAL_REFUSED",

@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
 import {
   checkEgressUrl,
-  parseAllowlist,
+  parseEgressAllowlist,
   readBodyCapped,
   redirectCause,
-  refusedCredential,
-  refusedHost,
+  refusedUpstreamSecret,
+  specialUseHost,
 } from "../../shared/egress";
 
-const none = parseAllowlist("");
+const none = parseEgressAllowlist("");
 
 describe("egress: address forms", () => {
   // Every form of a host the URL parser accepts, with https and an empty
@@ -118,7 +118,7 @@ describe("egress: address forms", () => {
   });
 
   it("refuses credentials in the URL, whatever the host", () => {
-    const local = parseAllowlist("127.0.0.1");
+    const local = parseEgressAllowlist("127.0.0.1");
     for (const url of [
       "https://user:pw@models.example.com/x",
       "https://user@models.example.com/x",
@@ -144,7 +144,7 @@ describe("egress: address forms", () => {
 
 describe("egress: the allowlist", () => {
   it("allows http and private addresses for listed hosts only, compared exactly", () => {
-    const local = parseAllowlist(" 127.0.0.1, Localhost ,[::1], 0x7f.0.0.2,");
+    const local = parseEgressAllowlist(" 127.0.0.1, Localhost ,[::1], 0x7f.0.0.2,");
     expect([...local]).toEqual(["127.0.0.1", "localhost", "::1", "127.0.0.2"]);
     expect(checkEgressUrl("http://127.0.0.1:9000/predict", local)).toEqual({ ok: true });
     expect(checkEgressUrl("http://localhost:9000/predict", local)).toEqual({ ok: true });
@@ -161,23 +161,23 @@ describe("egress: the allowlist", () => {
   });
 
   it("treats names that only a local resolver answers like private addresses", () => {
-    const listed = parseAllowlist("models.internal");
+    const listed = parseEgressAllowlist("models.internal");
     expect(checkEgressUrl("http://models.internal:8080/x", listed)).toEqual({ ok: true });
     expect(checkEgressUrl("https://other.internal/x", listed).ok).toBe(false);
   });
 
   it("names each host's rule on its own", () => {
-    expect(refusedHost("::ffff:10.0.0.1")).toMatch(/IPv4-mapped/);
-    expect(refusedHost("[fe80::1]")).toMatch(/link-local/);
-    expect(refusedHost("2606:4700::1111")).toBeUndefined();
-    expect(refusedHost("models.example.com")).toBeUndefined();
-    expect(refusedHost("a/b")).toBe("not a valid host");
+    expect(specialUseHost("::ffff:10.0.0.1")).toMatch(/IPv4-mapped/);
+    expect(specialUseHost("[fe80::1]")).toMatch(/link-local/);
+    expect(specialUseHost("2606:4700::1111")).toBeUndefined();
+    expect(specialUseHost("models.example.com")).toBeUndefined();
+    expect(specialUseHost("a/b")).toBe("not a valid host");
   });
 });
 
 describe("egress: credentials", () => {
   it("lets a version name only UPSTREAM_ secrets", () => {
-    expect(refusedCredential("UPSTREAM_FRAUD_MODEL_TOKEN")).toBeUndefined();
+    expect(refusedUpstreamSecret("UPSTREAM_FRAUD_MODEL_TOKEN")).toBeUndefined();
     for (const name of [
       "ADMIN_TOKEN",
       "ALERT_ENCRYPTION_KEY",
@@ -188,7 +188,7 @@ describe("egress: credentials", () => {
       "upstream_token",
       "XUPSTREAM_TOKEN",
     ]) {
-      expect(refusedCredential(name), name).toMatch(/UPSTREAM_/);
+      expect(refusedUpstreamSecret(name), name).toMatch(/UPSTREAM_/);
     }
   });
 });

@@ -8,12 +8,12 @@ import {
   engageKill,
   type KillSwitch,
   KillSwitchBody,
-  liveVersions,
+  namedVersions,
   nextRollout,
   RolloutBody,
   type RolloutConfig,
   type RolloutSnapshot,
-  versionStatuses,
+  statusByVersion,
 } from "../../shared/rollout/state";
 import { mulberry32, tolerance } from "./random";
 
@@ -244,18 +244,18 @@ describe("KillSwitchBody", () => {
   });
 });
 
-// ---- liveVersions, effectiveRollout ---------------------------------------------------
+// ---- namedVersions, effectiveRollout ---------------------------------------------------
 
-describe("liveVersions", () => {
+describe("namedVersions", () => {
   it("names the champion, canary, shadows and a version fallback, once each", () => {
-    expect(liveVersions(full, { kind: "version", version: "v0" })).toEqual([
+    expect(namedVersions(full, { kind: "version", version: "v0" })).toEqual([
       "v1",
       "v4",
       "v2",
       "v3",
       "v0",
     ]);
-    expect(liveVersions(full, { kind: "version", version: "v2" })).toEqual([
+    expect(namedVersions(full, { kind: "version", version: "v2" })).toEqual([
       "v1",
       "v4",
       "v2",
@@ -264,17 +264,17 @@ describe("liveVersions", () => {
   });
 
   it("ignores fallbacks that name no version", () => {
-    expect(liveVersions(full, { kind: "none" })).toEqual(["v1", "v4", "v2", "v3"]);
+    expect(namedVersions(full, { kind: "none" })).toEqual(["v1", "v4", "v2", "v3"]);
     expect(
-      liveVersions(full, { kind: "static", output: { label: "legit", score: 0.01 } } as never),
+      namedVersions(full, { kind: "static", output: { label: "legit", score: 0.01 } } as never),
     ).toEqual(["v1", "v4", "v2", "v3"]);
-    expect(liveVersions(full, undefined)).toEqual(["v1", "v4", "v2", "v3"]);
+    expect(namedVersions(full, undefined)).toEqual(["v1", "v4", "v2", "v3"]);
   });
 
   it("is empty without a champion or anything else", () => {
-    expect(liveVersions({ champion: null, shadows: [], canary: null }, undefined)).toEqual([]);
+    expect(namedVersions({ champion: null, shadows: [], canary: null }, undefined)).toEqual([]);
     expect(
-      liveVersions(
+      namedVersions(
         { champion: null, shadows: [], canary: null },
         { kind: "version", version: "v9" },
       ),
@@ -693,11 +693,11 @@ describe("engageKill", () => {
   });
 });
 
-// ---- versionStatuses --------------------------------------------------------------
+// ---- statusByVersion --------------------------------------------------------------
 
-describe("versionStatuses", () => {
+describe("statusByVersion", () => {
   it("marks each role, and retires versions once live but no longer in the rollout", () => {
-    expect(versionStatuses(full, ["v0", "v1", "v2", "v3", "v4", "old"])).toEqual({
+    expect(statusByVersion(full, ["v0", "v1", "v2", "v3", "v4", "old"])).toEqual({
       v0: "retired",
       old: "retired",
       v1: "champion",
@@ -708,7 +708,7 @@ describe("versionStatuses", () => {
   });
 
   it("names rollout versions even if not yet recorded as live, and nothing never live", () => {
-    expect(versionStatuses(full, [])).toEqual({
+    expect(statusByVersion(full, [])).toEqual({
       v1: "champion",
       v2: "shadow",
       v3: "shadow",
@@ -718,7 +718,7 @@ describe("versionStatuses", () => {
 
   it("retires everything when the rollout is empty", () => {
     expect(
-      versionStatuses({ champion: null, shadows: [], canary: null }, new Set(["v1", "v2"])),
+      statusByVersion({ champion: null, shadows: [], canary: null }, new Set(["v1", "v2"])),
     ).toEqual({ v1: "retired", v2: "retired" });
   });
 
@@ -727,7 +727,7 @@ describe("versionStatuses", () => {
       yield "v1";
       yield "gone";
     }
-    expect(versionStatuses({ champion: "v1", shadows: [], canary: null }, everLive())).toEqual({
+    expect(statusByVersion({ champion: "v1", shadows: [], canary: null }, everLive())).toEqual({
       v1: "champion",
       gone: "retired",
     });

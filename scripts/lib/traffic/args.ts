@@ -1,5 +1,6 @@
 // The traffic generator's command line. Pure: argv in, options out, or a UsageError naming
 // the flag.
+import { MODEL_NAME_PATTERN } from "../../../shared/model-name.ts";
 import { type Drift, parseDrift } from "./drift.ts";
 import type { SegmentEffect } from "./format.ts";
 import { parseDuration, UsageError } from "./usage.ts";
@@ -169,7 +170,7 @@ export function parseOptions(argv: readonly string[]): TrafficOptions {
     throw new UsageError(`--url: '${urlText}' is not an http(s) URL`);
 
   const model = one("--model") ?? "demo-credit-risk";
-  if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(model))
+  if (!MODEL_NAME_PATTERN.test(model))
     throw new UsageError(
       `--model: '${model}' is not a model name (lowercase letters, digits, '-')`,
     );
