@@ -49,7 +49,6 @@ export const models = pgTable(
   ],
 );
 
-
 export const modelVersions = pgTable(
   "model_versions",
   {
@@ -123,9 +122,17 @@ export const auditLog = pgTable(
     after: jsonb("after"),
     at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
     requestId: text("request_id"),
+    /**
+     * How the actor authenticated: a personal token (`auth_token_id` names
+     * it), single sign-on, or the bootstrap token. Empty for rows written
+     * before principals existed, and for Airlock's own jobs.
+     */
+    authMethod: text("auth_method", { enum: ["token", "sso", "bootstrap"] }),
+    authTokenId: text("auth_token_id"),
   },
   (t) => [
     uniqueIndex("audit_log_event_id_key").on(t.eventId),
+    index("audit_log_actor_idx").on(t.actor, t.id),
     index("audit_log_target_idx").on(t.target, t.id),
     index("audit_log_at_idx").on(t.at),
   ],
@@ -177,6 +184,94 @@ export const apiKeys = pgTable(
     index("api_keys_created_at_idx").on(t.createdAt),
   ],
 );
+
+// ---- People and service accounts ---------------------------------------------------------------
+//
+// Who acts on the admin API. Names and emails live here only: audit rows
+// name a principal by its id, so a person's details can be erased without
+// touching the trail. Principals are disabled, never deleted.
+
+export const principals = pgTable(
+  "principals",
+  {
+    id: text("id").primaryKey(),
+    kind: text("kind", { enum: ["person", "service"] }).notNull(),
+    displayName: text("display_name").notNull(),
+    /** A person's sign-in email (lower case): how single sign-on finds them. */
+    email: text("email"),
+    /** A service account's Cloudflare Access service token (its `common_name`). */
+    accessCommonName: text("access_common_name"),
+    createdAt: createdAt(),
+    createdBy: text("created_by").notNull(),
+    disabledAt: timestamp("disabled_at", { withTimezone: true }),
+    disabledBy: text("disabled_by"),
+  },
+  (t) => [
+    uniqueIndex("principals_email_key").on(t.email),
+    uniqueIndex("principals_access_common_name_key").on(t.accessCommonName),
+    check(
+      "principals_kind_identity",
+      sql`(${t.kind} = 'person' AND ${t.accessCommonName} IS NULL) OR (${t.kind} = 'service' AND ${t.email} IS NULL)`,
+    ),
+  ],
+);
+
+/** Roles held: global ones (model empty) and ownership of one model. */
+export const principalGrants = pgTable(
+  "principal_grants",
+  {
+    principalId: text("principal_id")
+      .notNull()
+      .references(() => principals.id),
+    role: text("role", {
+      enum: ["viewer", "operator", "risk_officer", "review_board", "admin", "owner"],
+    }).notNull(),
+    /** The owned model for `owner`; empty for global roles. */
+    model: text("model").notNull().default(""),
+    grantedAt: timestamp("granted_at", { withTimezone: true }).notNull().defaultNow(),
+    grantedBy: text("granted_by").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.principalId, t.role, t.model] }),
+    check("principal_grants_owner_model", sql`(${t.role} = 'owner') = (${t.model} <> '')`),
+  ],
+);
+
+/** Personal access tokens: shown once, stored as SHA-256, always expiring. */
+export const principalTokens = pgTable(
+  "principal_tokens",
+  {
+    id: text("id").primaryKey(),
+    principalId: text("principal_id")
+      .notNull()
+      .references(() => principals.id),
+    name: text("name").notNull(),
+    /** The first characters of the token, to recognise it in a list. */
+    prefix: text("prefix").notNull(),
+    tokenHash: text("token_hash").notNull(),
+    createdAt: createdAt(),
+    createdBy: text("created_by").notNull(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true }),
+    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+    revokedBy: text("revoked_by"),
+  },
+  (t) => [
+    uniqueIndex("principal_tokens_token_hash_key").on(t.tokenHash),
+    index("principal_tokens_principal_idx").on(t.principalId, t.createdAt),
+  ],
+);
+
+/**
+ * Settings of the access control itself, one row per name. Today only
+ * `bootstrap_disabled`: when set, the bootstrap token opens nothing.
+ */
+export const accessSettings = pgTable("access_settings", {
+  name: text("name").primaryKey(),
+  value: jsonb("value").notNull(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  updatedBy: text("updated_by").notNull(),
+});
 
 // ---- Prediction logs ---------------------------------------------------------------------------
 //
