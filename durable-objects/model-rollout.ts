@@ -45,6 +45,8 @@ interface StoredState {
 
 export interface ChangeContext {
   actor: string;
+  /** How the actor signed in (a token and its id, single sign-on, bootstrap), for the audit row. */
+  auth?: { method: "token" | "sso" | "bootstrap"; tokenId?: string | undefined } | undefined;
   requestId: string | null;
   /** Apply only if the state is still at this version (If-Match). */
   ifMatch?: number | undefined;
@@ -424,6 +426,8 @@ export class ModelRollout extends DurableObject<Env> {
             eventId: `rollout:${next.model}:${next.stateVersion}`,
             source: "rollout",
             actor: context.actor,
+            authMethod: context.auth?.method ?? null,
+            authTokenId: context.auth?.tokenId ?? null,
             action,
             targetType: "rollout",
             target: `models/${next.model}/rollout`,
@@ -620,6 +624,7 @@ const AUDIT_TEXT_FIELDS = [
   "eventId",
   "source",
   "actor",
+  "authTokenId",
   "action",
   "targetType",
   "target",

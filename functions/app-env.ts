@@ -1,14 +1,21 @@
+import type { Authority } from "../shared/auth/permissions";
 import type { Database } from "../shared/db/client";
 import type { ReportingKey } from "./inference/feedback";
 import type { Admitted } from "./inference/serve";
 
-/** Who is calling the admin API. One bootstrap token for now; roles come later. */
-export interface Principal {
-  /** Stable id, used to scope idempotency keys. */
+/** How a caller of the admin API proved who it is. */
+export type Authentication =
+  | { method: "token"; tokenId: string }
+  | { method: "sso" }
+  | { method: "bootstrap" };
+
+/** Who is calling the admin API (functions/middleware/admin-auth.ts). */
+export interface Principal extends Authority {
+  /** The principal's id (`prn_…`), or `bootstrap`; scopes idempotency keys. */
   id: string;
-  /** Written into the audit trail. */
+  /** Written into the audit trail and the `…By` columns: the id, or `admin:bootstrap`. */
   actor: string;
-  roles: readonly string[];
+  auth: Authentication;
 }
 
 export interface IdempotencyReservation {

@@ -53,6 +53,7 @@ import {
   shownPath,
   stateDir,
 } from "./lib/environment.ts";
+import { adminTokenFile, ensureLocalAdmin, type LocalAdmin } from "./lib/local-admin.ts";
 import { redactUrl } from "./lib/local-db.ts";
 import { migrateDatabase } from "./lib/migrate.ts";
 
@@ -245,9 +246,20 @@ function relayLines(
   });
 }
 
-/** The demo model first (so that what the banner offers works), then the banner, then crons. */
+/**
+ * The local admin person and their token, then the demo model (so that what
+ * the banner offers works), then the banner, then crons.
+ */
 async function announce(base: string) {
-  const demo = demoWanted(args, process.env) ? await demoLines(base) : [];
+  let admin: LocalAdmin | undefined;
+  let adminLine: string;
+  try {
+    admin = await ensureLocalAdmin(base, token);
+    adminLine = `Authorization: Bearer ${admin.token}   (Local admin, ${admin.principalId}; ${admin.issued ? "new token, " : ""}kept in ${shownPath(adminTokenFile())})`;
+  } catch (error) {
+    adminLine = `could not set up the local admin (the server runs on): ${error instanceof Error ? error.message : String(error)}`;
+  }
+  const demo = demoWanted(args, process.env) && admin ? await demoLines(base, admin.token) : [];
   console.log(
     [
       "",
@@ -255,7 +267,8 @@ async function announce(base: string) {
       `  API:       ${base}`,
       `  Docs:      ${base}/docs  (OpenAPI: ${base}/openapi.json)`,
       `  Database:  ${redactUrl(database.databaseUrl)} (${database.kind})`,
-      `  Admin:     Authorization: Bearer ${token}${created ? `   (new token, written to ${devVarsShown})` : `   (from ${devVarsShown})`}`,
+      `  Admin:     ${adminLine}`,
+      `  Bootstrap: Authorization: Bearer ${token}   (${created ? `new, written to ${devVarsShown}` : `from ${devVarsShown}`}; creates principals, grants roles, engages kill switches)`,
       `  Crons:     ${cronLine(base)}`,
       `  Windows:   ${windowLine()}`,
       ...demo,
@@ -305,10 +318,10 @@ function cronLine(base: string): string {
   return `${list} fire on schedule${when}; --no-cron or AIRLOCK_CRON=0 turns them off`;
 }
 
-async function demoLines(base: string): Promise<string[]> {
+async function demoLines(base: string, adminToken: string): Promise<string[]> {
   try {
     const demo = readDemo();
-    const outcome = await ensureDemoModel(base, token, demo);
+    const outcome = await ensureDemoModel(base, adminToken, demo);
     const what = describeDemoOutcome(outcome, demo);
     return [
       `  Demo:      ${demo.model.name} ${what}; --no-demo skips it`,

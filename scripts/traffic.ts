@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { readDemo } from "./lib/demo.ts";
-import { devVarsPath, readDevVars } from "./lib/environment.ts";
+import { adminTokenFile, readAdminToken } from "./lib/local-admin.ts";
 import { parseOptions, type TrafficOptions, usage } from "./lib/traffic/args.ts";
 import { type Clock, realClock } from "./lib/traffic/clock.ts";
 import { checkDrift } from "./lib/traffic/drift.ts";
@@ -27,10 +27,10 @@ import { PhaseTally } from "./lib/traffic/summary.ts";
 import { UsageError } from "./lib/traffic/usage.ts";
 
 export interface TrafficIo {
-  /** Where ADMIN_TOKEN is looked up first (default process.env). */
+  /** Where AIRLOCK_TOKEN is looked up first (default process.env). */
   env?: Record<string, string | undefined>;
-  /** Where ADMIN_TOKEN is looked up next (default AIRLOCK_DEV_VARS, else the project's .dev.vars). */
-  devVarsFile?: string;
+  /** Where the admin token is looked up next (default npm start's: the state directory's admin-token). */
+  adminTokenFile?: string;
   out?: (line: string) => void;
   err?: (line: string) => void;
   /** Aborting it stops the run as Ctrl-C does. */
@@ -75,8 +75,8 @@ async function run(
   const env = io.env ?? process.env;
   const adminToken =
     options.adminToken ??
-    env.ADMIN_TOKEN ??
-    readDevVars(io.devVarsFile ?? devVarsPath(env)).get("ADMIN_TOKEN");
+    env.AIRLOCK_TOKEN ??
+    readAdminToken(io.adminTokenFile ?? adminTokenFile());
 
   const profileFile = options.profile ? readProfileFile(options.profile) : undefined;
   const { info, from } = await modelInfo(options, profileFile, adminToken);
@@ -141,7 +141,7 @@ async function run(
   const labelsOn = options.labelRate > 0 && profile.truth !== null;
   if (labelsOn && !apiKey) {
     err(
-      "traffic: no API key (--key, or --admin-token / ADMIN_TOKEN to create one): sending predictions only, no labels or outcomes",
+      "traffic: no API key (--key, or --admin-token / AIRLOCK_TOKEN to create one): sending predictions only, no labels or outcomes",
     );
   }
   const runner = new Runner(
@@ -318,7 +318,7 @@ async function modelInfo(
   if (adminToken) return fromServer(adminToken);
   if (local) return local;
   throw new SetupError(
-    `--model: cannot read the input schema of '${options.model}': give --admin-token (or ADMIN_TOKEN in .dev.vars), or a --profile with an inputSchema`,
+    `--model: cannot read the input schema of '${options.model}': give --admin-token (or AIRLOCK_TOKEN, or run npm start, which keeps one), or a --profile with an inputSchema`,
   );
 }
 

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import type { TestProject } from "vitest/node";
 import { WebSocketServer } from "ws";
@@ -22,7 +22,10 @@ declare module "vitest" {
     upstreamBase: string;
     /** Base URL of a local alert receiver (scripts/lib/alert-receiver.ts). */
     alertReceiverBase: string;
+    /** The bootstrap token (ADMIN_TOKEN). */
     adminToken: string;
+    /** A personal access token of the tests' admin person (`prn_testadmin`), in both databases. */
+    adminPat: string;
     /** A second database, of the API fuzz suite alone (its own project in vitest.config.ts). */
     fuzzDatabaseUrl: string;
     fuzzDatabaseWsProxy: string;
@@ -85,6 +88,11 @@ export default async function setup(project: TestProject) {
   }
   await migrateDatabase({ databaseUrl, wsProxy: local.wsProxy });
   await migrateDatabase(fuzz);
+  // The person the tests act as: an admin with a personal access token.
+  const adminPat = `airlock_pat_${randomBytes(32).toString("base64url")}`;
+  for (const target of [{ databaseUrl, wsProxy: local.wsProxy }, fuzz])
+    await execute(target, seedAdminStatement(adminPat));
+  project.provide("adminPat", adminPat);
   console.log(`[tests] Postgres (${local.kind}): ${redactUrl(databaseUrl)}`);
   project.provide("fuzzDatabaseUrl", fuzz.databaseUrl);
   project.provide("fuzzDatabaseWsProxy", fuzz.wsProxy);
@@ -178,4 +186,15 @@ async function startAccessKeysPeer() {
     closedBase: `http://127.0.0.1:${closedPort}`,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** The tests' admin person, its admin role and its token (stored as SHA-256, as Airlock does). */
+function seedAdminStatement(token: string): string {
+  const hash = createHash("sha256").update(token).digest("hex");
+  return `
+    INSERT INTO principals (id, kind, display_name, email, created_by)
+      VALUES ('prn_testadmin', 'person', 'Test admin', 'test-admin@example.com', 'tests');
+    INSERT INTO principal_grants (principal_id, role, granted_by) VALUES ('prn_testadmin', 'admin', 'tests');
+    INSERT INTO principal_tokens (id, principal_id, name, prefix, token_hash, created_by, expires_at)
+      VALUES ('tok_testadmin', 'prn_testadmin', 'tests', '${token.slice(0, 16)}', '${hash}', 'tests', now() + interval '30 days');`;
 }

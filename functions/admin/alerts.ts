@@ -1,6 +1,7 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { and, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import { AlertRuleOverrides, RuleError, resolveRules } from "../../shared/alerts/rules";
+import { modelsWith } from "../../shared/auth/permissions";
 import { encryptSecret, maskUrl, parseEncryptionKey } from "../../shared/crypto-box";
 import type { Database } from "../../shared/db/client";
 import {
@@ -20,13 +21,13 @@ import { apiRouter } from "../router";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
 import {
-  adminSecurity,
   errorResponses,
   IdempotencyHeader,
   jsonBody,
   jsonContent,
   NumericIdParams,
 } from "./openapi";
+import { adminRoute, requirePermission } from "./route";
 
 export const alertsApi = apiRouter();
 
@@ -112,14 +113,14 @@ const destinationParams = z.object({
 });
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "alerts.manage",
     method: "post",
     path: "/alert-destinations",
     tags: ["Alerts"],
     summary: "Add an alert destination (Slack incoming webhook or signed webhook)",
     description:
       "The URL and the signing secret are encrypted with AES-256-GCM under the ALERT_ENCRYPTION_KEY secret and never returned. Audited as alert_destination.create (without them).",
-    security: adminSecurity,
     request: { headers: IdempotencyHeader, body: jsonBody(CreateDestination) },
     responses: {
       201: jsonContent(Destination, "The destination"),
@@ -189,12 +190,12 @@ alertsApi.openapi(
 );
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "alerts.read",
     method: "get",
     path: "/alert-destinations",
     tags: ["Alerts"],
     summary: "List alert destinations (URLs masked, secrets never shown)",
-    security: adminSecurity,
     request: {
       query: z.object({
         deleted: z
@@ -224,14 +225,14 @@ alertsApi.openapi(
 );
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "alerts.manage",
     method: "delete",
     path: "/alert-destinations/{id}",
     tags: ["Alerts"],
     summary: "Delete an alert destination",
     description:
       "No notice is sent there afterwards; notices still pending are dropped. The row stays (deliveries refer to it), without use. Audited.",
-    security: adminSecurity,
     request: { params: destinationParams },
     responses: {
       200: jsonContent(Destination, "The deleted destination"),
@@ -407,14 +408,15 @@ function alertResource(
 }
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "alerts.read",
+    model: "resource",
     method: "get",
     path: "/alerts",
     tags: ["Alerts"],
     summary: "List alerts, newest first",
     description:
       "Filters: state (`open`: pending or firing), model (the empty string: Airlock's own health), severity, rule, and the first-seen time range. Each alert comes with its acknowledgements.",
-    security: adminSecurity,
     request: {
       query: PaginationQuery.extend({
         state: z
@@ -449,12 +451,17 @@ alertsApi.openapi(
   async (c) => {
     const query = c.req.valid("query");
     const before = resumeAfter(query.cursor, { id: "number" });
+    // Only the alerts of models the caller may read them on.
+    const visible = modelsWith(c.var.principal, "alerts.read");
+    if (visible !== "all" && visible.length === 0)
+      return c.json({ items: [], nextCursor: null }, 200);
     const db = c.var.database();
     const rows = await db
       .select()
       .from(alerts)
       .where(
         and(
+          visible === "all" ? undefined : inArray(alerts.model, visible),
           query.state === undefined
             ? undefined
             : query.state === "open"
@@ -527,12 +534,13 @@ function deliveryResource(row: typeof alertDeliveries.$inferSelect): Delivery {
 }
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "alerts.read",
+    model: "resource",
     method: "get",
     path: "/alerts/{id}",
     tags: ["Alerts"],
     summary: "One alert, with its acknowledgements and deliveries",
-    security: adminSecurity,
     request: { params: NumericIdParams },
     responses: {
       200: jsonContent(Alert.extend({ deliveries: z.array(Delivery) }), "The alert"),
@@ -544,6 +552,7 @@ alertsApi.openapi(
     const db = c.var.database();
     const [row] = await db.select().from(alerts).where(eq(alerts.id, id));
     if (!row) throw new ApiError("ALERT_NOT_FOUND", `Alert ${id} does not exist`);
+    requirePermission(c, "alerts.read", row.model);
     const acknowledgements = await acknowledgementsOf(db, [id]);
     const deliveries = await db
       .select()
@@ -561,14 +570,15 @@ alertsApi.openapi(
 );
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "alerts.acknowledge",
+    model: "resource",
     method: "post",
     path: "/alerts/{id}/acknowledge",
     tags: ["Alerts"],
     summary: "Acknowledge an alert: someone is on it",
     description:
       "Adds an acknowledgement (who, when, and an optional note) to the alert's list; earlier ones stay as they were. The alert keeps firing until its condition clears. Audited as alert.acknowledge.",
-    security: adminSecurity,
     request: {
       params: NumericIdParams,
       headers: IdempotencyHeader,
@@ -594,6 +604,7 @@ alertsApi.openapi(
       // Locked so that acknowledgements of one alert are recorded (and audited) one at a time.
       const [current] = await tx.select().from(alerts).where(eq(alerts.id, id)).for("update");
       if (!current) throw new ApiError("ALERT_NOT_FOUND", `Alert ${id} does not exist`);
+      requirePermission(c, "alerts.acknowledge", current.model);
       const earlier = (await acknowledgementsOf(tx, [id])).get(id) ?? [];
       const [added] = await tx
         .insert(alertAcknowledgements)
@@ -651,13 +662,13 @@ async function awaitDelivery(
 }
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "alerts.manage",
     method: "post",
     path: "/alert-destinations/{id}/test",
     tags: ["Alerts"],
     summary: "Send a test notice to a destination and report what its receiver said",
     description: `The test notice goes the way an alert's does (a delivery row, the ALERT_DELIVERIES queue, the destination's object, its URL checked against the egress rules, signed for a webhook), but belongs to no alert: Slack shows "Test notice from Airlock", a webhook gets \`{ "type": "alert.test", "test": true, … }\` with no \`alert\` object. It is tried once, without retries. The call waits up to \`wait\` seconds (default ${TEST_WAIT_DEFAULT_SECONDS}, at most ${TEST_WAIT_MAX_SECONDS}) for the outcome: \`status\` sent, or failed with the receiver's \`lastStatus\` and \`lastError\`; still pending after that, follow it at the Location (GET /admin/alert-deliveries/{id}). A retry with the same Idempotency-Key sends nothing more and answers the delivery as it was created. Audited as alert_destination.test.`,
-    security: adminSecurity,
     request: {
       params: destinationParams,
       headers: IdempotencyHeader,
@@ -736,12 +747,13 @@ alertsApi.openapi(
 );
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "alerts.read",
+    model: "resource",
     method: "get",
     path: "/alert-deliveries/{id}",
     tags: ["Alerts"],
     summary: "One delivery: an alert's notice to a destination, or a test notice",
-    security: adminSecurity,
     request: { params: NumericIdParams },
     responses: {
       200: jsonContent(Delivery, "The delivery"),
@@ -752,23 +764,26 @@ alertsApi.openapi(
     const { id } = c.req.valid("param");
     const [row] = await c.var
       .database()
-      .select()
+      .select({ delivery: alertDeliveries, model: alerts.model })
       .from(alertDeliveries)
+      .leftJoin(alerts, eq(alerts.id, alertDeliveries.alertId))
       .where(eq(alertDeliveries.id, id));
     if (!row) throw new ApiError("DELIVERY_NOT_FOUND", `Alert delivery ${id} does not exist`);
-    return c.json(deliveryResource(row), 200);
+    // A test notice, or a notice about Airlock itself, belongs to no one model.
+    requirePermission(c, "alerts.read", row.model ?? null);
+    return c.json(deliveryResource(row.delivery), 200);
   },
 );
 
 // ---- rules -----------------------------------------------------------------
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "monitoring.read",
     method: "get",
     path: "/models/{model}/alert-rules",
     tags: ["Alerts"],
     summary: "A model's alert rules: its overrides and the rules in force",
-    security: adminSecurity,
     request: { params: modelParams },
     responses: {
       200: jsonContent(
@@ -800,14 +815,14 @@ alertsApi.openapi(
 );
 
 alertsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "monitoring.write",
     method: "put",
     path: "/models/{model}/alert-rules",
     tags: ["Alerts"],
     summary: "Replace a model's alert rule overrides",
     description:
       "Per rule, the fields to change (`enabled`, `severity`, `windowSeconds`, `threshold`, …; each must fit the rule's kind), and `cooldownMinutes`, `staleMinutes`. `{}` restores the defaults. Applies from the next evaluation. Audited as model.alert_rules.update.",
-    security: adminSecurity,
     request: {
       params: modelParams,
       headers: IdempotencyHeader,

@@ -1,4 +1,4 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { eq } from "drizzle-orm";
 import {
   type CompiledModel,
@@ -14,7 +14,8 @@ import { ApiError } from "../../shared/errors";
 import { Timestamp } from "../../shared/schemas/common";
 import type { StoredBuiltinUpstream, Upstream } from "../../shared/schemas/version";
 import { apiRouter } from "../router";
-import { adminSecurity, errorResponses, jsonContent } from "./openapi";
+import { errorResponses, jsonContent } from "./openapi";
+import { adminRoute } from "./route";
 
 type BuiltinUpstream = Extract<Upstream, { kind: "builtin" }>;
 
@@ -111,13 +112,13 @@ const Artifact = z
 export const artifactsApi = apiRouter();
 
 artifactsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.read",
     method: "get",
     path: "/{sha256}",
     tags: ["Versions"],
     summary: "A builtin model file, by content hash",
     description: "Artefacts never change: the hash names exactly one file.",
-    security: adminSecurity,
     request: { params: z.object({ sha256: Sha256Param }) },
     responses: {
       200: jsonContent(Artifact, "The model file and where it came from"),

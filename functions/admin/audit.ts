@@ -1,11 +1,12 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { and, desc, eq, like, lt, or, type SQL } from "drizzle-orm";
 import { auditLog } from "../../shared/db/schema";
 import { resumeAfter, splitPage } from "../../shared/pagination";
 import { AuditEntry } from "../../shared/schemas/audit";
 import { PaginationQuery, pageOf } from "../../shared/schemas/common";
 import { apiRouter } from "../router";
-import { adminSecurity, errorResponses, jsonContent } from "./openapi";
+import { errorResponses, jsonContent } from "./openapi";
+import { adminRoute } from "./route";
 
 export const auditApi = apiRouter();
 
@@ -36,12 +37,12 @@ const AuditQuery = PaginationQuery.extend({
 const escapeLike = (value: string) => value.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 
 auditApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "audit.read",
     method: "get",
     path: "/",
     tags: ["Audit"],
     summary: "Read the audit trail, newest first",
-    security: adminSecurity,
     request: { query: AuditQuery },
     responses: {
       200: jsonContent(pageOf(AuditEntry), "A page of audit entries"),
@@ -77,6 +78,9 @@ auditApi.openapi(
           eventId: row.eventId,
           source: row.source,
           actor: row.actor,
+          auth: row.authMethod
+            ? { method: row.authMethod, tokenId: row.authTokenId ?? null }
+            : null,
           action: row.action,
           targetType: row.targetType,
           target: row.target,

@@ -1,4 +1,3 @@
-import { createRoute } from "@hono/zod-openapi";
 import { and, eq, sql } from "drizzle-orm";
 import { modelVersions } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
@@ -16,7 +15,8 @@ import { baselineFromTraffic } from "../monitoring/baseline-sql";
 import { apiRouter } from "../router";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
-import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { adminRoute } from "./route";
 
 const versionParams = modelParams.extend({
   version: VersionLabel.openapi({ param: { name: "version", in: "path" } }),
@@ -58,14 +58,14 @@ export function uploadedBaseline(
 }
 
 baselinesApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.read",
     method: "get",
     path: "/{model}/versions/{version}/baseline",
     tags: ["Monitoring"],
     summary: "Read a version's baseline",
     description:
       "Per feature and prediction field: a numeric summary (count, missing, distinct, min, max, mean, population std, and the reference sample: every value when there are at most 1000, else 1000 quantiles) or category counts.",
-    security: adminSecurity,
     request: { params: versionParams },
     responses: {
       200: jsonContent(BaselineResource, "The baseline"),
@@ -92,14 +92,14 @@ baselinesApi.openapi(
 );
 
 baselinesApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.write",
     method: "post",
     path: "/{model}/versions/{version}/baseline",
     tags: ["Monitoring"],
     summary: "Set a version's baseline, from uploaded rows or from a window of its traffic",
     description:
       "`{ rows, predictions? }`: up to 5000 rows, validated against the model's input schema (every failing field named), with the version's predictions for them. `{ from, to, role? }`: the version's own results in that window (default served), summarised in Postgres; 422 BASELINE_EMPTY when the window holds none. Replaces any earlier baseline; audited as version.baseline.set.",
-    security: adminSecurity,
     request: {
       params: versionParams,
       headers: IdempotencyHeader,

@@ -34,19 +34,7 @@ export async function runChange<T>(
   const result = await db.transaction(async (tx) => {
     const outcome = await change(tx);
     if (outcome.audit.length > 0) {
-      await tx.insert(auditLog).values(
-        outcome.audit.map((entry) => ({
-          eventId: crypto.randomUUID(),
-          source: "api" as const,
-          actor: c.var.principal.actor,
-          action: entry.action,
-          targetType: entry.targetType,
-          target: entry.target,
-          before: entry.before ?? null,
-          after: entry.after ?? null,
-          requestId: c.var.requestId,
-        })),
-      );
+      await tx.insert(auditLog).values(outcome.audit.map((entry) => auditRow(c, entry)));
     }
     if (reservation) {
       await tx
@@ -63,4 +51,47 @@ export async function runChange<T>(
   });
   if (reservation) reservation.stored = true;
   return { status: result.status, body: result.body };
+}
+
+/** The audit row of one entry: who did it (the principal and how it signed in), and when. */
+export function auditRow(c: Context<AppEnv>, entry: AuditRecord) {
+  const { principal } = c.var;
+  return {
+    eventId: crypto.randomUUID(),
+    source: "api" as const,
+    actor: principal.actor,
+    authMethod: principal.auth.method,
+    authTokenId: principal.auth.method === "token" ? principal.auth.tokenId : null,
+    action: entry.action,
+    targetType: entry.targetType,
+    target: entry.target,
+    before: entry.before ?? null,
+    after: entry.after ?? null,
+    requestId: c.var.requestId,
+  };
+}
+
+/**
+ * Records a read of governed data (prediction inputs, labels, outcomes,
+ * dead letters) in the audit trail before the data is returned: a read that
+ * cannot be recorded is not served.
+ */
+export async function auditRead(c: Context<AppEnv>, entry: Omit<AuditRecord, "before">) {
+  await c.var
+    .database()
+    .insert(auditLog)
+    .values(auditRow(c, { ...entry, before: null }));
+}
+
+/** Who makes a change the rollout object records: its history and its audit rows name them. */
+export function changeContext(c: Context<AppEnv>) {
+  const { principal } = c.var;
+  return {
+    actor: principal.actor,
+    auth: {
+      method: principal.auth.method,
+      tokenId: principal.auth.method === "token" ? principal.auth.tokenId : undefined,
+    },
+    requestId: c.var.requestId,
+  };
 }

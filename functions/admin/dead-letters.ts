@@ -1,4 +1,4 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { and, asc, desc, eq, inArray, isNotNull, isNull, lt, type SQL } from "drizzle-orm";
 import { alertDeliveries, deadLetters } from "../../shared/db/schema";
 import { formatPath } from "../../shared/errors";
@@ -8,8 +8,9 @@ import { PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common"
 import { StorableString } from "../../shared/storable";
 import { ALERT_DELIVERIES_QUEUE } from "../queue/alert-deliveries";
 import { apiRouter } from "../router";
-import { runChange } from "./change";
-import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { auditRead, runChange } from "./change";
+import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { adminRoute } from "./route";
 
 /**
  * Prediction-log messages that could not be stored: poison messages and
@@ -70,12 +71,12 @@ function bodyOf(row: { body: unknown; bodyText: string | null }): unknown {
 }
 
 deadLettersApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "deadletters.read",
     method: "get",
     path: "/",
     tags: ["Prediction logs"],
     summary: "List dead letters, newest first",
-    security: adminSecurity,
     request: { query: DeadLetterQuery },
     responses: {
       200: jsonContent(pageOf(DeadLetter), "A page of dead letters"),
@@ -108,6 +109,15 @@ deadLettersApi.openapi(
       .orderBy(desc(deadLetters.id))
       .limit(limit + 1);
     const page = splitPage(rows, limit, (last) => ({ id: last.id }));
+    await auditRead(c, {
+      action: "dead_letters.read",
+      targetType: "dead_letters",
+      target: "dead-letters",
+      after: {
+        ids: page.rows.map((row) => String(row.id)),
+        filters: { status: status ?? null, replayed: replayed ?? null, cursor: cursor ?? null },
+      },
+    });
     return c.json(
       {
         items: page.rows.map((row) => ({
@@ -157,14 +167,14 @@ const ReplayResult = z
 const SEND_BATCH = 100;
 
 deadLettersApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "deadletters.manage",
     method: "post",
     path: "/replay",
     tags: ["Prediction logs"],
     summary: "Put pending dead letters back on the prediction-log queue",
     description:
       "Sends each pending dead letter that is a well-formed log message back to PREDICTION_LOGS and marks it replayed; malformed ones (including results holding text Postgres cannot store) stay pending and are listed as skipped, with the reason. Storage is idempotent: replaying twice doubles nothing.",
-    security: adminSecurity,
     request: { headers: IdempotencyHeader, body: jsonBody(ReplayBody) },
     responses: {
       200: jsonContent(ReplayResult, "What was replayed"),
@@ -288,14 +298,14 @@ const DiscardResult = z
   .openapi("DiscardResult");
 
 deadLettersApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "deadletters.manage",
     method: "post",
     path: "/discard",
     tags: ["Prediction logs"],
     summary: "Let go of pending dead letters that can never be stored",
     description:
       "Marks pending dead letters discarded, with the operator and the reason, so they no longer count towards the dead_letters alert. Their bodies are kept (14 days, as every dead letter). Audited.",
-    security: adminSecurity,
     request: { headers: IdempotencyHeader, body: jsonBody(DiscardBody) },
     responses: {
       200: jsonContent(DiscardResult, "What was discarded"),

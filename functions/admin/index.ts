@@ -12,6 +12,7 @@ import { keysApi } from "./keys";
 import { modelsApi } from "./models";
 import { monitoringApi } from "./monitoring";
 import { predictionsApi } from "./predictions";
+import { principalsApi } from "./principals";
 import { rolloutApi } from "./rollout";
 import { versionsApi } from "./versions";
 
@@ -46,3 +47,4 @@ adminApi.route("/predictions", predictionsApi);
 adminApi.route("/keys", keysApi);
 adminApi.route("/", monitoringApi);
 adminApi.route("/", alertsApi);
+adminApi.route("/", principalsApi);

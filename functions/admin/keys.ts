@@ -1,5 +1,6 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { and, desc, eq, inArray, sql } from "drizzle-orm";
+import { API_KEY_PREFIX, newSecret } from "../../shared/auth/tokens";
 import { sha256Hex } from "../../shared/crypto";
 import { apiKeys, models } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
@@ -9,7 +10,8 @@ import { ApiKey, CreatedApiKey, CreateKeyBody } from "../../shared/schemas/keys"
 import { pushRegistryChange } from "../rollout/sync";
 import { apiRouter } from "../router";
 import { runChange } from "./change";
-import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { adminRoute } from "./route";
 
 export const keysApi = apiRouter();
 
@@ -29,27 +31,20 @@ function keyResource(row: KeyRow): ApiKey {
 }
 
 /** `ak_` and 256 random bits, base64url: long enough that a fast hash is a safe store. */
-function newKey(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return `ak_${btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")}`;
-}
-
 /** Pushes the allowed key hashes of each model to its rollout object. */
 async function pushKeys(c: Parameters<typeof pushRegistryChange>[0], modelNames: string[]) {
   for (const model of modelNames) await pushRegistryChange(c, model);
 }
 
 keysApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "keys.manage",
     method: "post",
     path: "/",
     tags: ["API keys"],
     summary: "Create an API key for some models",
     description:
       "The key is in this response only; Airlock stores its SHA-256. A replay with the same Idempotency-Key returns the key's record without the key.",
-    security: adminSecurity,
     request: { headers: IdempotencyHeader, body: jsonBody(CreateKeyBody) },
     responses: {
       201: jsonContent(CreatedApiKey, "The key, shown once"),
@@ -61,7 +56,7 @@ keysApi.openapi(
     if (body.expiresAt && Date.parse(body.expiresAt) <= Date.now()) {
       throw validationError([{ path: ["expiresAt"], message: "must be in the future" }], "body");
     }
-    const key = newKey();
+    const key = newSecret(API_KEY_PREFIX);
     const keyHash = await sha256Hex(key);
     const { body: created } = await runChange(c, async (tx) => {
       const found = await tx
@@ -109,12 +104,12 @@ keysApi.openapi(
 );
 
 keysApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "keys.read",
     method: "get",
     path: "/",
     tags: ["API keys"],
     summary: "List API keys, newest first (never the keys themselves)",
-    security: adminSecurity,
     request: {
       query: PaginationQuery.extend({
         model: ModelName.optional().openapi({ param: { name: "model", in: "query" } }),
@@ -153,14 +148,14 @@ keysApi.openapi(
 );
 
 keysApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "keys.manage",
     method: "delete",
     path: "/{id}",
     tags: ["API keys"],
     summary: "Revoke an API key",
     description:
       "Returns once no request that starts afterwards can use the key (the rollout promise).",
-    security: adminSecurity,
     request: {
       params: z.object({
         id: z

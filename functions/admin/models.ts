@@ -1,5 +1,6 @@
-import { createRoute, z } from "@hono/zod-openapi";
-import { and, asc, eq, gt, sql } from "drizzle-orm";
+import { z } from "@hono/zod-openapi";
+import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
+import { modelsWith } from "../../shared/auth/permissions";
 import type { Queryable, Transaction } from "../../shared/db/client";
 import { models, modelVersions } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
@@ -14,7 +15,8 @@ import {
 import { pushRegistryChange } from "../rollout/sync";
 import { apiRouter } from "../router";
 import { runChange } from "./change";
-import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { adminRoute } from "./route";
 import { modelResource } from "./serialize";
 
 export const modelParams = z.object({
@@ -31,12 +33,12 @@ export async function findModel(db: Queryable, name: string, forUpdate = false) 
 }
 
 modelsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.register",
     method: "post",
     path: "/",
     tags: ["Models"],
     summary: "Register a model",
-    security: adminSecurity,
     request: { headers: IdempotencyHeader, body: jsonBody(CreateModelBody) },
     responses: {
       201: jsonContent(Model, "The stored model"),
@@ -83,12 +85,13 @@ modelsApi.openapi(
 );
 
 modelsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.read",
+    model: "resource",
     method: "get",
     path: "/",
     tags: ["Models"],
     summary: "List models by name",
-    security: adminSecurity,
     request: { query: PaginationQuery },
     responses: {
       200: jsonContent(pageOf(Model), "A page of models"),
@@ -98,11 +101,20 @@ modelsApi.openapi(
   async (c) => {
     const { limit, cursor } = c.req.valid("query");
     const after = resumeAfter(cursor, { name: "string" });
+    // Only the models the caller may read: all, or those it owns.
+    const visible = modelsWith(c.var.principal, "models.read");
+    if (visible !== "all" && visible.length === 0)
+      return c.json({ items: [], nextCursor: null }, 200);
     const rows = await c.var
       .database()
       .select()
       .from(models)
-      .where(after === undefined ? undefined : gt(models.name, after.name))
+      .where(
+        and(
+          visible === "all" ? undefined : inArray(models.name, visible),
+          after === undefined ? undefined : gt(models.name, after.name),
+        ),
+      )
       .orderBy(asc(models.name))
       .limit(limit + 1);
     const page = splitPage(rows, limit, (last) => ({ name: last.name }));
@@ -111,12 +123,12 @@ modelsApi.openapi(
 );
 
 modelsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.read",
     method: "get",
     path: "/{model}",
     tags: ["Models"],
     summary: "Read a model",
-    security: adminSecurity,
     request: { params: modelParams },
     responses: { 200: jsonContent(Model, "The model"), ...errorResponses(400, 401, 404, 503) },
   }),
@@ -127,12 +139,12 @@ modelsApi.openapi(
 );
 
 modelsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.write",
     method: "patch",
     path: "/{model}",
     tags: ["Models"],
     summary: "Change a model's description, owner, public flag or fallback",
-    security: adminSecurity,
     request: { params: modelParams, body: jsonBody(UpdateModelBody) },
     responses: {
       200: jsonContent(Model, "The updated model"),

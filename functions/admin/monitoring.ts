@@ -1,4 +1,4 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { and, asc, desc, eq, gte, lt, sql } from "drizzle-orm";
 import { models, monitoringResults, monitoringRuns } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
@@ -19,13 +19,13 @@ import { apiRouter } from "../router";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
 import {
-  adminSecurity,
   errorResponses,
   IdempotencyHeader,
   jsonBody,
   jsonContent,
   NumericIdParams,
 } from "./openapi";
+import { adminRoute } from "./route";
 
 /** The metric names the monitoring jobs write (functions/monitoring/*.ts; README). */
 export const monitoringMetrics = [
@@ -134,14 +134,14 @@ const MonitoringResult = z
   .openapi("MonitoringResult");
 
 monitoringApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "monitoring.read",
     method: "get",
     path: "/models/{model}/monitoring",
     tags: ["Monitoring"],
     summary:
       "A model's monitoring results per window: operations, drift, data quality, comparisons, quality, fairness, KPIs",
     description: `Oldest window first. Metrics: ${monitoringMetrics.join(", ")}. A statistic that is not finite has value null and a reason. At most ${MAX_RESULTS} results; \`truncated\` says when more matched (narrow the range or filter).`,
-    security: adminSecurity,
     request: { params: modelParams, query: MonitoringQuery },
     responses: {
       200: jsonContent(
@@ -356,12 +356,12 @@ function runResource(row: RunRow): z.infer<typeof MonitoringRun> {
 }
 
 monitoringApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "monitoring.read",
     method: "get",
     path: "/monitoring/runs",
     tags: ["Monitoring"],
     summary: "The latest runs of the monitoring jobs, newest first",
-    security: adminSecurity,
     request: {
       query: z.object({
         limit: z.coerce
@@ -391,12 +391,12 @@ monitoringApi.openapi(
 );
 
 monitoringApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "monitoring.read",
     method: "get",
     path: "/monitoring/runs/{id}",
     tags: ["Monitoring"],
     summary: "One monitoring run: what it computed and skipped, per model and version",
-    security: adminSecurity,
     request: { params: NumericIdParams },
     responses: {
       200: jsonContent(MonitoringRun, "The run"),
@@ -442,13 +442,13 @@ const RunRequest = z
   .openapi("MonitoringRunRequest");
 
 monitoringApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "monitoring.run",
     method: "post",
     path: "/monitoring/runs",
     tags: ["Monitoring"],
     summary: "Run monitoring now, or backfill a past range",
     description: `Without a body (or \`{}\`), a run now: like the cron, it computes every window that ended since the last run's coverage and evaluates the alert rules. With \`from\` and \`to\`, a backfill: every window, of every length, that lies inside the range and has ended (at most ${MAX_BACKFILL_WINDOWS} base windows); alerts are not evaluated for the past. The run is queued and computed by its own consumer: follow it with \`GET /admin/monitoring/runs/{id}\` until it has \`succeeded\` or \`failed\`. Audited as monitoring.run.request.`,
-    security: adminSecurity,
     request: {
       headers: IdempotencyHeader,
       body: { required: false, content: { "application/json": { schema: RunRequest } } },
@@ -527,12 +527,12 @@ monitoringApi.openapi(
 );
 
 monitoringApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "monitoring.read",
     method: "get",
     path: "/models/{model}/monitoring/settings",
     tags: ["Monitoring"],
     summary: "A model's monitoring settings (empty: the defaults)",
-    security: adminSecurity,
     request: { params: modelParams },
     responses: {
       200: jsonContent(MonitoringSettings, "The settings"),
@@ -546,14 +546,14 @@ monitoringApi.openapi(
 );
 
 monitoringApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "monitoring.write",
     method: "put",
     path: "/models/{model}/monitoring/settings",
     tags: ["Monitoring"],
     summary: "Replace a model's monitoring settings",
     description:
       "Drift overrides apply from the next monitoring run. Per-feature entries must name a feature of the model's input schema, or `prediction.<field>`. Audited as model.monitoring.update.",
-    security: adminSecurity,
     request: {
       params: modelParams,
       headers: IdempotencyHeader,

@@ -1,10 +1,12 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { asc, eq } from "drizzle-orm";
 import { feedback, outcomes, predictions } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import { Timestamp } from "../../shared/schemas/common";
 import { apiRouter } from "../router";
-import { adminSecurity, errorResponses, jsonContent } from "./openapi";
+import { auditRead } from "./change";
+import { errorResponses, jsonContent } from "./openapi";
+import { adminRoute, requirePermission } from "./route";
 
 /** One prediction as the log pipeline stored it: every result, its label, its outcomes. */
 export const predictionsApi = apiRouter();
@@ -41,13 +43,14 @@ const StoredPrediction = z
   .openapi("StoredPrediction");
 
 predictionsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "data.read",
+    model: "resource",
     method: "get",
     path: "/{predictionId}",
     tags: ["Prediction logs"],
     summary:
       "A prediction's stored results (served, canary, control, fallback, shadows), label and outcomes",
-    security: adminSecurity,
     request: {
       params: z.object({
         predictionId: z
@@ -88,6 +91,19 @@ predictionsApi.openapi(
         `Nothing is stored for prediction '${predictionId}' (yet, or past retention)`,
       );
     }
+    const owner = model ?? label?.model ?? kpis[0]?.model ?? null;
+    requirePermission(c, "data.read", owner);
+    await auditRead(c, {
+      action: "prediction.read",
+      targetType: "prediction",
+      target: `predictions/${predictionId}`,
+      after: {
+        model: owner,
+        results: rows.length,
+        label: label !== undefined,
+        outcomes: kpis.length,
+      },
+    });
     return c.json(
       {
         predictionId,

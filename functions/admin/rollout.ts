@@ -1,4 +1,4 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { RolloutChangeResult, RolloutView } from "../../durable-objects/model-rollout";
 import { ApiError, validationError } from "../../shared/errors";
@@ -8,8 +8,10 @@ import type { AppEnv } from "../app-env";
 import { loadCatalogue } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
 import { apiRouter } from "../router";
+import { changeContext } from "./change";
 import { modelParams } from "./models";
-import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { adminRoute } from "./route";
 
 export const rolloutApi = apiRouter();
 
@@ -129,7 +131,7 @@ function ifMatch(c: Context<AppEnv>): number | undefined {
 }
 
 function context(c: Context<AppEnv>) {
-  return { actor: c.var.principal.actor, requestId: c.var.requestId, ifMatch: ifMatch(c) };
+  return { ...changeContext(c), ifMatch: ifMatch(c) };
 }
 
 /** Calls the model's rollout object; an unreachable object is a 503, never a guess. */
@@ -177,20 +179,18 @@ async function ensureConfigured(c: Context<AppEnv>, model: string): Promise<Roll
   const view = await callObject(model, () => stub.read(1));
   if (view.snapshot.profile) return view;
   const catalogue = await loadCatalogue(c.var.database(), model);
-  const result = await callObject(model, () =>
-    stub.configure(catalogue, { actor: c.var.principal.actor, requestId: c.var.requestId }),
-  );
+  const result = await callObject(model, () => stub.configure(catalogue, changeContext(c)));
   if (!result.ok) throw new ApiError("ROLLOUT_UNAVAILABLE", result.message);
   return result.view;
 }
 
 rolloutApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.read",
     method: "get",
     path: "/{model}/rollout",
     tags: ["Rollout"],
     summary: "Read a model's rollout state, kill switch and history",
-    security: adminSecurity,
     request: {
       params: modelParams,
       query: z.object({
@@ -220,14 +220,14 @@ rolloutApi.openapi(
 );
 
 rolloutApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "rollout.write",
     method: "put",
     path: "/{model}/rollout",
     tags: ["Rollout"],
     summary: "Set the champion, shadows and canary",
     description:
       "Returns 200 only once every request that starts afterwards sees the new state (leases on the old state have run out). A canary keeps its bucketing salt while its version stays. While the kill switch is engaged, the change is stored and takes effect on release.",
-    security: adminSecurity,
     request: { params: modelParams, headers: IfMatchHeader, body: jsonBody(RolloutBody) },
     responses: {
       200: jsonContent(Rollout, "The new state"),
@@ -250,14 +250,14 @@ rolloutApi.openapi(
 );
 
 rolloutApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "rollout.write",
     method: "post",
     path: "/{model}/rollout/revert",
     tags: ["Rollout"],
     summary: "Restore the rollout as it was after an earlier change",
     description:
       "A revert to a state without a champion (such as the state before the first champion was set) while the model has one would refuse every inference request with 503 NO_SERVING_VERSION: it is a 409 CHAMPION_REQUIRED unless `force` is true.",
-    security: adminSecurity,
     request: {
       params: modelParams,
       headers: IfMatchHeader.extend(IdempotencyHeader.shape),
@@ -291,14 +291,14 @@ rolloutApi.openapi(
 );
 
 rolloutApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "killswitch.engage",
     method: "post",
     path: "/{model}/kill-switch",
     tags: ["Rollout"],
     summary: "Engage the kill switch",
     description:
       "`challengers` suspends canary and shadows; `model` stops the model (static fallback or 503). Works while Postgres is down once the model's object has been set up; the audit row follows when Postgres is back.",
-    security: adminSecurity,
     request: { params: modelParams, headers: IfMatchHeader, body: jsonBody(KillSwitchBody) },
     responses: {
       200: jsonContent(Rollout, "The new state"),
@@ -317,12 +317,12 @@ rolloutApi.openapi(
 );
 
 rolloutApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "killswitch.release",
     method: "delete",
     path: "/{model}/kill-switch",
     tags: ["Rollout"],
     summary: "Release the kill switch, restoring the rollout in force before it was engaged",
-    security: adminSecurity,
     request: { params: modelParams, headers: IfMatchHeader },
     responses: {
       200: jsonContent(Rollout, "The new state"),
@@ -352,14 +352,14 @@ const RouteExplanation = z
   .openapi("RouteExplanation");
 
 rolloutApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.read",
     method: "get",
     path: "/{model}/rollout/route",
     tags: ["Rollout"],
     summary: "Explain where a request with this key would go now",
     description:
       "Answered through the same lease as inference requests, so `x-airlock-state-version` shows the state a client request starting now would use.",
-    security: adminSecurity,
     request: {
       params: modelParams,
       query: z.object({

@@ -1,4 +1,4 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { and, desc, eq, lt, sql } from "drizzle-orm";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
 import type { Queryable } from "../../shared/db/client";
@@ -20,7 +20,8 @@ import { prepareBuiltin, storeBuiltin } from "./artifacts";
 import { uploadedBaseline } from "./baselines";
 import { runChange } from "./change";
 import { findModel, modelParams } from "./models";
-import { adminSecurity, errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { adminRoute } from "./route";
 import { versionResource } from "./serialize";
 
 const versionParams = modelParams.extend({
@@ -69,14 +70,14 @@ async function findVersion(
 }
 
 versionsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.write",
     method: "post",
     path: "/{model}/versions",
     tags: ["Versions"],
     summary: "Register a version of a model",
     description:
       "Versions are immutable once created, except their lifecycle status (mirrored from the rollout), model card and baseline. What can never serve is refused (400 naming the field: a URL the egress rules refuse, a model file that does not fit the model); what stops the version serving but can be put right later without a new version (a credential secret not set yet) is a warning in `warnings`, with `servable: false`.",
-    security: adminSecurity,
     request: { params: modelParams, headers: IdempotencyHeader, body: jsonBody(CreateVersionBody) },
     responses: {
       201: jsonContent(VersionResource, "The stored version, with its warnings"),
@@ -149,12 +150,12 @@ versionsApi.openapi(
 );
 
 versionsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.read",
     method: "get",
     path: "/{model}/versions",
     tags: ["Versions"],
     summary: "List a model's versions, newest first",
-    security: adminSecurity,
     request: { params: modelParams, query: PaginationQuery },
     responses: {
       200: jsonContent(pageOf(VersionResource), "A page of versions"),
@@ -191,12 +192,12 @@ versionsApi.openapi(
 );
 
 versionsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.read",
     method: "get",
     path: "/{model}/versions/{version}",
     tags: ["Versions"],
     summary: "Read a version, with its full upstream definition",
-    security: adminSecurity,
     request: { params: versionParams },
     responses: {
       200: jsonContent(VersionResource, "The version"),
@@ -215,14 +216,14 @@ versionsApi.openapi(
 const UpdateVersionBody = z.object({ modelCard: ModelCard }).strict().openapi("UpdateVersion");
 
 versionsApi.openapi(
-  createRoute({
+  adminRoute({
+    permission: "models.write",
     method: "patch",
     path: "/{model}/versions/{version}",
     tags: ["Versions"],
     summary: "Replace a version's model card",
     description:
       "The model card is the only part of a version an operator may change after creation.",
-    security: adminSecurity,
     request: { params: versionParams, body: jsonBody(UpdateVersionBody) },
     responses: {
       200: jsonContent(VersionResource, "The updated version"),

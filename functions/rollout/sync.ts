@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import { ApiError } from "../../shared/errors";
+import { changeContext } from "../admin/change";
 import type { AppEnv } from "../app-env";
 import { loadCatalogue } from "./catalogue";
 import { rolloutObject } from "./leases";
@@ -15,10 +16,7 @@ export async function pushRegistryChange(c: Context<AppEnv>, model: string): Pro
   const catalogue = await loadCatalogue(c.var.database(), model);
   let result: Awaited<ReturnType<ReturnType<typeof rolloutObject>["configure"]>>;
   try {
-    result = await rolloutObject(c.env, model).configure(catalogue, {
-      actor: c.var.principal.actor,
-      requestId: c.var.requestId,
-    });
+    result = await rolloutObject(c.env, model).configure(catalogue, changeContext(c));
   } catch (error) {
     throw new ApiError(
       "ROLLOUT_UNAVAILABLE",

@@ -41,7 +41,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
-import os from "node:os";
+import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Pool } from "@neondatabase/serverless";
@@ -59,6 +59,7 @@ import { readDemo } from "../lib/demo.ts";
 import { freePort } from "../lib/dev-server.ts";
 import { startEmbeddedDatabaseThread } from "../lib/embedded-db-thread.ts";
 import { isLoopbackUrl, projectRoot } from "../lib/environment.ts";
+import { ensureLocalAdmin } from "../lib/local-admin.ts";
 import { type LocalDatabase, startBridge } from "../lib/local-db.ts";
 import {
   airlockWorker,
@@ -532,10 +533,17 @@ async function main() {
 
   // ------------------------------------------------------------ models
 
+  // An admin person, as npm start makes one: the bootstrap token only creates principals.
+  const personal = await ensureLocalAdmin(
+    airlock.origin,
+    adminToken,
+    join(mkdtempSync(join(tmpdir(), "airlock-bench-")), "admin-token"),
+  );
+
   async function admin(method: string, path: string, body?: unknown): Promise<Response> {
     return fetch(new URL(`/admin${path}`, airlock), {
       method,
-      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${personal.token}`, "content-type": "application/json" },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   }

@@ -32,6 +32,7 @@ import {
 } from "../lib/bench-stats.ts";
 import { type DevServer, freePort, startDevServer } from "../lib/dev-server.ts";
 import { ensureAdminToken } from "../lib/environment.ts";
+import { adminTokenFile, readAdminToken } from "../lib/local-admin.ts";
 
 const leases = knob("BENCH_LEASES", "250,1000", "250")
   .split(",")
@@ -132,10 +133,9 @@ interface LeaseResult {
 }
 
 async function main() {
-  const { token } = ensureAdminToken();
+  ensureAdminToken();
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
   // Durable Object storage persists in .wrangler/state across runs: a fresh
   // name gives a fresh rollout object.
   const model = `bench-rollout-${Date.now().toString(36)}`;
@@ -157,6 +157,10 @@ async function main() {
     },
   );
   console.log(`Ready after ${round((performance.now() - t0) / 1000)} s.`);
+  // npm start's local admin person acts here (the bootstrap token only creates principals).
+  const token = readAdminToken(adminTokenFile(stateDir));
+  if (!token) throw new Error("npm start wrote no local admin token");
+  const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
 
   async function admin(method: string, path: string, body?: unknown): Promise<Response> {
     return fetch(`${base}/admin${path}`, {

@@ -6,7 +6,19 @@ export const AuditEntry = z
     id: z.string().openapi({ description: "Position in the trail; larger is newer." }),
     eventId: z.string(),
     source: z.enum(["api", "rollout"]),
-    actor: z.string(),
+    actor: z.string().openapi({
+      description:
+        "Who made the change: a principal's id (`prn_…`, see GET /admin/principals/{id}), `admin:bootstrap`, or one of Airlock's own jobs. Rows from before principals existed say `admin:bootstrap`.",
+    }),
+    auth: z
+      .object({
+        method: z.enum(["token", "sso", "bootstrap"]),
+        tokenId: z.string().nullable().openapi({ description: "The personal access token used." }),
+      })
+      .nullable()
+      .openapi({
+        description: "How the actor signed in; null for Airlock's own jobs and older rows.",
+      }),
     action: z.string().openapi({ example: "model.create" }),
     targetType: z.string().openapi({ example: "model" }),
     target: z.string().openapi({ example: "models/fraud-detector" }),

@@ -274,7 +274,7 @@ function toRequest(op: Operation, generated: Generated): Request {
   const headers: Record<string, string> = {};
   const admin = op.path.startsWith("/admin");
   if (generated.auth === "good") {
-    headers.authorization = `Bearer ${admin ? env.ADMIN_TOKEN : apiKey}`;
+    headers.authorization = `Bearer ${admin ? (env as unknown as { TEST_ADMIN_PAT: string }).TEST_ADMIN_PAT : apiKey}`;
   } else if (generated.auth === "junk") {
     headers.authorization = `Bearer junk-${crypto.randomUUID()}`;
   }

@@ -6,6 +6,7 @@ import { DEMO_BASELINE_ROWS, demoBaselineRows } from "../../scripts/demo/baselin
 import { describeDemoOutcome, ensureDemoModel, readDemo } from "../../scripts/lib/demo.ts";
 import { type DevServer, freePort, startDevServer } from "../../scripts/lib/dev-server.ts";
 import { ensureAdminToken } from "../../scripts/lib/environment.ts";
+import { adminTokenFile, readAdminToken } from "../../scripts/lib/local-admin.ts";
 
 const demo = readDemo();
 const name = demo.model.name;
@@ -41,7 +42,7 @@ describe("the demo model under npm start", () => {
 
   it("gives both versions a baseline drawn from the traffic profile, once", async () => {
     const devVars = join(stateDir, "dev.vars");
-    const { token } = ensureAdminToken(devVars);
+    ensureAdminToken(devVars);
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
     server = await startDevServer({
@@ -51,6 +52,7 @@ describe("the demo model under npm start", () => {
       AIRLOCK_DB_PORT: String(await freePort()),
     });
     expect(server.output()).toContain(`${name} registered (champion v1-logistic`);
+    const token = readAdminToken(adminTokenFile(stateDir)) ?? "";
     const headers = { authorization: `Bearer ${token}` };
     const admin = async (path: string) => {
       const response = await fetch(`${base}${path}`, { headers });

@@ -7,6 +7,7 @@ import { readDemo } from "../../scripts/lib/demo.ts";
 import { startUpstreamPeer } from "../../scripts/lib/demo-model-server.ts";
 import { type DevServer, freePort, startDevServer } from "../../scripts/lib/dev-server.ts";
 import { ensureAdminToken } from "../../scripts/lib/environment.ts";
+import { adminTokenFile, readAdminToken } from "../../scripts/lib/local-admin.ts";
 
 /**
  * Hostile requests under `npm start`, each sent while valid traffic for other models flows: a
@@ -119,7 +120,7 @@ describe("hostile input under npm start", () => {
 
   beforeAll(async () => {
     upstream = await startUpstreamPeer();
-    token = ensureAdminToken(devVars).token;
+    ensureAdminToken(devVars);
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     let partial = "";
@@ -142,6 +143,8 @@ describe("hostile input under npm start", () => {
       },
     );
 
+    // npm start's local admin acts here.
+    token = readAdminToken(adminTokenFile(stateDir)) ?? "";
     // A copy of the demo model behind a key, with a builtin canary.
     await expectAdmin("POST", "/admin/models", { ...demo.model, name: CREDIT, public: false }, 201);
     for (const { version, upstream: definition } of demo.versions)

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ReceivedRequest, startAlertReceiver } from "../../scripts/lib/alert-receiver.ts";
 import { type DevServer, freePort, startDevServer } from "../../scripts/lib/dev-server.ts";
 import { ensureAdminToken, projectRoot } from "../../scripts/lib/environment.ts";
+import { adminTokenFile, readAdminToken } from "../../scripts/lib/local-admin.ts";
 
 /**
  * The README's monitoring recipe, as a newcomer runs it, with 20-second windows instead of the
@@ -54,7 +55,7 @@ describe("the monitoring recipe under npm start", () => {
     receiver = await startAlertReceiver(0, "127.0.0.1", {
       onRequest: (request) => received.push(request),
     });
-    token = ensureAdminToken(devVars).token;
+    ensureAdminToken(devVars);
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     server = await startDevServer({
@@ -66,6 +67,8 @@ describe("the monitoring recipe under npm start", () => {
       // The recipe fires runs itself; a cron firing meanwhile would only do the same work.
       AIRLOCK_CRON: "0",
     });
+    // npm start's local admin acts here.
+    token = readAdminToken(adminTokenFile(stateDir)) ?? "";
   }, 180_000);
 
   afterAll(async () => {

@@ -16,6 +16,7 @@ import {
   projectRoot,
   readDevVars,
 } from "../../scripts/lib/environment.ts";
+import { adminTokenFile, readAdminToken } from "../../scripts/lib/local-admin.ts";
 
 /** The developer's own secrets file: what it holds, or null when there is none. */
 const projectDevVars = () => {
@@ -92,9 +93,47 @@ describe("npm start", () => {
     expect(token.length).toBeGreaterThanOrEqual(32);
     expect(secrets.get("LOG_HMAC_KEY")).toBeTruthy();
     expect(secrets.get("ALERT_ENCRYPTION_KEY")).toBeTruthy();
-    expect(first.output()).toContain(`Bearer ${token}   (new token, written to ${devVars})`);
+    expect(first.output()).toContain(
+      `Bootstrap: Authorization: Bearer ${token}   (new, written to ${devVars}`,
+    );
     expectOwnSecrets(first, devVars);
-    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    // A local admin person, with a token of their own kept in the state directory.
+    const personal = readAdminToken(adminTokenFile(stateDir)) ?? "";
+    expect(personal).toMatch(/^airlock_pat_/);
+    expect(first.output()).toContain(
+      `Admin:     Authorization: Bearer ${personal}   (Local admin, prn_`,
+    );
+    const headers = { authorization: `Bearer ${personal}`, "content-type": "application/json" };
+    // The bootstrap token creates principals, and is refused everything else.
+    const bootstrapOnly = await fetch(`${base}/admin/models`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(bootstrapOnly.status).toBe(403);
+    const me = await fetch(`${base}/admin/me`, { headers });
+    const { principal } = (await me.json()) as { principal: { id: string; email: string } };
+    expect(principal.email).toBe("admin@airlock.localhost");
+    // Once an admin person exists the bootstrap token can be turned off: it then opens nothing.
+    const setBootstrap = (enabled: boolean) =>
+      fetch(`${base}/admin/bootstrap`, {
+        method: "PUT",
+        headers,
+        body: JSON.stringify({ enabled }),
+      });
+    expect((await setBootstrap(false)).status).toBe(200);
+    const turnedOff = await fetch(`${base}/admin/principals`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ kind: "person", displayName: "Late", email: "late@example.com" }),
+    });
+    expect(turnedOff.status).toBe(401);
+    // Meanwhile the last admin person keeps their role: nobody could grant one again.
+    const lastAdmin = await fetch(`${base}/admin/principals/${principal.id}/grants/admin`, {
+      method: "DELETE",
+      headers,
+    });
+    expect(lastAdmin.status).toBe(409);
+    expect(((await lastAdmin.json()) as { error: { code: string } }).error.code).toBe("LAST_ADMIN");
+    expect((await setBootstrap(true)).status).toBe(200);
     expect(first.output()).toContain(`API:       ${base}`);
     expect(first.output()).toContain(`${base}/docs`);
     expect(first.output()).toMatch(
@@ -235,7 +274,12 @@ describe("npm start", () => {
 
     const second = await startDevServer(env);
     running.push(second);
-    expect(second.output()).toContain(`Bearer ${token}   (from ${devVars})`);
+    expect(second.output()).toContain(`Bearer ${token}   (from ${devVars};`);
+    // The restart keeps the local admin's token: it still authenticates.
+    expect(second.output()).toContain(
+      `Admin:     Authorization: Bearer ${personal}   (Local admin, prn_`,
+    );
+    expect(second.output()).not.toContain("new token");
     expectOwnSecrets(second, devVars);
     const read = await fetch(`${base}/admin/models/restart-check/versions/v1`, { headers });
     expect(read.status).toBe(200);
@@ -262,18 +306,19 @@ describe("npm start", () => {
   }, 240_000);
 
   it("registers no demo model with AIRLOCK_DEMO=0, and fires no crons with --no-cron", async () => {
-    const { env, base, devVars } = await instance({ AIRLOCK_DEMO: "0" });
+    const { env, base, devVars, stateDir } = await instance({ AIRLOCK_DEMO: "0" });
     const { token } = ensureAdminToken(devVars);
     const server = await startDevServer(env, { args: ["--no-cron"] });
     running.push(server);
-    expect(server.output()).toContain(`Bearer ${token}   (from ${devVars})`);
+    expect(server.output()).toContain(`Bearer ${token}   (from ${devVars};`);
     expectOwnSecrets(server, devVars);
     expect(server.output()).toContain(
       `Crons:     off (--no-cron); ${crons.join(", ")} do not fire. By hand: curl -X POST '${base}/__scheduled?cron=`,
     );
     expect(server.output()).not.toContain("Scheduled Workers are not automatically triggered");
     expect(server.output()).not.toContain("demo-credit-risk");
-    const headers = { authorization: `Bearer ${token}` };
+    const personal = readAdminToken(adminTokenFile(stateDir)) ?? "";
+    const headers = { authorization: `Bearer ${personal}` };
     const read = await fetch(`${base}/admin/models/demo-credit-risk`, { headers });
     expect(read.status).toBe(404);
     expect(await auditActions(base, headers, "models/demo-credit-risk")).toEqual([]);

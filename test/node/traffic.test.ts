@@ -559,7 +559,12 @@ describe("command line", () => {
           "--drift=has_mortgage:rate=0.9@20s",
           `--manifest=${file}`,
         ],
-        { out: (line) => lines.push(line), err: () => {}, env: {}, devVarsFile: join(dir, "none") },
+        {
+          out: (line) => lines.push(line),
+          err: () => {},
+          env: {},
+          adminTokenFile: join(dir, "none"),
+        },
       );
       expect(code).toBe(0);
       expect(lines).toHaveLength(4000);
@@ -741,7 +746,7 @@ describe("against a server", () => {
       out: (line) => lines.push(line),
       err: (line) => lines.push(line),
       env: {},
-      devVarsFile: join(dir, "none"),
+      adminTokenFile: join(dir, "none"),
       clock,
     });
     expect(code).toBe(0);
@@ -862,7 +867,7 @@ describe("against a server", () => {
         err: (line) => lines.push(line),
         signal: controller.signal,
         env: {},
-        devVarsFile: join(dir, "none"),
+        adminTokenFile: join(dir, "none"),
         clock,
       },
     );
@@ -897,7 +902,7 @@ describe("against a server", () => {
         out: (line) => lines.push(line),
         err: (line) => lines.push(line),
         env: {},
-        devVarsFile: join(dir, "none"),
+        adminTokenFile: join(dir, "none"),
       },
     );
     expect(code).toBe(0);

@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import {
+  adminToken,
   call,
   classificationModel,
   createModel,
@@ -63,13 +64,13 @@ describe("admin API: security", () => {
 
   it("accepts only the Bearer scheme", async () => {
     const basic = await call("/admin/models", {
-      headers: { authorization: `Basic ${btoa(`admin:${env.ADMIN_TOKEN}`)}` },
+      headers: { authorization: `Basic ${btoa(`admin:${adminToken()}`)}` },
     });
     expect(basic.status).toBe(401);
-    const raw = await call("/admin/models", { headers: { authorization: env.ADMIN_TOKEN } });
+    const raw = await call("/admin/models", { headers: { authorization: adminToken() } });
     expect(raw.status).toBe(401);
     const ok = await call("/admin/models", {
-      headers: { authorization: `bearer ${env.ADMIN_TOKEN}` },
+      headers: { authorization: `bearer ${adminToken()}` },
     });
     expect(ok.status).toBe(200);
   });

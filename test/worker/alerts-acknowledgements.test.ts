@@ -59,7 +59,7 @@ describe("acknowledging alerts", () => {
     expect(once.acknowledgements).toEqual([
       {
         acknowledgedAt: expect.any(String),
-        acknowledgedBy: "admin:bootstrap",
+        acknowledgedBy: "prn_testadmin",
         note: "looking into it",
       },
     ]);
@@ -80,7 +80,7 @@ describe("acknowledging alerts", () => {
     );
     expect(twice).toMatchObject({
       acknowledgedAt: latest.acknowledgedAt,
-      acknowledgedBy: "admin:bootstrap",
+      acknowledgedBy: "prn_testadmin",
     });
 
     // A note is optional; the list grows again.
@@ -106,11 +106,11 @@ describe("acknowledging alerts", () => {
       "alert.acknowledge",
       "alert.acknowledge",
     ]);
-    expect(trail.map((t) => t.actor)).toEqual(Array(3).fill("admin:bootstrap"));
+    expect(trail.map((t) => t.actor)).toEqual(Array(3).fill("prn_testadmin"));
     expect(trail[0]?.before).toEqual({ acknowledgedAt: null, acknowledgedBy: null });
     expect(trail[1]?.before).toEqual({
       acknowledgedAt: once.acknowledgements[0]?.acknowledgedAt,
-      acknowledgedBy: "admin:bootstrap",
+      acknowledgedBy: "prn_testadmin",
     });
     expect(trail[1]?.after).toEqual(latest);
   });

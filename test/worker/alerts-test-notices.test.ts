@@ -129,7 +129,7 @@ describe("test notices", () => {
       "alert_destination.test",
     ]);
     expect(audit[1]).toMatchObject({
-      actor: "admin:bootstrap",
+      actor: "prn_testadmin",
       after: { deliveryId: delivery.id },
     });
   });

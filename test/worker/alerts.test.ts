@@ -23,6 +23,7 @@ import demo from "../../scripts/demo/demo-credit-risk.json";
 import { verifyWebhook } from "../../shared/alerts/signing";
 import { openDatabase } from "../../shared/db/client";
 import {
+  adminToken,
   call,
   classificationModel,
   createModel,
@@ -357,7 +358,7 @@ describe("alerts from monitoring", () => {
     });
     expect(ack.status).toBe(200);
     expect(await json(ack)).toMatchObject({
-      acknowledgements: [{ acknowledgedBy: "admin:bootstrap", note: "retraining scheduled" }],
+      acknowledgements: [{ acknowledgedBy: "prn_testadmin", note: "retraining scheduled" }],
     });
     const trail = await query<{ action: string }>(
       sql`SELECT action FROM audit_log WHERE target = ${`alerts/${id}`}`,
@@ -694,7 +695,7 @@ describe("alerts from monitoring", () => {
       new Request("http://airlock.test/admin/dead-letters/replay", {
         method: "POST",
         headers: {
-          authorization: `Bearer ${env.ADMIN_TOKEN}`,
+          authorization: `Bearer ${adminToken()}`,
           "content-type": "application/json",
         },
         body: JSON.stringify({ ids: [letter?.id] }),

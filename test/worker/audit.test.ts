@@ -45,7 +45,8 @@ describe("audit trail", () => {
     ]);
     const [update, , create] = page.items;
     expect(update).toMatchObject({
-      actor: "admin:bootstrap",
+      actor: "prn_testadmin",
+      auth: { method: "token", tokenId: "tok_testadmin" },
       source: "api",
       before: { owner: "risk-ml@example.com" },
       after: { owner: "team-b" },
@@ -109,7 +110,7 @@ describe("audit trail", () => {
       const rows = await db.execute(
         sql`select actor from audit_log where target = ${`models/${model}`}`,
       );
-      expect(rows.rows).toEqual([{ actor: "admin:bootstrap" }]);
+      expect(rows.rows).toEqual([{ actor: "prn_testadmin" }]);
     } finally {
       await close();
     }

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import worker from "../../functions/index";
 import { openDatabase } from "../../shared/db/client";
 import {
+  adminToken,
   call,
   classificationModel,
   createModel,
@@ -73,7 +74,7 @@ describe("Postgres", () => {
     const response = await worker.fetch(
       new Request("http://airlock.test/admin/models", {
         method: "POST",
-        headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, "content-type": "application/json" },
+        headers: { authorization: `Bearer ${adminToken()}`, "content-type": "application/json" },
         body: JSON.stringify(classificationModel(name)),
       }),
       { ...env, DATABASE_WS_PROXY: deadDatabaseProxy },
@@ -90,7 +91,7 @@ describe("Postgres", () => {
   it("answers 503 when the database endpoint itself cannot be reached", async () => {
     const response = await worker.fetch(
       new Request("http://airlock.test/admin/models", {
-        headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+        headers: { authorization: `Bearer ${adminToken()}` },
       }),
       { ...env, DATABASE_WS_PROXY: "127.0.0.1:9" },
       executionContext(),

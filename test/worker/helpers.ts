@@ -12,8 +12,12 @@ export function uniqueName(prefix = "m"): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}-${counter}`;
 }
 
+/** The personal access token of the tests' admin person (test/global-setup.ts). */
+export const adminToken = (): string =>
+  (env as unknown as { TEST_ADMIN_PAT: string }).TEST_ADMIN_PAT;
+
 export function adminHeaders(extra: Record<string, string> = {}): Record<string, string> {
-  return { authorization: `Bearer ${env.ADMIN_TOKEN}`, ...extra };
+  return { authorization: `Bearer ${adminToken()}`, ...extra };
 }
 
 export interface CallOptions {
@@ -26,8 +30,7 @@ export interface CallOptions {
 /** Calls the Worker's own fetch handler, as a client would. */
 export async function call(path: string, options: CallOptions = {}): Promise<Response> {
   const headers: Record<string, string> = { ...(options.headers ?? {}) };
-  if (options.token !== null)
-    headers.authorization ??= `Bearer ${options.token ?? env.ADMIN_TOKEN}`;
+  if (options.token !== null) headers.authorization ??= `Bearer ${options.token ?? adminToken()}`;
   let body: string | undefined;
   if (options.body !== undefined) {
     body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { app } from "../../functions/app";
 import worker from "../../functions/index";
 import {
+  adminToken,
   call,
   classificationModel,
   type ErrorJson,
@@ -74,7 +75,7 @@ describe("platform: errors, limits and headers", () => {
       new Request("http://airlock.test/admin/models", {
         method: "POST",
         body: stream,
-        headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, "content-type": "application/json" },
+        headers: { authorization: `Bearer ${adminToken()}`, "content-type": "application/json" },
         duplex: "half",
       } as RequestInit),
       env,
@@ -86,7 +87,7 @@ describe("platform: errors, limits and headers", () => {
   it("answers an internal failure with 500 and no internals", async () => {
     const response = await worker.fetch(
       new Request("http://airlock.test/admin/models", {
-        headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+        headers: { authorization: `Bearer ${adminToken()}` },
       }),
       { ...env, DATABASE_URL: "this is not a url" },
       executionContext(),

@@ -176,7 +176,7 @@ describe("prediction logs: one result cannot cost the others", () => {
       skipped: [{ id: "999999999999", reason: "no such dead letter" }],
     });
     const after = await deadLetter(id);
-    expect(after?.discardedBy).toBe("admin:bootstrap");
+    expect(after?.discardedBy).toBe("prn_testadmin");
     // No longer pending (what the dead_letters health check counts): listed as discarded.
     const listed = async (status: string) =>
       (

@@ -6,6 +6,7 @@ import worker from "../../functions/index";
 import { RESULTS_PER_STATEMENT, storeLogs } from "../../functions/queue/prediction-logs";
 import type { PredictionEvent, PredictionLogMessage } from "../../shared/inference/events";
 import {
+  adminToken,
   call,
   classificationModel,
   createModel,
@@ -371,7 +372,7 @@ describe("prediction logs: replaying dead letters", () => {
       new Request(`http://airlock.test${path}`, {
         method: body === undefined ? "GET" : "POST",
         headers: {
-          authorization: `Bearer ${env.ADMIN_TOKEN}`,
+          authorization: `Bearer ${adminToken()}`,
           ...(body === undefined ? {} : { "content-type": "application/json" }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -433,7 +434,7 @@ describe("prediction logs: replaying dead letters", () => {
     expect(await again.json()).toEqual({ replayed: [], results: 0, skipped: [] });
     const listed = await admin("/admin/dead-letters?replayed=true&limit=100");
     const items = ((await listed.json()) as { items: { id: string; replayedBy: string }[] }).items;
-    expect(items.find((i) => i.id === ids[0])?.replayedBy).toBe("admin:bootstrap");
+    expect(items.find((i) => i.id === ids[0])?.replayedBy).toBe("prn_testadmin");
     const audit = await admin("/admin/audit?action=dead_letters.replay&limit=5");
     const entries = ((await audit.json()) as { items: { after: { replayed: string[] } }[] }).items;
     expect(entries.some((e) => e.after.replayed.includes(ids[0] as string))).toBe(true);

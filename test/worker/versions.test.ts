@@ -49,7 +49,7 @@ describe("versions: happy paths", () => {
       model,
       version: "v1",
       status: "registered",
-      createdBy: "admin:bootstrap",
+      createdBy: "prn_testadmin",
       upstream: { kind: "http", credential: "UPSTREAM_FRAUD_TOKEN", idempotent: true },
       modelCard: card,
       missingCardSections: ["limitations", "ethicalConsiderations"],
@@ -119,7 +119,7 @@ describe("versions: happy paths", () => {
       sha256,
       format: "sklearn-linear",
       bytes: file.length,
-      createdBy: "admin:bootstrap",
+      createdBy: "prn_testadmin",
       model: builtin.model,
     });
     const unknown = await call(`/admin/artifacts/${"0".repeat(64)}`);

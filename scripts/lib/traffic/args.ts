@@ -40,8 +40,9 @@ segment attributes, and labels and outcomes that arrive later.
   --url URL              Airlock's base URL (default http://127.0.0.1:8787)
   --model NAME           model to call (default demo-credit-risk)
   --key KEY              API key for predictions, labels and outcomes
-  --admin-token TOKEN    creates a key for the model (default: ADMIN_TOKEN from the
-                         environment or .dev.vars); also reads the model's input schema
+  --admin-token TOKEN    a personal access token that may create keys (default:
+                         AIRLOCK_TOKEN, else the local admin's token that npm start
+                         keeps); creates a key for the model and reads its input schema
   --rate N               requests per second, open loop (default 10)
   --duration D           how long to send (30s, 2m); or
   --requests N           how many requests to send; neither: until Ctrl-C
