@@ -268,7 +268,7 @@ async function announce(base: string) {
       `  Docs:      ${base}/docs  (OpenAPI: ${base}/openapi.json)`,
       `  Database:  ${redactUrl(database.databaseUrl)} (${database.kind})`,
       `  Admin:     ${adminLine}`,
-      `  Bootstrap: Authorization: Bearer ${token}   (${created ? `new, written to ${devVarsShown}` : `from ${devVarsShown}`}; creates principals, grants roles, engages kill switches)`,
+      `  Bootstrap: Authorization: Bearer ${token}   (${created ? `new, written to ${devVarsShown}` : `from ${devVarsShown}`}; manages principals and engages kill switches, nothing else)`,
       `  Crons:     ${cronLine(base)}`,
       `  Windows:   ${windowLine()}`,
       ...demo,

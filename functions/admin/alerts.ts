@@ -27,7 +27,7 @@ import {
   jsonContent,
   NumericIdParams,
 } from "./openapi";
-import { adminRoute, requirePermission } from "./route";
+import { adminRoute, type ModelOf } from "./route";
 
 export const alertsApi = apiRouter();
 
@@ -536,7 +536,7 @@ function deliveryResource(row: typeof alertDeliveries.$inferSelect): Delivery {
 alertsApi.openapi(
   adminRoute({
     permission: "alerts.read",
-    model: "resource",
+    modelOf: alertModel,
     method: "get",
     path: "/alerts/{id}",
     tags: ["Alerts"],
@@ -552,7 +552,6 @@ alertsApi.openapi(
     const db = c.var.database();
     const [row] = await db.select().from(alerts).where(eq(alerts.id, id));
     if (!row) throw new ApiError("ALERT_NOT_FOUND", `Alert ${id} does not exist`);
-    requirePermission(c, "alerts.read", row.model);
     const acknowledgements = await acknowledgementsOf(db, [id]);
     const deliveries = await db
       .select()
@@ -572,7 +571,7 @@ alertsApi.openapi(
 alertsApi.openapi(
   adminRoute({
     permission: "alerts.acknowledge",
-    model: "resource",
+    modelOf: alertModel,
     method: "post",
     path: "/alerts/{id}/acknowledge",
     tags: ["Alerts"],
@@ -604,7 +603,6 @@ alertsApi.openapi(
       // Locked so that acknowledgements of one alert are recorded (and audited) one at a time.
       const [current] = await tx.select().from(alerts).where(eq(alerts.id, id)).for("update");
       if (!current) throw new ApiError("ALERT_NOT_FOUND", `Alert ${id} does not exist`);
-      requirePermission(c, "alerts.acknowledge", current.model);
       const earlier = (await acknowledgementsOf(tx, [id])).get(id) ?? [];
       const [added] = await tx
         .insert(alertAcknowledgements)
@@ -749,7 +747,7 @@ alertsApi.openapi(
 alertsApi.openapi(
   adminRoute({
     permission: "alerts.read",
-    model: "resource",
+    modelOf: deliveryModel,
     method: "get",
     path: "/alert-deliveries/{id}",
     tags: ["Alerts"],
@@ -769,11 +767,34 @@ alertsApi.openapi(
       .leftJoin(alerts, eq(alerts.id, alertDeliveries.alertId))
       .where(eq(alertDeliveries.id, id));
     if (!row) throw new ApiError("DELIVERY_NOT_FOUND", `Alert delivery ${id} does not exist`);
-    // A test notice, or a notice about Airlock itself, belongs to no one model.
-    requirePermission(c, "alerts.read", row.model ?? null);
     return c.json(deliveryResource(row.delivery), 200);
   },
 );
+
+/** The model of the alert a route names by id (undefined: no such alert). */
+async function alertModel(c: Parameters<ModelOf>[0]): ReturnType<ModelOf> {
+  const id = Number(c.req.param("id"));
+  if (!Number.isSafeInteger(id) || id < 1) return undefined;
+  const [row] = await c.var
+    .database()
+    .select({ model: alerts.model })
+    .from(alerts)
+    .where(eq(alerts.id, id));
+  return row?.model;
+}
+
+/** The model of a delivery's alert; null for a test notice, which belongs to no model. */
+async function deliveryModel(c: Parameters<ModelOf>[0]): ReturnType<ModelOf> {
+  const id = Number(c.req.param("id"));
+  if (!Number.isSafeInteger(id) || id < 1) return undefined;
+  const [row] = await c.var
+    .database()
+    .select({ model: alerts.model })
+    .from(alertDeliveries)
+    .leftJoin(alerts, eq(alerts.id, alertDeliveries.alertId))
+    .where(eq(alertDeliveries.id, id));
+  return row === undefined ? undefined : (row.model ?? null);
+}
 
 // ---- rules -----------------------------------------------------------------
 

@@ -1,12 +1,12 @@
 import { z } from "@hono/zod-openapi";
-import { asc, eq } from "drizzle-orm";
+import { asc, eq, sql } from "drizzle-orm";
 import { feedback, outcomes, predictions } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import { Timestamp } from "../../shared/schemas/common";
 import { apiRouter } from "../router";
 import { auditRead } from "./change";
 import { errorResponses, jsonContent } from "./openapi";
-import { adminRoute, requirePermission } from "./route";
+import { adminRoute, type ModelOf } from "./route";
 
 /** One prediction as the log pipeline stored it: every result, its label, its outcomes. */
 export const predictionsApi = apiRouter();
@@ -45,7 +45,7 @@ const StoredPrediction = z
 predictionsApi.openapi(
   adminRoute({
     permission: "data.read",
-    model: "resource",
+    modelOf: predictionModel,
     method: "get",
     path: "/{predictionId}",
     tags: ["Prediction logs"],
@@ -92,7 +92,6 @@ predictionsApi.openapi(
       );
     }
     const owner = model ?? label?.model ?? kpis[0]?.model ?? null;
-    requirePermission(c, "data.read", owner);
     await auditRead(c, {
       action: "prediction.read",
       targetType: "prediction",
@@ -135,3 +134,18 @@ predictionsApi.openapi(
     );
   },
 );
+
+/**
+ * The model a prediction belongs to: its results', else its label's, else
+ * its outcomes' (undefined: nothing is stored for it).
+ */
+async function predictionModel(c: Parameters<ModelOf>[0]): ReturnType<ModelOf> {
+  const id = c.req.param("predictionId") ?? "";
+  if (id.length === 0 || id.length > 128) return undefined;
+  const { rows } = await c.var.database().execute<{ model: string }>(sql`
+    (SELECT model, 1 AS source FROM predictions WHERE prediction_id = ${id} LIMIT 1)
+    UNION ALL (SELECT model, 2 FROM feedback WHERE prediction_id = ${id} LIMIT 1)
+    UNION ALL (SELECT model, 3 FROM outcomes WHERE prediction_id = ${id} LIMIT 1)
+    ORDER BY source LIMIT 1`);
+  return rows[0]?.model;
+}

@@ -732,18 +732,6 @@ principalsApi.openapi(
       method: caller.auth.method,
       tokenId: caller.auth.method === "token" ? caller.auth.tokenId : null,
     };
-    if (caller.kind === "bootstrap") {
-      return c.json(
-        {
-          principal: null,
-          actor: caller.actor,
-          auth,
-          permissions: [...BOOTSTRAP_PERMISSIONS],
-          ownedModels: [],
-        },
-        200,
-      );
-    }
     const row = await findPrincipal(c.var.database(), caller.id);
     return c.json(
       {

@@ -19,40 +19,52 @@ export const PERMISSION_EXTENSION = "x-airlock-permission";
  * permission is written into the OpenAPI document (`x-airlock-permission`)
  * and checked as the route's first middleware, before its validators, so a
  * refused caller learns nothing from validation. For a model-scoped
- * permission, the model is the route's `{model}` path parameter; a route
- * whose model is found later (an alert, a prediction) checks that the
- * caller holds the permission on some model here, and on the model itself
- * with `requirePermission` once it knows it.
+ * permission, the model is the route's `{model}` path parameter, or that
+ * of the resource the route finds by id (`modelOf`), looked up here too.
  */
 export function adminRoute<
   P extends string,
   R extends Omit<RouteConfig, "path" | "security"> & {
     path: P;
     permission: Permission;
+    /**
+     * For a route that finds its resource by id: the model it belongs to
+     * (null: no one model; undefined: no such resource, which the handler
+     * answers with its 404).
+     */
+    modelOf?: ModelOf;
+    /** A list that shows each caller the models it may see (it filters by `modelsWith`). */
     model?: "resource";
   },
 >(config: R) {
-  const { permission, model: declared, middleware, responses, ...rest } = config;
+  const { permission, modelOf, model: declared, middleware, responses, ...rest } = config;
   const model: PermissionModel =
     PERMISSIONS[permission].scope === "global"
       ? "none"
-      : (declared ?? (/\{model\}/.test(config.path) ? "path" : "none"));
+      : modelOf || declared
+        ? "resource"
+        : /\{model\}/.test(config.path)
+          ? "path"
+          : "none";
   const requirement: RoutePermission = { permission, model };
   return createRoute({
     ...rest,
     responses: { ...responses, ...errorResponses(403) },
     security: adminSecurity,
     [PERMISSION_EXTENSION]: requirement,
-    middleware: [permissionCheck(requirement), ...[middleware ?? []].flat()],
+    middleware: [permissionCheck(requirement, modelOf), ...[middleware ?? []].flat()],
   } as unknown as R);
 }
 
+/** Finds the model of a route's resource from the raw request, before anything validates it. */
+export type ModelOf = (c: Context<AppEnv>) => Promise<string | null | undefined>;
+
 /**
  * Where a model-scoped permission's model comes from: the `{model}` path
- * parameter; the resource, once the handler has loaded it (the route checks
- * that the caller holds the permission on some model); or nowhere, when the
- * route reaches every model's data and needs the permission everywhere (a
- * global role).
+ * parameter; the resource the route finds by id (`modelOf`), or, for a list,
+ * the models it shows (the caller must hold the permission on some model,
+ * and sees only those); or nowhere, when the route reaches every model's
+ * data and needs the permission everywhere (a global role).
  */
 export type PermissionModel = "path" | "resource" | "none";
 
@@ -62,13 +74,19 @@ export interface RoutePermission {
   model: PermissionModel;
 }
 
-function permissionCheck({ permission, model }: RoutePermission): MiddlewareHandler<AppEnv> {
+function permissionCheck(
+  { permission, model }: RoutePermission,
+  modelOf: ModelOf | undefined,
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const principal = c.var.principal;
     if (model === "path") requirePermission(c, permission, c.req.param("model"));
-    else if (model === "resource") requirePermission(c, permission);
-    else if (!holdsEverywhere(principal, permission))
-      throw forbidden(c, permission, undefined, false);
+    else if (model === "resource" && modelOf) {
+      // On some model first: a caller with no such permission anywhere learns nothing more.
+      requirePermission(c, permission);
+      const owner = await modelOf(c);
+      if (owner !== undefined) requirePermission(c, permission, owner);
+    } else if (model === "resource") requirePermission(c, permission);
+    else requirePermission(c, permission, null);
     await next();
   };
 }
@@ -106,7 +124,7 @@ function forbidden(
   const holders = `${roles.join(", ")}${byOwner ? ", or the model's owner" : ""}`;
   const bootstrap =
     principal.kind === "bootstrap"
-      ? " (the bootstrap token only creates principals, grants roles, issues their tokens and engages kill switches)"
+      ? " (the bootstrap token only manages principals and engages kill switches)"
       : "";
   return new ApiError(
     "FORBIDDEN",

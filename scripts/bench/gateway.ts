@@ -533,7 +533,7 @@ async function main() {
 
   // ------------------------------------------------------------ models
 
-  // An admin person, as npm start makes one: the bootstrap token only creates principals.
+  // An admin person, as npm start makes one: the bootstrap token only manages principals.
   const personal = await ensureLocalAdmin(
     airlock.origin,
     adminToken,

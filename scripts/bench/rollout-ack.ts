@@ -157,7 +157,7 @@ async function main() {
     },
   );
   console.log(`Ready after ${round((performance.now() - t0) / 1000)} s.`);
-  // npm start's local admin person acts here (the bootstrap token only creates principals).
+  // npm start's local admin person acts here (the bootstrap token only manages principals).
   const token = readAdminToken(adminTokenFile(stateDir));
   if (!token) throw new Error("npm start wrote no local admin token");
   const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };

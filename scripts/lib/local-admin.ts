@@ -1,8 +1,8 @@
 // The admin person a local Airlock acts as: `npm start` creates them on a fresh database with the
 // bootstrap token, issues them a personal access token and keeps it in the state directory
 // (`admin-token`, readable by its owner only); the traffic generator and the benchmarks read it
-// from there. The bootstrap token itself only creates principals, grants roles and engages kill
-// switches.
+// from there. The bootstrap token itself only manages principals (creates them, grants and revokes
+// roles, issues their tokens, disables them) and engages kill switches.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { stateDir } from "./environment.ts";

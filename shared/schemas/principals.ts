@@ -126,7 +126,7 @@ export const CreatedToken = Token.extend({
 
 export const Me = z
   .object({
-    principal: Principal.nullable().openapi({ description: "Null for the bootstrap token." }),
+    principal: Principal,
     actor: z.string(),
     auth: z.object({
       method: z.enum(["token", "sso", "bootstrap"]),
