@@ -78,7 +78,8 @@ app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {
 app.openAPIRegistry.registerComponent("securitySchemes", "AdminToken", {
   type: "http",
   scheme: "bearer",
-  description: "Operator token (the ADMIN_TOKEN secret).",
+  description:
+    "A personal access token (airlock_pat_…, POST /admin/me/tokens), or the bootstrap token (ADMIN_TOKEN) on the routes it may call. Behind Cloudflare Access, single sign-on instead.",
 });
 app.doc31("/openapi.json", {
   openapi: "3.1.0",
@@ -100,6 +101,10 @@ app.doc31("/openapi.json", {
     { name: "Rollout", description: "Champion, shadows, canary and kill switch, per model" },
     { name: "API keys", description: "Keys that clients use to call models" },
     { name: "Audit", description: "The trail of every change" },
+    {
+      name: "People and permissions",
+      description: "Principals, their roles and tokens; who you are; the permissions table",
+    },
     { name: "Prediction logs", description: "Dead letters of the log pipeline, and their replay" },
   ],
 });

@@ -4,6 +4,7 @@ import { ErrorBody } from "../../shared/errors";
 const errorDescriptions: Record<number, string> = {
   400: "Invalid request: the message and `details` name the failing fields",
   401: "Missing or invalid bearer token",
+  403: "The principal lacks the route's permission (named in the message and in `details`)",
   404: "No such resource",
   409: "Conflicts with an existing resource, or an Idempotency-Key still in progress",
   413: "Body larger than the configured limit",
