@@ -1,0 +1,181 @@
+/**
+ * Governance policy: which changes give a model more authority, and whose
+ * approval each needs, by the model's risk tier. Pure: the routes store a
+ * policy per model and ask `approvalsNeeded` what a change requires.
+ *
+ * Taking authority away never needs an approval: engaging a kill switch,
+ * lowering or removing a canary, removing a shadow or lowering its rate.
+ * Changing a policy is done by a risk officer (a permission); a policy may
+ * also ask approvals for it (`policy.change`), as the high tier does of the
+ * review board.
+ */
+import type { KillSwitch, RolloutConfig } from "../rollout/state";
+
+export const RISK_TIERS = ["low", "medium", "high"] as const;
+export type RiskTier = (typeof RISK_TIERS)[number];
+
+/** The changes a policy governs; later features add theirs. */
+export const GOVERNED_ACTIONS = {
+  "champion.change": "Promote a version to champion, or take the champion away",
+  "canary.raise": "Set a canary above the free share, or raise its share",
+  "shadow.add": "Add a shadow, or raise its sample rate, above the free rate",
+  "killswitch.release": "Release a kill switch",
+  "version.retire": "Retire a version",
+  "policy.change": "Change the governance policy itself",
+} as const;
+export type GovernedAction = keyof typeof GOVERNED_ACTIONS;
+export const GOVERNED_ACTION_NAMES = Object.keys(GOVERNED_ACTIONS) as GovernedAction[];
+
+/** Who can approve: a global role, or the model's owner. */
+export const APPROVER_ROLES = ["owner", "risk_officer", "review_board", "admin"] as const;
+export type ApproverRole = (typeof APPROVER_ROLES)[number];
+
+export interface GovernancePolicy {
+  tier: RiskTier;
+  /** A canary at or below this share (percent) needs no approval. */
+  freeCanaryPercent: number;
+  /** A shadow at or below this sample rate needs no approval. */
+  freeShadowSampleRate: number;
+  /** Per action, the roles whose approval it needs: one distinct person per entry. */
+  approvals: Record<GovernedAction, ApproverRole[]>;
+}
+
+/** The defaults of each tier; a policy may change any of them. */
+export function tierDefaults(tier: RiskTier): GovernancePolicy {
+  const ownerAndRisk: ApproverRole[] = ["owner", "risk_officer"];
+  switch (tier) {
+    case "low":
+      return {
+        tier,
+        freeCanaryPercent: 5,
+        freeShadowSampleRate: 1,
+        approvals: {
+          "champion.change": ["owner"],
+          "canary.raise": ["owner"],
+          "shadow.add": [],
+          "killswitch.release": [],
+          "version.retire": ["owner"],
+          "policy.change": [],
+        },
+      };
+    case "medium":
+      return {
+        tier,
+        freeCanaryPercent: 5,
+        freeShadowSampleRate: 0.1,
+        approvals: {
+          "champion.change": ownerAndRisk,
+          "canary.raise": ownerAndRisk,
+          "shadow.add": ["owner"],
+          "killswitch.release": ownerAndRisk,
+          "version.retire": ["owner"],
+          "policy.change": [],
+        },
+      };
+    case "high":
+      return {
+        tier,
+        freeCanaryPercent: 1,
+        freeShadowSampleRate: 0.1,
+        approvals: {
+          "champion.change": [...ownerAndRisk, "review_board"],
+          "canary.raise": ownerAndRisk,
+          "shadow.add": ownerAndRisk,
+          "killswitch.release": ownerAndRisk,
+          "version.retire": ownerAndRisk,
+          "policy.change": ["review_board"],
+        },
+      };
+  }
+}
+
+/** A change that needs approvals: what it is, exactly, and whose. */
+export interface NeededApproval {
+  action: GovernedAction;
+  /** The exact target an approval must name (versions, percent, rate). */
+  target: Record<string, string | number | null>;
+  roles: ApproverRole[];
+  /** In words, for the 403 and the approval request. */
+  reason: string;
+}
+
+export interface RolloutState {
+  rollout: RolloutConfig;
+  killSwitch: KillSwitch | null;
+}
+
+/**
+ * What moving from `before` to `after` needs approved under `policy`:
+ * only the changes that give authority; an empty list when none do.
+ */
+export function approvalsNeeded(
+  policy: GovernancePolicy,
+  before: RolloutState,
+  after: RolloutState,
+): NeededApproval[] {
+  const needed: NeededApproval[] = [];
+  const add = (action: GovernedAction, target: NeededApproval["target"], reason: string) => {
+    const roles = policy.approvals[action];
+    if (roles.length > 0) needed.push({ action, target, roles: [...roles], reason });
+  };
+  const was = before.rollout;
+  const now = after.rollout;
+  if (was.champion !== now.champion) {
+    add(
+      "champion.change",
+      { from: was.champion, to: now.champion },
+      now.champion === null
+        ? `takes the champion ${was.champion} away`
+        : `makes ${now.champion} the champion${was.champion ? ` instead of ${was.champion}` : ""}`,
+    );
+  }
+  if (now.canary) {
+    const previous = was.canary?.version === now.canary.version ? was.canary.percent : 0;
+    if (now.canary.percent > previous && now.canary.percent > policy.freeCanaryPercent) {
+      add(
+        "canary.raise",
+        { version: now.canary.version, percent: now.canary.percent },
+        `sends ${now.canary.percent}% of traffic to the canary ${now.canary.version}` +
+          ` (above the ${policy.freeCanaryPercent}% that needs no approval)`,
+      );
+    }
+  }
+  for (const shadow of now.shadows) {
+    const previous = was.shadows.find((s) => s.version === shadow.version)?.sampleRate ?? 0;
+    if (shadow.sampleRate > previous && shadow.sampleRate > policy.freeShadowSampleRate) {
+      add(
+        "shadow.add",
+        { version: shadow.version, sampleRate: shadow.sampleRate },
+        `copies ${shadow.sampleRate * 100}% of traffic to the shadow ${shadow.version}` +
+          ` (above the ${policy.freeShadowSampleRate * 100}% that needs no approval)`,
+      );
+    }
+  }
+  if (before.killSwitch && !after.killSwitch) {
+    add(
+      "killswitch.release",
+      { scope: before.killSwitch.scope },
+      `releases the kill switch (${before.killSwitch.scope})`,
+    );
+  }
+  return needed;
+}
+
+/**
+ * A fingerprint of what an approval saw: champion, canary, shadows and kill
+ * switch, not `stateVersion` (which registry syncs also move). An approval
+ * is consumed only while the rollout still has this fingerprint.
+ */
+export function rolloutFingerprint(state: RolloutState): string {
+  const { rollout, killSwitch } = state;
+  return JSON.stringify({
+    champion: rollout.champion,
+    canary: rollout.canary
+      ? { version: rollout.canary.version, percent: rollout.canary.percent }
+      : null,
+    shadows: [...rollout.shadows]
+      .map((s) => ({ version: s.version, sampleRate: s.sampleRate }))
+      .sort((a, b) => a.version.localeCompare(b.version)),
+    killSwitch: killSwitch?.scope ?? null,
+  });
+}

@@ -1,0 +1,158 @@
+/**
+ * What a rollout change needs approved, by tier: only changes that give a
+ * model authority, with their exact targets; and the fingerprint an
+ * approval is bound to.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  approvalsNeeded,
+  type GovernancePolicy,
+  RISK_TIERS,
+  type RolloutState,
+  rolloutFingerprint,
+  tierDefaults,
+} from "../../shared/governance/policy";
+
+const state = (rollout: Partial<RolloutState["rollout"]>, killed = false): RolloutState => ({
+  rollout: { champion: null, shadows: [], canary: null, ...rollout },
+  killSwitch: killed
+    ? { scope: "model", reason: "r", actor: "a", at: "2026-12-07T00:00:00Z" }
+    : null,
+});
+const canary = (version: string, percent: number) => ({ version, percent, salt: "s" });
+
+describe("approvalsNeeded", () => {
+  const low = tierDefaults("low");
+  const medium = tierDefaults("medium");
+  const high = tierDefaults("high");
+  const base = state({ champion: "v1" });
+
+  it("asks nothing for a canary up to the free share, and owner and risk officer above it (medium)", () => {
+    expect(
+      approvalsNeeded(medium, base, state({ champion: "v1", canary: canary("v2", 5) })),
+    ).toEqual([]);
+    expect(
+      approvalsNeeded(medium, base, state({ champion: "v1", canary: canary("v2", 25) })),
+    ).toEqual([
+      {
+        action: "canary.raise",
+        target: { version: "v2", percent: 25 },
+        roles: ["owner", "risk_officer"],
+        reason: "sends 25% of traffic to the canary v2 (above the 5% that needs no approval)",
+      },
+    ]);
+  });
+
+  it("asks nothing to lower or remove a canary, a shadow, or to engage a kill switch", () => {
+    const full = state({
+      champion: "v1",
+      canary: canary("v2", 50),
+      shadows: [{ version: "v3", sampleRate: 1 }],
+    });
+    for (const policy of [low, medium, high]) {
+      expect(
+        approvalsNeeded(policy, full, state({ champion: "v1", canary: canary("v2", 10) })),
+      ).toEqual([]);
+      expect(approvalsNeeded(policy, full, state({ champion: "v1" }))).toEqual([]);
+      expect(
+        approvalsNeeded(policy, full, { ...full, killSwitch: state({}, true).killSwitch }),
+      ).toEqual([]);
+    }
+  });
+
+  it("asks for a champion change by tier, the review board too on high", () => {
+    const promote = state({ champion: "v2" });
+    expect(approvalsNeeded(low, base, promote).map((n) => n.roles)).toEqual([["owner"]]);
+    expect(approvalsNeeded(medium, base, promote).map((n) => n.roles)).toEqual([
+      ["owner", "risk_officer"],
+    ]);
+    expect(approvalsNeeded(high, base, promote)).toMatchObject([
+      {
+        action: "champion.change",
+        target: { from: "v1", to: "v2" },
+        roles: ["owner", "risk_officer", "review_board"],
+      },
+    ]);
+    expect(approvalsNeeded(high, base, state({}))[0]?.reason).toBe("takes the champion v1 away");
+  });
+
+  it("asks for a new canary version's whole share, not the rise over the old one's", () => {
+    const before = state({ champion: "v1", canary: canary("v2", 20) });
+    expect(
+      approvalsNeeded(medium, before, state({ champion: "v1", canary: canary("v3", 10) })),
+    ).toMatchObject([{ action: "canary.raise", target: { version: "v3", percent: 10 } }]);
+    expect(
+      approvalsNeeded(medium, before, state({ champion: "v1", canary: canary("v2", 30) })),
+    ).toMatchObject([{ action: "canary.raise", target: { version: "v2", percent: 30 } }]);
+  });
+
+  it("asks for shadows above the free rate, and for releasing a kill switch from medium up", () => {
+    const shadow = state({ champion: "v1", shadows: [{ version: "v2", sampleRate: 0.5 }] });
+    expect(approvalsNeeded(low, base, shadow)).toEqual([]);
+    expect(approvalsNeeded(medium, base, shadow)).toMatchObject([
+      { action: "shadow.add", target: { version: "v2", sampleRate: 0.5 }, roles: ["owner"] },
+    ]);
+    const killed = state({ champion: "v1" }, true);
+    expect(approvalsNeeded(low, killed, base)).toEqual([]);
+    expect(approvalsNeeded(medium, killed, base)).toMatchObject([
+      { action: "killswitch.release", roles: ["owner", "risk_officer"] },
+    ]);
+  });
+
+  it("follows a policy's own changes to its tier's defaults", () => {
+    const custom: GovernancePolicy = {
+      ...medium,
+      freeCanaryPercent: 30,
+      approvals: { ...medium.approvals, "champion.change": [] },
+    };
+    expect(
+      approvalsNeeded(custom, base, state({ champion: "v2", canary: canary("v3", 25) })),
+    ).toEqual([]);
+  });
+
+  it("has defaults for every tier and every action", () => {
+    for (const tier of RISK_TIERS) {
+      const policy = tierDefaults(tier);
+      expect(policy.tier).toBe(tier);
+      expect(Object.keys(policy.approvals).sort()).toEqual(
+        [
+          "canary.raise",
+          "champion.change",
+          "killswitch.release",
+          "policy.change",
+          "shadow.add",
+          "version.retire",
+        ].sort(),
+      );
+    }
+  });
+});
+
+describe("rolloutFingerprint", () => {
+  it("changes with champion, canary share, shadows and kill switch, not with salts or order", () => {
+    const a = state({
+      champion: "v1",
+      canary: canary("v2", 10),
+      shadows: [
+        { version: "v3", sampleRate: 1 },
+        { version: "v4", sampleRate: 0.5 },
+      ],
+    });
+    const reordered = state({
+      champion: "v1",
+      canary: { version: "v2", percent: 10, salt: "other" },
+      shadows: [
+        { version: "v4", sampleRate: 0.5 },
+        { version: "v3", sampleRate: 1 },
+      ],
+    });
+    expect(rolloutFingerprint(reordered)).toBe(rolloutFingerprint(a));
+    for (const changed of [
+      state({ ...a.rollout, champion: "v2" }),
+      state({ ...a.rollout, canary: canary("v2", 11) }),
+      state({ ...a.rollout, shadows: [{ version: "v3", sampleRate: 1 }] }),
+      state(a.rollout, true),
+    ])
+      expect(rolloutFingerprint(changed)).not.toBe(rolloutFingerprint(a));
+  });
+});
