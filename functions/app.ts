@@ -102,6 +102,10 @@ app.doc31("/openapi.json", {
     { name: "API keys", description: "Keys that clients use to call models" },
     { name: "Audit", description: "The trail of every change" },
     {
+      name: "Governance",
+      description: "Each model's risk tier and whose approvals its changes need",
+    },
+    {
       name: "People and permissions",
       description: "Principals, their roles and tokens; who you are; the permissions table",
     },

@@ -43,6 +43,11 @@ export const PERMISSIONS = {
     scope: "global",
     description: "Add, test and remove alert destinations",
   },
+  "governance.write": {
+    scope: "model",
+    description:
+      "Set a model's governance policy: its risk tier and whose approvals each change needs",
+  },
   "keys.read": { scope: "global", description: "List client API keys (never the keys)" },
   "keys.manage": { scope: "global", description: "Create and revoke client API keys" },
   "data.read": {
@@ -110,6 +115,7 @@ export const ROLE_PERMISSIONS: Record<GlobalRole | "owner", readonly Permission[
     ...read,
     "killswitch.engage",
     "alerts.acknowledge",
+    "governance.write",
     "data.read",
     "deadletters.read",
     "audit.read",

@@ -15,12 +15,16 @@ import {
 } from "drizzle-orm/pg-core";
 import type { AlertRuleOverrides } from "../alerts/rules";
 import type { AlertStatistic } from "../alerts/types";
+import type { GovernancePolicy } from "../governance/policy";
 import { VERSION_STATUSES } from "../rollout/status";
 import type { Fallback, InputSchema } from "../schemas/model";
 import type { MonitoringSettings } from "../schemas/monitoring";
 import type { ModelCard, StoredUpstream } from "../schemas/version";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+
+/** A governance policy as stored: the policy, and who set it when. */
+export type StoredGovernance = GovernancePolicy & { updatedAt: string; updatedBy: string };
 
 export const models = pgTable(
   "models",
@@ -39,6 +43,12 @@ export const models = pgTable(
     monitoring: jsonb("monitoring").$type<MonitoringSettings>(),
     /** Per-model alert rule overrides (shared/alerts/rules.ts); null: the defaults. */
     alertRules: jsonb("alert_rules").$type<AlertRuleOverrides>(),
+    /**
+     * The governance policy (shared/governance/policy.ts): the model's risk
+     * tier, the one place it is kept, and whose approvals each change needs.
+     * Null until a risk officer sets it.
+     */
+    governance: jsonb("governance").$type<StoredGovernance>(),
     createdAt: createdAt(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },

@@ -178,3 +178,31 @@ export async function query<T>(statement: SQL): Promise<T[]> {
     await db.close();
   }
 }
+
+/** A new principal with these grants, and a token for it, made by the tests' admin. */
+export async function principalWithToken(
+  grants: { role: string; model?: string }[],
+  kind: "person" | "service" = "person",
+): Promise<{ id: string; token: string }> {
+  const name = uniqueName("p");
+  const created = await call("/admin/principals", {
+    method: "POST",
+    body: {
+      kind,
+      displayName: `Test ${name}`,
+      ...(kind === "person" ? { email: `${name}@example.com` } : {}),
+      grants,
+    },
+  });
+  if (created.status !== 201)
+    throw new Error(`principal creation failed: ${created.status} ${await created.text()}`);
+  const { id } = await json<{ id: string }>(created);
+  const issued = await call(`/admin/principals/${id}/tokens`, {
+    method: "POST",
+    body: { name: "test", expiresInDays: 1 },
+  });
+  if (issued.status !== 201)
+    throw new Error(`token issue failed: ${issued.status} ${await issued.text()}`);
+  const { token } = await json<{ token: string }>(issued);
+  return { id, token };
+}
