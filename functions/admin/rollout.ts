@@ -174,7 +174,7 @@ function respond(
 }
 
 /** Makes sure the object knows the model (first use, or after a registry change). */
-async function ensureConfigured(c: Context<AppEnv>, model: string): Promise<RolloutView> {
+export async function ensureConfigured(c: Context<AppEnv>, model: string): Promise<RolloutView> {
   const stub = rolloutObject(c.env, model);
   const view = await callObject(model, () => stub.read(1));
   if (view.snapshot.profile) return view;

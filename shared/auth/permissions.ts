@@ -43,6 +43,15 @@ export const PERMISSIONS = {
     scope: "global",
     description: "Add, test and remove alert destinations",
   },
+  "approvals.request": {
+    scope: "model",
+    description: "Ask for an approval of a change that gives a model authority",
+  },
+  "approvals.decide": {
+    scope: "model",
+    description:
+      "Approve or reject a request, for a role it needs that you hold (people only, never your own)",
+  },
   "governance.write": {
     scope: "model",
     description:
@@ -107,6 +116,7 @@ export const ROLE_PERMISSIONS: Record<GlobalRole | "owner", readonly Permission[
     "monitoring.run",
     "alerts.acknowledge",
     "alerts.manage",
+    "approvals.request",
     "keys.read",
     "keys.manage",
     "deadletters.manage",
@@ -115,13 +125,14 @@ export const ROLE_PERMISSIONS: Record<GlobalRole | "owner", readonly Permission[
     ...read,
     "killswitch.engage",
     "alerts.acknowledge",
+    "approvals.decide",
     "governance.write",
     "data.read",
     "deadletters.read",
     "audit.read",
     "principals.read",
   ],
-  review_board: [...read, "audit.read", "principals.read"],
+  review_board: [...read, "audit.read", "principals.read", "approvals.decide"],
   admin: PERMISSION_NAMES,
   owner: [
     "models.read",
@@ -133,6 +144,8 @@ export const ROLE_PERMISSIONS: Record<GlobalRole | "owner", readonly Permission[
     "monitoring.write",
     "alerts.read",
     "alerts.acknowledge",
+    "approvals.request",
+    "approvals.decide",
     "data.read",
   ],
 };

@@ -283,6 +283,61 @@ export const accessSettings = pgTable("access_settings", {
   updatedBy: text("updated_by").notNull(),
 });
 
+// ---- Approvals --------------------------------------------------------------------------------
+//
+// A change that gives a model authority, asked for by one person and
+// decided by others (shared/governance/policy.ts says whose). An approved
+// request is consumed once, by the change it names, while the rollout is
+// still what the request saw (its fingerprint).
+
+export const approvals = pgTable(
+  "approvals",
+  {
+    id: text("id").primaryKey(),
+    model: text("model")
+      .notNull()
+      .references(() => models.name),
+    action: text("action").notNull(),
+    /** The exact target: versions, percent, sample rate, scope. */
+    target: jsonb("target").$type<Record<string, string | number | null>>().notNull(),
+    reason: text("reason").notNull(),
+    /** The roles whose approval it needs, one distinct person each, as the policy said when asked. */
+    roles: jsonb("roles").$type<string[]>().notNull(),
+    /** The rollout as the request saw it (policy.ts rolloutFingerprint). */
+    fingerprint: text("fingerprint").notNull(),
+    status: text("status", { enum: ["pending", "approved", "rejected", "consumed"] }).notNull(),
+    requestedBy: text("requested_by").notNull(),
+    requestedAt: timestamp("requested_at", { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+    decidedAt: timestamp("decided_at", { withTimezone: true }),
+    consumedAt: timestamp("consumed_at", { withTimezone: true }),
+    consumedBy: text("consumed_by"),
+  },
+  (t) => [
+    index("approvals_model_idx").on(t.model, t.requestedAt),
+    index("approvals_status_idx").on(t.status, t.requestedAt),
+  ],
+);
+
+/** Each person's decision on a request: once per person, counted for one role. */
+export const approvalDecisions = pgTable(
+  "approval_decisions",
+  {
+    approvalId: text("approval_id")
+      .notNull()
+      .references(() => approvals.id),
+    principalId: text("principal_id")
+      .notNull()
+      .references(() => principals.id),
+    /** The role this decision counts for (null for a rejection). */
+    role: text("role"),
+    decision: text("decision", { enum: ["approve", "reject"] }).notNull(),
+    comment: text("comment"),
+    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.approvalId, t.principalId] })],
+);
+
 // ---- Prediction logs ---------------------------------------------------------------------------
 //
 // The tables below are partitioned by day on their timestamp (declared in
