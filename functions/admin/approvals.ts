@@ -13,11 +13,11 @@ import {
 } from "../../shared/governance/policy";
 import { ModelName, Timestamp, VersionLabel } from "../../shared/schemas/common";
 import type { AppEnv, Principal } from "../app-env";
+import { ensureConfigured } from "../rollout/object";
 import { apiRouter } from "../router";
 import { runChange } from "./change";
 import { findModel } from "./models";
 import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
-import { ensureConfigured } from "./rollout";
 import { adminRoute, type ModelOf } from "./route";
 
 /**

@@ -7,7 +7,9 @@ import { Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
 import { loadCatalogue } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
+import { callObject, ensureConfigured } from "../rollout/object";
 import { apiRouter } from "../router";
+import { governedChange } from "./approval-gate";
 import { changeContext } from "./change";
 import { modelParams } from "./models";
 import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
@@ -134,23 +136,6 @@ function context(c: Context<AppEnv>) {
   return { ...changeContext(c), ifMatch: ifMatch(c) };
 }
 
-/** Calls the model's rollout object; an unreachable object is a 503, never a guess. */
-async function callObject<T>(model: string, call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    if (error instanceof ApiError) throw error;
-    throw new ApiError(
-      "ROLLOUT_UNAVAILABLE",
-      `The rollout state of model '${model}' cannot be reached; try again`,
-      {
-        headers: { "retry-after": "1" },
-        cause: error,
-      },
-    );
-  }
-}
-
 function respond(
   c: Context<AppEnv>,
   result: RolloutChangeResult,
@@ -171,17 +156,6 @@ function respond(
   c.header("etag", `"${result.view.snapshot.stateVersion}"`);
   c.header("x-airlock-state-version", String(result.view.snapshot.stateVersion));
   return c.json(rolloutResource(result.view, result.acknowledgedAfterMs), 200);
-}
-
-/** Makes sure the object knows the model (first use, or after a registry change). */
-export async function ensureConfigured(c: Context<AppEnv>, model: string): Promise<RolloutView> {
-  const stub = rolloutObject(c.env, model);
-  const view = await callObject(model, () => stub.read(1));
-  if (view.snapshot.profile) return view;
-  const catalogue = await loadCatalogue(c.var.database(), model);
-  const result = await callObject(model, () => stub.configure(catalogue, changeContext(c)));
-  if (!result.ok) throw new ApiError("ROLLOUT_UNAVAILABLE", result.message);
-  return result.view;
 }
 
 rolloutApi.openapi(
@@ -231,7 +205,7 @@ rolloutApi.openapi(
     request: { params: modelParams, headers: IfMatchHeader, body: jsonBody(RolloutBody) },
     responses: {
       200: jsonContent(Rollout, "The new state"),
-      ...errorResponses(400, 401, 404, 412, 413, 415, 503),
+      ...errorResponses(400, 401, 404, 409, 412, 413, 415, 503),
     },
   }),
   async (c) => {
@@ -242,8 +216,26 @@ rolloutApi.openapi(
     if (body.canary) paths.set(body.canary.version, "canary.version");
     for (const [i, shadow] of body.shadows.entries())
       paths.set(shadow.version, `shadows[${i}].version`);
-    const result = await callObject(model, () =>
-      rolloutObject(c.env, model).setRollout(body, catalogue, context(c)),
+    const { approvalId, ...change } = body;
+    const result = await governedChange(
+      c,
+      model,
+      approvalId,
+      (current) => ({
+        rollout: {
+          champion: change.champion,
+          shadows: change.shadows,
+          canary: change.canary ? { ...change.canary, salt: "" } : null,
+        },
+        killSwitch: current.killSwitch,
+      }),
+      (at) =>
+        callObject(model, () =>
+          rolloutObject(c.env, model).setRollout(change, catalogue, {
+            ...context(c),
+            ...(at === undefined ? {} : { ifMatch: context(c).ifMatch ?? at }),
+          }),
+        ),
     );
     return respond(c, result, paths);
   },
@@ -323,17 +315,42 @@ rolloutApi.openapi(
     path: "/{model}/kill-switch",
     tags: ["Rollout"],
     summary: "Release the kill switch, restoring the rollout in force before it was engaged",
-    request: { params: modelParams, headers: IfMatchHeader },
+    request: {
+      params: modelParams,
+      headers: IfMatchHeader,
+      query: z.object({
+        approvalId: z
+          .string()
+          .min(1)
+          .max(64)
+          .optional()
+          .openapi({
+            param: { name: "approvalId", in: "query" },
+            description: "An approved request to release it, where the model's policy needs one.",
+          }),
+      }),
+    },
     responses: {
       200: jsonContent(Rollout, "The new state"),
-      ...errorResponses(400, 401, 404, 412, 503),
+      ...errorResponses(400, 401, 403, 404, 409, 412, 503),
     },
   }),
   async (c) => {
     const { model } = c.req.valid("param");
+    const { approvalId } = c.req.valid("query");
     await ensureConfigured(c, model);
-    const result = await callObject(model, () =>
-      rolloutObject(c.env, model).releaseKillSwitch(context(c)),
+    const result = await governedChange(
+      c,
+      model,
+      approvalId,
+      (current) => ({ rollout: current.rollout, killSwitch: null }),
+      (at) =>
+        callObject(model, () =>
+          rolloutObject(c.env, model).releaseKillSwitch({
+            ...context(c),
+            ...(at === undefined ? {} : { ifMatch: context(c).ifMatch ?? at }),
+          }),
+        ),
     );
     return respond(c, result);
   },

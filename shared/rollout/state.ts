@@ -24,6 +24,10 @@ export const RolloutBody = z
       description:
         "How long isolates may use a lease on this state (default 1000 ms). Longer: fewer lease requests, slower acknowledgements.",
     }),
+    approvalId: z.string().min(1).max(64).optional().openapi({
+      description:
+        "An approved request for this change, where the model's governance policy needs one (docs/governance.md); consumed by it.",
+    }),
   })
   .strict()
   .superRefine((body, ctx) => {

@@ -213,4 +213,79 @@ describe("approvals", () => {
     const missing = await call("/admin/approvals/apr_none");
     expect((await json<ErrorJson>(missing)).error.code).toBe("APPROVAL_NOT_FOUND");
   });
+
+  it("are consumed once, by the change they name, while the rollout is as they saw it", async () => {
+    const put = (body: Record<string, unknown>) => putRollout(model, { champion: "v1", ...body });
+    const refused = await put({ canary: { version: "v2", percent: 25 } });
+    const required = await json<ErrorJson>(refused);
+    expect(refused.status).toBe(403);
+    expect(required.error.code).toBe("APPROVAL_REQUIRED");
+    expect(required.error.details).toEqual([
+      { path: "canary.raise", message: "needs the model's owner and a risk_officer" },
+    ]);
+
+    const asked = await json<ApprovalJson>(await request(operator.token, canary25));
+    // Still pending: not yet enough.
+    const early = await put({ canary: { version: "v2", percent: 25 }, approvalId: asked.id });
+    expect((await errorOf(early)).code).toBe("APPROVAL_REQUIRED");
+    await approve(risk.token, asked.id);
+    await approve(owner.token, asked.id);
+    // Another share than the one approved.
+    const other = await put({ canary: { version: "v2", percent: 30 }, approvalId: asked.id });
+    expect(await errorOf(other)).toMatchObject({ status: 409, code: "APPROVAL_MISMATCH" });
+
+    const applied = await put({ canary: { version: "v2", percent: 25 }, approvalId: asked.id });
+    expect(applied.status).toBe(200);
+    expect((await json<ApprovalJson>(await call(`/admin/approvals/${asked.id}`))).status).toBe(
+      "consumed",
+    );
+    // Lowering never waits; raising again with the used approval is refused.
+    expect((await put({ canary: { version: "v2", percent: 5 } })).status).toBe(200);
+    const twice = await put({ canary: { version: "v2", percent: 25 }, approvalId: asked.id });
+    expect(await errorOf(twice)).toMatchObject({ status: 409, code: "APPROVAL_CONSUMED" });
+
+    // Approved, then the rollout moved: ask again.
+    const stale = await json<ApprovalJson>(await request(operator.token, canary25));
+    await approve(risk.token, stale.id);
+    await approve(owner.token, stale.id);
+    expect((await put({ canary: { version: "v2", percent: 3 } })).status).toBe(200);
+    const moved = await put({ canary: { version: "v2", percent: 25 }, approvalId: stale.id });
+    expect(await errorOf(moved)).toMatchObject({ status: 409, code: "APPROVAL_STALE" });
+    expect((await json<ApprovalJson>(await call(`/admin/approvals/${stale.id}`))).status).toBe(
+      "approved",
+    );
+
+    const trail = await json<{ items: { action: string; actor: string }[] }>(
+      await call(`/admin/audit?target=models/${model}/approvals/${asked.id}`),
+    );
+    expect(trail.items[0]?.action).toBe("approval.consume");
+  });
+
+  it("govern releasing a kill switch from medium up; engaging it never waits", async () => {
+    const engaged = await call(`/admin/models/${model}/kill-switch`, {
+      method: "POST",
+      token: operator.token,
+      body: { scope: "challengers", reason: "drill" },
+    });
+    expect(engaged.status).toBe(200);
+    const release = (query = "") =>
+      call(`/admin/models/${model}/kill-switch${query}`, {
+        method: "DELETE",
+        token: operator.token,
+      });
+    expect(await errorOf(await release())).toMatchObject({
+      status: 403,
+      code: "APPROVAL_REQUIRED",
+    });
+    const asked = await json<ApprovalJson>(
+      await request(operator.token, {
+        action: "killswitch.release",
+        target: {},
+        reason: "drill over",
+      }),
+    );
+    await approve(owner.token, asked.id);
+    await approve(risk2.token, asked.id);
+    expect((await release(`?approvalId=${asked.id}`)).status).toBe(200);
+  });
 });

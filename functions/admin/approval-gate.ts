@@ -1,0 +1,131 @@
+import { and, eq, sql } from "drizzle-orm";
+import type { Context } from "hono";
+import type { RolloutChangeResult } from "../../durable-objects/model-rollout";
+import { canonicalJson } from "../../shared/crypto";
+import { approvals, auditLog } from "../../shared/db/schema";
+import { ApiError } from "../../shared/errors";
+import {
+  approvalsNeeded,
+  type NeededApproval,
+  type RolloutState,
+  rolloutFingerprint,
+} from "../../shared/governance/policy";
+import type { AppEnv } from "../app-env";
+import { ensureConfigured } from "../rollout/object";
+import { auditRow } from "./change";
+import { findModel } from "./models";
+
+/** A change refused by the rollout object: it rolls the consumption back. */
+class RefusedChange extends Error {
+  constructor(readonly result: RolloutChangeResult) {
+    super("the rollout object refused the change");
+  }
+}
+
+const roleWords = (roles: string[]) =>
+  roles.map((r) => (r === "owner" ? "the model's owner" : `a ${r}`)).join(" and ");
+
+/**
+ * Applies a rollout change under the model's governance policy. A change
+ * that gives the model authority the policy governs needs `approvalId`: an
+ * approved request for exactly that change, made while the rollout was as
+ * it is now. The request is consumed once, in the same transaction as the
+ * change is made (a change the rollout object refuses leaves it approved),
+ * and the rollout object is told to apply the change only at the state the
+ * request was checked against.
+ */
+export async function governedChange(
+  c: Context<AppEnv>,
+  model: string,
+  approvalId: string | undefined,
+  proposed: (current: RolloutState) => RolloutState,
+  apply: (ifMatch: number | undefined) => Promise<RolloutChangeResult>,
+): Promise<RolloutChangeResult> {
+  const db = c.var.database();
+  const policy = (await findModel(db, model)).governance;
+  if (!policy) return apply(undefined);
+  const view = await ensureConfigured(c, model);
+  const current: RolloutState = {
+    rollout: view.snapshot.rollout,
+    killSwitch: view.snapshot.killSwitch,
+  };
+  const needed = approvalsNeeded(policy, current, proposed(current));
+  if (needed.length === 0) return apply(undefined);
+  if (!approvalId || needed.length > 1) throw approvalRequired(model, needed);
+  const [need] = needed as [NeededApproval];
+  const fingerprint = rolloutFingerprint(current);
+  try {
+    return await db.transaction(async (tx) => {
+      const [row] = await tx
+        .select()
+        .from(approvals)
+        .where(and(eq(approvals.id, approvalId), eq(approvals.model, model)))
+        .for("update");
+      if (!row)
+        throw new ApiError(
+          "APPROVAL_NOT_FOUND",
+          `Model '${model}' has no approval '${approvalId}'`,
+        );
+      if (row.status === "consumed")
+        throw new ApiError(
+          "APPROVAL_CONSUMED",
+          `Approval '${approvalId}' was used already (${row.consumedAt?.toISOString()}); ask again`,
+        );
+      const expired = row.expiresAt.getTime() <= Date.now();
+      if (row.status !== "approved" || expired) {
+        throw new ApiError(
+          row.status === "pending" && !expired ? "APPROVAL_REQUIRED" : "APPROVAL_NOT_PENDING",
+          row.status === "pending" && !expired
+            ? `Approval '${approvalId}' is still pending: it needs ${roleWords(row.roles)}`
+            : `Approval '${approvalId}' is ${expired && row.status !== "rejected" ? "expired" : row.status}; ask again`,
+        );
+      }
+      if (row.action !== need.action || canonicalJson(row.target) !== canonicalJson(need.target)) {
+        throw new ApiError(
+          "APPROVAL_MISMATCH",
+          `Approval '${approvalId}' is for ${row.action} ${canonicalJson(row.target)}, and this change ${need.reason} (${need.action} ${canonicalJson(need.target)})`,
+        );
+      }
+      if (row.fingerprint !== fingerprint) {
+        throw new ApiError(
+          "APPROVAL_STALE",
+          `The rollout of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`,
+        );
+      }
+      await tx
+        .update(approvals)
+        .set({ status: "consumed", consumedAt: sql`now()`, consumedBy: c.var.principal.actor })
+        .where(eq(approvals.id, approvalId));
+      const result = await apply(view.snapshot.stateVersion);
+      if (!result.ok) throw new RefusedChange(result);
+      await tx.insert(auditLog).values(
+        auditRow(c, {
+          action: "approval.consume",
+          targetType: "approval",
+          target: `models/${model}/approvals/${approvalId}`,
+          before: { status: "approved" },
+          after: {
+            status: "consumed",
+            stateVersion: result.view.snapshot.stateVersion,
+            change: need.reason,
+          },
+        }),
+      );
+      return result;
+    });
+  } catch (error) {
+    if (error instanceof RefusedChange) return error.result;
+    throw error;
+  }
+}
+
+function approvalRequired(model: string, needed: NeededApproval[]) {
+  const what = needed.map((n) => `${n.reason}, which needs ${roleWords(n.roles)}`).join("; ");
+  const message =
+    needed.length > 1
+      ? `This change of '${model}' needs ${needed.length} approvals (${what}): make one change per approved request`
+      : `This change of '${model}' needs approval: it ${what}. Ask with POST /admin/models/${model}/approvals, then send the approved request's id as approvalId`;
+  return new ApiError("APPROVAL_REQUIRED", message, {
+    details: needed.map((n) => ({ path: n.action, message: `needs ${roleWords(n.roles)}` })),
+  });
+}
