@@ -270,6 +270,12 @@ export class ModelRollout extends DurableObject<Env> {
     });
   }
 
+  /** The rollout as it was right after the change that made `stateVersion`; null if none did. */
+  rolloutAt(model: string, stateVersion: number): RolloutConfig | null {
+    this.#claim(model);
+    return this.#rolloutAfter(stateVersion) ?? null;
+  }
+
   async releaseKillSwitch(model: string, context: ChangeContext): Promise<RolloutChangeResult> {
     this.#claim(model);
     const stale = this.#checkIfMatch(context);

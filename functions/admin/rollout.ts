@@ -257,6 +257,10 @@ rolloutApi.openapi(
         z
           .object({
             stateVersion: z.number().int().min(1),
+            approvalId: z.string().min(1).max(64).optional().openapi({
+              description:
+                "An approved request for what the revert changes, where the model's governance policy needs one.",
+            }),
             force: z.boolean().default(false).openapi({
               description:
                 "Revert even when the state reverted to has no champion and the model has one now.",
@@ -273,10 +277,25 @@ rolloutApi.openapi(
   }),
   async (c) => {
     const { model } = c.req.valid("param");
-    const { stateVersion, force } = c.req.valid("json");
+    const { stateVersion, force, approvalId } = c.req.valid("json");
     const catalogue = await loadCatalogue(c.var.database(), model);
-    const result = await callObject(model, () =>
-      rolloutObject(c.env, model).revert(stateVersion, catalogue, { ...context(c), force }),
+    // A revert is held to the policy like any change: by what it would restore.
+    const restored = await callObject(model, () =>
+      rolloutObject(c.env, model).rolloutAt(stateVersion),
+    );
+    const result = await governedChange(
+      c,
+      model,
+      approvalId,
+      (current) => ({ rollout: restored ?? current.rollout, killSwitch: current.killSwitch }),
+      (at) =>
+        callObject(model, () =>
+          rolloutObject(c.env, model).revert(stateVersion, catalogue, {
+            ...context(c),
+            force,
+            ...(at === undefined ? {} : { ifMatch: context(c).ifMatch ?? at }),
+          }),
+        ),
     );
     return respond(c, result);
   },

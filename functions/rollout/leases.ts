@@ -13,7 +13,12 @@ import {
   LeaseKeeper,
   MIN_LEASE_MS,
 } from "../../shared/rollout/lease";
-import type { KillSwitchBody, RolloutBody, RolloutSnapshot } from "../../shared/rollout/state";
+import type {
+  KillSwitchBody,
+  RolloutBody,
+  RolloutConfig,
+  RolloutSnapshot,
+} from "../../shared/rollout/state";
 
 /** Models whose lease keepers an isolate holds; forgetting one costs one lease fetch. */
 export const MAX_KEEPERS = 1_000;
@@ -80,6 +85,7 @@ export interface RolloutClient {
   ): Promise<RolloutChangeResult>;
   engageKillSwitch(body: KillSwitchBody, context: ChangeContext): Promise<RolloutChangeResult>;
   releaseKillSwitch(context: ChangeContext): Promise<RolloutChangeResult>;
+  rolloutAt(stateVersion: number): Promise<RolloutConfig | null>;
 }
 
 export function rolloutObject(env: Env, model: string): RolloutClient {
@@ -97,6 +103,7 @@ export function rolloutObject(env: Env, model: string): RolloutClient {
       stub().revert(model, stateVersion, catalogue, context),
     engageKillSwitch: async (body, context) => stub().engageKillSwitch(model, body, context),
     releaseKillSwitch: async (context) => stub().releaseKillSwitch(model, context),
+    rolloutAt: async (stateVersion) => stub().rolloutAt(model, stateVersion),
   };
 }
 

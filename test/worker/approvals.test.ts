@@ -40,6 +40,8 @@ let risk: { id: string; token: string };
 let risk2: { id: string; token: string };
 let bot: { id: string; token: string };
 let viewer: { id: string; token: string };
+/** The rollout state the approved 25% canary made. */
+let stateWith25 = 0;
 
 const request = (token: string, body: unknown, on = model) =>
   call(`/admin/models/${on}/approvals`, { method: "POST", token, body });
@@ -236,6 +238,7 @@ describe("approvals", () => {
 
     const applied = await put({ canary: { version: "v2", percent: 25 }, approvalId: asked.id });
     expect(applied.status).toBe(200);
+    stateWith25 = (await json<{ stateVersion: number }>(applied)).stateVersion;
     expect((await json<ApprovalJson>(await call(`/admin/approvals/${asked.id}`))).status).toBe(
       "consumed",
     );
@@ -287,5 +290,18 @@ describe("approvals", () => {
     await approve(owner.token, asked.id);
     await approve(risk2.token, asked.id);
     expect((await release(`?approvalId=${asked.id}`)).status).toBe(200);
+  });
+
+  it("hold a revert to the policy by what it would restore", async () => {
+    // Back to the state with the approved 25% canary, from one with 3%: that raises the canary.
+    expect(stateWith25).toBeGreaterThan(0);
+    const revert = await call(`/admin/models/${model}/rollout/revert`, {
+      method: "POST",
+      token: operator.token,
+      body: { stateVersion: stateWith25 },
+    });
+    const refused = await errorOf(revert);
+    expect(refused).toMatchObject({ status: 403, code: "APPROVAL_REQUIRED" });
+    expect(refused.message).toContain("sends 25% of traffic to the canary v2");
   });
 });
