@@ -22,7 +22,7 @@ const CAP_MS = 90_000;
  * before the latest grant plus its lease and the margin) and after a restart
  * in rollout.test.ts; here the clients are the evidence.
  */
-describe("rollout promise", () => {
+describe("rollout promise", { timeout: 60_000 }, () => {
   it("no request that starts after a change's 2xx uses the old state", async () => {
     const model = await modelWithVersions(2, "promise");
     const initial = await json<RolloutJson>(

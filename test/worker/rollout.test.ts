@@ -36,7 +36,8 @@ async function canaryKeys(model: string): Promise<Set<string>> {
   return onCanary;
 }
 
-describe("rollout: admin routes", () => {
+// Each admin request authenticates against Postgres: these make hundreds.
+describe("rollout: admin routes", { timeout: 60_000 }, () => {
   it("sets champion, shadows and canary, and reads them back with an ETag and history", async () => {
     const model = await modelWithVersions();
     const response = await putRollout(model, {
@@ -212,7 +213,7 @@ describe("rollout: admin routes", () => {
   });
 });
 
-describe("rollout: reverting to a state without a champion", () => {
+describe("rollout: reverting to a state without a champion", { timeout: 60_000 }, () => {
   it("refuses with 409 CHAMPION_REQUIRED while traffic has a champion, and reverts only when forced", async () => {
     const model = await modelWithVersions(1);
     // Setting the object up is state 1: the rollout before any champion.
@@ -261,7 +262,7 @@ describe("rollout: reverting to a state without a champion", () => {
   });
 });
 
-describe("rollout: kill switch", () => {
+describe("rollout: kill switch", { timeout: 60_000 }, () => {
   it("suspends challengers, stops the model, widens but never narrows, and restores the rollout on release", async () => {
     const model = await modelWithVersions();
     await putRollout(model, {
@@ -336,7 +337,16 @@ describe("rollout: kill switch", () => {
     const model = await modelWithVersions(1);
     await putRollout(model, { champion: "v1", leaseMs: 250 });
     const stub = rolloutStub(model);
-    await runDurableObjectAlarm(stub);
+    // The set-up's audit event flushed first (its alarm may already be running on its own).
+    for (let attempt = 0; attempt < 200; attempt++) {
+      await runDurableObjectAlarm(stub);
+      const pending = await runInDurableObject(
+        stub,
+        (instance: ModelRollout) => instance.read(model).pendingAuditEvents,
+      );
+      if (pending === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     // Postgres unreachable, for the Worker and for the model's object.
     const down = { ...env, DATABASE_WS_PROXY: deadDatabaseProxy };
     await runInDurableObject(stub, (instance: ModelRollout) => {
@@ -411,7 +421,7 @@ describe("rollout: kill switch", () => {
   });
 });
 
-describe("rollout: registry mirror and pushes", () => {
+describe("rollout: registry mirror and pushes", { timeout: 60_000 }, () => {
   it("mirrors lifecycle statuses into the registry once the outbox is flushed", async () => {
     const model = await modelWithVersions(4);
     await putRollout(model, {
