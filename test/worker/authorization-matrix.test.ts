@@ -30,6 +30,7 @@ import {
   createVersion,
   database,
   json,
+  principalWithToken,
   uniqueName,
 } from "./helpers";
 
@@ -59,25 +60,8 @@ async function person(
   grants: Authority["grants"],
   kind: "person" | "service" = "person",
 ) {
-  const name = uniqueName(label);
-  const created = await call("/admin/principals", {
-    method: "POST",
-    body: {
-      kind,
-      displayName: label,
-      ...(kind === "person" ? { email: `${name}@example.com` } : {}),
-      grants,
-    },
-  });
-  expect(created.status).toBe(201);
-  const { id } = await json<{ id: string }>(created);
-  const issued = await json<{ token: string }>(
-    await call(`/admin/principals/${id}/tokens`, {
-      method: "POST",
-      body: { name: "matrix", expiresInDays: 1 },
-    }),
-  );
-  callers.push({ label, authority: { kind, grants }, token: issued.token });
+  const { id, token } = await principalWithToken([...grants], kind);
+  callers.push({ label, authority: { kind, grants }, token });
   return id;
 }
 

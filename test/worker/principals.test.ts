@@ -19,6 +19,7 @@ import {
   type ErrorJson,
   executionContext,
   json,
+  principalWithToken,
   uniqueName,
 } from "./helpers";
 
@@ -40,31 +41,7 @@ interface TokenJson {
   revokedAt: string | null;
 }
 
-/** A new principal with these grants and a token, made as the tests' admin. */
-async function principal(
-  grants: { role: string; model?: string }[],
-  kind: "person" | "service" = "person",
-): Promise<{ id: string; token: string }> {
-  const name = uniqueName("p");
-  const created = await call("/admin/principals", {
-    method: "POST",
-    body: {
-      kind,
-      displayName: `Test ${name}`,
-      ...(kind === "person" ? { email: `${name}@example.com` } : {}),
-      grants,
-    },
-  });
-  expect(created.status, await created.clone().text()).toBe(201);
-  const { id } = await json<PrincipalJson>(created);
-  const issued = await call(`/admin/principals/${id}/tokens`, {
-    method: "POST",
-    body: { name: "test", expiresInDays: 1 },
-  });
-  expect(issued.status).toBe(201);
-  const { token } = await json<TokenJson>(issued);
-  return { id, token: token ?? "" };
-}
+const principal = principalWithToken;
 
 async function forbidden(response: Response, permission: string) {
   expect(response.status).toBe(403);
