@@ -40,6 +40,8 @@ function workerRuntime(database: {
         // 32 bytes, base64: the alert destinations' encryption key in tests.
         ALERT_ENCRYPTION_KEY: "YWlybG9jay1hbGVydC1rZXktZm9yLXRlc3RzLTMyYiE=",
         UPSTREAM_ALLOWED_HOSTS: "127.0.0.1,localhost",
+        // Where notices' links point.
+        ALERT_LINK_BASE: "https://airlock.example.test",
       },
     },
   }));

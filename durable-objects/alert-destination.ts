@@ -1,13 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import {
-  SIGNATURE_HEADER,
-  signWebhook,
-  TIMESTAMP_HEADER,
-  webhookBody,
-} from "../shared/alerts/signing";
-import { slackMessage } from "../shared/alerts/slack";
-import { type TestNotice, testSlackMessage, testWebhookBody } from "../shared/alerts/test-notice";
-import type { AlertNotice } from "../shared/alerts/types";
+import { SIGNATURE_HEADER, signWebhook, TIMESTAMP_HEADER } from "../shared/alerts/signing";
 import { decryptSecret, parseEncryptionKey } from "../shared/crypto-box";
 import {
   checkEgressUrl,
@@ -15,17 +7,21 @@ import {
   readBodyCapped,
   redirectCause,
 } from "../shared/egress";
+import { type Notice, noticeSlackMessage, noticeWebhookBody } from "../shared/notices/render";
 
 /** One notice for this destination, as the delivery consumer hands it over. */
 export interface DeliveryRequest {
-  /** Unique per notice: the alert and its transition (`<alertId>:firing`), or `test:<deliveryId>`. */
+  /**
+   * Unique per notice: the alert and its transition (`<alertId>:firing`),
+   * `test:<deliveryId>`, or another notice's key (`approval.decided:apr_…:2`).
+   */
   noticeKey: string;
   destinationId: string;
   kind: "slack" | "webhook";
   urlBox: string;
   secretBox: string | null;
-  /** An alert's firing or resolution, or a destination's test (`state: "test"`). */
-  notice: AlertNotice | TestNotice;
+  /** An alert's firing or resolution, a destination's test (`state: "test"`), or an approval's notice. */
+  notice: Notice;
 }
 
 export type DeliveryOutcome =
@@ -131,15 +127,13 @@ export class AlertDestination extends DurableObject<Env> {
     const headers: Record<string, string> = { "content-type": "application/json" };
     const notice = request.notice;
     if (request.kind === "slack") {
-      body = JSON.stringify(
-        notice.state === "test" ? testSlackMessage(notice) : slackMessage(notice),
-      );
+      body = JSON.stringify(noticeSlackMessage(notice));
     } else {
       if (!request.secretBox) {
         return { kind: "failed", status: 0, error: "webhook destination without a signing secret" };
       }
       const secret = await decryptSecret(key, request.secretBox, `${request.destinationId}:secret`);
-      body = notice.state === "test" ? testWebhookBody(notice) : webhookBody(notice);
+      body = noticeWebhookBody(notice);
       const signed = await signWebhook(secret, body, Math.floor(Date.now() / 1000));
       headers[TIMESTAMP_HEADER] = signed.timestamp;
       headers[SIGNATURE_HEADER] = signed.signature;

@@ -25,6 +25,7 @@ console.log(`Alert receiver on ${receiver.url}`);
 console.log(`  Slack-like channel: ${receiver.url}/hooks/slack/alerts`);
 console.log(`  webhook channel:    ${receiver.url}/hooks/webhook/alerts`);
 console.log(`  received:           GET ${receiver.url}/__requests?path=/hooks/slack/alerts`);
+console.log(`  as one line each:   GET ${receiver.url}/__messages?path=/hooks/slack/alerts`);
 console.log(
   `  failures:           POST ${receiver.url}/__control/hooks/slack/alerts {"mode":"rate_limit","retryAfter":5}`,
 );

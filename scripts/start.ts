@@ -173,6 +173,9 @@ const wrangler = spawn(
     // Local model servers run on loopback over http.
     "--var",
     `UPSTREAM_ALLOWED_HOSTS:${process.env.UPSTREAM_ALLOWED_HOSTS ?? "127.0.0.1,localhost"}`,
+    // Links in notices point at this instance unless told otherwise.
+    "--var",
+    `ALERT_LINK_BASE:${process.env.ALERT_LINK_BASE ?? `http://127.0.0.1:${port}`}`,
     // The Worker's local-only POST /__scheduled, which the cron scheduler below fires.
     "--var",
     "LOCAL_TRIGGERS:1",

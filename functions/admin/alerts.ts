@@ -3,7 +3,7 @@ import { and, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import { AlertRuleOverrides, RuleError, resolveRules } from "../../shared/alerts/rules";
 import { modelsWith } from "../../shared/auth/permissions";
 import { encryptSecret, maskUrl, parseEncryptionKey } from "../../shared/crypto-box";
-import type { Database } from "../../shared/db/client";
+import type { Database, Queryable } from "../../shared/db/client";
 import {
   alertAcknowledgements,
   alertDeliveries,
@@ -14,6 +14,12 @@ import {
 import { checkEgressUrl, parseEgressAllowlist } from "../../shared/egress";
 import { ApiError, describeError, validationError } from "../../shared/errors";
 import { windowLengths } from "../../shared/monitoring/windows";
+import {
+  isNoticeFilter,
+  NOTICE_FAMILIES,
+  NOTICE_TYPES,
+  TEST_NOTICE_TYPE,
+} from "../../shared/notices/types";
 import { resumeAfter, splitPage } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
 import type { AlertDeliveryMessage } from "../alerts/evaluate";
@@ -39,6 +45,19 @@ const HttpsUrl = z
   .url()
   .refine((value) => /^https?:\/\//.test(value), "must be an http(s) URL");
 
+const NoticeTypes = z
+  .array(
+    z
+      .string()
+      .max(64)
+      .refine(
+        isNoticeFilter,
+        `must be a notice type (${Object.keys(NOTICE_TYPES).join(", ")}) or a family of them (${NOTICE_FAMILIES.map((f) => `${f}.*`).join(", ")})`,
+      ),
+  )
+  .min(1)
+  .max(20);
+
 const CreateDestination = z
   .object({
     name: z.string().min(1).max(100),
@@ -55,11 +74,18 @@ const CreateDestination = z
         "webhook only (required): the signing secret, at least 32 characters. Stored encrypted; never returned.",
     }),
     models: z.array(ModelName).min(1).max(100).nullable().optional().openapi({
-      description: "Alerts of these models only; omitted or null: every model.",
+      description: "Notices about these models only; omitted or null: every model.",
     }),
-    minSeverity: z.enum(["warning", "critical"]).default("warning"),
+    minSeverity: z.enum(["warning", "critical"]).default("warning").openapi({
+      description:
+        "The lowest severity of the notices that have one (alerts) sent here; notices without a severity (approvals) are filtered by type alone.",
+    }),
     includeSystem: z.boolean().default(true).openapi({
       description: "Whether Airlock's own health alerts (dead letters, late jobs…) go here too.",
+    }),
+    types: NoticeTypes.nullable().optional().openapi({
+      description:
+        "The notice types sent here: exact types (`approval.requested`) or families (`approval.*`); omitted or null: every type.",
     }),
   })
   .strict()
@@ -81,6 +107,7 @@ const Destination = z
     models: z.array(z.string()).nullable(),
     minSeverity: z.enum(["warning", "critical"]),
     includeSystem: z.boolean(),
+    types: z.array(z.string()).nullable().openapi({ description: "Null: every notice type." }),
     createdAt: Timestamp,
     createdBy: z.string(),
     deletedAt: Timestamp.nullable(),
@@ -98,10 +125,24 @@ function destinationResource(row: typeof alertDestinations.$inferSelect): Destin
     models: row.models ?? null,
     minSeverity: row.minSeverity,
     includeSystem: row.includeSystem,
+    types: row.types ?? null,
     createdAt: row.createdAt.toISOString(),
     createdBy: row.createdBy,
     deletedAt: row.deletedAt?.toISOString() ?? null,
   };
+}
+
+/** Refuses a list of models that names one that does not exist, naming it. */
+async function requireModels(tx: Queryable, names: string[]): Promise<void> {
+  const found = await tx
+    .select({ name: models.name })
+    .from(models)
+    .where(sql`${models.name} = ANY(${`{${names.join(",")}}`}::text[])`);
+  const known = new Set(found.map((m) => m.name));
+  const missing = names.flatMap((name, i) =>
+    known.has(name) ? [] : [{ path: ["models", i], message: `model '${name}' does not exist` }],
+  );
+  if (missing.length > 0) throw validationError(missing, "body");
 }
 
 const destinationParams = z.object({
@@ -140,19 +181,7 @@ alertsApi.openapi(
     const secretBox =
       body.secret === undefined ? null : await encryptSecret(key, body.secret, `${id}:secret`);
     const { body: created } = await runChange(c, async (tx) => {
-      if (body.models) {
-        const found = await tx
-          .select({ name: models.name })
-          .from(models)
-          .where(sql`${models.name} = ANY(${`{${body.models.join(",")}}`}::text[])`);
-        const known = new Set(found.map((m) => m.name));
-        const missing = body.models.flatMap((name, i) =>
-          known.has(name)
-            ? []
-            : [{ path: ["models", i], message: `model '${name}' does not exist` }],
-        );
-        if (missing.length > 0) throw validationError(missing, "body");
-      }
+      if (body.models) await requireModels(tx, body.models);
       const [row] = await tx
         .insert(alertDestinations)
         .values({
@@ -165,6 +194,7 @@ alertsApi.openapi(
           models: body.models ?? null,
           minSeverity: body.minSeverity,
           includeSystem: body.includeSystem,
+          types: body.types ?? null,
           createdBy: c.var.principal.actor,
         })
         .returning();
@@ -221,6 +251,88 @@ alertsApi.openapi(
       .where(deleted === "true" ? undefined : sql`${alertDestinations.deletedAt} IS NULL`)
       .orderBy(desc(alertDestinations.createdAt));
     return c.json({ items: rows.map(destinationResource) }, 200);
+  },
+);
+
+const UpdateDestination = z
+  .object({
+    name: z.string().min(1).max(100).optional(),
+    models: z.array(ModelName).min(1).max(100).nullable().optional().openapi({
+      description: "Notices about these models only; null: every model.",
+    }),
+    minSeverity: z.enum(["warning", "critical"]).optional(),
+    includeSystem: z.boolean().optional(),
+    types: NoticeTypes.nullable()
+      .optional()
+      .openapi({ description: "The notice types sent here; null: every type." }),
+  })
+  .strict()
+  .refine((body) => Object.keys(body).length > 0, "names nothing to change")
+  .openapi("UpdateAlertDestination");
+
+alertsApi.openapi(
+  adminRoute({
+    permission: "alerts.manage",
+    method: "patch",
+    path: "/alert-destinations/{id}",
+    tags: ["Alerts"],
+    summary: "Change what a destination takes: its name, models, severity and notice types",
+    description:
+      "The URL and the secret are not changed here: add a new destination and delete this one. Notices created before keep going. Audited as alert_destination.update, with the destination before and after.",
+    request: {
+      params: destinationParams,
+      headers: IdempotencyHeader,
+      body: jsonBody(UpdateDestination),
+    },
+    responses: {
+      200: jsonContent(Destination, "The destination"),
+      ...errorResponses(400, 401, 404, 409, 413, 415, 422, 503),
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const { body: updated } = await runChange(c, async (tx) => {
+      const [current] = await tx
+        .select()
+        .from(alertDestinations)
+        .where(eq(alertDestinations.id, id))
+        .for("update");
+      if (!current)
+        throw new ApiError("DESTINATION_NOT_FOUND", `Alert destination '${id}' does not exist`);
+      if (current.deletedAt)
+        throw new ApiError(
+          "DESTINATION_DELETED",
+          `Alert destination '${id}' was deleted; add a new one instead`,
+        );
+      if (body.models) await requireModels(tx, body.models);
+      const [row] = await tx
+        .update(alertDestinations)
+        .set({
+          name: body.name,
+          models: body.models,
+          minSeverity: body.minSeverity,
+          includeSystem: body.includeSystem,
+          types: body.types,
+        })
+        .where(eq(alertDestinations.id, id))
+        .returning();
+      const resource = destinationResource(row ?? current);
+      return {
+        status: 200,
+        body: resource,
+        audit: [
+          {
+            action: "alert_destination.update",
+            targetType: "alert_destination",
+            target: `alert-destinations/${id}`,
+            before: destinationResource(current),
+            after: resource,
+          },
+        ],
+      };
+    });
+    return c.json(updated, 200);
   },
 );
 
@@ -495,11 +607,19 @@ alertsApi.openapi(
 const Delivery = z
   .object({
     id: z.number().int(),
-    alertId: z.number().int().nullable().openapi({ description: "Null for a test notice." }),
-    destinationId: z.string(),
-    transition: z.enum(["firing", "resolved", "test"]).openapi({
+    type: z.string().openapi({
       description:
-        "What the notice announces: the alert firing or resolved, or `test` (POST /admin/alert-destinations/{id}/test).",
+        "The notice type: `alert.firing`, `alert.resolved`, `alert.test` (POST /admin/alert-destinations/{id}/test), `approval.requested`, `approval.decided`, `approval.applied`.",
+    }),
+    model: z.string().nullable().openapi({
+      description:
+        "The model the notice is about; empty for Airlock's own health; null for a test.",
+    }),
+    alertId: z.number().int().nullable().openapi({ description: "Set for alert notices alone." }),
+    destinationId: z.string(),
+    transition: z.enum(["firing", "resolved", "test"]).nullable().openapi({
+      description:
+        "An alert notice's transition (firing or resolved), or `test`; null for other notice types.",
     }),
     status: z.enum(["pending", "sent", "failed", "dropped"]).openapi({
       description:
@@ -520,6 +640,8 @@ type Delivery = z.infer<typeof Delivery>;
 function deliveryResource(row: typeof alertDeliveries.$inferSelect): Delivery {
   return {
     id: row.id,
+    type: row.type,
+    model: row.model,
     alertId: row.alertId,
     destinationId: row.destinationId,
     transition: row.transition,
@@ -706,7 +828,7 @@ alertsApi.openapi(
         );
       const [row] = await tx
         .insert(alertDeliveries)
-        .values({ alertId: null, destinationId: id, transition: "test" })
+        .values({ type: TEST_NOTICE_TYPE, alertId: null, destinationId: id, transition: "test" })
         .returning();
       if (!row) throw new ApiError("INTERNAL_ERROR", "Test delivery was not stored");
       const delivery = deliveryResource(row);
@@ -783,15 +905,14 @@ async function alertModel(c: Parameters<ModelOf>[0]): ReturnType<ModelOf> {
   return row?.model;
 }
 
-/** The model of a delivery's alert; null for a test notice, which belongs to no model. */
+/** The model a delivery's notice is about; null for a test notice, which belongs to no model. */
 async function deliveryModel(c: Parameters<ModelOf>[0]): ReturnType<ModelOf> {
   const id = Number(c.req.param("id"));
   if (!Number.isSafeInteger(id) || id < 1) return undefined;
   const [row] = await c.var
     .database()
-    .select({ model: alerts.model })
+    .select({ model: alertDeliveries.model })
     .from(alertDeliveries)
-    .leftJoin(alerts, eq(alerts.id, alertDeliveries.alertId))
     .where(eq(alertDeliveries.id, id));
   return row === undefined ? undefined : (row.model ?? null);
 }

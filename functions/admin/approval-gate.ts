@@ -10,9 +10,12 @@ import {
   type RolloutState,
   rolloutFingerprint,
 } from "../../shared/governance/policy";
+import { roleWords } from "../../shared/notices/approval";
+import { createNotice } from "../alerts/notices";
 import type { AppEnv } from "../app-env";
 import { ensureConfigured } from "../rollout/object";
-import { auditRow } from "./change";
+import { approvalNotice } from "./approvals";
+import { auditRow, queueNotices } from "./change";
 import { findModel } from "./models";
 
 /** A change refused by the rollout object: it rolls the consumption back. */
@@ -21,9 +24,6 @@ class RefusedChange extends Error {
     super("the rollout object refused the change");
   }
 }
-
-const roleWords = (roles: string[]) =>
-  roles.map((r) => (r === "owner" ? "the model's owner" : `a ${r}`)).join(" and ");
 
 /**
  * Applies a rollout change under the model's governance policy. A change
@@ -54,8 +54,9 @@ export async function governedChange(
   if (!approvalId || needed.length > 1) throw approvalRequired(model, needed);
   const [need] = needed as [NeededApproval];
   const fingerprint = rolloutFingerprint(current);
+  const deliveries: number[] = [];
   try {
-    return await db.transaction(async (tx) => {
+    const result = await db.transaction(async (tx) => {
       const [row] = await tx
         .select()
         .from(approvals)
@@ -92,12 +93,20 @@ export async function governedChange(
           `The rollout of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`,
         );
       }
-      await tx
+      const [consumed] = await tx
         .update(approvals)
         .set({ status: "consumed", consumedAt: sql`now()`, consumedBy: c.var.principal.actor })
-        .where(eq(approvals.id, approvalId));
+        .where(eq(approvals.id, approvalId))
+        .returning();
       const result = await apply(view.snapshot.stateVersion);
       if (!result.ok) throw new RefusedChange(result);
+      if (consumed) {
+        const notice = approvalNotice("approval.applied", consumed, [], {
+          decision: null,
+          applied: { by: c.var.principal.actor, stateVersion: result.view.snapshot.stateVersion },
+        });
+        deliveries.push(...(await createNotice(tx, notice)));
+      }
       await tx.insert(auditLog).values(
         auditRow(c, {
           action: "approval.consume",
@@ -113,6 +122,8 @@ export async function governedChange(
       );
       return result;
     });
+    queueNotices(c, deliveries);
+    return result;
   } catch (error) {
     if (error instanceof RefusedChange) return error.result;
     throw error;

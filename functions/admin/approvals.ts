@@ -11,7 +11,13 @@ import {
   type RolloutState,
   rolloutFingerprint,
 } from "../../shared/governance/policy";
+import {
+  type ApprovalEvent,
+  type ApprovalNoticeType,
+  roleWords,
+} from "../../shared/notices/approval";
 import { ModelName, Timestamp, VersionLabel } from "../../shared/schemas/common";
+import type { NoticeDraft } from "../alerts/notices";
 import type { AppEnv, Principal } from "../app-env";
 import { ensureConfigured } from "../rollout/object";
 import { apiRouter } from "../router";
@@ -144,6 +150,42 @@ function approvalResource(row: ApprovalRow, decisions: DecisionRow[]) {
   };
 }
 
+/**
+ * The notice of an approval's event (asked for, decided, applied), to the
+ * model's destinations that take it: `key` makes it one notice, whatever
+ * retries happen.
+ */
+export function approvalNotice(
+  type: ApprovalNoticeType,
+  row: ApprovalRow,
+  decisions: DecisionRow[],
+  extra: Pick<ApprovalEvent, "decision" | "applied">,
+): NoticeDraft {
+  const resource = approvalResource(row, decisions);
+  const event: ApprovalEvent = {
+    type,
+    at: new Date().toISOString(),
+    approval: {
+      id: row.id,
+      model: row.model,
+      action: row.action,
+      target: row.target,
+      change: row.change ?? `${row.action} ${JSON.stringify(row.target)}`,
+      reason: row.reason,
+      roles: row.roles,
+      rolesStillNeeded: resource.rolesStillNeeded,
+      status: resource.status,
+      requestedBy: row.requestedBy,
+      requestedAt: resource.requestedAt,
+      expiresAt: resource.expiresAt,
+    },
+    ...extra,
+  };
+  const key =
+    type === "approval.decided" ? `${type}:${row.id}:${decisions.length}` : `${type}:${row.id}`;
+  return { type, model: row.model, severity: null, key, payload: event };
+}
+
 async function decisionsOf(db: Queryable, ids: string[]): Promise<Map<string, DecisionRow[]>> {
   const out = new Map<string, DecisionRow[]>(ids.map((id) => [id, []]));
   if (ids.length === 0) return out;
@@ -255,6 +297,7 @@ approvalsApi.openapi(
           action: needed.action,
           target: needed.target,
           reason: body.reason,
+          change: needed.reason,
           roles: needed.roles,
           fingerprint: rolloutFingerprint(current),
           status: "pending",
@@ -283,6 +326,7 @@ approvalsApi.openapi(
             },
           },
         ],
+        notices: [approvalNotice("approval.requested", row, [], { decision: null, applied: null })],
       };
     });
     return c.json(created, 201);
@@ -435,7 +479,7 @@ async function decide(
     if (!role) {
       throw new ApiError(
         "FORBIDDEN",
-        `This request still needs ${left.map((r) => (r === "owner" ? "the model's owner" : `a ${r}`)).join(" and ")}; you hold none of those roles`,
+        `This request still needs ${roleWords(left)}; you hold none of those roles`,
         { details: [{ path: "permission", message: "approvals.decide" }] },
       );
     }
@@ -471,6 +515,17 @@ async function decide(
             rolesStillNeeded: approvalResource(updated, decisions).rolesStillNeeded,
           },
         },
+      ],
+      notices: [
+        approvalNotice("approval.decided", updated, decisions, {
+          decision: {
+            by: principal.id,
+            decision,
+            role: decision === "approve" ? role : null,
+            comment,
+          },
+          applied: null,
+        }),
       ],
     };
   });

@@ -2,6 +2,8 @@ import { and, eq } from "drizzle-orm";
 import type { Context } from "hono";
 import type { Transaction } from "../../shared/db/client";
 import { auditLog, idempotencyKeys } from "../../shared/db/schema";
+import { enqueueNotices } from "../alerts/evaluate";
+import { createNotice, type NoticeDraft } from "../alerts/notices";
 import type { AppEnv } from "../app-env";
 
 export interface AuditRecord {
@@ -18,12 +20,16 @@ export interface AuditedResponse<T> {
   audit: AuditRecord[];
   /** What an idempotent replay returns, when it must differ (e.g. without a secret shown once). */
   replayBody?: unknown;
+  /** Notices of the change, created with it and queued once it commits. */
+  notices?: NoticeDraft[];
 }
 
 /**
- * Runs an admin change in one transaction with its audit rows and, when the
- * request carries an Idempotency-Key, the response a retry will replay. The
- * change, its trail and its replay commit together or not at all.
+ * Runs an admin change in one transaction with its audit rows, its notices
+ * and, when the request carries an Idempotency-Key, the response a retry
+ * will replay. The change, its trail, its notices and its replay commit
+ * together or not at all; the notices are queued after the commit (a lost
+ * queue send is sent again by the next alert run).
  */
 export async function runChange<T>(
   c: Context<AppEnv>,
@@ -31,11 +37,14 @@ export async function runChange<T>(
 ): Promise<{ status: 200 | 201; body: T }> {
   const db = c.var.database();
   const reservation = c.var.idempotency;
+  const deliveries: number[] = [];
   const result = await db.transaction(async (tx) => {
     const outcome = await change(tx);
     if (outcome.audit.length > 0) {
       await tx.insert(auditLog).values(outcome.audit.map((entry) => auditRow(c, entry)));
     }
+    for (const notice of outcome.notices ?? [])
+      deliveries.push(...(await createNotice(tx, notice)));
     if (reservation) {
       await tx
         .update(idempotencyKeys)
@@ -50,7 +59,14 @@ export async function runChange<T>(
     return outcome;
   });
   if (reservation) reservation.stored = true;
+  queueNotices(c, deliveries);
   return { status: result.status, body: result.body };
+}
+
+/** Queues committed notices' deliveries without holding up the response. */
+export function queueNotices(c: Context<AppEnv>, deliveries: number[]): void {
+  if (deliveries.length > 0)
+    c.executionCtx.waitUntil(enqueueNotices(c.env.ALERT_DELIVERIES, deliveries));
 }
 
 /** The audit row of one entry: who did it (the principal and how it signed in), and when. */

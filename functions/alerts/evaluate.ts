@@ -27,9 +27,9 @@ import {
   type ResolvedRules,
   resolveRules,
 } from "../../shared/alerts/rules";
-import { SYSTEM_MODEL } from "../../shared/alerts/types";
 import { type Database, openDatabase, type Queryable } from "../../shared/db/client";
 import { latestWindows, type WindowLengths, windowLengths } from "../../shared/monitoring/windows";
+import { destinationTakes } from "../../shared/notices/types";
 import { healthObservations } from "./health";
 
 /** What a run did to alerts. */
@@ -271,13 +271,10 @@ async function createNotices(
   transition: "firing" | "resolved",
 ): Promise<number[]> {
   const { rows } = await db.execute<{ id: number }>(sql`
-    INSERT INTO alert_deliveries (alert_id, destination_id, transition)
-    SELECT a.id, d.id, ${transition}
-    FROM alerts a JOIN alert_destinations d ON d.deleted_at IS NULL
-      AND (CASE a.severity WHEN 'critical' THEN 2 ELSE 1 END)
-        >= (CASE d.min_severity WHEN 'critical' THEN 2 ELSE 1 END)
-      AND (CASE WHEN a.model = ${SYSTEM_MODEL} THEN d.include_system
-        ELSE d.models IS NULL OR d.models ? a.model END)
+    INSERT INTO alert_deliveries (type, model, alert_id, destination_id, transition)
+    SELECT ${`alert.${transition}`}, a.model, a.id, d.id, ${transition}
+    FROM alerts a JOIN alert_destinations d
+      ON ${destinationTakes({ type: `alert.${transition}`, model: sql`a.model`, severity: sql`a.severity` })}
     WHERE a.id = ${alertId}
     ON CONFLICT (alert_id, destination_id, transition) DO NOTHING
     RETURNING id`);

@@ -2,8 +2,8 @@
  * Queue consumers of alert notices.
  *
  * `airlock-alert-deliveries`: each message names a row of `alert_deliveries`
- * (an alert's firing or resolution for one destination, or a destination's
- * test notice). The consumer reads
+ * (one notice for one destination: an alert's firing or resolution, an
+ * approval's step, or a destination's test notice). The consumer reads
  * the notice from Postgres and hands it to the destination's object
  * (durable-objects/alert-destination.ts), which sends it in line, at most
  * once per second, and never twice. A 429 is retried after its Retry-After;
@@ -25,6 +25,14 @@ import type { AlertNotice } from "../../shared/alerts/types";
 import { exponentialBackoffSeconds } from "../../shared/backoff";
 import { type Database, openDatabase } from "../../shared/db/client";
 import { describeError } from "../../shared/errors";
+import {
+  type ApprovalEvent,
+  type ApprovalNotice,
+  approvalLink,
+  peopleOf,
+} from "../../shared/notices/approval";
+import type { Notice } from "../../shared/notices/render";
+import { TEST_NOTICE_TYPE } from "../../shared/notices/types";
 import type { AlertDeliveryMessage } from "../alerts/evaluate";
 
 export const ALERT_DELIVERIES_QUEUE = "airlock-alert-deliveries";
@@ -56,7 +64,12 @@ interface AlertColumns {
 interface DeliveryRow {
   id: number;
   status: string;
-  transition: "firing" | "resolved" | "test";
+  type: string;
+  /** Null for notices other than an alert's or a test. */
+  transition: "firing" | "resolved" | "test" | null;
+  /** Other notices: their key and what happened. */
+  notice_key: string | null;
+  payload: unknown;
   destination_id: string;
   destination_name: string;
   created_at: string;
@@ -72,7 +85,10 @@ interface DeliveryRow {
 /** A delivery of an alert's firing or resolution. */
 type AlertDeliveryRow = DeliveryRow & { transition: "firing" | "resolved"; alert: AlertColumns };
 
-const isTest = (row: DeliveryRow) => row.transition === "test" || row.alert === null;
+const isTest = (row: DeliveryRow) => row.type === TEST_NOTICE_TYPE;
+const isAlert = (row: DeliveryRow): row is AlertDeliveryRow =>
+  (row.type === "alert.firing" || row.type === "alert.resolved") && row.alert !== null;
+const isApproval = (row: DeliveryRow) => row.type.startsWith("approval.") && row.payload !== null;
 
 const iso = (value: string | null) => (value === null ? null : new Date(value).toISOString());
 
@@ -131,7 +147,8 @@ export function testNoticeOf(row: DeliveryRow): TestNotice {
 
 async function loadDeliveries(db: Database, ids: number[]): Promise<Map<number, DeliveryRow>> {
   const { rows } = await db.execute<DeliveryRow>(sql`
-    SELECT d.id, d.status, d.transition, d.destination_id, d.created_at,
+    SELECT d.id, d.status, d.type, d.transition, d.notice_key, d.payload,
+      d.destination_id, d.created_at,
       t.name AS destination_name, t.kind, t.url_box, t.secret_box,
       t.deleted_at IS NOT NULL AS deleted,
       CASE WHEN a.id IS NULL THEN NULL ELSE to_jsonb(a) END AS alert
@@ -140,6 +157,29 @@ async function loadDeliveries(db: Database, ids: number[]): Promise<Map<number, 
     LEFT JOIN alerts a ON a.id = d.alert_id
     WHERE d.id = ANY(${`{${ids.join(",")}}`}::bigint[])`);
   return new Map(rows.map((row) => [Number(row.id), row]));
+}
+
+/** Display names of the principals approval notices name, looked up as they are sent. */
+async function namesOf(db: Database, rows: DeliveryRow[]): Promise<Map<string, string>> {
+  const ids = [
+    ...new Set(rows.filter(isApproval).flatMap((row) => peopleOf(row.payload as ApprovalEvent))),
+  ];
+  if (ids.length === 0) return new Map();
+  const { rows: found } = await db.execute<{ id: string; display_name: string }>(sql`
+    SELECT id, display_name FROM principals WHERE id = ANY(${`{${ids.join(",")}}`}::text[])`);
+  return new Map(found.map((p) => [p.id, p.display_name]));
+}
+
+/** An approval notice as sent: its event, the names of its people, and its link. */
+export function approvalNoticeOf(
+  row: DeliveryRow,
+  names: Map<string, string>,
+  linkBase: string | undefined,
+): ApprovalNotice {
+  const event = row.payload as ApprovalEvent;
+  const people: Record<string, string> = {};
+  for (const id of peopleOf(event)) people[id] = names.get(id) ?? id;
+  return { ...event, people, link: approvalLink(linkBase, event.approval.id) };
 }
 
 async function record(
@@ -187,11 +227,13 @@ export async function consumeAlertDeliveries(
       return false;
     });
     let rows: Map<number, DeliveryRow>;
+    let names: Map<string, string>;
     try {
       rows = await loadDeliveries(
         db,
         messages.map((m) => (m.body as AlertDeliveryMessage).deliveryId),
       );
+      names = await namesOf(db, [...rows.values()]);
     } catch (error) {
       for (const message of messages)
         message.retry({ delaySeconds: deliveryBackoffSeconds(message.attempts) });
@@ -230,7 +272,7 @@ export async function consumeAlertDeliveries(
       [...byDestination.entries()].map(async ([destinationId, items]) => {
         const stub = env.ALERT_DESTINATION.getByName(destinationId) as unknown as AlertDestination;
         for (const { message, row } of items) {
-          await deliverOne(db, env, stub, message, row);
+          await deliverOne(db, env, stub, message, row, names);
         }
       }),
     );
@@ -245,15 +287,41 @@ async function deliverOne(
   stub: AlertDestination,
   message: Message<unknown>,
   row: DeliveryRow,
+  names: Map<string, string>,
 ): Promise<void> {
   const test = isTest(row);
+  let notice: Notice;
+  let noticeKey: string;
+  if (test) {
+    notice = testNoticeOf(row);
+    noticeKey = `test:${row.id}`;
+  } else if (isAlert(row)) {
+    notice = noticeOf(row, env.ALERT_LINK_BASE);
+    noticeKey = `${row.alert.id}:${row.transition}`;
+  } else if (isApproval(row) && row.notice_key) {
+    notice = approvalNoticeOf(row, names, env.ALERT_LINK_BASE);
+    noticeKey = row.notice_key;
+  } else {
+    // A type this version of Airlock cannot write: retrying cannot help.
+    await record(db, row.id, {
+      status: "failed",
+      httpStatus: null,
+      error: `notice type '${row.type}' cannot be sent`,
+      sent: false,
+    });
+    message.ack();
+    console.error(
+      JSON.stringify({ level: "error", event: "alerts.unknown_notice", delivery: row.id }),
+    );
+    return;
+  }
   const request: DeliveryRequest = {
-    noticeKey: test ? `test:${row.id}` : `${row.alert?.id}:${row.transition}`,
+    noticeKey,
     destinationId: row.destination_id,
     kind: row.kind,
     urlBox: row.url_box,
     secretBox: row.secret_box,
-    notice: test ? testNoticeOf(row) : noticeOf(row as AlertDeliveryRow, env.ALERT_LINK_BASE),
+    notice,
   };
   try {
     const outcome = await stub.deliver(request);

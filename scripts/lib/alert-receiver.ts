@@ -16,7 +16,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
  *   recording `responseCut: true` when the sender stops reading before its end
  *   (all until set back to ok unless `times` is given);
  * - `GET /__requests?path=<channel path>`: what the channel received
- *   (every channel without `path`), oldest first; `DELETE /__requests` clears all.
+ *   (every channel without `path`), oldest first; `DELETE /__requests` clears all;
+ * - `GET /__messages?path=<channel path>`: the same as text, one line per
+ *   request, as a person would first see it: a Slack message's `text`, or a
+ *   webhook's `type` and its `summary` (or `message`).
  */
 export interface ReceivedRequest {
   path: string;
@@ -58,6 +61,20 @@ async function readText(req: IncomingMessage): Promise<string> {
 function sendJson(res: ServerResponse, status: number, body: unknown) {
   res.writeHead(status, { "content-type": "application/json" });
   res.end(JSON.stringify(body));
+}
+
+/** One line for a received body: what a notification shows first. */
+export function messageLine(body: string): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return body.replaceAll("\n", " ");
+  }
+  const fields = (parsed ?? {}) as Record<string, unknown>;
+  if (typeof fields.text === "string") return fields.text.replaceAll("\n", " ");
+  const detail = [fields.summary, fields.message].find((v) => typeof v === "string");
+  return `${String(fields.type ?? "?")}${detail ? `: ${detail}` : ""}`.replaceAll("\n", " ");
 }
 
 function parseBehaviour(text: string): ChannelBehaviour | string {
@@ -142,6 +159,15 @@ export async function startAlertReceiver(
           return sendJson(res, 200, { cleared: true });
         }
         return sendJson(res, 405, { error: "GET or DELETE" });
+      }
+      if (path === "/__messages") {
+        if (req.method !== "GET") return sendJson(res, 405, { error: "GET" });
+        const channel = url.searchParams.get("path");
+        const lines = recorded
+          .filter((r) => channel === null || r.path === channel)
+          .map((r) => `${messageLine(r.body)}\n`);
+        res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+        return res.end(lines.join(""));
       }
       if (path.startsWith("/__control/")) {
         if (req.method !== "POST") return sendJson(res, 405, { error: "POST" });

@@ -160,7 +160,7 @@ export function duration(seconds: number): string {
 }
 
 /** A time in each reader's own time zone, falling back to the ISO text. */
-function timeText(iso: string | null): string {
+export function timeText(iso: string | null): string {
   if (iso === null) return "—";
   const ms = Date.parse(iso);
   if (Number.isNaN(ms)) return escapeMrkdwn(iso);
@@ -169,7 +169,7 @@ function timeText(iso: string | null): string {
 }
 
 /** The link as `<url|Open in Airlock>`, only for http(s) URLs within Slack's length. */
-function linkText(link: string): string | null {
+export function linkText(link: string): string | null {
   let url: URL;
   try {
     url = new URL(link);
@@ -184,28 +184,28 @@ function linkText(link: string): string | null {
 }
 
 /** A field `*Label*\nvalue` from a plain value, escaped. */
-function field(label: string, value: string): string {
+export function field(label: string, value: string): string {
   return markupField(label, escapeMrkdwn(value));
 }
 
 /** A field whose value is already mrkdwn (our own date tokens). */
-function markupField(label: string, markup: string): string {
+export function markupField(label: string, markup: string): string {
   const prefix = `*${label}*\n`;
   return prefix + truncateMrkdwn(markup, FIELD_TEXT_MAX - prefix.length);
 }
 
-function header(text: string) {
+export function header(text: string) {
   return {
     type: "header",
     text: { type: "plain_text", text: truncatePlain(text, HEADER_TEXT_MAX), emoji: true },
   };
 }
 
-function section(text: string) {
+export function section(text: string) {
   return { type: "section", text: mrkdwn(truncateMrkdwn(text, SECTION_TEXT_MAX)) };
 }
 
-function mrkdwn(text: string) {
+export function mrkdwn(text: string) {
   return { type: "mrkdwn", text };
 }
 

@@ -301,6 +301,8 @@ export const approvals = pgTable(
     /** The exact target: versions, percent, sample rate, scope. */
     target: jsonb("target").$type<Record<string, string | number | null>>().notNull(),
     reason: text("reason").notNull(),
+    /** What the change does, in words, as the policy found it (null for requests made before). */
+    change: text("change"),
     /** The roles whose approval it needs, one distinct person each, as the policy said when asked. */
     roles: jsonb("roles").$type<string[]>().notNull(),
     /** The rollout as the request saw it (policy.ts rolloutFingerprint). */
@@ -718,6 +720,12 @@ export const alertDestinations = pgTable(
       .notNull()
       .default("warning"),
     includeSystem: boolean("include_system").notNull().default(true),
+    /**
+     * The notice types it takes: exact types (`approval.requested`) or a
+     * family (`approval.*`); null: every type. A test notice is addressed to
+     * the destination itself and ignores it.
+     */
+    types: jsonb("types").$type<string[] | null>(),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     createdBy: text("created_by").notNull(),
     deletedAt: timestamp("deleted_at", { withTimezone: true }),
@@ -733,24 +741,35 @@ export const alertDestinations = pgTable(
 );
 
 /**
- * One notice (an alert's firing or its resolution) for one destination: what
- * the delivery queue carries by id, and its outcome. Created in the same
- * transaction as the alert's change, so a notice is never lost; unique, so it
- * is never created twice. A `test` notice (POST
- * /admin/alert-destinations/{id}/test) belongs to no alert: its `alert_id`
- * is null, and only its.
+ * One notice for one destination: what the delivery queue carries by id, and
+ * its outcome. A notice has a type (shared/notices/types.ts): an alert's
+ * firing or resolution (`alert.firing`, `alert.resolved`, with `alert_id`
+ * and `transition`), a destination's test (`alert.test`, POST
+ * /admin/alert-destinations/{id}/test), or an event of the model's
+ * governance (`approval.*`, …), whose content is frozen in `payload` when it
+ * happens and which is kept single by `notice_key`. Created in the same
+ * transaction as what it announces, so a notice is never lost; unique, so
+ * it is never created twice.
  */
 export const alertDeliveries = pgTable(
   "alert_deliveries",
   {
     id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
-    /** Null for a test notice alone. */
+    /** The notice type, e.g. `alert.firing`, `approval.requested`. */
+    type: text("type").notNull(),
+    /** The model the notice is about; '' for Airlock's own health; null for a test notice. */
+    model: text("model"),
+    /** Set for alert notices alone. */
     alertId: bigint("alert_id", { mode: "number" }).references(() => alerts.id),
     destinationId: text("destination_id")
       .notNull()
       .references(() => alertDestinations.id),
-    /** What the notice announces: firing | resolved | test (no alert: a destination's check) */
-    transition: text("transition", { enum: ["firing", "resolved", "test"] }).notNull(),
+    /** An alert notice's transition (firing | resolved) or `test`; null for other types. */
+    transition: text("transition", { enum: ["firing", "resolved", "test"] }),
+    /** What makes any other notice one: e.g. `approval.decided:apr_…:2`. */
+    noticeKey: text("notice_key"),
+    /** Any other notice's content, as it was when it happened. */
+    payload: jsonb("payload"),
     /** pending (queued or retrying) | sent | failed (gave up) | dropped (destination deleted) */
     status: text("status", { enum: ["pending", "sent", "failed", "dropped"] })
       .notNull()
@@ -766,12 +785,19 @@ export const alertDeliveries = pgTable(
   },
   (t) => [
     uniqueIndex("alert_deliveries_notice_key").on(t.alertId, t.destinationId, t.transition),
+    uniqueIndex("alert_deliveries_other_notice_key")
+      .on(t.noticeKey, t.destinationId)
+      .where(sql`${t.noticeKey} IS NOT NULL`),
     index("alert_deliveries_status_updated_at_idx").on(t.status, t.updatedAt),
+    check("alert_deliveries_type_check", sql`${t.type} ~ '^[a-z][a-z_]*[.][a-z][a-z_]*$'`),
     check(
       "alert_deliveries_transition_check",
-      sql`${t.transition} in ('firing', 'resolved', 'test')`,
+      sql`${t.transition} IS NULL OR ${t.type} = 'alert.' || ${t.transition}`,
     ),
-    check("alert_deliveries_test_check", sql`(${t.transition} = 'test') = (${t.alertId} is null)`),
+    check(
+      "alert_deliveries_kind_check",
+      sql`CASE WHEN ${t.type} IN ('alert.firing', 'alert.resolved') THEN ${t.alertId} IS NOT NULL AND ${t.transition} IS NOT NULL WHEN ${t.type} = 'alert.test' THEN ${t.alertId} IS NULL AND ${t.transition} IS NOT NULL ELSE ${t.alertId} IS NULL AND ${t.transition} IS NULL AND ${t.noticeKey} IS NOT NULL AND ${t.payload} IS NOT NULL END`,
+    ),
     check(
       "alert_deliveries_status_check",
       sql`${t.status} in ('pending', 'sent', 'failed', 'dropped')`,

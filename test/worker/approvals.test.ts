@@ -223,7 +223,7 @@ describe("approvals", () => {
     expect(refused.status).toBe(403);
     expect(required.error.code).toBe("APPROVAL_REQUIRED");
     expect(required.error.details).toEqual([
-      { path: "canary.raise", message: "needs the model's owner and a risk_officer" },
+      { path: "canary.raise", message: "needs the model's owner and a risk officer" },
     ]);
 
     const asked = await json<ApprovalJson>(await request(operator.token, canary25));

@@ -41,7 +41,7 @@ function fromTestPath(path: string): string {
  * Paths served by the demo model server and the demo alert receiver, which the docs name too:
  * they are not the app's.
  */
-const FOREIGN_PREFIXES = ["/__control/", "/__requests", "/hooks/", "/json/"];
+const FOREIGN_PREFIXES = ["/__control/", "/__requests", "/__messages", "/hooks/", "/json/"];
 
 const METHODS = "GET|POST|PUT|PATCH|DELETE|HEAD";
 
