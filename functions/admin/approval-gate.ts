@@ -2,6 +2,7 @@ import { and, eq, sql } from "drizzle-orm";
 import type { Context } from "hono";
 import type { RolloutChangeResult } from "../../durable-objects/model-rollout";
 import { canonicalJson } from "../../shared/crypto";
+import type { Transaction } from "../../shared/db/client";
 import { approvals, auditLog } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import {
@@ -53,72 +54,27 @@ export async function governedChange(
   if (needed.length === 0) return apply(undefined);
   if (!approvalId || needed.length > 1) throw approvalRequired(model, needed);
   const [need] = needed as [NeededApproval];
-  const fingerprint = rolloutFingerprint(current);
   const deliveries: number[] = [];
   try {
     const result = await db.transaction(async (tx) => {
-      const [row] = await tx
-        .select()
-        .from(approvals)
-        .where(and(eq(approvals.id, approvalId), eq(approvals.model, model)))
-        .for("update");
-      if (!row)
-        throw new ApiError(
-          "APPROVAL_NOT_FOUND",
-          `Model '${model}' has no approval '${approvalId}'`,
-        );
-      if (row.status === "consumed")
-        throw new ApiError(
-          "APPROVAL_CONSUMED",
-          `Approval '${approvalId}' was used already (${row.consumedAt?.toISOString()}); ask again`,
-        );
-      const expired = row.expiresAt.getTime() <= Date.now();
-      if (row.status !== "approved" || expired) {
-        throw new ApiError(
-          row.status === "pending" && !expired ? "APPROVAL_REQUIRED" : "APPROVAL_NOT_PENDING",
-          row.status === "pending" && !expired
-            ? `Approval '${approvalId}' is still pending: it needs ${roleWords(row.roles)}`
-            : `Approval '${approvalId}' is ${expired && row.status !== "rejected" ? "expired" : row.status}; ask again`,
-        );
-      }
-      if (row.action !== need.action || canonicalJson(row.target) !== canonicalJson(need.target)) {
-        throw new ApiError(
-          "APPROVAL_MISMATCH",
-          `Approval '${approvalId}' is for ${row.action} ${canonicalJson(row.target)}, and this change ${need.reason} (${need.action} ${canonicalJson(need.target)})`,
-        );
-      }
-      if (row.fingerprint !== fingerprint) {
-        throw new ApiError(
-          "APPROVAL_STALE",
-          `The rollout of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`,
-        );
-      }
-      const [consumed] = await tx
-        .update(approvals)
-        .set({ status: "consumed", consumedAt: sql`now()`, consumedBy: c.var.principal.actor })
-        .where(eq(approvals.id, approvalId))
-        .returning();
+      const consumed = await consumeApproval(
+        c,
+        tx,
+        model,
+        approvalId,
+        need,
+        rolloutFingerprint(current),
+      );
       const result = await apply(view.snapshot.stateVersion);
       if (!result.ok) throw new RefusedChange(result);
-      if (consumed) {
-        const notice = approvalNotice("approval.applied", consumed, [], {
-          decision: null,
-          applied: { by: c.var.principal.actor, stateVersion: result.view.snapshot.stateVersion },
-        });
-        deliveries.push(...(await createNotice(tx, notice)));
-      }
-      await tx.insert(auditLog).values(
-        auditRow(c, {
-          action: "approval.consume",
-          targetType: "approval",
-          target: `models/${model}/approvals/${approvalId}`,
-          before: { status: "approved" },
-          after: {
-            status: "consumed",
-            stateVersion: result.view.snapshot.stateVersion,
-            change: need.reason,
-          },
-        }),
+      deliveries.push(
+        ...(await recordConsumption(
+          c,
+          tx,
+          consumed,
+          need.reason,
+          result.view.snapshot.stateVersion,
+        )),
       );
       return result;
     });
@@ -130,7 +86,97 @@ export async function governedChange(
   }
 }
 
-function approvalRequired(model: string, needed: NeededApproval[]) {
+type ApprovalRow = typeof approvals.$inferSelect;
+
+/**
+ * Takes an approved request for exactly this change, made while the model
+ * was as it is now (`fingerprint`: its rollout, or its policy), and marks it
+ * consumed, in the caller's transaction: the change that follows commits
+ * with its consumption or not at all. Refuses, saying why, a request that is
+ * missing, used, pending, rejected, expired, for another change, or stale.
+ */
+export async function consumeApproval(
+  c: Context<AppEnv>,
+  tx: Transaction,
+  model: string,
+  approvalId: string,
+  need: Pick<NeededApproval, "action" | "target" | "reason">,
+  fingerprint: string,
+): Promise<ApprovalRow> {
+  const [row] = await tx
+    .select()
+    .from(approvals)
+    .where(and(eq(approvals.id, approvalId), eq(approvals.model, model)))
+    .for("update");
+  if (!row)
+    throw new ApiError("APPROVAL_NOT_FOUND", `Model '${model}' has no approval '${approvalId}'`);
+  if (row.status === "consumed")
+    throw new ApiError(
+      "APPROVAL_CONSUMED",
+      `Approval '${approvalId}' was used already (${row.consumedAt?.toISOString()}); ask again`,
+    );
+  const expired = row.expiresAt.getTime() <= Date.now();
+  if (row.status !== "approved" || expired) {
+    throw new ApiError(
+      row.status === "pending" && !expired ? "APPROVAL_REQUIRED" : "APPROVAL_NOT_PENDING",
+      row.status === "pending" && !expired
+        ? `Approval '${approvalId}' is still pending: it needs ${roleWords(row.roles)}`
+        : `Approval '${approvalId}' is ${expired && row.status !== "rejected" ? "expired" : row.status}; ask again`,
+    );
+  }
+  if (row.action !== need.action || canonicalJson(row.target) !== canonicalJson(need.target)) {
+    throw new ApiError(
+      "APPROVAL_MISMATCH",
+      `Approval '${approvalId}' is for ${row.action} ${canonicalJson(row.target)}, and this change ${need.reason} (${need.action} ${canonicalJson(need.target)})`,
+    );
+  }
+  if (row.fingerprint !== fingerprint) {
+    throw new ApiError(
+      "APPROVAL_STALE",
+      need.action === "policy.change"
+        ? `The governance policy of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`
+        : `The rollout of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`,
+    );
+  }
+  const [consumed] = await tx
+    .update(approvals)
+    .set({ status: "consumed", consumedAt: sql`now()`, consumedBy: c.var.principal.actor })
+    .where(eq(approvals.id, approvalId))
+    .returning();
+  if (!consumed) throw new ApiError("APPROVAL_NOT_FOUND", `Approval '${approvalId}' is gone`);
+  return consumed;
+}
+
+/**
+ * The trail and the notice of a consumed approval, in the transaction of
+ * the change it allowed; the notice's deliveries, to queue after the commit.
+ */
+export async function recordConsumption(
+  c: Context<AppEnv>,
+  tx: Transaction,
+  consumed: ApprovalRow,
+  change: string,
+  stateVersion: number | null,
+): Promise<number[]> {
+  await tx.insert(auditLog).values(
+    auditRow(c, {
+      action: "approval.consume",
+      targetType: "approval",
+      target: `models/${consumed.model}/approvals/${consumed.id}`,
+      before: { status: "approved" },
+      after: { status: "consumed", stateVersion, change },
+    }),
+  );
+  return createNotice(
+    tx,
+    approvalNotice("approval.applied", consumed, [], {
+      decision: null,
+      applied: { by: c.var.principal.actor, stateVersion },
+    }),
+  );
+}
+
+export function approvalRequired(model: string, needed: NeededApproval[]) {
   const what = needed.map((n) => `${n.reason}, which needs ${roleWords(n.roles)}`).join("; ");
   const message =
     needed.length > 1

@@ -8,7 +8,11 @@ import { approvalDecisions, approvals } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import {
   approvalsNeeded,
+  type NeededApproval,
+  policyChangeNeeds,
+  policyFingerprint,
   type RolloutState,
+  resolvePolicy,
   rolloutFingerprint,
 } from "../../shared/governance/policy";
 import {
@@ -17,6 +21,7 @@ import {
   roleWords,
 } from "../../shared/notices/approval";
 import { ModelName, Timestamp, VersionLabel } from "../../shared/schemas/common";
+import { PolicyBody } from "../../shared/schemas/governance";
 import type { NoticeDraft } from "../alerts/notices";
 import type { AppEnv, Principal } from "../app-env";
 import { ensureConfigured } from "../rollout/object";
@@ -64,6 +69,14 @@ const RequestBody = z
       .object({
         action: z.literal("shadow.add"),
         target: z.object({ version: VersionLabel, sampleRate: z.number().gt(0).max(1) }).strict(),
+        reason: Reason,
+        expiresInDays: z.number().int().min(1).max(30).optional(),
+      })
+      .strict(),
+    z
+      .object({
+        action: z.literal("policy.change"),
+        target: z.object({ policy: PolicyBody }).strict(),
         reason: Reason,
         expiresInDays: z.number().int().min(1).max(30).optional(),
       })
@@ -206,7 +219,10 @@ function holdsRole(principal: Principal, role: string, model: string): boolean {
 }
 
 /** The rollout after the requested change, from the rollout now. */
-function proposed(current: RolloutState, body: RequestBody): RolloutState {
+function proposed(
+  current: RolloutState,
+  body: Exclude<RequestBody, { action: "policy.change" }>,
+): RolloutState {
   const rollout = { ...current.rollout };
   switch (body.action) {
     case "champion.change":
@@ -271,18 +287,28 @@ approvalsApi.openapi(
         `Model '${name}' has no governance policy, so no change of it needs an approval`,
       );
     }
-    const view = await ensureConfigured(c, name);
-    const current: RolloutState = {
-      rollout: view.snapshot.rollout,
-      killSwitch: view.snapshot.killSwitch,
-    };
-    const needed = approvalsNeeded(policy, current, proposed(current, body)).find(
-      (n) => n.action === body.action,
-    );
+    let needed: NeededApproval | undefined;
+    let fingerprint: string;
+    if (body.action === "policy.change") {
+      needed = policyChangeNeeds(policy, resolvePolicy(body.target.policy)) ?? undefined;
+      fingerprint = policyFingerprint(policy);
+    } else {
+      const view = await ensureConfigured(c, name);
+      const current: RolloutState = {
+        rollout: view.snapshot.rollout,
+        killSwitch: view.snapshot.killSwitch,
+      };
+      needed = approvalsNeeded(policy, current, proposed(current, body)).find(
+        (n) => n.action === body.action,
+      );
+      fingerprint = rolloutFingerprint(current);
+    }
     if (!needed) {
       throw new ApiError(
         "APPROVAL_NOT_NEEDED",
-        `Under its ${policy.tier}-risk policy, this change of '${name}' needs no approval: make it directly`,
+        body.action === "policy.change"
+          ? `Under its ${policy.tier}-risk policy, this policy change of '${name}' needs no approval (it only tightens, or policy.change names no roles): make it directly`
+          : `Under its ${policy.tier}-risk policy, this change of '${name}' needs no approval: make it directly`,
       );
     }
     const expiresAt = new Date(
@@ -299,7 +325,7 @@ approvalsApi.openapi(
           reason: body.reason,
           change: needed.reason,
           roles: needed.roles,
-          fingerprint: rolloutFingerprint(current),
+          fingerprint,
           status: "pending",
           requestedBy: c.var.principal.actor,
           expiresAt,

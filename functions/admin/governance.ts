@@ -1,11 +1,16 @@
 import { z } from "@hono/zod-openapi";
 import { eq, sql } from "drizzle-orm";
 import { models, type StoredGovernance } from "../../shared/db/schema";
-import { type GovernancePolicy, tierDefaults } from "../../shared/governance/policy";
+import {
+  policyChangeNeeds,
+  policyFingerprint,
+  resolvePolicy,
+} from "../../shared/governance/policy";
 import { ModelName } from "../../shared/schemas/common";
 import { Governance, SetGovernanceBody } from "../../shared/schemas/governance";
 import { apiRouter } from "../router";
-import { runChange } from "./change";
+import { approvalRequired, consumeApproval, recordConsumption } from "./approval-gate";
+import { type AuditRecord, queueNotices, runChange } from "./change";
 import { findModel } from "./models";
 import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
 import { adminRoute } from "./route";
@@ -64,25 +69,35 @@ governanceApi.openapi(
     tags: ["Governance"],
     summary: "Set a model's risk tier, and change its defaults",
     description:
-      "The tier's defaults apply where the body does not change them. A risk officer's permission; audited as model.governance.update.",
+      "The tier's defaults apply where the body does not change them. A risk officer's permission; audited as model.governance.update. A change that loosens the policy in force (a lower tier, larger free bounds, a role no longer asked for) needs the approvals its `policy.change` names: send the approved request as `approvalId`.",
     request: { params: ModelParams, headers: IdempotencyHeader, body: jsonBody(SetGovernanceBody) },
     responses: {
       200: jsonContent(Governance, "The policy now in force"),
-      ...errorResponses(400, 401, 404, 413, 415, 422, 503),
+      ...errorResponses(400, 401, 403, 404, 409, 413, 415, 422, 503),
     },
   }),
   async (c) => {
     const name = c.req.valid("param").model;
-    const body = c.req.valid("json");
-    const defaults = tierDefaults(body.tier);
-    const policy: GovernancePolicy = {
-      tier: body.tier,
-      freeCanaryPercent: body.freeCanaryPercent ?? defaults.freeCanaryPercent,
-      freeShadowSampleRate: body.freeShadowSampleRate ?? defaults.freeShadowSampleRate,
-      approvals: { ...defaults.approvals, ...body.approvals },
-    };
+    const { approvalId, ...body } = c.req.valid("json");
+    const policy = resolvePolicy(body);
+    const deliveries: number[] = [];
     const { body: shown } = await runChange(c, async (tx) => {
       const current = await findModel(tx, name, true);
+      const before = current.governance ?? null;
+      const need = policyChangeNeeds(before, policy);
+      const audit: AuditRecord[] = [];
+      if (need && before) {
+        if (!approvalId) throw approvalRequired(name, [need]);
+        const consumed = await consumeApproval(
+          c,
+          tx,
+          name,
+          approvalId,
+          need,
+          policyFingerprint(before),
+        );
+        deliveries.push(...(await recordConsumption(c, tx, consumed, need.reason, null)));
+      }
       const stored: StoredGovernance = {
         ...policy,
         updatedAt: new Date().toISOString(),
@@ -92,20 +107,16 @@ governanceApi.openapi(
         .update(models)
         .set({ governance: stored, updatedAt: sql`now()` })
         .where(eq(models.id, current.id));
-      return {
-        status: 200,
-        body: governanceResource(name, stored),
-        audit: [
-          {
-            action: "model.governance.update",
-            targetType: "model",
-            target: `models/${name}`,
-            before: auditedPolicy(current.governance ?? null),
-            after: auditedPolicy(stored),
-          },
-        ],
-      };
+      audit.push({
+        action: "model.governance.update",
+        targetType: "model",
+        target: `models/${name}`,
+        before: auditedPolicy(before),
+        after: auditedPolicy(stored),
+      });
+      return { status: 200, body: governanceResource(name, stored), audit };
     });
+    queueNotices(c, deliveries);
     return c.json(shown, 200);
   },
 );

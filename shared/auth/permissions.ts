@@ -125,6 +125,7 @@ export const ROLE_PERMISSIONS: Record<GlobalRole | "owner", readonly Permission[
     ...read,
     "killswitch.engage",
     "alerts.acknowledge",
+    "approvals.request",
     "approvals.decide",
     "governance.write",
     "data.read",

@@ -179,3 +179,91 @@ export function rolloutFingerprint(state: RolloutState): string {
     killSwitch: killSwitch?.scope ?? null,
   });
 }
+
+const TIER_RANK: Record<RiskTier, number> = { low: 0, medium: 1, high: 2 };
+
+/** A policy as one text, the same for the same policy whatever the order of its keys and roles. */
+export function policyFingerprint(policy: GovernancePolicy): string {
+  return JSON.stringify({
+    tier: policy.tier,
+    freeCanaryPercent: policy.freeCanaryPercent,
+    freeShadowSampleRate: policy.freeShadowSampleRate,
+    approvals: Object.fromEntries(
+      GOVERNED_ACTION_NAMES.map((action) => [action, [...(policy.approvals[action] ?? [])].sort()]),
+    ),
+  });
+}
+
+/**
+ * How a new policy gives the model more room than the one in force, in
+ * words: a lower tier, larger free bounds, or a role no longer asked for.
+ * Empty when it only tightens (or when there was no policy): tightening
+ * never waits.
+ */
+export function policyLoosening(
+  before: GovernancePolicy | null,
+  after: GovernancePolicy,
+): string[] {
+  if (!before) return [];
+  const found: string[] = [];
+  if (TIER_RANK[after.tier] < TIER_RANK[before.tier])
+    found.push(`lowers the tier from ${before.tier} to ${after.tier}`);
+  if (after.freeCanaryPercent > before.freeCanaryPercent)
+    found.push(
+      `raises the free canary share from ${before.freeCanaryPercent}% to ${after.freeCanaryPercent}%`,
+    );
+  if (after.freeShadowSampleRate > before.freeShadowSampleRate)
+    found.push(
+      `raises the free shadow sample rate from ${before.freeShadowSampleRate} to ${after.freeShadowSampleRate}`,
+    );
+  for (const action of GOVERNED_ACTION_NAMES) {
+    const left = [...(after.approvals[action] ?? [])];
+    for (const role of before.approvals[action] ?? []) {
+      const at = left.indexOf(role);
+      if (at >= 0) left.splice(at, 1);
+      else found.push(`${action} no longer needs the approval of a ${role}`);
+    }
+  }
+  return found;
+}
+
+/** A policy from a tier and the defaults it changes. */
+export function resolvePolicy(body: {
+  tier: RiskTier;
+  freeCanaryPercent?: number;
+  freeShadowSampleRate?: number;
+  approvals?: Partial<Record<GovernedAction, ApproverRole[]>>;
+}): GovernancePolicy {
+  const defaults = tierDefaults(body.tier);
+  const approvals = { ...defaults.approvals };
+  for (const action of GOVERNED_ACTION_NAMES) {
+    const roles = body.approvals?.[action];
+    if (roles) approvals[action] = roles;
+  }
+  return {
+    tier: body.tier,
+    freeCanaryPercent: body.freeCanaryPercent ?? defaults.freeCanaryPercent,
+    freeShadowSampleRate: body.freeShadowSampleRate ?? defaults.freeShadowSampleRate,
+    approvals,
+  };
+}
+
+/**
+ * What a change of policy needs under the policy in force: nothing when it
+ * only tightens or `policy.change` names no roles; otherwise one approval,
+ * bound to the exact new policy.
+ */
+export function policyChangeNeeds(
+  before: GovernancePolicy | null,
+  after: GovernancePolicy,
+): NeededApproval | null {
+  const roles = before?.approvals["policy.change"] ?? [];
+  const loosening = policyLoosening(before, after);
+  if (roles.length === 0 || loosening.length === 0) return null;
+  return {
+    action: "policy.change",
+    target: { tier: after.tier, policy: policyFingerprint(after) },
+    roles: [...roles],
+    reason: `changes the governance policy: it ${loosening.join("; ")}`,
+  };
+}

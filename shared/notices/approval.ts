@@ -50,8 +50,8 @@ export interface ApprovalEvent {
     role: string | null;
     comment: string | null;
   } | null;
-  /** approval.applied: who made the change, and the rollout's state version after it. */
-  applied: { by: string; stateVersion: number } | null;
+  /** approval.applied: who made the change, and the rollout's state version after it (null: a policy change). */
+  applied: { by: string; stateVersion: number | null } | null;
 }
 
 /** The notice as sent: the event, the names of the people in it, and where to read more. */
@@ -156,7 +156,8 @@ export function approvalSlackMessage(notice: ApprovalNotice): SlackMessage {
   }
   if (notice.applied) {
     fields.push(field("Applied by", nameOf(notice, notice.applied.by)));
-    fields.push(field("State version", String(notice.applied.stateVersion)));
+    if (notice.applied.stateVersion !== null)
+      fields.push(field("State version", String(notice.applied.stateVersion)));
   }
   const context = [`Approval ${escapeMrkdwn(approval.id)}`, timeText(notice.at)];
   const link = linkText(notice.link);

@@ -19,8 +19,8 @@ const approvalShape = Object.fromEntries(
   ]),
 ) as Record<(typeof GOVERNED_ACTION_NAMES)[number], z.ZodOptional<typeof Approvers>>;
 
-/** PUT body: a tier, and any changes to its defaults. */
-export const SetGovernanceBody = z
+/** A policy: a tier, and any changes to its defaults. */
+export const PolicyBody = z
   .object({
     tier: z.enum(RISK_TIERS),
     freeCanaryPercent: z.number().min(0).max(100).optional().openapi({
@@ -33,6 +33,16 @@ export const SetGovernanceBody = z
       description: "Per action, the roles whose approval it needs, replacing the tier's default.",
     }),
   })
+  .strict()
+  .openapi("GovernancePolicy");
+
+/** PUT body: the policy, and the approved request a loosening change needs. */
+export const SetGovernanceBody = PolicyBody.extend({
+  approvalId: z.string().min(1).max(64).optional().openapi({
+    description:
+      "An approved `policy.change` request for exactly this policy: needed when the change loosens a policy whose `policy.change` names roles.",
+  }),
+})
   .strict()
   .openapi("SetGovernance");
 

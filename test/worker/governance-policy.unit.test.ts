@@ -7,8 +7,12 @@ import { describe, expect, it } from "vitest";
 import {
   approvalsNeeded,
   type GovernancePolicy,
+  policyChangeNeeds,
+  policyFingerprint,
+  policyLoosening,
   RISK_TIERS,
   type RolloutState,
+  resolvePolicy,
   rolloutFingerprint,
   tierDefaults,
 } from "../../shared/governance/policy";
@@ -154,5 +158,46 @@ describe("rolloutFingerprint", () => {
       state(a.rollout, true),
     ])
       expect(rolloutFingerprint(changed)).not.toBe(rolloutFingerprint(a));
+  });
+});
+
+describe("policy changes", () => {
+  const high = tierDefaults("high");
+  it("loosen when the tier falls, a free bound rises, or a role is no longer asked for", () => {
+    expect(policyLoosening(high, tierDefaults("medium"))).toContain(
+      "lowers the tier from high to medium",
+    );
+    expect(policyLoosening(high, { ...high, freeCanaryPercent: 2 })).toEqual([
+      "raises the free canary share from 1% to 2%",
+    ]);
+    expect(
+      policyLoosening(high, {
+        ...high,
+        approvals: { ...high.approvals, "champion.change": ["owner", "risk_officer"] },
+      }),
+    ).toEqual(["champion.change no longer needs the approval of a review_board"]);
+    // Tightening, or a first policy, loosens nothing.
+    expect(policyLoosening(tierDefaults("low"), high)).toEqual([]);
+    expect(policyLoosening(null, tierDefaults("low"))).toEqual([]);
+  });
+
+  it("need approval only where the policy in force asks for it, bound to the exact new policy", () => {
+    expect(policyChangeNeeds(tierDefaults("medium"), tierDefaults("low"))).toBeNull();
+    const need = policyChangeNeeds(high, tierDefaults("low"));
+    expect(need).toMatchObject({
+      action: "policy.change",
+      roles: ["review_board"],
+      target: { tier: "low", policy: policyFingerprint(tierDefaults("low")) },
+    });
+    expect(policyChangeNeeds(high, { ...high, freeCanaryPercent: 0.5 })).toBeNull();
+  });
+
+  it("fingerprint a policy whatever the order of its keys and roles", () => {
+    const reordered = resolvePolicy({
+      tier: "high",
+      approvals: { "champion.change": ["review_board", "risk_officer", "owner"] },
+    });
+    expect(policyFingerprint(reordered)).toBe(policyFingerprint(high));
+    expect(policyFingerprint({ ...high, freeCanaryPercent: 2 })).not.toBe(policyFingerprint(high));
   });
 });
