@@ -4,7 +4,7 @@ import type { Context } from "hono";
 import { modelsWith } from "../../shared/auth/permissions";
 import { newId } from "../../shared/auth/tokens";
 import type { Queryable } from "../../shared/db/client";
-import { approvalDecisions, approvals } from "../../shared/db/schema";
+import { approvalDecisions, approvals, modelVersions } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
 import {
   approvalsNeeded,
@@ -14,6 +14,7 @@ import {
   type RolloutState,
   resolvePolicy,
   rolloutFingerprint,
+  versionRetireNeeds,
 } from "../../shared/governance/policy";
 import {
   type ApprovalEvent,
@@ -69,6 +70,14 @@ const RequestBody = z
       .object({
         action: z.literal("shadow.add"),
         target: z.object({ version: VersionLabel, sampleRate: z.number().gt(0).max(1) }).strict(),
+        reason: Reason,
+        expiresInDays: z.number().int().min(1).max(30).optional(),
+      })
+      .strict(),
+    z
+      .object({
+        action: z.literal("version.retire"),
+        target: z.object({ version: VersionLabel }).strict(),
         reason: Reason,
         expiresInDays: z.number().int().min(1).max(30).optional(),
       })
@@ -221,7 +230,7 @@ function holdsRole(principal: Principal, role: string, model: string): boolean {
 /** The rollout after the requested change, from the rollout now. */
 function proposed(
   current: RolloutState,
-  body: Exclude<RequestBody, { action: "policy.change" }>,
+  body: Exclude<RequestBody, { action: "policy.change" | "version.retire" }>,
 ): RolloutState {
   const rollout = { ...current.rollout };
   switch (body.action) {
@@ -241,6 +250,16 @@ function proposed(
       return { rollout, killSwitch: null };
   }
   return { rollout, killSwitch: current.killSwitch };
+}
+
+/** A request names a version that exists (404 otherwise). */
+async function findVersionOf(c: Context<AppEnv>, modelId: number, model: string, version: string) {
+  const [row] = await c.var
+    .database()
+    .select({ id: modelVersions.id })
+    .from(modelVersions)
+    .where(and(eq(modelVersions.modelId, modelId), eq(modelVersions.version, version)));
+  if (!row) throw new ApiError("VERSION_NOT_FOUND", `Model '${model}' has no version '${version}'`);
 }
 
 const approvalModel: ModelOf = async (c) => {
@@ -292,6 +311,14 @@ approvalsApi.openapi(
     if (body.action === "policy.change") {
       needed = policyChangeNeeds(policy, resolvePolicy(body.target.policy)) ?? undefined;
       fingerprint = policyFingerprint(policy);
+    } else if (body.action === "version.retire") {
+      await findVersionOf(c, model.id, name, body.target.version);
+      needed = versionRetireNeeds(policy, body.target.version) ?? undefined;
+      const view = await ensureConfigured(c, name);
+      fingerprint = rolloutFingerprint({
+        rollout: view.snapshot.rollout,
+        killSwitch: view.snapshot.killSwitch,
+      });
     } else {
       const view = await ensureConfigured(c, name);
       const current: RolloutState = {

@@ -2,10 +2,16 @@ import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { RolloutChangeResult, RolloutView } from "../../durable-objects/model-rollout";
 import { ApiError, validationError } from "../../shared/errors";
-import { decideRoute, KillSwitchBody, RolloutBody, ShadowTarget } from "../../shared/rollout/state";
+import {
+  decideRoute,
+  KillSwitchBody,
+  namedVersions,
+  RolloutBody,
+  ShadowTarget,
+} from "../../shared/rollout/state";
 import { Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
-import { loadCatalogue } from "../rollout/catalogue";
+import { loadCatalogue, refuseRetired } from "../rollout/catalogue";
 import { currentRollout, rolloutObject } from "../rollout/leases";
 import { callObject, ensureConfigured } from "../rollout/object";
 import { apiRouter } from "../router";
@@ -216,6 +222,7 @@ rolloutApi.openapi(
     if (body.canary) paths.set(body.canary.version, "canary.version");
     for (const [i, shadow] of body.shadows.entries())
       paths.set(shadow.version, `shadows[${i}].version`);
+    await refuseRetired(c.var.database(), model, [...paths.keys()], paths);
     const { approvalId, ...change } = body;
     const result = await governedChange(
       c,
@@ -283,6 +290,7 @@ rolloutApi.openapi(
     const restored = await callObject(model, () =>
       rolloutObject(c.env, model).rolloutAt(stateVersion),
     );
+    if (restored) await refuseRetired(c.var.database(), model, namedVersions(restored, undefined));
     const result = await governedChange(
       c,
       model,

@@ -30,6 +30,10 @@ export function versionResource(modelName: string, row: VersionRow): Version {
     upstreamSha256: row.upstreamSha256,
     modelCard: row.modelCard,
     missingCardSections: missingCardSections(row.modelCard),
+    retired:
+      row.retiredAt && row.retiredBy
+        ? { at: row.retiredAt.toISOString(), by: row.retiredBy, reason: row.retiredReason ?? "" }
+        : null,
     createdAt: row.createdAt.toISOString(),
     createdBy: row.createdBy,
     updatedAt: row.updatedAt.toISOString(),

@@ -5,7 +5,9 @@ import type { Queryable } from "../../shared/db/client";
 import { modelVersions } from "../../shared/db/schema";
 import { checkEgressUrl, parseEgressAllowlist } from "../../shared/egress";
 import { ApiError, validationError } from "../../shared/errors";
+import { rolloutFingerprint, versionRetireNeeds } from "../../shared/governance/policy";
 import { resumeAfter, splitPage } from "../../shared/pagination";
+import { namedVersions } from "../../shared/rollout/state";
 import { PaginationQuery, pageOf, VersionLabel } from "../../shared/schemas/common";
 import {
   CreateVersionBody,
@@ -15,10 +17,12 @@ import {
   upstreamWarnings,
   VersionResource,
 } from "../../shared/schemas/version";
+import { ensureConfigured } from "../rollout/object";
 import { apiRouter } from "../router";
+import { approvalRequired, consumeApproval, recordConsumption } from "./approval-gate";
 import { prepareBuiltin, storeBuiltin } from "./artifacts";
 import { uploadedBaseline } from "./baselines";
-import { runChange } from "./change";
+import { queueNotices, runChange } from "./change";
 import { findModel, modelParams } from "./models";
 import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
 import { adminRoute } from "./route";
@@ -257,6 +261,105 @@ versionsApi.openapi(
         ],
       };
     });
+    return c.json(body, 200);
+  },
+);
+
+const RetireBody = z
+  .object({
+    reason: z.string().trim().min(1).max(1000).openapi({ description: "Why, for the trail." }),
+    approvalId: z.string().min(1).max(64).optional().openapi({
+      description:
+        "An approved `version.retire` request for this version, when the model's governance policy asks for one.",
+    }),
+  })
+  .strict()
+  .openapi("RetireVersion");
+
+versionsApi.openapi(
+  adminRoute({
+    permission: "models.write",
+    method: "post",
+    path: "/{model}/versions/{version}/retire",
+    tags: ["Versions"],
+    summary: "Retire a version for good: it may never be named in a rollout again",
+    description:
+      "Only a version out of the rollout (not champion, canary or shadow) and not the model's fallback. Its record, card, baseline and logs stay. Under a governance policy whose `version.retire` names roles, send the approved request as `approvalId`. Audited as version.retire; retiring a retired version changes nothing.",
+    request: { params: versionParams, headers: IdempotencyHeader, body: jsonBody(RetireBody) },
+    responses: {
+      200: jsonContent(VersionResource, "The retired version"),
+      ...errorResponses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    },
+  }),
+  async (c) => {
+    const { model: modelName, version: label } = c.req.valid("param");
+    const { reason, approvalId } = c.req.valid("json");
+    const view = await ensureConfigured(c, modelName);
+    const live = namedVersions(view.snapshot.rollout, undefined);
+    const deliveries: number[] = [];
+    const { body } = await runChange(c, async (tx) => {
+      const model = await findModel(tx, modelName, true);
+      const current = await findVersion(tx, model.id, modelName, label, true);
+      if (current.retiredAt)
+        return {
+          status: 200,
+          body: shownVersion(modelName, current, upstreamConfiguration(c.env)),
+          audit: [],
+        };
+      if (live.includes(label))
+        throw new ApiError(
+          "VERSION_IN_USE",
+          `Version '${label}' of '${modelName}' is in the rollout: take it out (PUT /admin/models/${modelName}/rollout) before retiring it`,
+        );
+      if (model.fallback.kind === "version" && model.fallback.version === label)
+        throw new ApiError(
+          "VERSION_IN_USE",
+          `Version '${label}' is the fallback of '${modelName}': choose another fallback (PATCH /admin/models/${modelName}) before retiring it`,
+        );
+      const need = versionRetireNeeds(model.governance ?? null, label);
+      if (need) {
+        if (!approvalId) throw approvalRequired(modelName, [need]);
+        const consumed = await consumeApproval(
+          c,
+          tx,
+          modelName,
+          approvalId,
+          need,
+          rolloutFingerprint({
+            rollout: view.snapshot.rollout,
+            killSwitch: view.snapshot.killSwitch,
+          }),
+        );
+        deliveries.push(...(await recordConsumption(c, tx, consumed, need.reason, null)));
+      }
+      const [row] = await tx
+        .update(modelVersions)
+        .set({
+          status: "retired",
+          retiredAt: sql`now()`,
+          retiredBy: c.var.principal.actor,
+          retiredReason: reason,
+          updatedAt: sql`now()`,
+        })
+        .where(eq(modelVersions.id, current.id))
+        .returning();
+      if (!row)
+        throw new ApiError("VERSION_NOT_FOUND", `Model '${modelName}' has no version '${label}'`);
+      return {
+        status: 200,
+        body: shownVersion(modelName, row, upstreamConfiguration(c.env)),
+        audit: [
+          {
+            action: "version.retire",
+            targetType: "version",
+            target: `models/${modelName}/versions/${label}`,
+            before: { status: current.status, retired: null },
+            after: { status: "retired", reason },
+          },
+        ],
+      };
+    });
+    queueNotices(c, deliveries);
     return c.json(body, 200);
   },
 );

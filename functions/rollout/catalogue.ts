@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, isNull, or, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
 import type { Catalogue } from "../../durable-objects/model-rollout";
 import type { Queryable } from "../../shared/db/client";
 import { apiKeys, models, modelVersions } from "../../shared/db/schema";
@@ -67,4 +67,39 @@ export async function loadCatalogue(db: Queryable, name: string): Promise<Catalo
     },
     versions,
   };
+}
+
+/**
+ * Refuses a rollout that names a version retired for good, naming where
+ * (`paths`: version → the body's field; otherwise the version itself).
+ */
+export async function refuseRetired(
+  db: Queryable,
+  model: string,
+  versions: string[],
+  paths: Map<string, string> = new Map(),
+): Promise<void> {
+  if (versions.length === 0) return;
+  const rows = await db
+    .select({ version: modelVersions.version, retiredAt: modelVersions.retiredAt })
+    .from(modelVersions)
+    .innerJoin(models, eq(models.id, modelVersions.modelId))
+    .where(
+      and(
+        eq(models.name, model),
+        inArray(modelVersions.version, versions),
+        sql`${modelVersions.retiredAt} IS NOT NULL`,
+      ),
+    );
+  if (rows.length === 0) return;
+  throw new ApiError(
+    "VERSION_RETIRED",
+    `Version '${rows[0]?.version}' of '${model}' was retired for good (${rows[0]?.retiredAt?.toISOString()}) and cannot serve again; register it as a new version to bring it back`,
+    {
+      details: rows.map((row) => ({
+        path: paths.get(row.version) ?? row.version,
+        message: "is retired",
+      })),
+    },
+  );
 }

@@ -74,12 +74,21 @@ export const modelVersions = pgTable(
     modelCard: jsonb("model_card").$type<ModelCard>().notNull(),
     status: text("status", { enum: VERSION_STATUSES }).notNull().default("registered"),
     baseline: jsonb("baseline"),
+    /**
+     * Retired for good (POST …/versions/{version}/retire): it may never be
+     * named in a rollout again. Unset for versions that merely left the
+     * rollout (status `retired` alone), which may come back.
+     */
+    retiredAt: timestamp("retired_at", { withTimezone: true }),
+    retiredBy: text("retired_by"),
+    retiredReason: text("retired_reason"),
     createdAt: createdAt(),
     createdBy: text("created_by").notNull(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [
     uniqueIndex("model_versions_model_version_key").on(t.modelId, t.version),
+    check("model_versions_retired_check", sql`(${t.retiredAt} IS NULL) = (${t.retiredBy} IS NULL)`),
     check(
       "model_versions_status_check",
       sql`${t.status} in ('registered', 'shadow', 'canary', 'champion', 'retired')`,

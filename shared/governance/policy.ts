@@ -267,3 +267,18 @@ export function policyChangeNeeds(
     reason: `changes the governance policy: it ${loosening.join("; ")}`,
   };
 }
+
+/** What retiring a version for good needs under a policy (null: nothing). */
+export function versionRetireNeeds(
+  policy: GovernancePolicy | null,
+  version: string,
+): NeededApproval | null {
+  const roles = policy?.approvals["version.retire"] ?? [];
+  if (roles.length === 0) return null;
+  return {
+    action: "version.retire",
+    target: { version },
+    roles: [...roles],
+    reason: `retires the version ${version} for good`,
+  };
+}

@@ -249,6 +249,10 @@ export const Version = z.object({
   upstreamSha256: z.string(),
   modelCard: ModelCard,
   missingCardSections: z.array(z.string()),
+  retired: z.object({ at: Timestamp, by: z.string(), reason: z.string() }).nullable().openapi({
+    description:
+      "Set once the version is retired for good (POST …/retire): it may never be named in a rollout again. Null for a version that only left the rollout (status `retired`), which may come back.",
+  }),
   createdAt: Timestamp,
   createdBy: z.string(),
   updatedAt: Timestamp,
