@@ -169,15 +169,21 @@ async function checkGrantModels(
  */
 async function keepAnAdmin(tx: Transaction, losing: string) {
   if (!(await bootstrapOff(tx))) return;
-  const { rows } = await tx.execute<{ n: number }>(sql`
-    SELECT count(*)::int AS n FROM principals p JOIN principal_grants g ON g.principal_id = p.id
-    WHERE g.role = 'admin' AND p.kind = 'person' AND p.disabled_at IS NULL AND p.id <> ${losing}`);
-  if ((rows[0]?.n ?? 0) === 0) {
+  if ((await adminPeople(tx, losing)) === 0) {
     throw new ApiError(
       "LAST_ADMIN",
       "This would leave no enabled admin person while the bootstrap token is off; grant admin to someone else first, or turn the bootstrap token back on",
     );
   }
+}
+
+/** Enabled people holding admin, but `except`. */
+async function adminPeople(db: Queryable, except: string | null = null): Promise<number> {
+  const { rows } = await db.execute<{ n: number }>(sql`
+    SELECT count(*)::int AS n FROM principals p JOIN principal_grants g ON g.principal_id = p.id
+    WHERE g.role = 'admin' AND p.kind = 'person' AND p.disabled_at IS NULL
+      AND p.id IS DISTINCT FROM ${except}::text`);
+  return rows[0]?.n ?? 0;
 }
 
 async function bootstrapOff(db: Queryable): Promise<boolean> {
@@ -888,15 +894,11 @@ principalsApi.openapi(
       const wasOff = await bootstrapOff(tx);
       const configured = (c.env.ADMIN_TOKEN ?? "").length >= 32;
       if (wasOff === !enabled) return { status: 200, body: { enabled, configured }, audit: [] };
-      if (!enabled) {
-        const { rows } = await tx.execute<{ n: number }>(sql`
-          SELECT count(*)::int AS n FROM principals p JOIN principal_grants g ON g.principal_id = p.id
-          WHERE g.role = 'admin' AND p.kind = 'person' AND p.disabled_at IS NULL`);
-        if ((rows[0]?.n ?? 0) === 0)
-          throw new ApiError(
-            "LAST_ADMIN",
-            "Turning the bootstrap token off needs an enabled admin person first",
-          );
+      if (!enabled && (await adminPeople(tx)) === 0) {
+        throw new ApiError(
+          "LAST_ADMIN",
+          "Turning the bootstrap token off needs an enabled admin person first",
+        );
       }
       await tx
         .insert(accessSettings)
