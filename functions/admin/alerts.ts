@@ -132,6 +132,28 @@ function destinationResource(row: typeof alertDestinations.$inferSelect): Destin
   };
 }
 
+/** A destination's change as answered: the destination now, audited with before and after. */
+function destinationChanged(
+  action: string,
+  current: typeof alertDestinations.$inferSelect,
+  row: typeof alertDestinations.$inferSelect | undefined,
+) {
+  const resource = destinationResource(row ?? current);
+  return {
+    status: 200 as const,
+    body: resource,
+    audit: [
+      {
+        action,
+        targetType: "alert_destination",
+        target: `alert-destinations/${current.id}`,
+        before: destinationResource(current),
+        after: resource,
+      },
+    ],
+  };
+}
+
 /** Refuses a list of models that names one that does not exist, naming it. */
 async function requireModels(tx: Queryable, names: string[]): Promise<void> {
   const found = await tx
@@ -317,20 +339,7 @@ alertsApi.openapi(
         })
         .where(eq(alertDestinations.id, id))
         .returning();
-      const resource = destinationResource(row ?? current);
-      return {
-        status: 200,
-        body: resource,
-        audit: [
-          {
-            action: "alert_destination.update",
-            targetType: "alert_destination",
-            target: `alert-destinations/${id}`,
-            before: destinationResource(current),
-            after: resource,
-          },
-        ],
-      };
+      return destinationChanged("alert_destination.update", current, row);
     });
     return c.json(updated, 200);
   },
@@ -371,20 +380,7 @@ alertsApi.openapi(
         .update(alertDeliveries)
         .set({ status: "dropped", lastError: "destination deleted", updatedAt: sql`now()` })
         .where(and(eq(alertDeliveries.destinationId, id), eq(alertDeliveries.status, "pending")));
-      const resource = destinationResource(row ?? current);
-      return {
-        status: 200,
-        body: resource,
-        audit: [
-          {
-            action: "alert_destination.delete",
-            targetType: "alert_destination",
-            target: `alert-destinations/${id}`,
-            before: destinationResource(current),
-            after: resource,
-          },
-        ],
-      };
+      return destinationChanged("alert_destination.delete", current, row);
     });
     return c.json(body, 200);
   },

@@ -4,9 +4,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DEMO_BASELINE_ROWS, demoBaselineRows } from "../../scripts/demo/baseline.ts";
 import { describeDemoOutcome, ensureDemoModel, readDemo } from "../../scripts/lib/demo.ts";
-import { type DevServer, freePort, startDevServer } from "../../scripts/lib/dev-server.ts";
-import { ensureAdminToken } from "../../scripts/lib/environment.ts";
-import { adminTokenFile, readAdminToken } from "../../scripts/lib/local-admin.ts";
+import type { DevServer } from "../../scripts/lib/dev-server.ts";
+import { startLocalAirlock } from "./walkthrough-helpers.ts";
 
 const demo = readDemo();
 const name = demo.model.name;
@@ -41,18 +40,10 @@ describe("the demo model under npm start", () => {
   });
 
   it("gives both versions a baseline drawn from the traffic profile, once", async () => {
-    const devVars = join(stateDir, "dev.vars");
-    ensureAdminToken(devVars);
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    server = await startDevServer({
-      AIRLOCK_STATE_DIR: stateDir,
-      AIRLOCK_DEV_VARS: devVars,
-      PORT: String(port),
-      AIRLOCK_DB_PORT: String(await freePort()),
-    });
+    const started = await startLocalAirlock(stateDir);
+    server = started.server;
+    const { base, adminToken: token } = started;
     expect(server.output()).toContain(`${name} registered (champion v1-logistic`);
-    const token = readAdminToken(adminTokenFile(stateDir)) ?? "";
     const headers = { authorization: `Bearer ${token}` };
     const admin = async (path: string) => {
       const response = await fetch(`${base}${path}`, { headers });

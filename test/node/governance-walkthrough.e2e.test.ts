@@ -5,26 +5,23 @@
  * receiver must hold one Slack message per step, and the request's trail
  * must name the operator, the owner and the risk officer.
  */
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { startAlertReceiver } from "../../scripts/lib/alert-receiver.ts";
-import { type DevServer, freePort, startDevServer } from "../../scripts/lib/dev-server.ts";
-import { ensureAdminToken, projectRoot } from "../../scripts/lib/environment.ts";
-import { adminTokenFile, readAdminToken } from "../../scripts/lib/local-admin.ts";
+import type { DevServer } from "../../scripts/lib/dev-server.ts";
+import { projectRoot } from "../../scripts/lib/environment.ts";
+import { adminTokenFile } from "../../scripts/lib/local-admin.ts";
+import {
+  promisedStatuses,
+  runBash,
+  startLocalAirlock,
+  statusLines,
+  walkThroughBlock,
+} from "./walkthrough-helpers.ts";
 
 const page = readFileSync(join(projectRoot, "docs", "governance.md"), "utf8");
-
-/** The shell block that follows the walk-through marker. */
-function walkThrough(): string {
-  const marker = page.indexOf("<!-- walk-through:");
-  const start = page.indexOf("```sh\n", marker);
-  const end = page.indexOf("\n```", start + 6);
-  if (marker < 0 || start < 0 || end < 0) throw new Error("no walk-through block in the page");
-  return page.slice(start + 6, end);
-}
 
 interface Received {
   path: string;
@@ -43,37 +40,17 @@ describe("the governance walk-through", () => {
 
   it("refuses the canary, takes the approvals, applies it, and tells the channel at each step", async () => {
     receiver = await startAlertReceiver(0);
-    const devVars = join(stateDir, "dev.vars");
-    ensureAdminToken(devVars);
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    server = await startDevServer({
-      AIRLOCK_STATE_DIR: stateDir,
-      AIRLOCK_DEV_VARS: devVars,
-      PORT: String(port),
-      AIRLOCK_DB_PORT: String(await freePort()),
-      AIRLOCK_CRON: "0",
-    });
-    const admin = readAdminToken(adminTokenFile(stateDir)) ?? "";
+    const started = await startLocalAirlock(stateDir, { AIRLOCK_CRON: "0" });
+    server = started.server;
+    const { base, adminToken: admin } = started;
     expect(admin).toMatch(/^airlock_pat_/);
 
-    const block = walkThrough();
+    const block = walkThroughBlock(page);
     const script = block
       .replaceAll("http://127.0.0.1:8787", base)
       .replaceAll("http://127.0.0.1:8790", receiver.url)
       .replaceAll(".airlock/admin-token", adminTokenFile(stateDir));
-    // Not spawnSync: the receiver answers from this process while the script runs.
-    const run = await new Promise<{ status: number | null; stdout: string; stderr: string }>(
-      (resolve) => {
-        execFile(
-          "bash",
-          ["-euo", "pipefail", "-c", script],
-          { cwd: projectRoot, encoding: "utf8", timeout: 120_000 },
-          (error, stdout, stderr) =>
-            resolve({ status: error ? ((error.code as number | null) ?? 1) : 0, stdout, stderr }),
-        );
-      },
-    );
+    const run = await runBash(script, projectRoot);
     expect(run.stderr).toBe("");
     expect(run.status, run.stdout).toBe(0);
     const out = run.stdout.split("\n");
@@ -81,20 +58,9 @@ describe("the governance walk-through", () => {
     // Every `as …  # NNN` line prints "NNN METHOD PATH", in order.
     const approval = /\/admin\/approvals\/(apr_[a-z0-9]+)\//.exec(run.stdout)?.[1] ?? "";
     expect(approval).toMatch(/^apr_/);
-    const promised = block
-      .split("\n")
-      .filter((line) => line.startsWith("as "))
-      .map((line) => {
-        const [, , method, path] = line.split(/\s+/);
-        const status = /#\s*(\d{3})\s*$/.exec(line)?.[1];
-        const shown = path
-          ?.replaceAll('"', "")
-          .replace("$M", "demo-credit-risk")
-          .replace("$APPROVAL", approval);
-        return `${status} ${method} ${shown}`;
-      });
+    const promised = promisedStatuses(block, { M: "demo-credit-risk", APPROVAL: approval });
     expect(promised).toHaveLength(7);
-    expect(out.filter((line) => /^\d{3} [A-Z]+ \//.test(line))).toEqual(promised);
+    expect(statusLines(run.stdout)).toEqual(promised);
 
     // The channel: one Slack message per step, in order, naming each person.
     const received = (await (

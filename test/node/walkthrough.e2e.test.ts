@@ -5,25 +5,22 @@
  * trail must name the owner for the model change and the operator for the
  * kill switch.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type DevServer, freePort, startDevServer } from "../../scripts/lib/dev-server.ts";
-import { ensureAdminToken, projectRoot } from "../../scripts/lib/environment.ts";
-import { adminTokenFile, readAdminToken } from "../../scripts/lib/local-admin.ts";
+import type { DevServer } from "../../scripts/lib/dev-server.ts";
+import { projectRoot } from "../../scripts/lib/environment.ts";
+import { adminTokenFile } from "../../scripts/lib/local-admin.ts";
+import {
+  promisedStatuses,
+  runBash,
+  startLocalAirlock,
+  statusLines,
+  walkThroughBlock,
+} from "./walkthrough-helpers.ts";
 
 const page = readFileSync(join(projectRoot, "docs", "people-and-permissions.md"), "utf8");
-
-/** The shell block that follows the walk-through marker. */
-function walkThrough(): string {
-  const marker = page.indexOf("<!-- walk-through:");
-  const start = page.indexOf("```sh\n", marker);
-  const end = page.indexOf("\n```", start + 6);
-  if (marker < 0 || start < 0 || end < 0) throw new Error("no walk-through block in the page");
-  return page.slice(start + 6, end);
-}
 
 describe("the people-and-permissions walk-through", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "airlock-walk-"));
@@ -34,44 +31,23 @@ describe("the people-and-permissions walk-through", () => {
   });
 
   it("gives each role what it allows, refuses the rest, and the trail names each person", async () => {
-    const devVars = join(stateDir, "dev.vars");
-    ensureAdminToken(devVars);
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    server = await startDevServer({
-      AIRLOCK_STATE_DIR: stateDir,
-      AIRLOCK_DEV_VARS: devVars,
-      PORT: String(port),
-      AIRLOCK_DB_PORT: String(await freePort()),
-      AIRLOCK_CRON: "0",
-    });
-    const admin = readAdminToken(adminTokenFile(stateDir)) ?? "";
+    const started = await startLocalAirlock(stateDir, { AIRLOCK_CRON: "0" });
+    server = started.server;
+    const { base, adminToken: admin } = started;
     expect(admin).toMatch(/^airlock_pat_/);
 
-    const block = walkThrough();
+    const block = walkThroughBlock(page);
     const script = block
       .replaceAll("http://127.0.0.1:8787", base)
       .replaceAll(".airlock/admin-token", adminTokenFile(stateDir));
-    const run = spawnSync("bash", ["-euo", "pipefail", "-c", script], {
-      cwd: projectRoot,
-      encoding: "utf8",
-      timeout: 120_000,
-    });
+    const run = await runBash(script, projectRoot);
     expect(run.stderr).toBe("");
     expect(run.status, run.stdout).toBe(0);
 
     // Every `as …  # NNN` line prints "NNN METHOD PATH", in order.
-    const promised = block
-      .split("\n")
-      .filter((line) => line.startsWith("as "))
-      .map((line) => {
-        const [, , method, path] = line.split(/\s+/);
-        const status = /#\s*(\d{3})\s*$/.exec(line)?.[1];
-        return `${status} ${method} ${path?.replaceAll('"', "").replace("$M", "demo-credit-risk")}`;
-      });
+    const promised = promisedStatuses(block, { M: "demo-credit-risk" });
     expect(promised.length).toBeGreaterThanOrEqual(10);
-    const printed = run.stdout.split("\n").filter((line) => /^\d{3} [A-Z]+ \//.test(line));
-    expect(printed).toEqual(promised);
+    expect(statusLines(run.stdout)).toEqual(promised);
     // The trail's last lines name people by id, with their tokens.
     expect(run.stdout).toMatch(/"actor":"prn_[a-z0-9]+","auth":\{"method":"token"/);
 
