@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { encodeCursor } from "../../shared/pagination";
 import {
   call,
   classificationModel,
@@ -86,21 +87,25 @@ describe("models: happy paths", () => {
     const prefix = uniqueName("page");
     const names = [`${prefix}-c`, `${prefix}-a`, `${prefix}-b`];
     for (const name of names) await createModel(regressionModel(name));
+    const first = await json<{ items: { name: string }[] }>(await call("/admin/models?limit=2"));
+    expect(first.items.map((m) => m.name)).toEqual(first.items.map((m) => m.name).sort());
+    // Other tests add models all the while: page from just before ours, two
+    // at a time, until the pages have gone past them.
     const seen: string[] = [];
-    let cursor: string | null = null;
+    let cursor: string | null = encodeCursor({ name: prefix });
     let pages = 0;
     do {
-      const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
-      const response = await call(`/admin/models?limit=2${query}`);
+      const response = await call(`/admin/models?limit=2&cursor=${encodeURIComponent(cursor)}`);
       expect(response.status).toBe(200);
       const page = await json<{ items: { name: string }[]; nextCursor: string | null }>(response);
       expect(page.items.length).toBeLessThanOrEqual(2);
       seen.push(...page.items.map((m) => m.name));
       cursor = page.nextCursor;
       pages += 1;
-    } while (cursor && pages < 1000);
+    } while (cursor && pages < 1000 && !seen.some((n) => n > `${prefix}-c`));
     const mine = seen.filter((n) => n.startsWith(prefix));
     expect(mine).toEqual([...names].sort());
+    expect(pages).toBeGreaterThanOrEqual(2);
     expect(seen).toEqual([...seen].sort());
     expect(new Set(seen).size).toBe(seen.length);
   });

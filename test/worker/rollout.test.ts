@@ -4,6 +4,8 @@ import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import type { ModelRollout } from "../../durable-objects/model-rollout";
 import worker from "../../functions/index";
+import { currentRollout } from "../../functions/rollout/leases";
+import { decideRoute } from "../../shared/rollout/state";
 import {
   adminToken,
   call,
@@ -23,15 +25,24 @@ import {
 
 const keys = Array.from({ length: 400 }, (_, i) => `customer-${i}`);
 
-/** The keys the canary takes now: each admin request authenticates against Postgres, so 20 at a time. */
+/**
+ * The keys the canary takes now, decided on the state the object leases to
+ * every isolate (the salt stays inside it). Every admin request authenticates
+ * against Postgres, so only every 20th key also goes through the route
+ * endpoint, which must agree with the decision and its state version.
+ */
 async function canaryKeys(model: string): Promise<Set<string>> {
+  const { state } = (await currentRollout(env, model)).grant;
   const onCanary = new Set<string>();
-  for (let start = 0; start < keys.length; start += 20) {
-    const batch = keys.slice(start, start + 20);
-    const routed = await Promise.all(batch.map((key) => route(model, key)));
-    routed.forEach(({ body }, i) => {
-      if (body.role === "canary") onCanary.add(batch[i] as string);
-    });
+  for (const [i, key] of keys.entries()) {
+    const decision = decideRoute(state, key);
+    const role = decision.kind === "serve" ? decision.role : null;
+    if (role === "canary") onCanary.add(key);
+    if (i % 20 === 0) {
+      const { body } = await route(model, key);
+      expect(body.stateVersion).toBe(state.stateVersion);
+      expect(body.role).toBe(role);
+    }
   }
   return onCanary;
 }
