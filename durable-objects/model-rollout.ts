@@ -156,7 +156,7 @@ export class ModelRollout extends DurableObject<Env> {
       this.#save();
       return { ok: true, changed: false, view: this.#view(), acknowledgedAfterMs: 0 };
     }
-    return this.#commit("registry.sync", context, { audit: false, before }, (state) => {
+    return this.#commit("registry.sync", context, { audit: true, before }, (state) => {
       state.profile = catalogue.profile;
       state.catalogue = catalogue.versions;
       return { profile: catalogue.profile };

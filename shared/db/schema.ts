@@ -122,6 +122,21 @@ export const modelArtifacts = pgTable(
 );
 
 /**
+ * The head of the audit chain: one row, the last sequence number and hash.
+ * Every insert into audit_log takes it under FOR UPDATE (the trigger), so
+ * appends from every writer serialize and the sequence has no gaps.
+ */
+export const auditChainHead = pgTable(
+  "audit_chain_head",
+  {
+    id: integer("id").primaryKey(),
+    seq: bigint("seq", { mode: "number" }).notNull(),
+    hash: text("hash").notNull(),
+  },
+  (t) => [check("audit_chain_head_one_row", sql`${t.id} = 1`)],
+);
+
+/**
  * Append-only trail of every change. Rows come from two writers: admin API
  * handlers (in the same transaction as the change) and, later, the per-model
  * rollout objects flushing their outboxes. `event_id` is unique so that a
@@ -132,7 +147,8 @@ export const auditLog = pgTable(
   {
     id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
     eventId: text("event_id").notNull(),
-    source: text("source", { enum: ["api", "rollout"] }).notNull(),
+    /** api (admin routes), rollout (the rollout objects' outboxes), system (the chain itself, jobs) */
+    source: text("source", { enum: ["api", "rollout", "system"] }).notNull(),
     actor: text("actor").notNull(),
     action: text("action").notNull(),
     targetType: text("target_type").notNull(),
@@ -148,9 +164,22 @@ export const auditLog = pgTable(
      */
     authMethod: text("auth_method", { enum: ["token", "sso", "bootstrap"] }),
     authTokenId: text("auth_token_id"),
+    /**
+     * The hash chain (migration 0021, trigger `audit_log_chain`): a gapless
+     * sequence from a counter taken under a lock by every insert, the row's
+     * content as the canonical text that was hashed, the previous row's
+     * hash, and SHA-256 over `prev_hash || "\n" || content`. Set by the
+     * database itself; null only for rows written before the chain, which
+     * its genesis row commits to.
+     */
+    seq: bigint("seq", { mode: "number" }),
+    content: text("content"),
+    prevHash: text("prev_hash"),
+    hash: text("hash"),
   },
   (t) => [
     uniqueIndex("audit_log_event_id_key").on(t.eventId),
+    uniqueIndex("audit_log_seq_key").on(t.seq),
     index("audit_log_actor_idx").on(t.actor, t.id),
     index("audit_log_target_idx").on(t.target, t.id),
     index("audit_log_at_idx").on(t.at),

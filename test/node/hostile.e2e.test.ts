@@ -392,6 +392,8 @@ describe("hostile input under npm start", () => {
         "version.create",
         "version.create",
         "rollout.update",
+        // The client key made for the traffic changes the object's registry data.
+        "registry.sync",
         "kill_switch.engage",
         "kill_switch.release",
       ]);
@@ -402,7 +404,13 @@ describe("hostile input under npm start", () => {
       const credit = await admin("GET", `/admin/audit?target=models/${CREDIT}&limit=200`);
       expect(
         (credit.json as { items: { action: string }[] }).items.map((e) => e.action).reverse(),
-      ).toEqual(["model.create", "version.create", "version.create", "rollout.update"]);
+      ).toEqual([
+        "model.create",
+        "version.create",
+        "version.create",
+        "rollout.update",
+        "registry.sync",
+      ]);
     },
     AUDIT_CAP_MS + 60_000,
   );

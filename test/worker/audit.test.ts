@@ -1,5 +1,7 @@
+import { runInDurableObject } from "cloudflare:test";
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import type { ModelRollout } from "../../durable-objects/model-rollout";
 import {
   call,
   classificationModel,
@@ -11,6 +13,7 @@ import {
   rejection,
   uniqueName,
 } from "./helpers";
+import { rolloutStub } from "./rollout-helpers";
 
 interface AuditPage {
   items: {
@@ -36,14 +39,20 @@ describe("audit trail", () => {
       body: { owner: "team-b" },
     });
     expect(patched.status).toBe(200);
+    // The rollout object writes its own rows when its outbox flushes: flush it now.
+    await runInDurableObject(rolloutStub(model), (instance: ModelRollout) =>
+      instance.flushOutbox(),
+    );
 
     const page = await json<AuditPage>(await call(`/admin/audit?target=models/${model}`));
+    // The model's change reaches its rollout object, whose registry sync is in the trail too.
     expect(page.items.map((e) => [e.action, e.target])).toEqual([
+      ["registry.sync", `models/${model}/rollout`],
       ["model.update", `models/${model}`],
       ["version.create", `models/${model}/versions/v1`],
       ["model.create", `models/${model}`],
     ]);
-    const [update, , create] = page.items;
+    const [, update, , create] = page.items;
     expect(update).toMatchObject({
       actor: "prn_testadmin",
       auth: { method: "token", tokenId: "tok_testadmin" },

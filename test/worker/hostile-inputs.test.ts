@@ -202,7 +202,12 @@ describe("hostile inputs among other clients' traffic", () => {
     const audit = await json<{ items: { action: string }[] }>(
       await call(`/admin/audit?target=models/${model}/rollout&limit=50`),
     );
-    expect(audit.items.map((e) => e.action)).toEqual(["kill_switch.release", "kill_switch.engage"]);
+    // Newest first; the object's first configuration is a registry sync.
+    expect(audit.items.map((e) => e.action)).toEqual([
+      "kill_switch.release",
+      "kill_switch.engage",
+      "registry.sync",
+    ]);
   });
 
   it("refuses NUL in an admin query or path, and an admin body nested too deep, naming each", async () => {
@@ -239,6 +244,8 @@ describe("rollout outbox: one event cannot hold up the others", () => {
     const model = uniqueName("outbox");
     await createModel(classificationModel(model));
     await putRollout(model, { leaseMs: 250 });
+    // Configured first: its registry sync is in the trail before the object's own changes.
+    expect((await call(`/admin/models/${model}/rollout`)).status).toBe(200);
     const stub = rolloutStub(model);
     // Straight to the object, past the edge that refuses such a reason.
     const context = { actor: "test:outbox", requestId: null };
@@ -257,8 +264,12 @@ describe("rollout outbox: one event cannot hold up the others", () => {
       sql`SELECT action, after FROM audit_log WHERE target = ${`models/${model}/rollout`}
           ORDER BY id`,
     );
-    expect(rows.map((r) => r.action)).toEqual(["kill_switch.engage", "kill_switch.release"]);
-    const kept = rows[0]?.after as { unstorable: boolean; json: string };
+    expect(rows.map((r) => r.action)).toEqual([
+      "registry.sync",
+      "kill_switch.engage",
+      "kill_switch.release",
+    ]);
+    const kept = rows[1]?.after as { unstorable: boolean; json: string };
     expect(kept.unstorable).toBe(true);
     expect(JSON.parse(kept.json).killSwitch.reason).toBe("nul\u0000reason");
     const view = await json<RolloutJson>(await call(`/admin/models/${model}/rollout`));
