@@ -25,6 +25,7 @@ function workerRuntime(database: {
         FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",
         FUZZ_VERBOSE: process.env.FUZZ_VERBOSE ?? "",
         ADMIN_TOKEN: inject("adminToken"),
+        AUDIT_SIGNING_KEY: inject("auditSigningKey"),
         TEST_ADMIN_PAT: inject("adminPat"),
         DEAD_DATABASE_WS_PROXY: inject("deadDatabaseWsProxy"),
         TEST_UPSTREAM: inject("upstreamBase"),

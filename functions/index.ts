@@ -3,6 +3,7 @@ import { handleScheduled } from "./jobs";
 import { handleQueue } from "./queue";
 
 export { AlertDestination } from "../durable-objects/alert-destination";
+export { AuditCheckpoints } from "../durable-objects/audit-checkpoints";
 export { ModelRollout } from "../durable-objects/model-rollout";
 
 /**

@@ -206,7 +206,13 @@ const wrangler = spawn(
  */
 function wranglerEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const copy = { ...env };
-  for (const name of ["DATABASE_URL", "ADMIN_TOKEN", "LOG_HMAC_KEY", "ALERT_ENCRYPTION_KEY"])
+  for (const name of [
+    "DATABASE_URL",
+    "ADMIN_TOKEN",
+    "LOG_HMAC_KEY",
+    "ALERT_ENCRYPTION_KEY",
+    "AUDIT_SIGNING_KEY",
+  ])
     delete copy[name];
   return {
     WRANGLER_SEND_METRICS: "false",

@@ -59,6 +59,7 @@ export const errorStatus = {
   UPSTREAM_FAILED: 502,
   DATABASE_UNAVAILABLE: 503,
   ROLLOUT_UNAVAILABLE: 503,
+  AUDIT_STORE_UNAVAILABLE: 503,
   MODEL_DISABLED: 503,
   NO_SERVING_VERSION: 503,
 } as const satisfies Record<string, ContentfulStatusCode>;

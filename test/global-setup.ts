@@ -4,6 +4,7 @@ import type { TestProject } from "vitest/node";
 import { WebSocketServer } from "ws";
 import { startAlertReceiver } from "../scripts/lib/alert-receiver.ts";
 import { startUpstreamPeer } from "../scripts/lib/demo-model-server.ts";
+import { newAuditSigningKey } from "../scripts/lib/environment.ts";
 import {
   type LocalDatabase,
   redactUrl,
@@ -24,6 +25,8 @@ declare module "vitest" {
     alertReceiverBase: string;
     /** The bootstrap token (ADMIN_TOKEN). */
     adminToken: string;
+    /** The Ed25519 key that signs audit checkpoints (AUDIT_SIGNING_KEY), new each run. */
+    auditSigningKey: string;
     /** A personal access token of the tests' admin person (`prn_testadmin`), in both databases. */
     adminPat: string;
     /** A second database, of the API fuzz suite alone (its own project in vitest.config.ts). */
@@ -110,6 +113,7 @@ export default async function setup(project: TestProject) {
   const alertReceiver = await startAlertReceiver();
   project.provide("alertReceiverBase", alertReceiver.url);
   project.provide("adminToken", randomBytes(32).toString("base64url"));
+  project.provide("auditSigningKey", newAuditSigningKey());
   const access = await startAccessKeysPeer();
   project.provide("accessTeamDomain", access.url);
   project.provide("accessPrivateJwk", access.privateJwk);

@@ -1,11 +1,13 @@
 import { z } from "@hono/zod-openapi";
 import { and, desc, eq, like, or, type SQL, sql } from "drizzle-orm";
 import { CHAIN_START } from "../../shared/audit/chain";
+import { importSigningKey, verifyCheckpoint } from "../../shared/audit/checkpoint";
 import { auditLog } from "../../shared/db/schema";
-import { validationError } from "../../shared/errors";
+import { ApiError, describeError, validationError } from "../../shared/errors";
 import { resumeAfter, splitPage } from "../../shared/pagination";
 import { AuditEntry } from "../../shared/schemas/audit";
-import { PaginationQuery, pageOf } from "../../shared/schemas/common";
+import { PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
+import { checkpointStore } from "../audit/checkpoints";
 import { verifyTrail } from "../audit/verify";
 import { apiRouter } from "../router";
 import { errorResponses, jsonContent } from "./openapi";
@@ -141,6 +143,13 @@ const Verification = z
     recordedHead: ChainPointSchema.nullable().openapi({
       description: "The database's own record of the chain's last row.",
     }),
+    checkpoint: z
+      .object({ seq: z.number().int(), hash: z.string(), at: z.string() })
+      .nullable()
+      .openapi({
+        description:
+          "The latest signed checkpoint, from the store outside Postgres, that the trail was held to.",
+      }),
   })
   .openapi("AuditVerification");
 
@@ -193,10 +202,125 @@ auditApi.openapi(
         [{ path: ["fromHash"], message: "is required when from is above 0" }],
         "query",
       );
+    const key = await signingKey(c.env);
+    const latest = await storeCall(() => checkpointStore(c.env).latest());
+    // A checkpoint that does not verify under our own key is no evidence of anything.
+    const checkpoint = latest && (await verifyCheckpoint(latest, key.publicKey)) ? latest : null;
     const verification = await verifyTrail(c.var.database(), {
       from: from === 0 ? CHAIN_START : { seq: from, hash: fromHash ?? "" },
       limit,
+      checkpoint,
     });
     return c.json(verification, 200);
   },
 );
+
+const CheckpointSchema = z
+  .object({
+    seq: z.number().int(),
+    hash: z.string(),
+    at: Timestamp,
+    keyId: z.string(),
+    signature: z.string().openapi({
+      description:
+        "Ed25519, base64url, over `airlock-audit-checkpoint/v1\\n<seq>\\n<hash>\\n<at>\\n<keyId>`.",
+    }),
+  })
+  .openapi("AuditCheckpoint");
+
+auditApi.openapi(
+  adminRoute({
+    permission: "audit.read",
+    method: "get",
+    path: "/checkpoints",
+    tags: ["Audit"],
+    summary: "Signed checkpoints of the chain's head, kept outside Postgres, newest first",
+    description:
+      "Taken at least every 100 rows and hourly, signed with Ed25519 under AUDIT_SIGNING_KEY, and stored in a Durable Object of their own, which the database cannot rewrite. Keep one elsewhere: an export verified against it shows any rewrite before it.",
+    request: {
+      query: z.object({
+        limit: z.coerce
+          .number()
+          .int()
+          .min(1)
+          .max(500)
+          .default(50)
+          .openapi({ param: { name: "limit", in: "query" } }),
+        before: z.coerce
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .openapi({
+            param: { name: "before", in: "query" },
+            description: "Only checkpoints of earlier rows.",
+          }),
+      }),
+    },
+    responses: {
+      200: jsonContent(z.object({ items: z.array(CheckpointSchema) }), "Checkpoints"),
+      ...errorResponses(400, 401, 503),
+    },
+  }),
+  async (c) => {
+    const { limit, before } = c.req.valid("query");
+    const items = await storeCall(() => checkpointStore(c.env).list(limit, before));
+    return c.json({ items }, 200);
+  },
+);
+
+auditApi.openapi(
+  adminRoute({
+    permission: "audit.read",
+    method: "get",
+    path: "/public-key",
+    tags: ["Audit"],
+    summary: "The public key that checks the checkpoints' signatures",
+    description:
+      "An Ed25519 JWK and its id (the first 16 hex digits of SHA-256 of the raw key). Publish it, or keep it with the checkpoints you keep: `npm run audit:verify` takes it.",
+    responses: {
+      200: jsonContent(
+        z
+          .object({
+            algorithm: z.literal("Ed25519"),
+            keyId: z.string(),
+            jwk: z.object({ kty: z.literal("OKP"), crv: z.literal("Ed25519"), x: z.string() }),
+          })
+          .openapi("AuditPublicKey"),
+        "The public key",
+      ),
+      ...errorResponses(401, 500),
+    },
+  }),
+  async (c) => {
+    const key = await signingKey(c.env);
+    return c.json({ algorithm: "Ed25519" as const, ...key.publicKey }, 200);
+  },
+);
+
+async function signingKey(env: Env) {
+  try {
+    return await importSigningKey(env.AUDIT_SIGNING_KEY);
+  } catch (error) {
+    throw new ApiError(
+      "INTERNAL_ERROR",
+      `The audit signing key is not usable: ${describeError(error)}`,
+    );
+  }
+}
+
+/** A call to the checkpoint store; unreachable is a 503 to retry. */
+async function storeCall<T>(call: () => Promise<T> | T): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw new ApiError(
+      "ROLLOUT_UNAVAILABLE",
+      "The audit checkpoint store could not be reached; retry",
+      {
+        headers: { "retry-after": "1" },
+        cause: error,
+      },
+    );
+  }
+}

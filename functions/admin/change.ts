@@ -5,6 +5,11 @@ import { auditLog, idempotencyKeys } from "../../shared/db/schema";
 import { enqueueNotices } from "../alerts/evaluate";
 import { createNotice, type NoticeDraft } from "../alerts/notices";
 import type { AppEnv } from "../app-env";
+import {
+  CHECKPOINT_EVERY_ROWS,
+  checkpointInBackground,
+  crossesCheckpoint,
+} from "../audit/checkpoints";
 
 export interface AuditRecord {
   action: string;
@@ -38,10 +43,15 @@ export async function runChange<T>(
   const db = c.var.database();
   const reservation = c.var.idempotency;
   const deliveries: number[] = [];
+  let checkpointDue = false;
   const result = await db.transaction(async (tx) => {
     const outcome = await change(tx);
     if (outcome.audit.length > 0) {
-      await tx.insert(auditLog).values(outcome.audit.map((entry) => auditRow(c, entry)));
+      const written = await tx
+        .insert(auditLog)
+        .values(outcome.audit.map((entry) => auditRow(c, entry)))
+        .returning({ seq: auditLog.seq });
+      checkpointDue = crossesCheckpoint(written.map((row) => row.seq));
     }
     for (const notice of outcome.notices ?? [])
       deliveries.push(...(await createNotice(tx, notice)));
@@ -60,6 +70,7 @@ export async function runChange<T>(
   });
   if (reservation) reservation.stored = true;
   queueNotices(c, deliveries);
+  if (checkpointDue) c.executionCtx.waitUntil(checkpointInBackground(c.env, CHECKPOINT_EVERY_ROWS));
   return { status: result.status, body: result.body };
 }
 

@@ -7,6 +7,7 @@ import {
   digestOfLines,
   verifyChain,
 } from "../../shared/audit/chain";
+import type { Checkpoint } from "../../shared/audit/checkpoint";
 import type { Queryable } from "../../shared/db/client";
 
 /** Rows read per query while verifying. */
@@ -26,6 +27,8 @@ export interface TrailVerification {
   broken: BrokenRow | null;
   /** The database's own record of the chain's head. */
   recordedHead: ChainPoint | null;
+  /** The signed checkpoint the trail was held to, if any. */
+  checkpoint: { seq: number; hash: string; at: string } | null;
 }
 
 interface StoredRow extends Record<string, unknown> {
@@ -47,8 +50,11 @@ interface StoredRow extends Record<string, unknown> {
  */
 export async function verifyTrail(
   db: Queryable,
-  options: { from?: ChainPoint; limit: number },
+  options: { from?: ChainPoint; limit: number; checkpoint?: Checkpoint | null },
 ): Promise<TrailVerification> {
+  const checkpoint = options.checkpoint
+    ? { seq: options.checkpoint.seq, hash: options.checkpoint.hash, at: options.checkpoint.at }
+    : null;
   const from = options.from ?? CHAIN_START;
   const [recorded] = (
     await db.execute<{ seq: string; hash: string }>(
@@ -65,6 +71,7 @@ export async function verifyTrail(
     next: null,
     broken: null,
     recordedHead,
+    checkpoint,
     ...fields,
   });
 
@@ -116,16 +123,33 @@ export async function verifyTrail(
       )
     ).rows[0]?.more ?? false;
   if (more) return result({ checked, head, next: head });
+  /** The whole trail was read, and `broken` is what it fails. */
+  const ended = (broken: BrokenRow) => result({ checked, head, complete: true, broken });
+  if (checkpoint && checkpoint.seq > head.seq) {
+    return ended({
+      seq: head.seq + 1,
+      reason: "checkpoint",
+      message: `the trail ends at row ${head.seq}, before row ${checkpoint.seq} of the checkpoint signed ${checkpoint.at}: rows were cut, with the database's own record of its head`,
+    });
+  }
+  if (checkpoint && checkpoint.seq > from.seq) {
+    const [row] = (
+      await db.execute<{ hash: string }>(
+        sql`SELECT hash FROM audit_log WHERE seq = ${checkpoint.seq}`,
+      )
+    ).rows;
+    if (row?.hash !== checkpoint.hash)
+      return ended({
+        seq: checkpoint.seq,
+        reason: "checkpoint",
+        message: `row ${checkpoint.seq}'s hash is not the one signed in the checkpoint of ${checkpoint.at}: the trail up to it was rewritten`,
+      });
+  }
   if (recordedHead && recordedHead.seq !== head.seq) {
-    return result({
-      checked,
-      head,
-      complete: true,
-      broken: {
-        seq: head.seq + 1,
-        reason: "tail",
-        message: `the trail ends at row ${head.seq}, and the database's head says ${recordedHead.seq}: rows were cut from the end`,
-      },
+    return ended({
+      seq: head.seq + 1,
+      reason: "tail",
+      message: `the trail ends at row ${head.seq}, and the database's head says ${recordedHead.seq}: rows were cut from the end`,
     });
   }
   return result({ checked, head, complete: true });

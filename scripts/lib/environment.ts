@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -194,6 +194,12 @@ export function readDevVars(file = devVarsPath()): Map<string, string> {
   return vars;
 }
 
+/** A new Ed25519 private key, PKCS#8 DER in base64: what AUDIT_SIGNING_KEY holds. */
+export function newAuditSigningKey(): string {
+  const { privateKey } = generateKeyPairSync("ed25519");
+  return privateKey.export({ format: "der", type: "pkcs8" }).toString("base64");
+}
+
 /**
  * Makes sure the secrets file (`.dev.vars` unless AIRLOCK_DEV_VARS names another) holds an admin
  * token and the local keys, writing random ones when it has none. Returns the token and whether
@@ -211,6 +217,8 @@ export function ensureAdminToken(file = devVarsPath()): {
   // The AES-256-GCM key of alert destinations' URLs and signing secrets.
   if (!vars.get("ALERT_ENCRYPTION_KEY"))
     missing.push(`ALERT_ENCRYPTION_KEY="${randomBytes(32).toString("base64")}"`);
+  // The Ed25519 key that signs the audit chain's checkpoints.
+  if (!vars.get("AUDIT_SIGNING_KEY")) missing.push(`AUDIT_SIGNING_KEY="${newAuditSigningKey()}"`);
   const existing = vars.get("ADMIN_TOKEN");
   const token = existing || randomBytes(32).toString("base64url");
   if (!existing) missing.push(`ADMIN_TOKEN="${token}"`);

@@ -151,7 +151,13 @@ describe("npm start", () => {
       });
     const fired = await fire(crons[0] ?? "");
     expect(fired.status).toBe(200);
-    expect(await fired.json()).toMatchObject({ cron: crons[0] });
+    const firedBody = (await fired.json()) as { cron: string; result: { checkpoint?: string } };
+    expect(firedBody).toMatchObject({ cron: crons[0] });
+    // The hourly job signs a checkpoint of the audit chain with the key npm start generated
+    // (the scheduler may have fired it already), and has nothing new to sign right after.
+    expect(["stored", "unchanged"]).toContain(firedBody.result.checkpoint);
+    const hourly = await fire("17 * * * *");
+    expect(await hourly.json()).toMatchObject({ result: { checkpoint: "unchanged" } });
     const unknown = await fire("1 2 3 4 5");
     expect(unknown.status).toBe(400);
     expect(await unknown.json()).toMatchObject({ error: { code: "UNKNOWN_CRON" } });
