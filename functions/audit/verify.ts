@@ -145,7 +145,8 @@ export async function verifyTrail(
         message: `row ${checkpoint.seq}'s hash is not the one signed in the checkpoint of ${checkpoint.at}: the trail up to it was rewritten`,
       });
   }
-  if (recordedHead && recordedHead.seq !== head.seq) {
+  // Rows appended since the head was read are no break; a trail short of it is.
+  if (recordedHead && head.seq < recordedHead.seq) {
     return ended({
       seq: head.seq + 1,
       reason: "tail",

@@ -106,6 +106,19 @@ describe("the audit chain", () => {
     }
   });
 
+  it("verifies while rows are being appended: new rows after the head it read are no break", async () => {
+    const model = await modelWithVersions(1, "chainv");
+    const writes = Array.from({ length: 20 }, (_, i) =>
+      call(`/admin/models/${model}`, { method: "PATCH", body: { description: `w${i}` } }),
+    );
+    const checks = Array.from({ length: 5 }, () => call("/admin/audit/verify?limit=50000"));
+    const results = await Promise.all([...writes, ...checks]);
+    for (const response of results.slice(writes.length)) {
+      const verified = await json<Verification>(response);
+      expect(verified.broken).toBeNull();
+    }
+  });
+
   it("drops a redelivered event without taking a sequence number", async () => {
     const eventId = `test:redelivered:${crypto.randomUUID()}`;
     const insert = sql`INSERT INTO audit_log (event_id, source, actor, action, target_type, target)
