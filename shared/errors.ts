@@ -60,6 +60,7 @@ export const errorStatus = {
   DATABASE_UNAVAILABLE: 503,
   ROLLOUT_UNAVAILABLE: 503,
   AUDIT_STORE_UNAVAILABLE: 503,
+  AUDIT_CHECKPOINT_REFUSED: 409,
   MODEL_DISABLED: 503,
   NO_SERVING_VERSION: 503,
 } as const satisfies Record<string, ContentfulStatusCode>;

@@ -1,15 +1,23 @@
 import { z } from "@hono/zod-openapi";
 import { and, desc, eq, like, or, type SQL, sql } from "drizzle-orm";
 import { CHAIN_START } from "../../shared/audit/chain";
-import { importSigningKey, verifyCheckpoint } from "../../shared/audit/checkpoint";
+import {
+  type Checkpoint,
+  importSigningKey,
+  type PublicKey,
+  verifyCheckpoint,
+} from "../../shared/audit/checkpoint";
+import { isConnectionError } from "../../shared/db/client";
 import { auditLog } from "../../shared/db/schema";
 import { ApiError, describeError, validationError } from "../../shared/errors";
 import { resumeAfter, splitPage } from "../../shared/pagination";
 import { AuditEntry } from "../../shared/schemas/audit";
 import { PaginationQuery, pageOf, Timestamp } from "../../shared/schemas/common";
-import { checkpointStore } from "../audit/checkpoints";
+import { checkpointStore, takeCheckpoint } from "../audit/checkpoints";
+import { exportStart, exportStream } from "../audit/export";
 import { verifyTrail } from "../audit/verify";
 import { apiRouter } from "../router";
+import { auditRead } from "./change";
 import { errorResponses, jsonContent } from "./openapi";
 import { adminRoute } from "./route";
 
@@ -136,6 +144,7 @@ const Verification = z
           "prior_rows",
           "tail",
           "checkpoint",
+          "recorded_checkpoint",
         ]),
         message: z.string(),
       })
@@ -149,6 +158,13 @@ const Verification = z
       .openapi({
         description:
           "The latest signed checkpoint, from the store outside Postgres, that the trail was held to.",
+      }),
+    recordedCheckpoint: z
+      .object({ seq: z.number().int(), hash: z.string(), at: z.string() })
+      .nullable()
+      .openapi({
+        description:
+          "The latest checkpoint in the database's own record (`audit_checkpoints`), which the trail was held to as well.",
       }),
   })
   .openapi("AuditVerification");
@@ -271,6 +287,48 @@ auditApi.openapi(
 
 auditApi.openapi(
   adminRoute({
+    permission: "audit.checkpoint",
+    method: "post",
+    path: "/checkpoints",
+    tags: ["Audit"],
+    summary: "Take a signed checkpoint of the trail's head now",
+    description:
+      "Records the request in the trail, then signs the head (that row included) and appends the checkpoint to the store outside Postgres, to the database's own record, and to the destinations that ask for `audit.checkpoint`. 201 with the new checkpoint; 200 with the latest when the head has not moved since; 409 `AUDIT_CHECKPOINT_REFUSED` when the store holds a checkpoint the trail no longer reaches, or another hash for its row: the trail was rewritten. Keep the answer somewhere Airlock cannot write.",
+    responses: {
+      201: jsonContent(
+        z.object({ kind: z.literal("stored"), checkpoint: CheckpointSchema }),
+        "The new checkpoint",
+      ),
+      200: jsonContent(
+        z.object({ kind: z.literal("unchanged"), checkpoint: CheckpointSchema }),
+        "The head has not moved since the latest checkpoint, which is returned",
+      ),
+      ...errorResponses(401, 409, 500, 503),
+    },
+  }),
+  async (c) => {
+    await auditRead(c, {
+      action: "audit.checkpoint",
+      targetType: "audit",
+      target: "audit",
+      after: null,
+    });
+    await signingKey(c.env);
+    const outcome = await storeCall(() => takeCheckpoint(c.var.database(), c.env, new Date(), 1));
+    if (outcome.kind === "refused")
+      throw new ApiError(
+        "AUDIT_CHECKPOINT_REFUSED",
+        `The checkpoint store refused the trail's head: ${outcome.reason}. Its latest checkpoint is row ${outcome.latest.seq}, signed ${outcome.latest.at}; verify the trail (GET /admin/audit/verify)`,
+      );
+    if (outcome.kind === "stored") return c.json(outcome, 201);
+    if (outcome.kind === "unchanged") return c.json(outcome, 200);
+    // minRows 1: a head that moved is always signed.
+    throw new ApiError("INTERNAL_ERROR", "The checkpoint was skipped");
+  },
+);
+
+auditApi.openapi(
+  adminRoute({
     permission: "audit.read",
     method: "get",
     path: "/public-key",
@@ -298,6 +356,82 @@ auditApi.openapi(
   },
 );
 
+auditApi.openapi(
+  adminRoute({
+    permission: "audit.read",
+    method: "get",
+    path: "/export",
+    tags: ["Audit"],
+    summary: "Export the trail, with its checkpoints, for offline verification",
+    description:
+      "NDJSON, streamed: a header (the rows covered, the head, the public key), the rows written before the chain (from the start), every row of the chain as stored (content, previous hash, hash), the signed checkpoints from the store outside Postgres, and an end line with the counts. `npm run audit:verify -- FILE --checkpoint FILE` checks it without trusting the server. Exporting is itself recorded in the trail (`audit.export`).",
+    request: {
+      query: z.object({
+        from: z.coerce
+          .number()
+          .int()
+          .min(0)
+          .default(0)
+          .openapi({
+            param: { name: "from", in: "query" },
+            description:
+              "Export the rows after this sequence number (0: the whole trail, with the rows before the chain).",
+          }),
+      }),
+    },
+    responses: {
+      200: {
+        description: "The export, one JSON object per line",
+        content: { "application/x-ndjson": { schema: z.string() } },
+      },
+      ...errorResponses(400, 401, 503),
+    },
+  }),
+  async (c) => {
+    const { from } = c.req.valid("query");
+    const db = c.var.database();
+    const start = await exportStart(db, from);
+    if (!start)
+      throw validationError(
+        [{ path: ["from"], message: `is not a row of the trail (no row ${from})` }],
+        "query",
+      );
+    // Read before the head (functions/audit/export.ts): every one signs a row the export reaches.
+    const checkpoints = await storeCall(() => allCheckpoints());
+    let publicKey: PublicKey | null = null;
+    try {
+      publicKey = (await importSigningKey(c.env.AUDIT_SIGNING_KEY)).publicKey;
+    } catch {
+      // Exported without one: the rows still verify; the checkpoints need a key kept elsewhere.
+    }
+    await auditRead(c, {
+      action: "audit.export",
+      targetType: "audit",
+      target: "audit",
+      after: { from },
+    });
+    const body = exportStream(c.env, { from: start, checkpoints, publicKey });
+    // A stream, which the typed responses (JSON or text) cannot describe.
+    return c.body(body, 200, {
+      "content-type": "application/x-ndjson; charset=utf-8",
+      "content-disposition": `attachment; filename="airlock-audit-${new Date().toISOString().slice(0, 10)}.ndjson"`,
+      "cache-control": "no-store",
+    }) as never;
+
+    async function allCheckpoints(): Promise<Checkpoint[]> {
+      const store = checkpointStore(c.env);
+      const all: Checkpoint[] = [];
+      let before: number | undefined;
+      for (;;) {
+        const page = await store.list(500, before);
+        all.push(...page);
+        if (page.length < 500) return all;
+        before = page.at(-1)?.seq;
+      }
+    }
+  },
+);
+
 async function signingKey(env: Env) {
   try {
     return await importSigningKey(env.AUDIT_SIGNING_KEY);
@@ -309,13 +443,14 @@ async function signingKey(env: Env) {
   }
 }
 
-/** A call to the checkpoint store; unreachable is a 503 to retry. */
+/** A call to the checkpoint store; unreachable is a 503 to retry (Postgres' errors stay its own). */
 async function storeCall<T>(call: () => Promise<T> | T): Promise<T> {
   try {
     return await call();
   } catch (error) {
+    if (error instanceof ApiError || isConnectionError(error)) throw error;
     throw new ApiError(
-      "ROLLOUT_UNAVAILABLE",
+      "AUDIT_STORE_UNAVAILABLE",
       "The audit checkpoint store could not be reached; retry",
       {
         headers: { "retry-after": "1" },

@@ -27,8 +27,10 @@ export interface TrailVerification {
   broken: BrokenRow | null;
   /** The database's own record of the chain's head. */
   recordedHead: ChainPoint | null;
-  /** The signed checkpoint the trail was held to, if any. */
+  /** The signed checkpoint the trail was held to, if any: the store's, outside Postgres. */
   checkpoint: { seq: number; hash: string; at: string } | null;
+  /** The latest checkpoint in the database's own record (audit_checkpoints). */
+  recordedCheckpoint: { seq: number; hash: string; at: string } | null;
 }
 
 interface StoredRow extends Record<string, unknown> {
@@ -62,6 +64,14 @@ export async function verifyTrail(
     )
   ).rows;
   const recordedHead = recorded ? { seq: Number(recorded.seq), hash: recorded.hash } : null;
+  const [latestRecorded] = (
+    await db.execute<{ seq: string; hash: string; at: string }>(
+      sql`SELECT seq, hash, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`,
+    )
+  ).rows;
+  const recordedCheckpoint = latestRecorded
+    ? { seq: Number(latestRecorded.seq), hash: latestRecorded.hash, at: latestRecorded.at }
+    : null;
   const result = (fields: Partial<TrailVerification>): TrailVerification => ({
     ok: fields.broken === undefined || fields.broken === null,
     from,
@@ -72,6 +82,7 @@ export async function verifyTrail(
     broken: null,
     recordedHead,
     checkpoint,
+    recordedCheckpoint,
     ...fields,
   });
 
@@ -143,6 +154,26 @@ export async function verifyTrail(
         seq: checkpoint.seq,
         reason: "checkpoint",
         message: `row ${checkpoint.seq}'s hash is not the one signed in the checkpoint of ${checkpoint.at}: the trail up to it was rewritten`,
+      });
+  }
+  if (recordedCheckpoint && recordedCheckpoint.seq > head.seq) {
+    return ended({
+      seq: head.seq + 1,
+      reason: "tail",
+      message: `the trail ends at row ${head.seq}, and the database's own record of its checkpoints has row ${recordedCheckpoint.seq}: rows were cut from the end`,
+    });
+  }
+  if (recordedCheckpoint && recordedCheckpoint.seq > from.seq) {
+    const [row] = (
+      await db.execute<{ hash: string }>(
+        sql`SELECT hash FROM audit_log WHERE seq = ${recordedCheckpoint.seq}`,
+      )
+    ).rows;
+    if (row?.hash !== recordedCheckpoint.hash)
+      return ended({
+        seq: recordedCheckpoint.seq,
+        reason: "recorded_checkpoint",
+        message: `row ${recordedCheckpoint.seq}'s hash is not the one the database recorded for its checkpoint of ${recordedCheckpoint.at}: the trail up to it was rewritten`,
       });
   }
   // Rows appended since the head was read are no break; a trail short of it is.

@@ -3,7 +3,7 @@
  *
  * `airlock-alert-deliveries`: each message names a row of `alert_deliveries`
  * (one notice for one destination: an alert's firing or resolution, an
- * approval's step, or a destination's test notice). The consumer reads
+ * approval's step, an audit checkpoint, or a destination's test notice). The consumer reads
  * the notice from Postgres and hands it to the destination's object
  * (durable-objects/alert-destination.ts), which sends it in line, at most
  * once per second, and never twice. A 429 is retried after its Retry-After;
@@ -31,6 +31,11 @@ import {
   approvalLink,
   peopleOf,
 } from "../../shared/notices/approval";
+import {
+  type CheckpointEvent,
+  type CheckpointNotice,
+  checkpointsLink,
+} from "../../shared/notices/checkpoint";
 import type { Notice } from "../../shared/notices/render";
 import { TEST_NOTICE_TYPE } from "../../shared/notices/types";
 import type { AlertDeliveryMessage } from "../alerts/evaluate";
@@ -89,6 +94,7 @@ const isTest = (row: DeliveryRow) => row.type === TEST_NOTICE_TYPE;
 const isAlert = (row: DeliveryRow): row is AlertDeliveryRow =>
   (row.type === "alert.firing" || row.type === "alert.resolved") && row.alert !== null;
 const isApproval = (row: DeliveryRow) => row.type.startsWith("approval.") && row.payload !== null;
+const isCheckpoint = (row: DeliveryRow) => row.type === "audit.checkpoint" && row.payload !== null;
 
 const iso = (value: string | null) => (value === null ? null : new Date(value).toISOString());
 
@@ -300,6 +306,12 @@ async function deliverOne(
     noticeKey = `${row.alert.id}:${row.transition}`;
   } else if (isApproval(row) && row.notice_key) {
     notice = approvalNoticeOf(row, names, env.ALERT_LINK_BASE);
+    noticeKey = row.notice_key;
+  } else if (isCheckpoint(row) && row.notice_key) {
+    notice = {
+      ...(row.payload as CheckpointEvent),
+      link: checkpointsLink(env.ALERT_LINK_BASE),
+    } satisfies CheckpointNotice;
     noticeKey = row.notice_key;
   } else {
     // A type this version of Airlock cannot write: retrying cannot help.

@@ -1,5 +1,3 @@
-import { toHex } from "../crypto";
-
 /**
  * The audit trail's hash chain, as the database writes it (migration 0021,
  * trigger `audit_log_chain`) and as anyone checks it: row `seq` stores its
@@ -40,7 +38,8 @@ export type ChainBreak =
   | "columns"
   | "prior_rows"
   | "tail"
-  | "checkpoint";
+  | "checkpoint"
+  | "recorded_checkpoint";
 
 export interface BrokenRow {
   /** The first row that does not follow (for a gap: the sequence number missing). */
@@ -56,15 +55,22 @@ export type ChainCheck =
 
 const encoder = new TextEncoder();
 
+/** Lowercase hex, as Postgres's `encode(…, 'hex')` writes it (local, so Node loads this file as is). */
+function hex(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
+  return out;
+}
+
 export async function chainHash(prevHash: string, content: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", encoder.encode(`${prevHash}\n${content}`));
-  return toHex(new Uint8Array(digest));
+  return hex(new Uint8Array(digest));
 }
 
 /** SHA-256 of texts joined by newlines (the genesis row's digest of the rows before the chain). */
 export async function digestOfLines(lines: string[]): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", encoder.encode(lines.join("\n")));
-  return toHex(new Uint8Array(digest));
+  return hex(new Uint8Array(digest));
 }
 
 /**

@@ -1,5 +1,3 @@
-import { toHex } from "../crypto";
-
 /**
  * Signed checkpoints of the audit chain: its head (sequence number and
  * hash) at a time, signed with Ed25519 under the AUDIT_SIGNING_KEY secret.
@@ -37,7 +35,7 @@ export function checkpointMessage(body: CheckpointBody): string {
   return `airlock-audit-checkpoint/v1\n${body.seq}\n${body.hash}\n${body.at}\n${body.keyId}`;
 }
 
-function base64urlToBytes(text: string): Uint8Array {
+function base64urlToBytes(text: string): Uint8Array<ArrayBuffer> {
   const b64 = text.replaceAll("-", "+").replaceAll("_", "/");
   const binary = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
   return Uint8Array.from(binary, (ch) => ch.charCodeAt(0));
@@ -49,9 +47,16 @@ function bytesToBase64url(bytes: Uint8Array): string {
   return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
+/** Lowercase hex (local, so Node loads this file as is). */
+function hex(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
+  return out;
+}
+
 async function keyIdOf(x: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", base64urlToBytes(x));
-  return toHex(new Uint8Array(digest)).slice(0, 16);
+  return hex(new Uint8Array(digest)).slice(0, 16);
 }
 
 export interface SigningKey {
@@ -66,7 +71,7 @@ export interface SigningKey {
  */
 export async function importSigningKey(secret: string | undefined): Promise<SigningKey> {
   if (!secret) throw new Error("AUDIT_SIGNING_KEY is not set");
-  let der: Uint8Array;
+  let der: Uint8Array<ArrayBuffer>;
   try {
     der = base64urlToBytes(secret.trim());
   } catch {
@@ -113,7 +118,7 @@ export async function verifyCheckpoint(
 ): Promise<boolean> {
   if (checkpoint.keyId !== publicKey.keyId) return false;
   if ((await keyIdOf(publicKey.jwk.x)) !== publicKey.keyId) return false;
-  let signature: Uint8Array;
+  let signature: Uint8Array<ArrayBuffer>;
   try {
     signature = base64urlToBytes(checkpoint.signature);
   } catch {

@@ -68,7 +68,11 @@ export const PERMISSIONS = {
     description: "Read dead letters, which hold prediction inputs (audited)",
   },
   "deadletters.manage": { scope: "global", description: "Replay or discard dead letters" },
-  "audit.read": { scope: "global", description: "Read the audit trail" },
+  "audit.read": { scope: "global", description: "Read and export the audit trail" },
+  "audit.checkpoint": {
+    scope: "global",
+    description: "Take a signed checkpoint of the audit trail's head now",
+  },
   "principals.read": { scope: "global", description: "List and read people and service accounts" },
   "principals.manage": {
     scope: "global",
@@ -131,9 +135,10 @@ export const ROLE_PERMISSIONS: Record<GlobalRole | "owner", readonly Permission[
     "data.read",
     "deadletters.read",
     "audit.read",
+    "audit.checkpoint",
     "principals.read",
   ],
-  review_board: [...read, "audit.read", "principals.read", "approvals.decide"],
+  review_board: [...read, "audit.read", "audit.checkpoint", "principals.read", "approvals.decide"],
   admin: PERMISSION_NAMES,
   owner: [
     "models.read",

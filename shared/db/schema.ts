@@ -137,6 +137,22 @@ export const auditChainHead = pgTable(
 );
 
 /**
+ * The database's own record of the checkpoints it was given (the store that
+ * counts is outside Postgres, durable-objects/audit-checkpoints.ts): what
+ * the export and the verify route show next to the store's, and what a
+ * rewrite would have to change too. Append-only, like the trail.
+ */
+export const auditCheckpoints = pgTable("audit_checkpoints", {
+  seq: bigint("seq", { mode: "number" }).primaryKey(),
+  hash: text("hash").notNull(),
+  /** As signed (ISO 8601, to the millisecond): the signature covers this text. */
+  at: text("at").notNull(),
+  keyId: text("key_id").notNull(),
+  signature: text("signature").notNull(),
+  recordedAt: timestamp("recorded_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
  * Append-only trail of every change. Rows come from two writers: admin API
  * handlers (in the same transaction as the change) and, later, the per-model
  * rollout objects flushing their outboxes. `event_id` is unique so that a

@@ -15,9 +15,18 @@ export const NOTICE_TYPES = {
   "approval.decided":
     "Someone approved or rejected a request; says which roles it still needs, if any.",
   "approval.applied": "An approved change was made, consuming its request.",
+  "audit.checkpoint":
+    "A signed checkpoint of the audit trail's head, to keep outside Airlock. Sent only to destinations that list it (or `audit.*`), whatever their model filter.",
 } as const;
 
 export type NoticeType = keyof typeof NOTICE_TYPES;
+
+/**
+ * Types a destination takes only when it lists them (or their family): a
+ * destination without a type filter is not sent them. They are about
+ * Airlock as a whole, so a destination's model filter does not apply.
+ */
+export const OPT_IN_NOTICE_TYPES: readonly string[] = ["audit.checkpoint"];
 
 /** A destination's test notice: addressed to it alone, whatever it filters. */
 export const TEST_NOTICE_TYPE = "alert.test";
@@ -35,7 +44,7 @@ export function isNoticeFilter(entry: string): boolean {
 
 /** Whether a destination that lists `types` (null: all) takes a notice of `type`. */
 export function takesType(types: readonly string[] | null, type: string): boolean {
-  if (types === null) return true;
+  if (types === null) return !OPT_IN_NOTICE_TYPES.includes(type);
   return types.includes(type) || types.includes(`${type.split(".")[0]}.*`);
 }
 
@@ -43,9 +52,10 @@ const SEVERITY_RANK = { warning: 1, critical: 2 } as const;
 
 /**
  * The SQL condition under which the destination `d` (an alias of
- * alert_destinations) takes a notice: not deleted; its type filter; the
- * model (Airlock's own health, '', only where `include_system`); and, for a
- * notice that has a severity, at least the destination's `min_severity`.
+ * alert_destinations) takes a notice: not deleted; for an opt-in type, that
+ * it lists the type; for any other, its type filter, the model (Airlock's
+ * own health, '', only where `include_system`) and, for a notice that has a
+ * severity, at least the destination's `min_severity`.
  * `takesType` says the same for types, in TypeScript.
  */
 export function destinationTakes(notice: {
@@ -61,9 +71,11 @@ export function destinationTakes(notice: {
       : typeof notice.severity === "string"
         ? sql`${SEVERITY_RANK[notice.severity]}::int`
         : sql`(CASE ${notice.severity} WHEN 'critical' THEN 2 ELSE 1 END)`;
+  const optIn = sql`${type} = ANY(${`{${OPT_IN_NOTICE_TYPES.join(",")}}`}::text[])`;
+  const listed = sql`(d.types ? ${type} OR d.types ? (split_part(${type}, '.', 1) || '.*'))`;
   return sql`d.deleted_at IS NULL
-    AND (d.types IS NULL OR d.types ? ${type} OR d.types ? (split_part(${type}, '.', 1) || '.*'))
-    AND (CASE WHEN ${model} = ${SYSTEM_MODEL} THEN d.include_system
-      ELSE d.models IS NULL OR d.models ? ${model} END)
-    AND (${severity} IS NULL OR ${severity} >= (CASE d.min_severity WHEN 'critical' THEN 2 ELSE 1 END))`;
+    AND (CASE WHEN ${optIn} THEN coalesce(${listed}, false) ELSE (d.types IS NULL OR ${listed})
+      AND (CASE WHEN ${model} = ${SYSTEM_MODEL} THEN d.include_system
+        ELSE d.models IS NULL OR d.models ? ${model} END)
+      AND (${severity} IS NULL OR ${severity} >= (CASE d.min_severity WHEN 'critical' THEN 2 ELSE 1 END)) END)`;
 }
