@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
+import { parseArgs } from "node:util";
 import type { Checkpoint, PublicKey } from "../shared/audit/checkpoint.ts";
 import {
   type ExportVerification,
@@ -45,48 +46,56 @@ interface Options {
   json: boolean;
 }
 
-const valueFlags = new Set(["--checkpoint", "--public-key"]);
-const switchFlags = new Set(["--json", "--help", "-h"]);
-
+/** Node's own parser (strict: an unknown option or a missing value is an error), in our words. */
 export function parseOptions(argv: readonly string[]): Options {
-  const given = new Map<string, string>();
-  const files: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (arg === "-" || !arg.startsWith("-")) {
-      files.push(arg);
-      continue;
-    }
-    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
-    const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    if (switchFlags.has(flag)) {
-      if (eq > 0) throw new UsageError(`${flag}: takes no value`);
-      given.set(flag, "true");
-      continue;
-    }
-    if (!valueFlags.has(flag)) throw new UsageError(`${flag}: unknown option (see --help)`);
-    let value: string;
-    if (eq > 0) value = arg.slice(eq + 1);
-    else {
-      const next = argv[i + 1];
-      if (next === undefined || (next.startsWith("--") && next.length > 2))
-        throw new UsageError(`${flag}: needs a value`);
-      value = next;
-      i++;
-    }
-    if (value === "") throw new UsageError(`${flag}: needs a value`);
-    if (given.has(flag)) throw new UsageError(`${flag}: given more than once`);
-    given.set(flag, value);
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const flag = /'(-[^' ]+)/.exec(message)?.[1] ?? "";
+    const code = (error as { code?: string }).code;
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION")
+      throw new UsageError(`${flag}: unknown option (see --help)`);
+    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE")
+      throw new UsageError(
+        message.includes("does not take") ? `${flag}: takes no value` : `${flag}: needs a value`,
+      );
+    throw new UsageError(`${message} (see --help)`);
   }
-  if (files.length === 0) throw new UsageError("no export given: name its file, or - (see --help)");
-  if (files.length > 1)
-    throw new UsageError(`unexpected argument '${files[1]}': one export at a time (see --help)`);
+  const { values, positionals } = parsed;
+  for (const flag of ["checkpoint", "public-key"] as const) {
+    const given = values[flag] ?? [];
+    if (given.length > 1) throw new UsageError(`--${flag}: given more than once`);
+    if (given[0] === "" || given[0]?.startsWith("--"))
+      throw new UsageError(`--${flag}: needs a value`);
+  }
+  if (positionals.length === 0)
+    throw new UsageError("no export given: name its file, or - (see --help)");
+  if (positionals.length > 1)
+    throw new UsageError(
+      `unexpected argument '${positionals[1]}': one export at a time (see --help)`,
+    );
   return {
-    file: files[0] as string,
-    checkpoint: given.get("--checkpoint"),
-    publicKey: given.get("--public-key"),
-    json: given.has("--json"),
+    file: positionals[0] as string,
+    checkpoint: values.checkpoint?.[0],
+    publicKey: values["public-key"]?.[0],
+    json: values.json === true,
   };
+}
+
+function parse(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    strict: true,
+    options: {
+      checkpoint: { type: "string", multiple: true },
+      "public-key": { type: "string", multiple: true },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
 }
 
 function reason(error: unknown): string {
