@@ -95,6 +95,19 @@ export type RolloutChangeResult =
       stateVersion: number;
     };
 
+/** The state one change made (`stateAt`). */
+export interface RolloutAtState {
+  stateVersion: number;
+  at: string;
+  actor: string;
+  action: string;
+  requestId: string | null;
+  rollout: RolloutConfig;
+  killSwitch: KillSwitch | null;
+  /** The state whose change last engaged or released the kill switch (null: never). */
+  killSwitchChangedAt: number | null;
+}
+
 /** The registry data pushed from Postgres with a change. */
 export interface Catalogue {
   profile: ModelProfile;
@@ -268,6 +281,50 @@ export class ModelRollout extends DurableObject<Env> {
       state.killSwitch = outcome.killSwitch;
       return { killSwitch: outcome.killSwitch };
     });
+  }
+
+  /**
+   * The state made by the change that made `stateVersion`: the rollout and
+   * the kill switch in force from then until the next change, and who made
+   * it, when and how. Null if no change made it (salts included: callers
+   * outside the object drop them).
+   */
+  stateAt(model: string, stateVersion: number): RolloutAtState | null {
+    this.#claim(model);
+    const row = this.#sql
+      .exec<{
+        state_version: number;
+        at: string;
+        actor: string;
+        action: string;
+        request_id: string | null;
+        rollout: string;
+      }>(
+        "SELECT state_version, at, actor, action, request_id, rollout FROM history WHERE state_version = ?",
+        stateVersion,
+      )
+      .toArray()[0];
+    if (!row) return null;
+    // Only the kill switch's own changes move it: the last one up to here says where it stood.
+    const kill = this.#sql
+      .exec<{ state_version: number; after: string }>(
+        "SELECT state_version, after FROM history WHERE state_version <= ? AND action IN ('kill_switch.engage', 'kill_switch.release') ORDER BY state_version DESC LIMIT 1",
+        stateVersion,
+      )
+      .toArray()[0];
+    const killSwitch = kill
+      ? ((JSON.parse(kill.after) as { killSwitch?: KillSwitch | null }).killSwitch ?? null)
+      : null;
+    return {
+      stateVersion: row.state_version,
+      at: row.at,
+      actor: row.actor,
+      action: row.action,
+      requestId: row.request_id,
+      rollout: JSON.parse(row.rollout) as RolloutConfig,
+      killSwitch,
+      killSwitchChangedAt: kill?.state_version ?? null,
+    };
   }
 
   /** The rollout as it was right after the change that made `stateVersion`; null if none did. */

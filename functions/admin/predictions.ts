@@ -6,6 +6,7 @@ import { Timestamp } from "../../shared/schemas/common";
 import { apiRouter } from "../router";
 import { auditRead } from "./change";
 import { errorResponses, jsonContent } from "./openapi";
+import { ProvenanceSchema, provenanceOf } from "./provenance";
 import { adminRoute, type ModelOf } from "./route";
 
 /** One prediction as the log pipeline stored it: every result, its label, its outcomes. */
@@ -39,6 +40,10 @@ const StoredPrediction = z
       })
       .nullable(),
     outcomes: z.array(z.object({ kpi: z.string(), value: z.number(), at: Timestamp })),
+    provenance: ProvenanceSchema.nullable().openapi({
+      description:
+        "What stood behind the answer returned: the version and role, the rollout at its state, the approvals behind that rollout, and their audit rows. From the long-kept references once the full rows have aged out; null when no answer returned is stored.",
+    }),
   })
   .openapi("StoredPrediction");
 
@@ -85,13 +90,37 @@ predictionsApi.openapi(
     // naming another model is never joined to it (functions/monitoring/labels.ts).
     const model = rows[0]?.model;
     const label = model === undefined ? labels[0] : labels.find((l) => l.model === model);
-    if (rows.length === 0 && !label && kpis.length === 0) {
+    // The answer the client got: served, canary or fallback (never a shadow or the control).
+    const [answered] = (
+      await db.execute<{
+        role: string;
+        version: string;
+        model: string;
+        state_version: string | null;
+      }>(sql`
+        SELECT role, version, model, state_version FROM prediction_refs
+        WHERE prediction_id = ${predictionId} AND role IN ('served', 'canary', 'fallback')
+          AND state_version IS NOT NULL
+        ORDER BY created_at LIMIT 1`)
+    ).rows;
+    if (rows.length === 0 && !label && kpis.length === 0 && !answered) {
       throw new ApiError(
         "PREDICTION_NOT_FOUND",
         `Nothing is stored for prediction '${predictionId}' (yet, or past retention)`,
       );
     }
-    const owner = model ?? label?.model ?? kpis[0]?.model ?? null;
+    const owner = model ?? label?.model ?? kpis[0]?.model ?? answered?.model ?? null;
+    const servedRow = rows.find((row) => ["served", "canary", "fallback"].includes(row.role));
+    const served = servedRow
+      ? { role: servedRow.role, version: servedRow.version, stateVersion: servedRow.stateVersion }
+      : answered
+        ? {
+            role: answered.role,
+            version: answered.version,
+            stateVersion: Number(answered.state_version),
+          }
+        : null;
+    const provenance = served && owner !== null ? await provenanceOf(c, owner, served) : null;
     await auditRead(c, {
       action: "prediction.read",
       targetType: "prediction",
@@ -129,6 +158,7 @@ predictionsApi.openapi(
             }
           : null,
         outcomes: kpis.map((o) => ({ kpi: o.kpi, value: o.value, at: o.at.toISOString() })),
+        provenance,
       },
       200,
     );
@@ -144,8 +174,9 @@ async function predictionModel(c: Parameters<ModelOf>[0]): ReturnType<ModelOf> {
   if (id.length === 0 || id.length > 128) return undefined;
   const { rows } = await c.var.database().execute<{ model: string }>(sql`
     (SELECT model, 1 AS source FROM predictions WHERE prediction_id = ${id} LIMIT 1)
-    UNION ALL (SELECT model, 2 FROM feedback WHERE prediction_id = ${id} LIMIT 1)
-    UNION ALL (SELECT model, 3 FROM outcomes WHERE prediction_id = ${id} LIMIT 1)
+    UNION ALL (SELECT model, 2 FROM prediction_refs WHERE prediction_id = ${id} LIMIT 1)
+    UNION ALL (SELECT model, 3 FROM feedback WHERE prediction_id = ${id} LIMIT 1)
+    UNION ALL (SELECT model, 4 FROM outcomes WHERE prediction_id = ${id} LIMIT 1)
     ORDER BY source LIMIT 1`);
   return rows[0]?.model;
 }

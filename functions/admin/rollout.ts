@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { sql } from "drizzle-orm";
 import type { Context } from "hono";
 import type { RolloutChangeResult, RolloutView } from "../../durable-objects/model-rollout";
 import { ApiError, validationError } from "../../shared/errors";
@@ -71,6 +72,66 @@ const Rollout = z
     }),
   })
   .openapi("Rollout");
+
+export const RolloutAtStateSchema = z
+  .object({
+    model: z.string(),
+    stateVersion: z.number().int(),
+    at: Timestamp.openapi({ description: "When the change that made this state was made." }),
+    actor: z.string(),
+    action: z.string(),
+    requestId: z.string().nullable(),
+    champion: z.string().nullable(),
+    shadows: z.array(ShadowTarget),
+    canary: z.object({ version: z.string(), percent: z.number() }).nullable(),
+    killSwitch: KillSwitchView,
+    killSwitchChangedAt: z.number().int().nullable().openapi({
+      description: "The state whose change last engaged or released the kill switch (null: never).",
+    }),
+    auditSeq: z.number().int().nullable().openapi({
+      description:
+        "The change's row in the audit trail (its `seq`), to check against the chain; null while it waits in the rollout object's outbox.",
+    }),
+  })
+  .openapi("RolloutAtState");
+
+/** The state change `stateVersion` of `model` made, with its audit row; 404 if none did. */
+export async function rolloutAtState(
+  c: Context<AppEnv>,
+  model: string,
+  stateVersion: number,
+): Promise<z.infer<typeof RolloutAtStateSchema>> {
+  const state = await callObject(model, () => rolloutObject(c.env, model).stateAt(stateVersion));
+  if (!state)
+    throw new ApiError(
+      "STATE_NOT_FOUND",
+      `Model '${model}' has no rollout state ${stateVersion} in its history`,
+    );
+  const [row] = (
+    await c.var
+      .database()
+      .execute<{ seq: string | null }>(
+        sql`SELECT seq FROM audit_log WHERE event_id = ${`rollout:${model}:${stateVersion}`}`,
+      )
+  ).rows;
+  const { rollout, killSwitch } = state;
+  return {
+    model,
+    stateVersion: state.stateVersion,
+    at: state.at,
+    actor: state.actor,
+    action: state.action,
+    requestId: state.requestId,
+    champion: rollout.champion,
+    shadows: rollout.shadows,
+    canary: rollout.canary
+      ? { version: rollout.canary.version, percent: rollout.canary.percent }
+      : null,
+    killSwitch: killSwitch ? { engaged: true, ...killSwitch } : { engaged: false },
+    killSwitchChangedAt: state.killSwitchChangedAt,
+    auditSeq: row?.seq == null ? null : Number(row.seq),
+  };
+}
 
 const IfMatchHeader = z.object({
   "if-match": z
@@ -181,17 +242,32 @@ rolloutApi.openapi(
           .max(500)
           .default(50)
           .openapi({ param: { name: "history", in: "query" } }),
+        stateVersion: z.coerce
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .openapi({
+            param: { name: "stateVersion", in: "query" },
+            description:
+              "The state one change made, exactly (not a time): the rollout and kill switch in force from that change to the next, who made it, and its row in the audit trail.",
+          }),
       }),
     },
     responses: {
-      200: jsonContent(Rollout, "The rollout state; ETag is its stateVersion"),
+      200: jsonContent(
+        Rollout.or(RolloutAtStateSchema),
+        "The rollout state (ETag: its stateVersion); with `stateVersion`, the state that change made",
+      ),
       ...errorResponses(400, 401, 404, 503),
     },
   }),
   async (c) => {
     const { model } = c.req.valid("param");
-    const { history } = c.req.valid("query");
+    const { history, stateVersion } = c.req.valid("query");
     await ensureConfigured(c, model);
+    if (stateVersion !== undefined)
+      return c.json(await rolloutAtState(c, model, stateVersion), 200);
     const view = await callObject(model, () => rolloutObject(c.env, model).read(history));
     c.header("etag", `"${view.snapshot.stateVersion}"`);
     c.header("x-airlock-state-version", String(view.snapshot.stateVersion));

@@ -359,8 +359,9 @@ async function storeChunk(
         RETURNING 1
       ), r AS (
         INSERT INTO prediction_refs (prediction_id, role, version, created_at, model, prediction,
-          attributes, key_hmac)
-        SELECT prediction_id, role, version, created_at, model, prediction, attributes, key_hmac
+          attributes, key_hmac, state_version)
+        SELECT prediction_id, role, version, created_at, model, prediction, attributes, key_hmac,
+          state_version
         FROM x
         ON CONFLICT DO NOTHING
         RETURNING 1

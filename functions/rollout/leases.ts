@@ -2,6 +2,7 @@ import type {
   Catalogue,
   ChangeContext,
   ModelRollout,
+  RolloutAtState,
   RolloutChangeResult,
   RolloutView,
 } from "../../durable-objects/model-rollout";
@@ -86,6 +87,7 @@ export interface RolloutClient {
   engageKillSwitch(body: KillSwitchBody, context: ChangeContext): Promise<RolloutChangeResult>;
   releaseKillSwitch(context: ChangeContext): Promise<RolloutChangeResult>;
   rolloutAt(stateVersion: number): Promise<RolloutConfig | null>;
+  stateAt(stateVersion: number): Promise<RolloutAtState | null>;
 }
 
 export function rolloutObject(env: Env, model: string): RolloutClient {
@@ -104,6 +106,7 @@ export function rolloutObject(env: Env, model: string): RolloutClient {
     engageKillSwitch: async (body, context) => stub().engageKillSwitch(model, body, context),
     releaseKillSwitch: async (context) => stub().releaseKillSwitch(model, context),
     rolloutAt: async (stateVersion) => stub().rolloutAt(model, stateVersion),
+    stateAt: async (stateVersion) => stub().stateAt(model, stateVersion),
   };
 }
 

@@ -455,6 +455,8 @@ export const predictionRefs = pgTable(
     prediction: jsonb("prediction"),
     attributes: jsonb("attributes").$type<Record<string, string>>().notNull(),
     keyHmac: text("key_hmac"),
+    /** The rollout state it was served under (null: stored before it was kept here). */
+    stateVersion: bigint("state_version", { mode: "number" }),
   },
   (t) => [
     primaryKey({ columns: [t.predictionId, t.role, t.version, t.createdAt] }),
