@@ -97,8 +97,9 @@ predictionsApi.openapi(
         version: string;
         model: string;
         state_version: string | null;
+        created_at: string;
       }>(sql`
-        SELECT role, version, model, state_version FROM prediction_refs
+        SELECT role, version, model, state_version, created_at FROM prediction_refs
         WHERE prediction_id = ${predictionId} AND role IN ('served', 'canary', 'fallback')
           AND state_version IS NOT NULL
         ORDER BY created_at LIMIT 1`)
@@ -112,12 +113,18 @@ predictionsApi.openapi(
     const owner = model ?? label?.model ?? kpis[0]?.model ?? answered?.model ?? null;
     const servedRow = rows.find((row) => ["served", "canary", "fallback"].includes(row.role));
     const served = servedRow
-      ? { role: servedRow.role, version: servedRow.version, stateVersion: servedRow.stateVersion }
+      ? {
+          role: servedRow.role,
+          version: servedRow.version,
+          stateVersion: servedRow.stateVersion,
+          createdAt: servedRow.createdAt.toISOString(),
+        }
       : answered
         ? {
             role: answered.role,
             version: answered.version,
             stateVersion: Number(answered.state_version),
+            createdAt: new Date(answered.created_at).toISOString(),
           }
         : null;
     const provenance = served && owner !== null ? await provenanceOf(c, owner, served) : null;

@@ -1,7 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
 import type { Context } from "hono";
-import { canonicalJson, sha256Hex } from "../../shared/crypto";
 import { ApiError } from "../../shared/errors";
 import { Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
@@ -60,9 +59,13 @@ export const ProvenanceSchema = z
         upstreamSha256: z.string().openapi({
           description: "What serves: SHA-256 of the upstream definition (a builtin's artefact).",
         }),
-        modelCardSha256: z
-          .string()
-          .openapi({ description: "SHA-256 of the version's model card, as canonical JSON." }),
+        cardRevision: z.number().int().nullable().openapi({
+          description:
+            "The model card revision in force when the prediction was made (`GET …/versions/{version}/card?revision=n`).",
+        }),
+        modelCardSha256: z.string().nullable().openapi({
+          description: "That revision's SHA-256 (over the card's text as stored).",
+        }),
       })
       .nullable(),
   })
@@ -103,7 +106,7 @@ const iso = (value: string | null) => (value === null ? null : new Date(value).t
 export async function provenanceOf(
   c: Context<AppEnv>,
   model: string,
-  served: { version: string; role: string; stateVersion: number },
+  served: { version: string; role: string; stateVersion: number; createdAt: string },
 ): Promise<Provenance> {
   const db = c.var.database();
   let rollout: Provenance["rollout"] = null;
@@ -132,10 +135,19 @@ export async function provenanceOf(
     (row) => row.applied_state !== null && Number(row.applied_state) <= served.stateVersion,
   );
   const behind = rollout ? approvalsBehind(rollout, applied) : [];
+  // The card revision set last before the prediction was made was the one in force.
   const [version] = (
-    await db.execute<{ upstream_sha256: string; model_card: unknown }>(sql`
-      SELECT v.upstream_sha256, v.model_card FROM model_versions v
+    await db.execute<{
+      upstream_sha256: string;
+      revision: number | null;
+      sha256: string | null;
+    }>(sql`
+      SELECT v.upstream_sha256, r.revision, r.sha256 FROM model_versions v
       JOIN models m ON m.id = v.model_id
+      LEFT JOIN LATERAL (
+        SELECT revision, sha256 FROM model_card_revisions
+        WHERE version_id = v.id AND created_at <= ${served.createdAt}::timestamptz
+        ORDER BY revision DESC LIMIT 1) r ON true
       WHERE m.name = ${model} AND v.version = ${served.version}`)
   ).rows;
   return {
@@ -160,7 +172,8 @@ export async function provenanceOf(
       ? {
           version: served.version,
           upstreamSha256: version.upstream_sha256,
-          modelCardSha256: await sha256Hex(canonicalJson(version.model_card)),
+          cardRevision: version.revision === null ? null : Number(version.revision),
+          modelCardSha256: version.sha256,
         }
       : null,
   };

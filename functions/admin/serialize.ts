@@ -29,6 +29,8 @@ export function versionResource(modelName: string, row: VersionRow): Version {
     upstream: row.upstream,
     upstreamSha256: row.upstreamSha256,
     modelCard: row.modelCard,
+    cardRevision: row.cardRevision,
+    cardSha256: row.cardSha256,
     missingCardSections: missingCardSections(row.modelCard),
     retired:
       row.retiredAt && row.retiredBy

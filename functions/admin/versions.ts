@@ -1,14 +1,14 @@
 import { z } from "@hono/zod-openapi";
 import { and, desc, eq, lt, sql } from "drizzle-orm";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
-import type { Queryable } from "../../shared/db/client";
+import type { Queryable, Transaction } from "../../shared/db/client";
 import { modelVersions } from "../../shared/db/schema";
 import { checkEgressUrl, parseEgressAllowlist } from "../../shared/egress";
 import { ApiError, validationError } from "../../shared/errors";
 import { rolloutFingerprint, versionRetireNeeds } from "../../shared/governance/policy";
 import { resumeAfter, splitPage } from "../../shared/pagination";
 import { namedVersions } from "../../shared/rollout/state";
-import { PaginationQuery, pageOf, VersionLabel } from "../../shared/schemas/common";
+import { PaginationQuery, pageOf, Timestamp, VersionLabel } from "../../shared/schemas/common";
 import {
   CreateVersionBody,
   type HttpUpstream,
@@ -73,6 +73,36 @@ async function findVersion(
   return row;
 }
 
+/**
+ * Keeps a revision of a version's model card and makes it the current one:
+ * its hash is over the card's text as stored (jsonb's canonical text).
+ */
+async function recordCardRevision(
+  tx: Transaction,
+  versionId: number,
+  revision: number,
+  modelCard: unknown,
+  actor: string,
+): Promise<typeof modelVersions.$inferSelect> {
+  const card = JSON.stringify(modelCard);
+  await tx.execute(sql`
+    INSERT INTO model_card_revisions (version_id, revision, model_card, sha256, created_by)
+    VALUES (${versionId}, ${revision}, ${card}::jsonb,
+      encode(sha256(convert_to(${card}::jsonb::text, 'UTF8')), 'hex'), ${actor})`);
+  const [row] = await tx
+    .update(modelVersions)
+    .set({
+      modelCard: modelCard as typeof modelVersions.$inferInsert.modelCard,
+      cardRevision: revision,
+      cardSha256: sql`encode(sha256(convert_to(${card}::jsonb::text, 'UTF8')), 'hex')`,
+      updatedAt: sql`now()`,
+    })
+    .where(eq(modelVersions.id, versionId))
+    .returning();
+  if (!row) throw new Error(`version ${versionId} is gone`);
+  return row;
+}
+
 versionsApi.openapi(
   adminRoute({
     permission: "models.write",
@@ -133,7 +163,8 @@ versionsApi.openapi(
           "VERSION_EXISTS",
           `Model '${modelName}' already has version '${body.version}'`,
         );
-      const resource = shownVersion(modelName, row, configuration);
+      const carded = await recordCardRevision(tx, row.id, 1, body.modelCard, c.var.principal.actor);
+      const resource = shownVersion(modelName, carded, configuration);
       return {
         status: 201,
         body: resource,
@@ -217,6 +248,87 @@ versionsApi.openapi(
   },
 );
 
+const CardRevision = z
+  .object({
+    model: z.string(),
+    version: z.string(),
+    revision: z.number().int(),
+    current: z.boolean().openapi({ description: "Whether it is the card in force now." }),
+    modelCard: ModelCard,
+    sha256: z.string().openapi({
+      description: "SHA-256 of the card's text as stored (jsonb's canonical text).",
+    }),
+    createdAt: Timestamp.openapi({
+      description: "When it was set: in force from then to the next.",
+    }),
+    createdBy: z.string(),
+  })
+  .openapi("ModelCardRevision");
+
+versionsApi.openapi(
+  adminRoute({
+    permission: "models.read",
+    method: "get",
+    path: "/{model}/versions/{version}/card",
+    tags: ["Versions"],
+    summary: "A revision of a version's model card (the current one by default)",
+    description:
+      "Every edit of a model card keeps the card before it: revision 1 is the card the version was registered with (or, for versions registered before cards were kept, the card when they began to be). With `revision`, that one; without, the current.",
+    request: {
+      params: versionParams,
+      query: z.object({
+        revision: z.coerce
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .openapi({ param: { name: "revision", in: "query" } }),
+      }),
+    },
+    responses: {
+      200: jsonContent(CardRevision, "The card at that revision"),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const { model: modelName, version: label } = c.req.valid("param");
+    const { revision } = c.req.valid("query");
+    const db = c.var.database();
+    const model = await findModel(db, modelName);
+    const version = await findVersion(db, model.id, modelName, label);
+    const wanted = revision ?? version.cardRevision;
+    const [row] = (
+      await db.execute<{
+        revision: number;
+        model_card: ModelCard;
+        sha256: string;
+        created_at: string;
+        created_by: string;
+      }>(sql`
+        SELECT revision, model_card, sha256, created_at, created_by FROM model_card_revisions
+        WHERE version_id = ${version.id} AND revision = ${wanted}`)
+    ).rows;
+    if (!row)
+      throw new ApiError(
+        "CARD_REVISION_NOT_FOUND",
+        `Version '${label}' of '${modelName}' has no model card revision ${wanted} (it has 1 to ${version.cardRevision})`,
+      );
+    return c.json(
+      {
+        model: modelName,
+        version: label,
+        revision: Number(row.revision),
+        current: Number(row.revision) === version.cardRevision,
+        modelCard: row.model_card,
+        sha256: row.sha256,
+        createdAt: new Date(row.created_at).toISOString(),
+        createdBy: row.created_by,
+      },
+      200,
+    );
+  },
+);
+
 const UpdateVersionBody = z.object({ modelCard: ModelCard }).strict().openapi("UpdateVersion");
 
 versionsApi.openapi(
@@ -240,13 +352,13 @@ versionsApi.openapi(
     const { body } = await runChange(c, async (tx) => {
       const model = await findModel(tx, modelName);
       const current = await findVersion(tx, model.id, modelName, label, true);
-      const [row] = await tx
-        .update(modelVersions)
-        .set({ modelCard, updatedAt: sql`now()` })
-        .where(eq(modelVersions.id, current.id))
-        .returning();
-      if (!row)
-        throw new ApiError("VERSION_NOT_FOUND", `Model '${modelName}' has no version '${label}'`);
+      const row = await recordCardRevision(
+        tx,
+        current.id,
+        current.cardRevision + 1,
+        modelCard,
+        c.var.principal.actor,
+      );
       return {
         status: 200,
         body: shownVersion(modelName, row, upstreamConfiguration(c.env)),
@@ -255,8 +367,12 @@ versionsApi.openapi(
             action: "version.card.update",
             targetType: "version",
             target: `models/${modelName}/versions/${label}`,
-            before: { modelCard: current.modelCard },
-            after: { modelCard },
+            before: {
+              modelCard: current.modelCard,
+              cardRevision: current.cardRevision,
+              cardSha256: current.cardSha256,
+            },
+            after: { modelCard, cardRevision: row.cardRevision, cardSha256: row.cardSha256 },
           },
         ],
       };

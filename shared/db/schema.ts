@@ -79,6 +79,9 @@ export const modelVersions = pgTable(
      * named in a rollout again. Unset for versions that merely left the
      * rollout (status `retired` alone), which may come back.
      */
+    /** The model card's current revision (model_card_revisions keeps every one) and its hash. */
+    cardRevision: integer("card_revision").notNull().default(1),
+    cardSha256: text("card_sha256"),
     retiredAt: timestamp("retired_at", { withTimezone: true }),
     retiredBy: text("retired_by"),
     retiredReason: text("retired_reason"),
@@ -134,6 +137,27 @@ export const auditChainHead = pgTable(
     hash: text("hash").notNull(),
   },
   (t) => [check("audit_chain_head_one_row", sql`${t.id} = 1`)],
+);
+
+/**
+ * Every revision of every version's model card, as it was set: an edit
+ * adds one and never changes another, so the card in force at any time is
+ * known. Append-only.
+ */
+export const modelCardRevisions = pgTable(
+  "model_card_revisions",
+  {
+    versionId: bigint("version_id", { mode: "number" })
+      .notNull()
+      .references(() => modelVersions.id, { onDelete: "restrict" }),
+    revision: integer("revision").notNull(),
+    modelCard: jsonb("model_card").$type<ModelCard>().notNull(),
+    /** SHA-256 of the card as canonical JSON. */
+    sha256: text("sha256").notNull(),
+    createdAt: createdAt(),
+    createdBy: text("created_by").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.versionId, t.revision] })],
 );
 
 /**

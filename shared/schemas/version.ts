@@ -248,6 +248,13 @@ export const Version = z.object({
   upstream: StoredUpstream,
   upstreamSha256: z.string(),
   modelCard: ModelCard,
+  cardRevision: z.number().int().openapi({
+    description:
+      "The model card's revision: 1 when the version was registered, one more with each edit (`GET …/card?revision=n` reads any).",
+  }),
+  cardSha256: z.string().nullable().openapi({
+    description: "SHA-256 of the card's text as stored (jsonb's canonical text).",
+  }),
   missingCardSections: z.array(z.string()),
   retired: z.object({ at: Timestamp, by: z.string(), reason: z.string() }).nullable().openapi({
     description:

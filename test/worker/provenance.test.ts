@@ -51,7 +51,12 @@ interface Provenance {
     appliedStateVersion: number;
     audit: { seq: number | null; action: string; actor: string }[];
   }[];
-  version: { version: string; upstreamSha256: string; modelCardSha256: string } | null;
+  version: {
+    version: string;
+    upstreamSha256: string;
+    cardRevision: number | null;
+    modelCardSha256: string | null;
+  } | null;
 }
 
 /** Predicts with a key, stores the log it sends, and returns the prediction id and its role. */
@@ -183,7 +188,46 @@ describe("provenance", () => {
       seqs.map(() => `models/${model}/approvals/${approvalId}`),
     );
     expect(provenance.version?.upstreamSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(provenance.version?.cardRevision).toBe(1);
     expect(provenance.version?.modelCardSha256).toMatch(/^[0-9a-f]{64}$/);
+
+    // The card is edited after the prediction: the prediction keeps the revision it was made under.
+    const edited = await call(`/admin/models/${model}/versions/v2`, {
+      method: "PATCH",
+      body: { modelCard: { intendedUse: "Score card-not-present transactions, EU only" } },
+    });
+    expect(edited.status).toBe(200);
+    expect(await json(edited)).toMatchObject({ cardRevision: 2 });
+    const first = await json<{
+      revision: number;
+      current: boolean;
+      sha256: string;
+      modelCard: unknown;
+    }>(await call(`/admin/models/${model}/versions/v2/card?revision=1`));
+    expect(first).toMatchObject({ revision: 1, current: false });
+    expect(first.sha256).toBe(provenance.version?.modelCardSha256);
+    const now = await json<{
+      revision: number;
+      current: boolean;
+      sha256: string;
+      modelCard: unknown;
+    }>(await call(`/admin/models/${model}/versions/v2/card`));
+    expect(now).toMatchObject({
+      revision: 2,
+      current: true,
+      modelCard: { intendedUse: "Score card-not-present transactions, EU only" },
+    });
+    expect(now.sha256).not.toBe(first.sha256);
+    const again = await json<{ provenance: Provenance }>(
+      await call(`/admin/predictions/${served?.id}`),
+    );
+    expect(again.provenance.version).toMatchObject({
+      cardRevision: 1,
+      modelCardSha256: first.sha256,
+    });
+    const none = await call(`/admin/models/${model}/versions/v2/card?revision=3`);
+    expect(none.status).toBe(404);
+    expect((await json<ErrorJson>(none)).error.code).toBe("CARD_REVISION_NOT_FOUND");
 
     // The rollout at an earlier state is exact: before the canary, v1 alone.
     const earlier = await call(`/admin/models/${model}/rollout?stateVersion=${stateVersion - 1}`);
