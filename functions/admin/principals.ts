@@ -99,6 +99,7 @@ function principalResource(row: PrincipalRow, grants: Grant[]) {
     createdBy: row.createdBy,
     disabledAt: row.disabledAt?.toISOString() ?? null,
     disabledBy: row.disabledBy ?? null,
+    erasedAt: row.erasedAt?.toISOString() ?? null,
   };
 }
 
@@ -503,6 +504,83 @@ principalsApi.openapi(
             target: `principals/${id}`,
             before: auditedPrincipal(row, grants),
             after: { ...auditedPrincipal(disabled, grants), reason: reason ?? null },
+          },
+        ],
+      };
+    });
+    return c.json(body, 200);
+  },
+);
+
+/** What an erased principal is called from then on. */
+export const ERASED_NAME = "Erased principal";
+
+principalsApi.openapi(
+  adminRoute({
+    permission: "principals.manage",
+    method: "post",
+    path: "/principals/{id}/erase",
+    tags: ["People and permissions"],
+    summary: "Erase a principal's details: name, email, tokens' names",
+    description:
+      "The right to erasure, without breaking the audit chain (which names principals by id only): the display name becomes `Erased principal`, the email (or Access common name) and the names of its tokens are removed, its tokens are revoked and it is disabled. The id stays, so the trail, approvals and notices still say what that principal did. Audited as `principal.erase`, without the erased values. Erasing again changes nothing.",
+    request: {
+      params: PrincipalParams,
+      headers: IdempotencyHeader,
+      body: jsonBody(DisablePrincipalBody),
+    },
+    responses: {
+      200: jsonContent(Principal, "The erased principal"),
+      ...errorResponses(400, 401, 404, 409, 413, 415, 422, 503),
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const { reason } = c.req.valid("json");
+    const { body } = await runChange(c, async (tx) => {
+      const row = await findPrincipal(tx, id, true);
+      const grants = (await grantsOf(tx, [id])).get(id) ?? [];
+      if (row.erasedAt) return { status: 200, body: principalResource(row, grants), audit: [] };
+      if (!row.disabledAt) await keepAnAdmin(tx, id);
+      const actor = c.var.principal.actor;
+      const [erased] = await tx
+        .update(principals)
+        .set({
+          displayName: ERASED_NAME,
+          email: null,
+          accessCommonName: null,
+          disabledAt: row.disabledAt ?? new Date(),
+          disabledBy: row.disabledBy ?? actor,
+          erasedAt: new Date(),
+          erasedBy: actor,
+        })
+        .where(eq(principals.id, id))
+        .returning();
+      if (!erased) throw notFound(id);
+      const revoked = await tx
+        .update(principalTokens)
+        .set({
+          name: "erased",
+          revokedAt: sql`coalesce(${principalTokens.revokedAt}, now())`,
+          revokedBy: sql`coalesce(${principalTokens.revokedBy}, ${actor})`,
+        })
+        .where(eq(principalTokens.principalId, id))
+        .returning({ id: principalTokens.id });
+      return {
+        status: 200,
+        body: principalResource(erased, grants),
+        audit: [
+          {
+            action: "principal.erase",
+            targetType: "principal",
+            target: `principals/${id}`,
+            before: { ...auditedPrincipal(row, grants), erased: false },
+            after: {
+              ...auditedPrincipal(erased, grants),
+              erased: true,
+              tokens: revoked.length,
+              reason: reason ?? null,
+            },
           },
         ],
       };

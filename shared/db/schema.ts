@@ -293,6 +293,9 @@ export const principals = pgTable(
     createdBy: text("created_by").notNull(),
     disabledAt: timestamp("disabled_at", { withTimezone: true }),
     disabledBy: text("disabled_by"),
+    /** Their name, email and tokens' names were erased (the id stays, as the trail names it). */
+    erasedAt: timestamp("erased_at", { withTimezone: true }),
+    erasedBy: text("erased_by"),
   },
   (t) => [
     uniqueIndex("principals_email_key").on(t.email),

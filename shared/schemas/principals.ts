@@ -68,6 +68,10 @@ export const Principal = z
     createdBy: z.string(),
     disabledAt: Timestamp.nullable(),
     disabledBy: z.string().nullable(),
+    erasedAt: Timestamp.nullable().openapi({
+      description:
+        "When the person's details were erased (POST …/erase): the name reads `Erased principal`, the email and the tokens' names are gone, the id stays.",
+    }),
   })
   .openapi("Principal");
 
