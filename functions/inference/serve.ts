@@ -12,6 +12,7 @@ import {
 import { type InputRow, validateInputs } from "../../shared/inference/inputs";
 import type { CanonicalPrediction } from "../../shared/inference/outputs";
 import { MODEL_NAME_PATTERN } from "../../shared/model-name";
+import { redacts, storableAttributes, storableInputs } from "../../shared/privacy/data-policy";
 import {
   decideRoute,
   effectiveRollout,
@@ -235,20 +236,36 @@ export async function servePrediction(
   request: PredictionRequest,
 ): Promise<Served> {
   const { model, snapshot, profile, now } = admitted;
-  const attributes = request.attributes;
-  const hashedKey =
-    request.key === undefined ? null : await keyHmac(c.env.LOG_HMAC_KEY, request.key);
-  const event = (fields: ResultFields): PredictionEvent => ({
-    ...fields,
-    requestId: c.var.requestId,
-    model,
-    attributes,
-    keyHmac: hashedKey,
-    stateVersion: snapshot.stateVersion,
-    timestamp: new Date(now).toISOString(),
-  });
+  const secret = c.env.LOG_HMAC_KEY;
+  // The model's data policy applies here, before any event exists: what it
+  // drops never reaches the queue, Postgres, dead letters or logs.
+  const policy = redacts(profile.dataPolicy) ? profile.dataPolicy : null;
+  const attributes = policy
+    ? await storableAttributes(policy, request.attributes, secret)
+    : request.attributes;
+  /** Each input row (by identity) as the policy lets it be stored. */
+  const storable = new Map<unknown, unknown>();
+  const storableOf = async (inputs: unknown) => {
+    if (policy) storable.set(inputs, await storableInputs(policy, inputs, secret));
+  };
+  const hashedKey = request.key === undefined ? null : await keyHmac(secret, request.key);
+  const event = (fields: ResultFields): PredictionEvent => {
+    if (policy && !storable.has(fields.inputs))
+      throw new Error("inputs reached a log event without the model's data policy");
+    return {
+      ...fields,
+      inputs: policy ? storable.get(fields.inputs) : fields.inputs,
+      requestId: c.var.requestId,
+      model,
+      attributes,
+      keyHmac: hashedKey,
+      stateVersion: snapshot.stateVersion,
+      timestamp: new Date(now).toISOString(),
+    };
+  };
   const validated = validateInputs(profile.inputSchema, request.inputs);
   if (!validated.ok) {
+    await storableOf(request.inputs);
     // Rejected requests feed data-quality monitoring.
     logEvents(c, [
       event({
@@ -281,6 +298,7 @@ export async function servePrediction(
     );
   }
   const { rows, batch } = validated;
+  if (policy) for (const row of rows) await storableOf(row);
 
   c.header("x-airlock-state-version", String(snapshot.stateVersion));
   const decision = pinnedOr(snapshot, request.version, decideRoute(snapshot, request.key));

@@ -64,6 +64,7 @@ export async function loadCatalogue(db: Queryable, name: string): Promise<Catalo
       public: model.public,
       apiKeyHashes: keys.map((key) => key.hash),
       apiKeyExpiresAt,
+      dataPolicy: model.dataPolicy ?? null,
     },
     versions,
   };

@@ -16,6 +16,7 @@ import {
 import type { AlertRuleOverrides } from "../alerts/rules";
 import type { AlertStatistic } from "../alerts/types";
 import type { GovernancePolicy } from "../governance/policy";
+import type { DataPolicy } from "../privacy/data-policy";
 import { VERSION_STATUSES } from "../rollout/status";
 import type { Fallback, InputSchema } from "../schemas/model";
 import type { MonitoringSettings } from "../schemas/monitoring";
@@ -49,6 +50,8 @@ export const models = pgTable(
      * Null until a risk officer sets it.
      */
     governance: jsonb("governance").$type<StoredGovernance>(),
+    /** What of each request may be stored (shared/privacy/data-policy.ts); null: everything. */
+    dataPolicy: jsonb("data_policy").$type<DataPolicy>(),
     createdAt: createdAt(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },

@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import type { DataPolicy } from "../privacy/data-policy";
 import { VersionLabel } from "../schemas/common";
 import type { Fallback, InputSchema, Task } from "../schemas/model";
 import { MAX_LEASE_MS, MIN_LEASE_MS } from "./lease";
@@ -135,6 +136,8 @@ export interface ModelProfile {
   apiKeyHashes: string[];
   /** Expiry of those keys that have one (ISO time), by hash. */
   apiKeyExpiresAt?: Record<string, string>;
+  /** What of each request may be stored; absent or null: everything. */
+  dataPolicy?: DataPolicy | null;
 }
 
 /** The hot-path snapshot a lease carries. */

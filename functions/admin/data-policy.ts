@@ -1,0 +1,107 @@
+import { z } from "@hono/zod-openapi";
+import { eq } from "drizzle-orm";
+import { models } from "../../shared/db/schema";
+import { validationError } from "../../shared/errors";
+import { type DataPolicy, DataPolicyBody } from "../../shared/privacy/data-policy";
+import { ModelName } from "../../shared/schemas/common";
+import { pushRegistryChange } from "../rollout/sync";
+import { apiRouter } from "../router";
+import { runChange } from "./change";
+import { findModel } from "./models";
+import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { adminRoute } from "./route";
+
+/** A model's data policy: which input fields and attributes are stored, hashed or dropped. */
+export const dataPolicyApi = apiRouter();
+
+const ModelParams = z.object({
+  model: ModelName.openapi({ param: { name: "model", in: "path" } }),
+});
+
+const DataPolicyResource = DataPolicyBody.extend({
+  model: z.string(),
+  set: z.boolean().openapi({ description: "False: no policy, everything is stored." }),
+}).openapi("DataPolicyResource");
+
+const EMPTY: DataPolicy = { fields: {}, attributes: {} };
+
+const resource = (model: string, policy: DataPolicy | null) => ({
+  model,
+  set: policy !== null,
+  ...(policy ?? EMPTY),
+});
+
+dataPolicyApi.openapi(
+  adminRoute({
+    permission: "models.read",
+    method: "get",
+    path: "/{model}/data-policy",
+    tags: ["Privacy"],
+    summary: "What of each request is stored",
+    request: { params: ModelParams },
+    responses: {
+      200: jsonContent(DataPolicyResource, "The model's data policy"),
+      ...errorResponses(400, 401, 404, 503),
+    },
+  }),
+  async (c) => {
+    const { model } = c.req.valid("param");
+    const row = await findModel(c.var.database(), model);
+    return c.json(resource(model, row.dataPolicy ?? null), 200);
+  },
+);
+
+dataPolicyApi.openapi(
+  adminRoute({
+    permission: "governance.write",
+    method: "put",
+    path: "/{model}/data-policy",
+    tags: ["Privacy"],
+    summary: "Set which input fields and attributes are stored, hashed or dropped",
+    description:
+      "Applies to requests from the moment the model's rollout object has it (this call answers once it has): a dropped field is removed in the Worker before the log event is built, a hashed one is kept as its HMAC under the log key. Rows stored before keep what they hold. Audited.",
+    request: {
+      params: ModelParams,
+      headers: IdempotencyHeader,
+      body: jsonBody(DataPolicyBody),
+    },
+    responses: {
+      200: jsonContent(DataPolicyResource, "The model's data policy"),
+      ...errorResponses(400, 401, 404, 413, 415, 503),
+    },
+  }),
+  async (c) => {
+    const { model } = c.req.valid("param");
+    const policy = c.req.valid("json");
+    const { body } = await runChange(c, async (tx) => {
+      const row = await findModel(tx, model, true);
+      const known = new Set(Object.keys(row.inputSchema.properties));
+      const unknown = Object.keys(policy.fields).filter((name) => !known.has(name));
+      if (unknown.length > 0)
+        throw validationError(
+          unknown.map((name) => ({
+            path: ["fields", name],
+            message: `is not a field of the model's input schema (${[...known].join(", ")})`,
+          })),
+          "body",
+        );
+      await tx.update(models).set({ dataPolicy: policy }).where(eq(models.id, row.id));
+      return {
+        status: 200,
+        body: resource(model, policy),
+        audit: [
+          {
+            action: "data_policy.update",
+            targetType: "model",
+            target: `models/${model}/data-policy`,
+            before: row.dataPolicy ?? null,
+            after: policy,
+          },
+        ],
+      };
+    });
+    // The rollout object carries the policy to every isolate: it holds once this answers.
+    await pushRegistryChange(c, model);
+    return c.json(body, 200);
+  },
+);

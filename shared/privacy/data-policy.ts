@@ -1,0 +1,90 @@
+import { z } from "@hono/zod-openapi";
+import { keyHmac } from "../inference/events";
+
+/**
+ * A model's data policy: what of each request may be stored. Each input
+ * field and attribute is `store` (the default), `hash` (kept as its HMAC
+ * under LOG_HMAC_KEY, so equal values still join) or `drop` (removed in the
+ * Worker before the log event is built: it never reaches the queue,
+ * Postgres, dead letters, rejected requests or logs).
+ */
+export const FIELD_TREATMENTS = ["store", "hash", "drop"] as const;
+export type FieldTreatment = (typeof FIELD_TREATMENTS)[number];
+
+const Treatment = z.enum(FIELD_TREATMENTS).openapi({
+  description:
+    "`store` as sent; `hash`: its HMAC under the log key (equal values still join); `drop`: never stored.",
+});
+
+const Name = z.string().min(1).max(128);
+
+export const DataPolicyBody = z
+  .object({
+    fields: z
+      .record(Name, Treatment)
+      .default({})
+      .openapi({
+        description:
+          "Input fields (top-level properties of the model's input schema) by treatment.",
+        example: { income: "drop" },
+      }),
+    attributes: z
+      .record(Name, Treatment)
+      .default({})
+      .openapi({
+        description: "Request attributes by treatment.",
+        example: { customer_email: "hash" },
+      }),
+  })
+  .strict()
+  .openapi("DataPolicy");
+
+export type DataPolicy = z.infer<typeof DataPolicyBody>;
+
+/** Whether a policy changes anything that is stored. */
+export function redacts(policy: DataPolicy | null | undefined): policy is DataPolicy {
+  if (!policy) return false;
+  return [...Object.values(policy.fields), ...Object.values(policy.attributes)].some(
+    (treatment) => treatment !== "store",
+  );
+}
+
+/** A value as kept under `hash`: an HMAC, marked so that nobody mistakes it for the value. */
+export async function hashedValue(secret: string, value: unknown): Promise<string> {
+  return `hmac:${await keyHmac(secret, `value:${JSON.stringify(value)}`)}`;
+}
+
+async function treat(
+  record: Record<string, unknown>,
+  treatments: Record<string, FieldTreatment>,
+  secret: string,
+): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(record)) {
+    const treatment = treatments[name] ?? "store";
+    if (treatment === "drop") continue;
+    out[name] = treatment === "hash" ? await hashedValue(secret, value) : value;
+  }
+  return out;
+}
+
+/** One row of inputs as the policy lets it be stored (anything not an object stays as it is). */
+export async function storableInputs(
+  policy: DataPolicy,
+  inputs: unknown,
+  secret: string,
+): Promise<unknown> {
+  if (Array.isArray(inputs))
+    return Promise.all(inputs.map((row) => storableInputs(policy, row, secret)));
+  if (!inputs || typeof inputs !== "object") return inputs;
+  return treat(inputs as Record<string, unknown>, policy.fields, secret);
+}
+
+/** Attributes as the policy lets them be stored. */
+export async function storableAttributes(
+  policy: DataPolicy,
+  attributes: Record<string, string>,
+  secret: string,
+): Promise<Record<string, string>> {
+  return (await treat(attributes, policy.attributes, secret)) as Record<string, string>;
+}
