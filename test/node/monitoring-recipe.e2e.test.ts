@@ -30,7 +30,7 @@ const ROUNDS = 3;
 const MODEL = "demo-credit-risk";
 const CHANNEL = "/hooks/slack/recipe";
 /** Caps on waits; they decide nothing but a hang. */
-const RUN_CAP_MS = 120_000;
+const RUN_CAP_MS = 300_000;
 const NOTICE_CAP_MS = 120_000;
 
 interface Run {
