@@ -17,15 +17,11 @@ import {
   json,
   query,
   recordingQueue,
+  scoringVersion,
   uniqueName,
 } from "./helpers";
 import { deliverLogs } from "./log-helpers";
 import { putRollout } from "./rollout-helpers";
-
-const upstreamBase = (env as unknown as Record<string, string>).TEST_UPSTREAM ?? "";
-const scorer = {
-  upstream: { kind: "http", url: `${upstreamBase}/json/score`, protocol: "json", timeoutMs: 2_000 },
-};
 
 async function send(model: string, body: unknown) {
   const { messages, queue } = recordingQueue();
@@ -48,8 +44,8 @@ describe("data policy", () => {
   it("drops and hashes fields and attributes before the events exist", async () => {
     const model = uniqueName("dp");
     await createModel(classificationModel(model, { public: true }));
-    await createVersion(model, "v1", scorer);
-    await createVersion(model, "v2", scorer);
+    await createVersion(model, "v1", scoringVersion);
+    await createVersion(model, "v2", scoringVersion);
     expect(
       (
         await putRollout(model, {

@@ -90,6 +90,16 @@ export function regressionModel(name: string, overrides: Record<string, unknown>
   };
 }
 
+/** A version whose upstream answers: the local model server's scorer (test/global-setup.ts). */
+export const scoringVersion = {
+  upstream: {
+    kind: "http",
+    url: `${(env as unknown as Record<string, string>).TEST_UPSTREAM ?? ""}/json/score`,
+    protocol: "json",
+    timeoutMs: 2_000,
+  },
+};
+
 export const httpUpstream = {
   kind: "http",
   url: "https://models.example.com/v2/models/fraud/infer",

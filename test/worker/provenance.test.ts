@@ -19,16 +19,11 @@ import {
   principalWithToken,
   query,
   recordingQueue,
+  scoringVersion,
   uniqueName,
 } from "./helpers";
 import { deliverLogs } from "./log-helpers";
 import { putRollout } from "./rollout-helpers";
-
-const upstreamBase = (env as unknown as Record<string, string>).TEST_UPSTREAM ?? "";
-/** A version that answers: the local model server's scorer. */
-const scorer = {
-  upstream: { kind: "http", url: `${upstreamBase}/json/score`, protocol: "json", timeoutMs: 2_000 },
-};
 
 interface Provenance {
   stateVersion: number;
@@ -95,8 +90,8 @@ describe("provenance", () => {
         )
       ).status,
     ).toBe(201);
-    await createVersion(model, "v1", scorer);
-    await createVersion(model, "v2", scorer);
+    await createVersion(model, "v1", scoringVersion);
+    await createVersion(model, "v2", scoringVersion);
     expect((await putRollout(model, { champion: "v1", leaseMs: 250 })).status).toBe(200);
     const operator = await principalWithToken([{ role: "operator" }]);
     const owner = await principalWithToken([{ role: "owner", model }]);
@@ -245,7 +240,7 @@ describe("provenance", () => {
   it("keeps the state a result was served under in the long-kept references", async () => {
     const model = uniqueName("provr");
     await createModel(classificationModel(model, { public: true }));
-    await createVersion(model, "v1", scorer);
+    await createVersion(model, "v1", scoringVersion);
     expect((await putRollout(model, { champion: "v1", leaseMs: 250 })).status).toBe(200);
     const { id } = await predict(model, "someone");
     const [ref] = await query<{ state_version: string }>(
