@@ -113,6 +113,15 @@ auditApi.openapi(
   },
 );
 
+/** A `from` query parameter: the sequence number a check or an export starts after (0: the start). */
+const afterSeq = (description: string) =>
+  z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .openapi({ param: { name: "from", in: "query" }, description });
+
 const ChainPointSchema = z.object({ seq: z.number().int(), hash: z.string() });
 
 const Verification = z
@@ -180,15 +189,7 @@ auditApi.openapi(
       "Checks up to `limit` rows after `from` (the start, or a row known good such as a checkpoint's, with its hash): each follows the one before, its hash is its content's, its columns say what its content says; at the start, the rows before the chain against the genesis row; at the end, the trail against the recorded head. Resume with `next`.",
     request: {
       query: z.object({
-        from: z.coerce
-          .number()
-          .int()
-          .min(0)
-          .default(0)
-          .openapi({
-            param: { name: "from", in: "query" },
-            description: "Sequence number to start after.",
-          }),
+        from: afterSeq("Sequence number to start after."),
         fromHash: z
           .string()
           .regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits")
@@ -367,16 +368,9 @@ auditApi.openapi(
       "NDJSON, streamed: a header (the rows covered, the head, the public key), the rows written before the chain (from the start), every row of the chain as stored (content, previous hash, hash), the signed checkpoints from the store outside Postgres, and an end line with the counts. `npm run audit:verify -- FILE --checkpoint FILE` checks it without trusting the server. Exporting is itself recorded in the trail (`audit.export`).",
     request: {
       query: z.object({
-        from: z.coerce
-          .number()
-          .int()
-          .min(0)
-          .default(0)
-          .openapi({
-            param: { name: "from", in: "query" },
-            description:
-              "Export the rows after this sequence number (0: the whole trail, with the rows before the chain).",
-          }),
+        from: afterSeq(
+          "Export the rows after this sequence number (0: the whole trail, with the rows before the chain).",
+        ),
       }),
     },
     responses: {
