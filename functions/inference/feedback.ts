@@ -46,7 +46,7 @@ export function uuidV7Time(id: string): number | null {
 }
 
 /** A prediction id: a UUID (UUIDv7 since ids carry their time), stored in lowercase as issued. */
-const PredictionId = z
+export const PredictionId = z
   .uuid({ message: "must be a prediction id (a UUID)" })
   .toLowerCase()
   .refine((id) => {
@@ -221,8 +221,13 @@ feedbackApi.openapi(
     },
     responses: {
       202: {
-        description: "Stored",
-        content: { "application/json": { schema: z.object({ accepted: z.number().int() }) } },
+        description:
+          "Stored; `erased` counts labels for predictions that were erased, which are not stored",
+        content: {
+          "application/json": {
+            schema: z.object({ accepted: z.number().int(), erased: z.number().int() }),
+          },
+        },
       },
       ...errors,
     },
@@ -253,24 +258,32 @@ feedbackApi.openapi(
     const latest = [
       ...new Map(rows.map((row) => [`${row.prediction_id} ${row.model}`, row])).values(),
     ];
-    await c.var.database().execute(sql`
-    WITH events AS (
-      INSERT INTO feedback_events (prediction_id, model, label, observed_at, api_key_id)
-      SELECT prediction_id, model, label, observed_at, api_key_id
-      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(prediction_id text,
+    // A label for an erased prediction is not stored: erased stays erased.
+    const result = await c.var.database().execute<{ erased: string }>(sql`
+    WITH x AS MATERIALIZED (
+      SELECT r.*, EXISTS (SELECT 1 FROM erasure_tombstones t WHERE t.prediction_id = r.prediction_id)
+        AS erased
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(prediction_id text,
         model text, label jsonb, observed_at timestamptz, api_key_id text)
+    ), events AS (
+      INSERT INTO feedback_events (prediction_id, model, label, observed_at, api_key_id)
+      SELECT prediction_id, model, label, observed_at, api_key_id FROM x WHERE NOT erased
+    ), current AS (
+      INSERT INTO feedback (prediction_id, model, label, observed_at, api_key_id)
+      SELECT prediction_id, model, label, observed_at, api_key_id
+      FROM jsonb_to_recordset(${JSON.stringify(latest)}::jsonb) AS l(prediction_id text,
+        model text, label jsonb, observed_at timestamptz, api_key_id text)
+      WHERE NOT EXISTS (SELECT 1 FROM erasure_tombstones t WHERE t.prediction_id = l.prediction_id)
+      ON CONFLICT (prediction_id, model) DO UPDATE SET
+        label = excluded.label,
+        observed_at = excluded.observed_at,
+        api_key_id = excluded.api_key_id,
+        revision = feedback.revision + 1,
+        updated_at = now()
     )
-    INSERT INTO feedback (prediction_id, model, label, observed_at, api_key_id)
-    SELECT prediction_id, model, label, observed_at, api_key_id
-    FROM jsonb_to_recordset(${JSON.stringify(latest)}::jsonb) AS x(prediction_id text,
-      model text, label jsonb, observed_at timestamptz, api_key_id text)
-    ON CONFLICT (prediction_id, model) DO UPDATE SET
-      label = excluded.label,
-      observed_at = excluded.observed_at,
-      api_key_id = excluded.api_key_id,
-      revision = feedback.revision + 1,
-      updated_at = now()`);
-    return c.json({ accepted: rows.length }, 202);
+    SELECT count(*) FILTER (WHERE erased) AS erased FROM x`);
+    const erased = Number(result.rows[0]?.erased ?? 0);
+    return c.json({ accepted: rows.length, erased }, 202);
   },
 );
 
@@ -289,10 +302,15 @@ feedbackApi.openapi(
     },
     responses: {
       202: {
-        description: "Accepted; `stored` counts the events that were new",
+        description:
+          "Accepted; `stored` counts the events that were new; `erased` those of an erased prediction or key, which are not stored",
         content: {
           "application/json": {
-            schema: z.object({ accepted: z.number().int(), stored: z.number().int() }),
+            schema: z.object({
+              accepted: z.number().int(),
+              stored: z.number().int(),
+              erased: z.number().int(),
+            }),
           },
         },
       },
@@ -321,13 +339,26 @@ feedbackApi.openapi(
         at: item.at ?? now,
       })),
     );
-    const result = await c.var.database().execute(sql`
-    INSERT INTO outcomes (client_id, api_key_id, model, prediction_id, key_hmac, kpi, value, at)
-    SELECT client_id, api_key_id, model, prediction_id, key_hmac, kpi, value, at
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(client_id text, api_key_id text,
-      model text, prediction_id text, key_hmac text, kpi text, value double precision,
-      at timestamptz)
-    ON CONFLICT (api_key_id, client_id) WHERE client_id IS NOT NULL DO NOTHING`);
-    return c.json({ accepted: rows.length, stored: result.rowCount ?? 0 }, 202);
+    // An event of an erased prediction, or of an erased key from before its
+    // erasure, is not stored: erased stays erased.
+    const result = await c.var.database().execute<{ stored: string; erased: string }>(sql`
+    WITH x AS MATERIALIZED (
+      SELECT r.*, (EXISTS (SELECT 1 FROM erasure_tombstones t WHERE t.prediction_id = r.prediction_id)
+        OR EXISTS (SELECT 1 FROM erased_keys k WHERE k.key_hmac = r.key_hmac
+          AND (k.model IS NULL OR k.model = r.model) AND r.at <= k.before)) AS erased
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(client_id text, api_key_id text,
+        model text, prediction_id text, key_hmac text, kpi text, value double precision,
+        at timestamptz)
+    ), stored AS (
+      INSERT INTO outcomes (client_id, api_key_id, model, prediction_id, key_hmac, kpi, value, at)
+      SELECT client_id, api_key_id, model, prediction_id, key_hmac, kpi, value, at
+      FROM x WHERE NOT erased
+      ON CONFLICT (api_key_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM x WHERE erased) AS erased`);
+    const counts = result.rows[0];
+    const erased = Number(counts?.erased ?? 0);
+    return c.json({ accepted: rows.length, stored: Number(counts?.stored ?? 0), erased }, 202);
   },
 );

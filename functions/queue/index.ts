@@ -11,6 +11,8 @@
  *   (./alert-deliveries.ts).
  * - `airlock-monitoring-runs`: monitoring runs asked for now and backfills,
  *   in chunks (./monitoring-runs.ts).
+ * - `airlock-erasures`: erasures of a data subject's records, a bounded step
+ *   per message (./erasures.ts).
  */
 import {
   ALERT_DELIVERIES_DLQ,
@@ -18,6 +20,7 @@ import {
   consumeAlertDeadLetters,
   consumeAlertDeliveries,
 } from "./alert-deliveries";
+import { consumeErasures, ERASURES_QUEUE } from "./erasures";
 import { consumeMonitoringRuns, MONITORING_RUNS_QUEUE } from "./monitoring-runs";
 import {
   consumeDeadLetters,
@@ -43,6 +46,8 @@ export async function handleQueue(
       return consumeAlertDeadLetters(batch, env);
     case MONITORING_RUNS_QUEUE:
       return consumeMonitoringRuns(batch, env);
+    case ERASURES_QUEUE:
+      return consumeErasures(batch, env);
     default:
       throw new Error(`No consumer for queue '${batch.queue}'`);
   }

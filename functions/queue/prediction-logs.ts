@@ -30,7 +30,9 @@ import {
   PredictionResultSchema,
 } from "../../shared/inference/events";
 import { toRows } from "../../shared/logs/rows";
+import { erasedRow, scrubBody } from "../../shared/privacy/erasure";
 import { inspectJson, replaceUnstorable, storableJsonText } from "../../shared/storable";
+import { erasedAmong, refsIn } from "../jobs/erasure";
 
 export const PREDICTION_LOGS_QUEUE = "airlock-prediction-logs";
 export const PREDICTION_LOGS_DLQ = "airlock-prediction-logs-dlq";
@@ -50,6 +52,8 @@ export interface StoredCounts {
   refs: number;
   rejected: number;
   deadLetters: number;
+  /** Results not stored because their subject was erased (a retry, a replay). */
+  erased: number;
 }
 
 /** A result that matched its schema, with the message it came in. */
@@ -257,7 +261,10 @@ export async function storeLogs(
   if (results.length + deadLetters.length === 0) return total;
   const handle = openDatabase(env);
   try {
-    if (deadLetters.length > 0) addCounts(total, await storeDeadLetters(handle.db, deadLetters));
+    if (deadLetters.length > 0) {
+      const kept = await withoutErased(handle.db, deadLetters, total);
+      if (kept.length > 0) addCounts(total, await storeDeadLetters(handle.db, kept));
+    }
     for (let start = 0; start < results.length; start += RESULTS_PER_STATEMENT) {
       const chunk = results.slice(start, start + RESULTS_PER_STATEMENT);
       addCounts(total, await storeIsolating(handle.db, chunk, queue));
@@ -268,13 +275,20 @@ export async function storeLogs(
   }
 }
 
-const noCounts = (): StoredCounts => ({ predictions: 0, refs: 0, rejected: 0, deadLetters: 0 });
+const noCounts = (): StoredCounts => ({
+  predictions: 0,
+  refs: 0,
+  rejected: 0,
+  deadLetters: 0,
+  erased: 0,
+});
 
 function addCounts(total: StoredCounts, counts: StoredCounts): void {
   total.predictions += counts.predictions;
   total.refs += counts.refs;
   total.rejected += counts.rejected;
   total.deadLetters += counts.deadLetters;
+  total.erased += counts.erased;
 }
 
 async function storeIsolating(
@@ -336,18 +350,23 @@ async function storeChunk(
   deadLetters: DeadLetterRow[],
 ): Promise<StoredCounts> {
   const rows = toRows(results);
-  if (rows.predictions.length + rows.rejected.length + deadLetters.length === 0) {
-    return { predictions: 0, refs: 0, rejected: 0, deadLetters: 0 };
-  }
+  if (rows.predictions.length + rows.rejected.length + deadLetters.length === 0) return noCounts();
+  // Results of an erased subject (a retry or replay of what was erased) are not stored.
   const result = await db.execute<{
     predictions: string;
     refs: string;
     rejected: string;
     dead_letters: string;
+    erased: string;
   }>(sql`
-      WITH x AS MATERIALIZED (
-        SELECT * FROM jsonb_to_recordset(${JSON.stringify(rows.predictions)}::jsonb)
-          AS x(${predictionColumns})
+      WITH a AS MATERIALIZED (
+        SELECT x.*, ${erasedRow("x")} AS erased
+        FROM jsonb_to_recordset(${JSON.stringify(rows.predictions)}::jsonb) AS x(${predictionColumns})
+      ), x AS MATERIALIZED (
+        SELECT * FROM a WHERE NOT erased
+      ), jx AS MATERIALIZED (
+        SELECT x.*, ${erasedRow("x")} AS erased
+        FROM jsonb_to_recordset(${JSON.stringify(rows.rejected)}::jsonb) AS x(${rejectedColumns})
       ), p AS (
         INSERT INTO predictions (prediction_id, role, version, created_at, request_id, model,
           inputs, prediction, attributes, key_hmac, latency_ms, status, error_code, state_version)
@@ -370,7 +389,7 @@ async function storeChunk(
           attributes, key_hmac, state_version)
         SELECT prediction_id, created_at, request_id, model, inputs, issues, attributes, key_hmac,
           state_version
-        FROM jsonb_to_recordset(${JSON.stringify(rows.rejected)}::jsonb) AS x(${rejectedColumns})
+        FROM jx WHERE NOT erased
         ON CONFLICT DO NOTHING
         RETURNING 1
       ), d AS (
@@ -381,14 +400,56 @@ async function storeChunk(
         RETURNING 1
       )
       SELECT (SELECT count(*) FROM p) AS predictions, (SELECT count(*) FROM r) AS refs,
-        (SELECT count(*) FROM j) AS rejected, (SELECT count(*) FROM d) AS dead_letters`);
+        (SELECT count(*) FROM j) AS rejected, (SELECT count(*) FROM d) AS dead_letters,
+        (SELECT count(*) FROM a WHERE erased) + (SELECT count(*) FROM jx WHERE erased) AS erased`);
   const counts = result.rows[0];
   return {
     predictions: Number(counts?.predictions ?? 0),
     refs: Number(counts?.refs ?? 0),
     rejected: Number(counts?.rejected ?? 0),
     deadLetters: Number(counts?.dead_letters ?? 0),
+    erased: Number(counts?.erased ?? 0),
   };
+}
+
+/**
+ * Dead letters without the results of an erased subject: a dead letter is
+ * stored without them, or not at all when nothing else is left (its body
+ * text, when it cannot be read as a message, is kept as it is).
+ */
+async function withoutErased(
+  db: Database,
+  rows: DeadLetterRow[],
+  total: StoredCounts,
+): Promise<DeadLetterRow[]> {
+  const bodies = rows.map(readBody);
+  const erased = await erasedAmong(db, bodies.flatMap(refsIn));
+  if (erased.size === 0) return rows;
+  const kept: DeadLetterRow[] = [];
+  rows.forEach((row, i) => {
+    const body = bodies[i];
+    const outcome = scrubBody(body, (ref) => erased.has(ref.predictionId));
+    if (outcome.kind === "keep") kept.push(row);
+    else if (outcome.kind === "edit") {
+      total.erased += outcome.removed;
+      kept.push(
+        row.body_text === null
+          ? { ...row, body: outcome.body }
+          : { ...row, body_text: storableJsonText(outcome.body) },
+      );
+    } else total.erased += refsIn(body).length;
+  });
+  return kept;
+}
+
+/** A dead letter's body as a value, read back from its text when jsonb could not hold it. */
+function readBody(row: DeadLetterRow): unknown {
+  if (row.body_text === null) return row.body;
+  try {
+    return JSON.parse(row.body_text);
+  } catch {
+    return null;
+  }
 }
 
 /** A message body as JSON: binary bodies as base64 text. */

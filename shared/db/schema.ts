@@ -621,6 +621,79 @@ export const outcomes = pgTable(
   ],
 );
 
+// ---- Erasure ----------------------------------------------------------------------------------
+//
+// A data subject's records erased on request (functions/jobs/erasure.ts):
+// every result, reference, rejected request, label, KPI event and dead
+// letter tied to a bucketing key or to prediction ids. What was erased stays
+// erased: the ids are kept as tombstones, and a key's HMAC with the time of
+// the request, which the log consumer, dead letters and the feedback routes
+// consult before they store anything.
+
+export const erasureRequests = pgTable(
+  "erasure_requests",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    /** `key`: a bucketing key (kept as its HMAC alone); `predictions`: prediction ids. */
+    subject: text("subject", { enum: ["key", "predictions"] }).notNull(),
+    keyHmac: text("key_hmac"),
+    /** Only this model's records; null for every model. */
+    model: text("model"),
+    /** The prediction ids asked for (subject `predictions`). */
+    predictionIds: jsonb("prediction_ids").$type<string[]>(),
+    reason: text("reason").notNull(),
+    status: text("status", { enum: ["queued", "running", "succeeded", "failed"] }).notNull(),
+    /** Where the job is: shared/privacy/erasure.ts ErasureProgress. */
+    progress: jsonb("progress").notNull(),
+    /** Rows erased, by table. */
+    counts: jsonb("counts").$type<Record<string, number>>().notNull(),
+    error: text("error"),
+    requestedBy: text("requested_by").notNull(),
+    requestedAt: timestamp("requested_at", { withTimezone: true }).notNull().defaultNow(),
+    /** The last step's time: an erasure left running with no step for long is sent again. */
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+  },
+  (t) => [
+    index("erasure_requests_status_idx").on(t.status, t.updatedAt),
+    check(
+      "erasure_requests_subject_check",
+      sql`CASE ${t.subject} WHEN 'key' THEN ${t.keyHmac} IS NOT NULL WHEN 'predictions' THEN ${t.predictionIds} IS NOT NULL ELSE false END`,
+    ),
+    check(
+      "erasure_requests_status_check",
+      sql`${t.status} in ('queued', 'running', 'succeeded', 'failed')`,
+    ),
+  ],
+);
+
+/** Every erased prediction id, for good: nothing stores a row of it again. */
+export const erasureTombstones = pgTable("erasure_tombstones", {
+  predictionId: text("prediction_id").primaryKey(),
+  erasureId: bigint("erasure_id", { mode: "number" })
+    .notNull()
+    .references(() => erasureRequests.id),
+  erasedAt: timestamp("erased_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * Erased bucketing keys: no record of the key made at or before `before`
+ * (its event time) is stored again; records made later are new ones.
+ */
+export const erasedKeys = pgTable(
+  "erased_keys",
+  {
+    keyHmac: text("key_hmac").notNull(),
+    erasureId: bigint("erasure_id", { mode: "number" })
+      .notNull()
+      .references(() => erasureRequests.id),
+    /** Null: every model. */
+    model: text("model"),
+    before: timestamp("before", { withTimezone: true }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.keyHmac, t.erasureId] })],
+);
+
 /**
  * What the monitoring jobs computed: one row per (model, version, role,
  * window length, window start, metric, dimension). The dimension is a feature

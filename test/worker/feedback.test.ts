@@ -35,7 +35,7 @@ describe("feedback", () => {
     const predictionId = v7();
     const first = await post("/v1/feedback", { predictionId, label: "fraud" }, key);
     expect(first.status).toBe(202);
-    expect(await first.json()).toEqual({ accepted: 1 });
+    expect(await first.json()).toEqual({ accepted: 1, erased: 0 });
     const second = await post(
       "/v1/feedback",
       { predictionId, label: "legit", observedAt: "2026-11-20T10:00:00Z" },
@@ -102,7 +102,7 @@ describe("feedback", () => {
       key,
     );
     expect(response.status).toBe(202);
-    expect(await response.json()).toEqual({ accepted: 3 });
+    expect(await response.json()).toEqual({ accepted: 3, erased: 0 });
     const rows = await query<{ prediction_id: string; label: unknown; revision: number }>(
       sql`SELECT prediction_id, label, revision FROM feedback WHERE prediction_id IN (${a}, ${b}) ORDER BY label`,
     );
@@ -163,10 +163,10 @@ describe("outcomes", () => {
     ];
     const first = await post("/v1/outcomes", body, key);
     expect(first.status).toBe(202);
-    expect(await first.json()).toEqual({ accepted: 2, stored: 2 });
+    expect(await first.json()).toEqual({ accepted: 2, stored: 2, erased: 0 });
     // A retry stores the named event once more only if it had no name.
     const retry = await post("/v1/outcomes", body[1], key);
-    expect(await retry.json()).toEqual({ accepted: 1, stored: 0 });
+    expect(await retry.json()).toEqual({ accepted: 1, stored: 0, erased: 0 });
     const rows = await query<Record<string, unknown>>(
       sql`SELECT * FROM outcomes WHERE prediction_id = ${predictionId} OR client_id = ${clientId} ORDER BY id`,
     );
