@@ -10,18 +10,21 @@ import { ApiError } from "../../shared/errors";
 import { runHealthAlerts } from "../alerts/evaluate";
 import type { AppEnv } from "../app-env";
 import { checkpointInBackground } from "../audit/checkpoints";
+import { resumeErasures } from "./erasure";
 import { maintainLogPartitions } from "./log-partitions";
 import { runMonitoring } from "./monitoring";
 
 export const jobs: Record<string, (env: Env, now: Date) => Promise<unknown>> = {
-  // Hourly, off the hour: partition upkeep, then Airlock's own health (which
-  // notices a monitoring job that stopped running), then an audit checkpoint.
+  // Hourly, off the hour: partition upkeep, erasures whose next step was
+  // lost, then Airlock's own health (which notices a monitoring job that
+  // stopped running), then an audit checkpoint.
   "17 * * * *": async (env, now) => {
     const partitions = await maintainLogPartitions(env, now);
+    const erasuresResumed = await resumeErasures(env, now);
     const alerts = await runHealthAlerts(env, now);
     // At least hourly, a signed checkpoint of the audit chain, kept outside Postgres.
     const checkpoint = await checkpointInBackground(env, 1);
-    return { partitions, alerts, checkpoint };
+    return { partitions, erasuresResumed, alerts, checkpoint };
   },
   // Drift and data quality, each monitoring window once it has ended (and
   // again in the next run, for late rows); roll-ups of four and 96 windows.

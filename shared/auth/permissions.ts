@@ -63,6 +63,11 @@ export const PERMISSIONS = {
     scope: "model",
     description: "Read prediction inputs, outputs, labels and outcomes, and dead letters (audited)",
   },
+  "data.erase": {
+    scope: "global",
+    description:
+      "Erase a data subject's records by bucketing key or prediction ids, and follow erasures",
+  },
   "deadletters.read": {
     scope: "global",
     description: "Read dead letters, which hold prediction inputs (audited)",
@@ -133,6 +138,7 @@ export const ROLE_PERMISSIONS: Record<GlobalRole | "owner", readonly Permission[
     "approvals.decide",
     "governance.write",
     "data.read",
+    "data.erase",
     "deadletters.read",
     "audit.read",
     "audit.checkpoint",

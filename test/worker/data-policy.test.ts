@@ -8,20 +8,9 @@ import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import worker from "../../functions/index";
-import {
-  call,
-  classificationModel,
-  createModel,
-  createVersion,
-  type ErrorJson,
-  json,
-  query,
-  recordingQueue,
-  scoringVersion,
-  uniqueName,
-} from "./helpers";
+import { call, type ErrorJson, json, query, recordingQueue } from "./helpers";
 import { deliverLogs } from "./log-helpers";
-import { putRollout } from "./rollout-helpers";
+import { modelWithShadow } from "./rollout-helpers";
 
 async function send(model: string, body: unknown) {
   const { messages, queue } = recordingQueue();
@@ -42,19 +31,7 @@ async function send(model: string, body: unknown) {
 
 describe("data policy", () => {
   it("drops and hashes fields and attributes before the events exist", async () => {
-    const model = uniqueName("dp");
-    await createModel(classificationModel(model, { public: true }));
-    await createVersion(model, "v1", scoringVersion);
-    await createVersion(model, "v2", scoringVersion);
-    expect(
-      (
-        await putRollout(model, {
-          champion: "v1",
-          shadows: [{ version: "v2", sampleRate: 1 }],
-          leaseMs: 250,
-        })
-      ).status,
-    ).toBe(200);
+    const model = await modelWithShadow("dp");
 
     const unknown = await call(`/admin/models/${model}/data-policy`, {
       method: "PUT",

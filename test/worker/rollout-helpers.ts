@@ -1,5 +1,14 @@
 import { env } from "cloudflare:workers";
-import { call, classificationModel, createModel, createVersion, json, uniqueName } from "./helpers";
+import { expect } from "vitest";
+import {
+  call,
+  classificationModel,
+  createModel,
+  createVersion,
+  json,
+  scoringVersion,
+  uniqueName,
+} from "./helpers";
 
 export interface RolloutJson {
   model: string;
@@ -60,4 +69,19 @@ export async function route(
 
 export function rolloutStub(model: string) {
   return env.MODEL_ROLLOUT.getByName(model);
+}
+
+/** A public classification model answered by v1, with v2 in shadow on every request. */
+export async function modelWithShadow(prefix: string): Promise<string> {
+  const model = uniqueName(prefix);
+  await createModel(classificationModel(model, { public: true }));
+  await createVersion(model, "v1", scoringVersion);
+  await createVersion(model, "v2", scoringVersion);
+  const rollout = await putRollout(model, {
+    champion: "v1",
+    shadows: [{ version: "v2", sampleRate: 1 }],
+    leaseMs: 250,
+  });
+  expect(rollout.status).toBe(200);
+  return model;
 }
