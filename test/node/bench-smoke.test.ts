@@ -46,6 +46,12 @@ const evidence: Record<string, RegExp[]> = {
     /smoke check passed: the window holds 20000 results/,
     /smoke check passed: baseline of 5000 rows: the drifted features flagged/,
   ],
+  "bench:erasure": [
+    /smoke check passed: with and without the index, every key's rows were the same \(8 keys, [1-9]\d* rows\)/,
+    /smoke check passed: every deleted key has no rows left in either database \([1-9]\d* rows deleted in chunks of 2, 0 left\)/,
+    /smoke check passed: every insert stored its results in predictions and prediction_refs, with and without the index/,
+    /smoke check passed: every partition of the indexed copy has the key_hmac index \((\d+) of \1 partitions\)/,
+  ],
 };
 
 interface Finished {
