@@ -2,6 +2,12 @@ import { z } from "@hono/zod-openapi";
 import { eq } from "drizzle-orm";
 import { models } from "../../shared/db/schema";
 import { validationError } from "../../shared/errors";
+import {
+  DEAD_LETTER_RETENTION_DAYS,
+  effectiveRetentionDays,
+  FEEDBACK_RETENTION_DAYS,
+  logRetentionDays,
+} from "../../shared/logs/retention";
 import { type DataPolicy, DataPolicyBody } from "../../shared/privacy/data-policy";
 import { ModelName } from "../../shared/schemas/common";
 import { pushRegistryChange } from "../rollout/sync";
@@ -21,14 +27,34 @@ const ModelParams = z.object({
 const DataPolicyResource = DataPolicyBody.extend({
   model: z.string(),
   set: z.boolean().openapi({ description: "False: no policy, everything is stored." }),
+  retention: z.record(z.string(), z.number().int()).openapi({
+    description:
+      "Days the model's rows are kept, per table: the table's own, or the policy's if shorter.",
+    example: { predictions: 30, prediction_refs: 30, dead_letters: 14 },
+  }),
 }).openapi("DataPolicyResource");
 
 const EMPTY: DataPolicy = { fields: {}, attributes: {} };
+
+/** Days each table keeps the model's rows under its policy. */
+function retentionOf(policy: DataPolicy | null): Record<string, number> {
+  const days = (global: number) => effectiveRetentionDays(global, policy?.retentionDays);
+  return {
+    predictions: days(logRetentionDays.predictions),
+    rejected_requests: days(logRetentionDays.rejected_requests),
+    prediction_refs: days(logRetentionDays.prediction_refs),
+    feedback: days(FEEDBACK_RETENTION_DAYS),
+    feedback_events: days(FEEDBACK_RETENTION_DAYS),
+    outcomes: days(FEEDBACK_RETENTION_DAYS),
+    dead_letters: days(DEAD_LETTER_RETENTION_DAYS),
+  };
+}
 
 const resource = (model: string, policy: DataPolicy | null) => ({
   model,
   set: policy !== null,
   ...(policy ?? EMPTY),
+  retention: retentionOf(policy),
 });
 
 dataPolicyApi.openapi(
@@ -59,7 +85,7 @@ dataPolicyApi.openapi(
     tags: ["Privacy"],
     summary: "Set which input fields and attributes are stored, hashed or dropped",
     description:
-      "Applies to requests from the moment the model's rollout object has it (this call answers once it has): a dropped field is removed in the Worker before the log event is built, a hashed one is kept as its HMAC under the log key. Rows stored before keep what they hold. Audited.",
+      "Applies to requests from the moment the model's rollout object has it (this call answers once it has): a dropped field is removed in the Worker before the log event is built, a hashed one is kept as its HMAC under the log key. Rows stored before keep what they hold. `retentionDays` shortens how long the model's rows are kept: the hourly upkeep job deletes older ones. Audited.",
     request: {
       params: ModelParams,
       headers: IdempotencyHeader,

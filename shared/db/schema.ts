@@ -570,6 +570,8 @@ export const feedback = pgTable(
   (t) => [
     primaryKey({ name: "feedback_pk", columns: [t.predictionId, t.model] }),
     index("feedback_updated_at_idx").on(t.updatedAt),
+    // A model's retention deletes its old rows without reading other models'.
+    index("feedback_model_updated_at_idx").on(t.model, t.updatedAt),
   ],
 );
 
@@ -587,6 +589,7 @@ export const feedbackEvents = pgTable(
   (t) => [
     index("feedback_events_prediction_id_idx").on(t.predictionId),
     index("feedback_events_received_at_idx").on(t.receivedAt),
+    index("feedback_events_model_received_at_idx").on(t.model, t.receivedAt),
   ],
 );
 
@@ -617,6 +620,7 @@ export const outcomes = pgTable(
     index("outcomes_prediction_id_idx").on(t.predictionId),
     index("outcomes_key_hmac_at_idx").on(t.keyHmac, t.at),
     index("outcomes_kpi_at_idx").on(t.kpi, t.at),
+    index("outcomes_model_received_at_idx").on(t.model, t.receivedAt),
     check("outcomes_subject_check", sql`${t.predictionId} is not null or ${t.keyHmac} is not null`),
   ],
 );

@@ -1,12 +1,14 @@
 import { z } from "@hono/zod-openapi";
 import { keyHmac } from "../inference/events";
+import { LONGEST_RETENTION_DAYS } from "../logs/retention";
 
 /**
  * A model's data policy: what of each request may be stored. Each input
  * field and attribute is `store` (the default), `hash` (kept as its HMAC
  * under LOG_HMAC_KEY, so equal values still join) or `drop` (removed in the
  * Worker before the log event is built: it never reaches the queue,
- * Postgres, dead letters, rejected requests or logs).
+ * Postgres, dead letters, rejected requests or logs). `retentionDays`
+ * shortens how long the model's rows are kept (functions/jobs/log-partitions.ts).
  */
 export const FIELD_TREATMENTS = ["store", "hash", "drop"] as const;
 export type FieldTreatment = (typeof FIELD_TREATMENTS)[number];
@@ -34,6 +36,19 @@ export const DataPolicyBody = z
       .openapi({
         description: "Request attributes by treatment.",
         example: { customer_email: "hash" },
+      }),
+    retentionDays: z
+      .number()
+      .int()
+      .min(1)
+      .max(
+        LONGEST_RETENTION_DAYS,
+        `must be at most ${LONGEST_RETENTION_DAYS} days, the longest Airlock keeps anything; a model's retention can only shorten a table's`,
+      )
+      .optional()
+      .openapi({
+        description: `Days the model's rows are kept, in every table whose own retention is longer (prediction logs 90, references, labels and KPI events ${LONGEST_RETENTION_DAYS}, dead letters 14). Absent: each table's own.`,
+        example: 30,
       }),
   })
   .strict()
