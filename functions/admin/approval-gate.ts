@@ -135,7 +135,9 @@ export async function consumeApproval(
       "APPROVAL_STALE",
       need.action === "policy.change"
         ? `The governance policy of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`
-        : `The rollout of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`,
+        : need.action === "data_policy.change"
+          ? `The data policy of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`
+          : `The rollout of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`,
     );
   }
   const [consumed] = await tx

@@ -8,6 +8,7 @@ import { approvalDecisions, approvals, modelVersions } from "../../shared/db/sch
 import { ApiError } from "../../shared/errors";
 import {
   approvalsNeeded,
+  dataPolicyChangeNeeds,
   type NeededApproval,
   policyChangeNeeds,
   policyFingerprint,
@@ -21,6 +22,7 @@ import {
   type ApprovalNoticeType,
   roleWords,
 } from "../../shared/notices/approval";
+import { DataPolicyBody, dataPolicyFingerprint } from "../../shared/privacy/data-policy";
 import { ModelName, Timestamp, VersionLabel } from "../../shared/schemas/common";
 import { PolicyBody } from "../../shared/schemas/governance";
 import type { NoticeDraft } from "../alerts/notices";
@@ -86,6 +88,14 @@ const RequestBody = z
       .object({
         action: z.literal("policy.change"),
         target: z.object({ policy: PolicyBody }).strict(),
+        reason: Reason,
+        expiresInDays: z.number().int().min(1).max(30).optional(),
+      })
+      .strict(),
+    z
+      .object({
+        action: z.literal("data_policy.change"),
+        target: z.object({ policy: DataPolicyBody }).strict(),
         reason: Reason,
         expiresInDays: z.number().int().min(1).max(30).optional(),
       })
@@ -230,7 +240,7 @@ function holdsRole(principal: Principal, role: string, model: string): boolean {
 /** The rollout after the requested change, from the rollout now. */
 function proposed(
   current: RolloutState,
-  body: Exclude<RequestBody, { action: "policy.change" | "version.retire" }>,
+  body: Exclude<RequestBody, { action: "policy.change" | "version.retire" | "data_policy.change" }>,
 ): RolloutState {
   const rollout = { ...current.rollout };
   switch (body.action) {
@@ -311,6 +321,10 @@ approvalsApi.openapi(
     if (body.action === "policy.change") {
       needed = policyChangeNeeds(policy, resolvePolicy(body.target.policy)) ?? undefined;
       fingerprint = policyFingerprint(policy);
+    } else if (body.action === "data_policy.change") {
+      const current = model.dataPolicy ?? null;
+      needed = dataPolicyChangeNeeds(policy, current, body.target.policy) ?? undefined;
+      fingerprint = dataPolicyFingerprint(current);
     } else if (body.action === "version.retire") {
       await findVersionOf(c, model.id, name, body.target.version);
       needed = versionRetireNeeds(policy, body.target.version) ?? undefined;
@@ -335,7 +349,9 @@ approvalsApi.openapi(
         "APPROVAL_NOT_NEEDED",
         body.action === "policy.change"
           ? `Under its ${policy.tier}-risk policy, this policy change of '${name}' needs no approval (it only tightens, or policy.change names no roles): make it directly`
-          : `Under its ${policy.tier}-risk policy, this change of '${name}' needs no approval: make it directly`,
+          : body.action === "data_policy.change"
+            ? `Under its ${policy.tier}-risk policy, this data policy of '${name}' needs no approval (it keeps no more than the one in force, or data_policy.change names no roles): make it directly`
+            : `Under its ${policy.tier}-risk policy, this change of '${name}' needs no approval: make it directly`,
       );
     }
     const expiresAt = new Date(

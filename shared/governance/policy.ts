@@ -7,8 +7,14 @@
  * lowering or removing a canary, removing a shadow or lowering its rate.
  * Changing a policy is done by a risk officer (a permission); a policy may
  * also ask approvals for it (`policy.change`), as the high tier does of the
- * review board.
+ * review board. So with a model's data policy: keeping more of the model's
+ * data (`data_policy.change`) may need approvals, keeping less never does.
  */
+import {
+  type DataPolicy,
+  dataPolicyFingerprint,
+  dataPolicyLoosening,
+} from "../privacy/data-policy";
 import type { KillSwitch, RolloutConfig } from "../rollout/state";
 
 export const RISK_TIERS = ["low", "medium", "high"] as const;
@@ -22,6 +28,8 @@ export const GOVERNED_ACTIONS = {
   "killswitch.release": "Release a kill switch",
   "version.retire": "Retire a version",
   "policy.change": "Change the governance policy itself",
+  "data_policy.change":
+    "Keep more of the model's data: store what was hashed or dropped, or keep it longer",
 } as const;
 export type GovernedAction = keyof typeof GOVERNED_ACTIONS;
 export const GOVERNED_ACTION_NAMES = Object.keys(GOVERNED_ACTIONS) as GovernedAction[];
@@ -56,6 +64,7 @@ export function tierDefaults(tier: RiskTier): GovernancePolicy {
           "killswitch.release": [],
           "version.retire": ["owner"],
           "policy.change": [],
+          "data_policy.change": [],
         },
       };
     case "medium":
@@ -70,6 +79,8 @@ export function tierDefaults(tier: RiskTier): GovernancePolicy {
           "killswitch.release": ownerAndRisk,
           "version.retire": ["owner"],
           "policy.change": [],
+          // The owner wants the data; a risk officer answers for keeping it.
+          "data_policy.change": ["risk_officer"],
         },
       };
     case "high":
@@ -84,6 +95,7 @@ export function tierDefaults(tier: RiskTier): GovernancePolicy {
           "killswitch.release": ownerAndRisk,
           "version.retire": ownerAndRisk,
           "policy.change": ["review_board"],
+          "data_policy.change": ["risk_officer", "review_board"],
         },
       };
   }
@@ -280,5 +292,26 @@ export function versionRetireNeeds(
     target: { version },
     roles: [...roles],
     reason: `retires the version ${version} for good`,
+  };
+}
+
+/**
+ * What a change of a model's data policy needs under its governance policy:
+ * nothing when it only takes data away or `data_policy.change` names no
+ * roles; otherwise one approval, bound to the exact new data policy.
+ */
+export function dataPolicyChangeNeeds(
+  governance: GovernancePolicy | null,
+  before: DataPolicy | null,
+  after: DataPolicy,
+): NeededApproval | null {
+  const roles = governance?.approvals["data_policy.change"] ?? [];
+  const loosening = dataPolicyLoosening(before, after);
+  if (roles.length === 0 || loosening.length === 0) return null;
+  return {
+    action: "data_policy.change",
+    target: { policy: dataPolicyFingerprint(after) },
+    roles: [...roles],
+    reason: `keeps more of the model's data: it ${loosening.join("; ")}`,
   };
 }

@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { canonicalJson } from "../crypto";
 import { keyHmac } from "../inference/events";
 import { LONGEST_RETENTION_DAYS } from "../logs/retention";
 
@@ -62,6 +63,63 @@ export function redacts(policy: DataPolicy | null | undefined): policy is DataPo
   return [...Object.values(policy.fields), ...Object.values(policy.attributes)].some(
     (treatment) => treatment !== "store",
   );
+}
+
+const TREATMENT_RANK: Record<FieldTreatment, number> = { store: 0, hash: 1, drop: 2 };
+
+const treatmentWords: Record<FieldTreatment, [verb: string, participle: string]> = {
+  store: ["stores", "stored"],
+  hash: ["hashes", "hashed"],
+  drop: ["drops", "dropped"],
+};
+
+/**
+ * A policy as one text, the same for the same policy: `store` entries (the
+ * default) left out, names sorted, no retention as null.
+ */
+export function dataPolicyFingerprint(policy: DataPolicy | null): string {
+  const kept = (record: Record<string, FieldTreatment> | undefined) =>
+    Object.fromEntries(Object.entries(record ?? {}).filter(([, t]) => t !== "store"));
+  return canonicalJson({
+    fields: kept(policy?.fields),
+    attributes: kept(policy?.attributes),
+    retentionDays: policy?.retentionDays ?? null,
+  });
+}
+
+/**
+ * How a new data policy lets Airlock keep more than the one in force, in
+ * words: a field or attribute stored where it was hashed or dropped, hashed
+ * where it was dropped, or a longer retention. Empty when it only tightens
+ * (or when there was no policy, which stores everything for as long as each
+ * table keeps it): taking data away never waits.
+ */
+export function dataPolicyLoosening(before: DataPolicy | null, after: DataPolicy): string[] {
+  if (!before) return [];
+  const found: string[] = [];
+  for (const [kind, was, now] of [
+    ["field", before.fields, after.fields],
+    ["attribute", before.attributes, after.attributes],
+  ] as const) {
+    for (const [name, treatment] of Object.entries(was)) {
+      const next = now[name] ?? "store";
+      if (TREATMENT_RANK[next] < TREATMENT_RANK[treatment])
+        found.push(
+          `${treatmentWords[next][0]} the ${kind} ${name}, ${treatmentWords[treatment][1]} until now`,
+        );
+    }
+  }
+  if (before.retentionDays !== undefined) {
+    if (after.retentionDays === undefined)
+      found.push(
+        `keeps the model's rows as long as each table does, instead of ${before.retentionDays} days`,
+      );
+    else if (after.retentionDays > before.retentionDays)
+      found.push(
+        `keeps the model's rows ${after.retentionDays} days instead of ${before.retentionDays}`,
+      );
+  }
+  return found;
 }
 
 /** A value as kept under `hash`: an HMAC, marked so that nobody mistakes it for the value. */

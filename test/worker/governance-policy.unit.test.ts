@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import {
   approvalsNeeded,
+  dataPolicyChangeNeeds,
   type GovernancePolicy,
   policyChangeNeeds,
   policyFingerprint,
@@ -16,6 +17,11 @@ import {
   rolloutFingerprint,
   tierDefaults,
 } from "../../shared/governance/policy";
+import {
+  type DataPolicy,
+  dataPolicyFingerprint,
+  dataPolicyLoosening,
+} from "../../shared/privacy/data-policy";
 
 const state = (rollout: Partial<RolloutState["rollout"]>, killed = false): RolloutState => ({
   rollout: { champion: null, shadows: [], canary: null, ...rollout },
@@ -122,6 +128,7 @@ describe("approvalsNeeded", () => {
         [
           "canary.raise",
           "champion.change",
+          "data_policy.change",
           "killswitch.release",
           "policy.change",
           "shadow.add",
@@ -199,5 +206,70 @@ describe("policy changes", () => {
     });
     expect(policyFingerprint(reordered)).toBe(policyFingerprint(high));
     expect(policyFingerprint({ ...high, freeCanaryPercent: 2 })).not.toBe(policyFingerprint(high));
+  });
+});
+
+describe("data policy changes", () => {
+  const strict: DataPolicy = {
+    fields: { income: "drop", zip: "hash" },
+    attributes: { email: "hash" },
+    retentionDays: 30,
+  };
+  it("keep more when a treatment weakens or the retention grows", () => {
+    expect(
+      dataPolicyLoosening(strict, {
+        fields: { income: "hash" },
+        attributes: { email: "drop" },
+        retentionDays: 30,
+      }),
+    ).toEqual([
+      "hashes the field income, dropped until now",
+      "stores the field zip, hashed until now",
+    ]);
+    expect(dataPolicyLoosening(strict, { ...strict, retentionDays: 31 })).toEqual([
+      "keeps the model's rows 31 days instead of 30",
+    ]);
+    const { retentionDays: _, ...forever } = strict;
+    expect(dataPolicyLoosening(strict, forever)).toEqual([
+      "keeps the model's rows as long as each table does, instead of 30 days",
+    ]);
+    // Taking data away, or a first policy, keeps no more.
+    expect(
+      dataPolicyLoosening(strict, {
+        fields: { income: "drop", zip: "drop", age: "hash" },
+        attributes: { email: "drop" },
+        retentionDays: 7,
+      }),
+    ).toEqual([]);
+    expect(dataPolicyLoosening(null, { fields: {}, attributes: {} })).toEqual([]);
+  });
+
+  it("need the approvals the tier names, bound to the exact new policy", () => {
+    const looser: DataPolicy = { ...strict, retentionDays: 60 };
+    expect(dataPolicyChangeNeeds(tierDefaults("low"), strict, looser)).toBeNull();
+    expect(dataPolicyChangeNeeds(null, strict, looser)).toBeNull();
+    expect(dataPolicyChangeNeeds(tierDefaults("high"), strict, looser)).toEqual({
+      action: "data_policy.change",
+      target: { policy: dataPolicyFingerprint(looser) },
+      roles: ["risk_officer", "review_board"],
+      reason: "keeps more of the model's data: it keeps the model's rows 60 days instead of 30",
+    });
+    expect(
+      dataPolicyChangeNeeds(tierDefaults("medium"), strict, { ...strict, retentionDays: 10 }),
+    ).toBeNull();
+  });
+
+  it("fingerprint a data policy whatever its order and its explicit store entries", () => {
+    expect(
+      dataPolicyFingerprint({
+        retentionDays: 30,
+        attributes: { email: "hash", region: "store" },
+        fields: { zip: "hash", income: "drop" },
+      }),
+    ).toBe(dataPolicyFingerprint(strict));
+    expect(dataPolicyFingerprint({ ...strict, retentionDays: 31 })).not.toBe(
+      dataPolicyFingerprint(strict),
+    );
+    expect(dataPolicyFingerprint(null)).toBe(dataPolicyFingerprint({ fields: {}, attributes: {} }));
   });
 });
