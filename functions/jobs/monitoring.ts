@@ -51,6 +51,7 @@ import {
   windowsEndingIn,
   windowsToCatchUp,
 } from "../../shared/monitoring/windows";
+import type { DataPolicy } from "../../shared/privacy/data-policy";
 import type { InputSchema } from "../../shared/schemas/model";
 import type { MonitoringSettings } from "../../shared/schemas/monitoring";
 import { type AlertReport, runAlerts } from "../alerts/evaluate";
@@ -108,25 +109,40 @@ interface MonitoredVersion {
   baseline: Baseline;
   driftOverrides: DriftOverrides | null;
   minimums: ResolvedMinimums;
+  dataPolicy: DataPolicy | null;
 }
 
-/** Each model's minimum counts (its overrides of the defaults); models without any get the defaults. */
+/**
+ * Each model's minimum counts (its overrides of the defaults; models without
+ * any get the defaults), and the attributes its data policy drops.
+ */
 class ModelMinimums {
   private readonly byModel = new Map<string, ResolvedMinimums>();
+  private readonly dropped = new Map<string, string[]>();
   private readonly defaults = resolveMinimums(null);
 
   static async load(db: Database): Promise<ModelMinimums> {
     const loaded = new ModelMinimums();
-    const rows = await db.select({ name: models.name, monitoring: models.monitoring }).from(models);
+    const rows = await db
+      .select({ name: models.name, monitoring: models.monitoring, dataPolicy: models.dataPolicy })
+      .from(models);
     for (const row of rows) {
       const settings = row.monitoring as MonitoringSettings | null;
       if (settings?.minimums) loaded.byModel.set(row.name, resolveMinimums(settings.minimums));
+      const dropped = Object.entries(row.dataPolicy?.attributes ?? {})
+        .filter(([, treatment]) => treatment === "drop")
+        .map(([attribute]) => attribute);
+      if (dropped.length > 0) loaded.dropped.set(row.name, dropped);
     }
     return loaded;
   }
 
   of(model: string): ResolvedMinimums {
     return this.byModel.get(model) ?? this.defaults;
+  }
+
+  droppedAttributes(model: string): string[] {
+    return this.dropped.get(model) ?? [];
   }
 }
 
@@ -139,6 +155,7 @@ async function monitoredVersions(db: Database): Promise<MonitoredVersion[]> {
       inputSchema: models.inputSchema,
       baseline: modelVersions.baseline,
       monitoring: models.monitoring,
+      dataPolicy: models.dataPolicy,
     })
     .from(modelVersions)
     .innerJoin(models, eq(models.id, modelVersions.modelId))
@@ -148,6 +165,7 @@ async function monitoredVersions(db: Database): Promise<MonitoredVersion[]> {
     baseline: row.baseline as Baseline,
     driftOverrides: row.monitoring?.drift ?? null,
     minimums: resolveMinimums(row.monitoring?.minimums),
+    dataPolicy: row.dataPolicy ?? null,
   }));
 }
 
@@ -223,7 +241,7 @@ async function labelFamily(
     model: s.model,
     version: s.version,
     role: s.role,
-    rows: labelRows(s, minimums.of(s.model).fairness.group),
+    rows: labelRows(s, minimums.of(s.model).fairness.group, minimums.droppedAttributes(s.model)),
   }));
 }
 

@@ -20,6 +20,7 @@ import type { MetricRow } from "../../shared/monitoring/metric-row";
 import { type ResolvedMinimums, resolveMinimums } from "../../shared/monitoring/minimums";
 import type { WindowTraffic } from "../../shared/monitoring/operations-rows";
 import { schemaRejectionRow } from "../../shared/monitoring/quality-rows";
+import type { DataPolicy } from "../../shared/privacy/data-policy";
 import type { InputSchema } from "../../shared/schemas/model";
 import { categoricalWindows, numericWindows, type ResultWindow } from "./window-sql";
 
@@ -28,7 +29,12 @@ export async function versionMetrics(
   db: Database,
   window: ResultWindow,
   rows: number,
-  version: { inputSchema: InputSchema; baseline: Baseline; driftOverrides?: DriftOverrides | null },
+  version: {
+    inputSchema: InputSchema;
+    baseline: Baseline;
+    driftOverrides?: DriftOverrides | null;
+    dataPolicy?: DataPolicy | null;
+  },
   minimums: ResolvedMinimums = resolveMinimums(null),
 ): Promise<MetricRow[]> {
   const overrides = version.driftOverrides ?? undefined;
@@ -55,7 +61,14 @@ export async function versionMetrics(
   };
   const features = await counts("inputs", baseline.features);
   const predictions = await counts("prediction", baseline.predictions);
-  return baselineRows(baseline, { features, predictions }, rows, overrides, minimums);
+  return baselineRows(
+    baseline,
+    { features, predictions },
+    rows,
+    overrides,
+    minimums,
+    version.dataPolicy?.fields,
+  );
 }
 
 /**

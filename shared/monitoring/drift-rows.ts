@@ -12,6 +12,8 @@
  *
  * `baselineRows` puts these together with each feature's data quality
  * (quality-rows.ts): everything stored for a window that has a baseline.
+ * A feature the model's data policy drops or hashes has these rows without
+ * a value, and the reason (`policyRows`).
  */
 import {
   type DriftOverrides,
@@ -20,6 +22,7 @@ import {
   type FeatureDrift,
   resolveDriftSettings,
 } from "../drift";
+import type { FieldTreatment } from "../privacy/data-policy";
 import type { Baseline, CategoricalSummary, DimensionSummary, NumericSummary } from "./baseline";
 import { finiteRow, type MetricRow } from "./metric-row";
 import { applyMinimums, type ResolvedMinimums } from "./minimums";
@@ -149,11 +152,17 @@ export function baselineRows(
   rows: number,
   overrides: DriftOverrides | undefined,
   minimums: ResolvedMinimums,
+  treatments: Record<string, FieldTreatment> = {},
 ): MetricRow[] {
   const out: MetricRow[] = [];
   let drifting = 0;
   let judged = 0;
   for (const [name, reference] of Object.entries(baseline.features)) {
+    const treatment = treatments[name] ?? "store";
+    if (treatment !== "store") {
+      out.push(...policyRows(name, reference, treatment));
+      continue;
+    }
     const current = windows.features[name];
     if (!current) continue;
     // Held to the minimums first: a feature without enough values has no
@@ -187,4 +196,46 @@ export function baselineRows(
       );
   }
   return out;
+}
+
+/** Why a field the data policy drops or hashes has no drift or quality value. */
+export const POLICY_REASONS = {
+  drop: {
+    reason: "dropped_by_data_policy",
+    message:
+      "dropped by the model's data policy: never stored, so neither drift nor data quality is monitored",
+  },
+  hash: {
+    reason: "hashed_by_data_policy",
+    message:
+      "hashed by the model's data policy: stored as its HMAC, which cannot be compared with the baseline's values, so neither drift nor data quality is monitored",
+  },
+} as const;
+
+/**
+ * The rows a field would have (drift, psi, missing rate, and out-of-range
+ * or unseen-category rate by the baseline's kind), each without a value,
+ * `insufficient_data` (neither a pass nor an alert), with the policy's
+ * reason: said, not left out.
+ */
+export function policyRows(
+  name: string,
+  reference: DimensionSummary,
+  treatment: Exclude<FieldTreatment, "store">,
+): MetricRow[] {
+  const { reason, message } = POLICY_REASONS[treatment];
+  const metrics = [
+    "drift",
+    "psi",
+    "missing_rate",
+    reference.kind === "numeric" ? "out_of_range_rate" : "unseen_category_rate",
+  ];
+  return metrics.map((metric) => ({
+    metric,
+    dimension: name,
+    value: null,
+    reason,
+    status: "insufficient_data",
+    details: { dataPolicy: treatment, message },
+  }));
 }

@@ -63,7 +63,11 @@ export interface LabelledSums {
 }
 
 /** The quality and fairness rows of one (model, version, role). */
-export function labelRows(sums: LabelledSums, minGroupSize = DEFAULT_MIN_GROUP_SIZE): MetricRow[] {
+export function labelRows(
+  sums: LabelledSums,
+  minGroupSize = DEFAULT_MIN_GROUP_SIZE,
+  droppedAttributes: readonly string[] = [],
+): MetricRow[] {
   const rows: MetricRow[] = [
     metricRow("label_coverage", "", labelCoverage(sums.labelled, sums.predictions), {
       labelled: sums.labelled,
@@ -84,7 +88,10 @@ export function labelRows(sums: LabelledSums, minGroupSize = DEFAULT_MIN_GROUP_S
   // Without any label only coverage (0) and selection rates can be said.
   if (sums.labelled === 0) {
     if (sums.task === "classification" && sums.positiveClass !== null)
-      rows.push(...fairnessRows(sums.attributes, minGroupSize));
+      rows.push(
+        ...fairnessRows(sums.attributes, minGroupSize),
+        ...droppedSegmentRows(droppedAttributes),
+      );
     return rows;
   }
   if (sums.task === "classification") {
@@ -120,7 +127,11 @@ export function labelRows(sums: LabelledSums, minGroupSize = DEFAULT_MIN_GROUP_S
         n: loss.n,
       }),
     );
-    if (sums.positiveClass !== null) rows.push(...fairnessRows(sums.attributes, minGroupSize));
+    if (sums.positiveClass !== null)
+      rows.push(
+        ...fairnessRows(sums.attributes, minGroupSize),
+        ...droppedSegmentRows(droppedAttributes),
+      );
   } else {
     const regression = sums.regression;
     const n = regression?.n ?? 0;
@@ -133,6 +144,30 @@ export function labelRows(sums: LabelledSums, minGroupSize = DEFAULT_MIN_GROUP_S
     );
   }
   return rows;
+}
+
+/**
+ * A segment attribute the model's data policy drops is never stored, so its
+ * fairness cannot be computed: its rows say so, `insufficient_data`.
+ */
+function droppedSegmentRows(attributes: readonly string[]): MetricRow[] {
+  const details = {
+    dataPolicy: "drop",
+    message:
+      "dropped by the model's data policy: the attribute is never stored, so fairness across its groups cannot be computed",
+  };
+  return attributes.flatMap((attribute) =>
+    ["demographic_parity_difference", "disparate_impact_ratio", "equal_opportunity_difference"].map(
+      (metric) => ({
+        metric,
+        dimension: attribute,
+        value: null,
+        reason: "dropped_by_data_policy",
+        status: "insufficient_data" as const,
+        details,
+      }),
+    ),
+  );
 }
 
 function fairnessRows(attributes: LabelledSums["attributes"], minGroupSize: number): MetricRow[] {
