@@ -159,7 +159,7 @@ export function baselineRows(
   let judged = 0;
   for (const [name, reference] of Object.entries(baseline.features)) {
     const treatment = treatments[name] ?? "store";
-    if (treatment !== "store") {
+    if (treatment === "drop" || (treatment === "hash" && !hashedCategories(reference))) {
       out.push(...policyRows(name, reference, treatment));
       continue;
     }
@@ -198,6 +198,19 @@ export function baselineRows(
   return out;
 }
 
+/**
+ * Whether a baseline summarises a hashed field by its hashes (a baseline
+ * drawn from traffic stored under the policy): then the field is monitored
+ * as a category of hashes, equal values still being equal. A baseline of raw
+ * values (uploaded, or drawn before the policy), or a numeric one, cannot
+ * be compared with hashes.
+ */
+export function hashedCategories(reference: DimensionSummary): boolean {
+  if (reference.kind !== "categorical") return false;
+  const kept = Object.keys(reference.counts);
+  return kept.length > 0 && kept.every((value) => value.startsWith("hmac:"));
+}
+
 /** Why a field the data policy drops or hashes has no drift or quality value. */
 export const POLICY_REASONS = {
   drop: {
@@ -208,7 +221,7 @@ export const POLICY_REASONS = {
   hash: {
     reason: "hashed_by_data_policy",
     message:
-      "hashed by the model's data policy: stored as its HMAC, which cannot be compared with the baseline's values, so neither drift nor data quality is monitored",
+      "hashed by the model's data policy: stored as its HMAC, which cannot be compared with a baseline of raw values, so neither drift nor data quality is monitored (a categorical field is monitored by its hashes once its baseline is drawn from traffic stored under the policy)",
   },
 } as const;
 
