@@ -4,6 +4,7 @@ import { modelsWith } from "../../shared/auth/permissions";
 import type { Queryable, Transaction } from "../../shared/db/client";
 import { models, modelVersions } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
+import { policyInForce } from "../../shared/governance/policy";
 import { resumeAfter, splitPage } from "../../shared/pagination";
 import { ModelName, PaginationQuery, pageOf } from "../../shared/schemas/common";
 import {
@@ -29,7 +30,7 @@ export async function findModel(db: Queryable, name: string, forUpdate = false) 
   const query = db.select().from(models).where(eq(models.name, name));
   const [row] = forUpdate ? await query.for("update") : await query;
   if (!row) throw new ApiError("MODEL_NOT_FOUND", `Model '${name}' does not exist`);
-  return row;
+  return row.governance ? { ...row, governance: policyInForce(row.governance) } : row;
 }
 
 modelsApi.openapi(

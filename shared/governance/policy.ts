@@ -239,6 +239,20 @@ export function policyLoosening(
   return found;
 }
 
+/**
+ * A stored policy as it is in force: an action added to Airlock after the
+ * policy was set (it names no roles for it) takes its tier's default, so a
+ * new action is governed from the day it exists, not from the day a risk
+ * officer next sets the policy.
+ */
+export function policyInForce<P extends GovernancePolicy>(stored: P): P {
+  const defaults = tierDefaults(stored.tier).approvals;
+  const approvals = { ...stored.approvals };
+  for (const action of GOVERNED_ACTION_NAMES)
+    if (approvals[action] === undefined) approvals[action] = defaults[action];
+  return { ...stored, approvals };
+}
+
 /** A policy from a tier and the defaults it changes. */
 export function resolvePolicy(body: {
   tier: RiskTier;

@@ -4,6 +4,7 @@
  * needs an approved request for exactly that policy, used once. Keeping
  * less never waits.
  */
+import { sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
   call,
@@ -12,6 +13,7 @@ import {
   type ErrorJson,
   json,
   principalWithToken,
+  query,
   uniqueName,
 } from "./helpers";
 
@@ -144,5 +146,26 @@ describe("data policy under a governance policy", () => {
     await createModel(classificationModel(free));
     expect((await put(strict, free)).status).toBe(200);
     expect((await put(looser, free)).status).toBe(200);
+  });
+
+  it("holds a policy set before the action existed to its tier's default for it", async () => {
+    const older = uniqueName("dpa");
+    await createModel(classificationModel(older));
+    expect(
+      (await call(`/admin/models/${older}/governance`, { method: "PUT", body: { tier: "medium" } }))
+        .status,
+    ).toBe(200);
+    expect((await put(strict, older)).status).toBe(200);
+    // As stored before data_policy.change was an action: no roles named for it.
+    await query(sql`UPDATE models SET governance = governance #- '{approvals,data_policy.change}'
+      WHERE name = ${older}`);
+    const shown = await json<{ approvals: Record<string, string[]> }>(
+      await call(`/admin/models/${older}/governance`),
+    );
+    expect(shown.approvals["data_policy.change"]).toEqual(["risk_officer"]);
+    expect(await errorOf(await put(looser, older))).toMatchObject({
+      status: 403,
+      code: "APPROVAL_REQUIRED",
+    });
   });
 });
