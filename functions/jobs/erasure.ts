@@ -253,8 +253,14 @@ async function logsStep(
     windows: AffectedWindow[] | null;
   }>(sql`
     WITH d AS (
-      DELETE FROM ${relation} WHERE ctid = ANY(ARRAY(
-        SELECT x.ctid FROM ${relation} x WHERE ${subjectRows(subject)} LIMIT ${ERASURE_CHUNK_ROWS}))
+      ${
+        // A ctid names a row within one table: only a partition is deleted by ctid. Ids
+        // (at most MAX_ERASURE_PREDICTION_IDS, a few results each) are deleted at once.
+        subject.subject === "predictions"
+          ? sql`DELETE FROM ${relation} x WHERE ${subjectRows(subject)}`
+          : sql`DELETE FROM ${relation} WHERE ctid = ANY(ARRAY(
+        SELECT x.ctid FROM ${relation} x WHERE ${subjectRows(subject)} LIMIT ${ERASURE_CHUNK_ROWS}))`
+      }
       RETURNING prediction_id, model, created_at,
         ${withRole ? sql.raw("version, role") : sql.raw("''::text AS version, 'rejected'::text AS role")}
     ), t AS (
@@ -273,9 +279,9 @@ async function logsStep(
   state.counts[progress.table] += n;
   state.counts.tombstones += Number(result?.tombstones ?? 0);
   if (progress.table === "predictions") mergeWindows(state.affected, result?.windows ?? []);
-  // A full chunk: this table or partition again.
-  if (n >= ERASURE_CHUNK_ROWS) return progress;
   if (subject.subject === "predictions") return advance();
+  // A full chunk: this partition again.
+  if (n >= ERASURE_CHUNK_ROWS) return progress;
   return { ...progress, after: target };
 }
 

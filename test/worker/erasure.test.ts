@@ -478,4 +478,39 @@ describe("erasure", () => {
     expect(done.status).toBe("succeeded");
     while (await runErasureStep(env, Number(fresh?.id))) {}
   });
+
+  it("erases ids without touching rows that share their place in another partition", async () => {
+    const model = uniqueName("erctid");
+    // Two days no other test writes: each id is its partition's first row, so both rows have
+    // the same ctid, which names a row only within its own table.
+    await query(
+      sql`SELECT airlock_ensure_day_partitions('prediction_refs', '2027-06-01'::date, 2)`,
+    );
+    const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
+    await query(sql`INSERT INTO prediction_refs (prediction_id, role, version, created_at, model,
+        prediction, attributes, key_hmac, state_version)
+      VALUES (${a}, 'served', 'v1', '2027-06-01T12:00:00Z', ${model}, null, '{}', null, 1),
+             (${b}, 'served', 'v1', '2027-06-02T12:00:00Z', ${model}, null, '{}', null, 1)`);
+    const places = await query<{ ctid: string }>(
+      sql`SELECT ctid::text AS ctid FROM prediction_refs WHERE model = ${model}`,
+    );
+    expect(places.map((p) => p.ctid)).toEqual(["(0,1)", "(0,1)"]);
+    const erasures = recordingQueue();
+    const asked = await fetchWith(
+      "/admin/erasure",
+      {
+        method: "POST",
+        headers: adminHeaders({ "content-type": "application/json" }),
+        body: JSON.stringify({ predictionIds: [a], reason: "one of two" }),
+      },
+      { ERASURES: erasures.queue as unknown as Queue },
+    );
+    expect(asked.status, asked.text).toBe(201);
+    const { id } = JSON.parse(asked.text) as ErasureJson;
+    while (await runErasureStep(env, id)) {}
+    const left = await query<{ prediction_id: string }>(
+      sql`SELECT prediction_id FROM prediction_refs WHERE model = ${model}`,
+    );
+    expect(left.map((r) => r.prediction_id)).toEqual([b]);
+  });
 });
