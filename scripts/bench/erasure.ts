@@ -360,13 +360,21 @@ async function findByParent(
   return { ms, rows };
 }
 
-/** The consumer's statement (functions/queue/prediction-logs.ts storeChunk) for results only. */
+/**
+ * The consumer's statement (functions/queue/prediction-logs.ts storeChunk) for results only,
+ * with its check that a result's subject was not erased (shared/privacy/erasure.ts erasedRow).
+ */
 const INSERT_SQL = `
-  WITH x AS MATERIALIZED (
-    SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(prediction_id text, role text, version text,
+  WITH a AS MATERIALIZED (
+    SELECT x.*, (EXISTS (SELECT 1 FROM erasure_tombstones t WHERE t.prediction_id = x.prediction_id)
+      OR EXISTS (SELECT 1 FROM erased_keys k WHERE k.key_hmac = x.key_hmac
+        AND (k.model IS NULL OR k.model = x.model) AND x.created_at <= k.before)) AS erased
+    FROM jsonb_to_recordset($1::jsonb) AS x(prediction_id text, role text, version text,
       created_at timestamptz, request_id text, model text, inputs jsonb, prediction jsonb,
       attributes jsonb, key_hmac text, latency_ms double precision, status text, error_code text,
       state_version bigint)
+  ), x AS MATERIALIZED (
+    SELECT * FROM a WHERE NOT erased
   ), p AS (
     INSERT INTO predictions (prediction_id, role, version, created_at, request_id, model,
       inputs, prediction, attributes, key_hmac, latency_ms, status, error_code, state_version)
