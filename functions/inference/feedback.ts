@@ -4,6 +4,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { sha256Hex } from "../../shared/crypto";
 import { ErrorBody, validationError } from "../../shared/errors";
 import { keyHmac } from "../../shared/inference/events";
+import { erasedRow, tombstoned } from "../../shared/privacy/erasure";
 import { ModelName, Timestamp } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
 import { bearerToken } from "../middleware/bearer";
@@ -261,8 +262,7 @@ feedbackApi.openapi(
     // A label for an erased prediction is not stored: erased stays erased.
     const result = await c.var.database().execute<{ erased: string }>(sql`
     WITH x AS MATERIALIZED (
-      SELECT r.*, EXISTS (SELECT 1 FROM erasure_tombstones t WHERE t.prediction_id = r.prediction_id)
-        AS erased
+      SELECT r.*, ${tombstoned("r")} AS erased
       FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(prediction_id text,
         model text, label jsonb, observed_at timestamptz, api_key_id text)
     ), events AS (
@@ -273,7 +273,7 @@ feedbackApi.openapi(
       SELECT prediction_id, model, label, observed_at, api_key_id
       FROM jsonb_to_recordset(${JSON.stringify(latest)}::jsonb) AS l(prediction_id text,
         model text, label jsonb, observed_at timestamptz, api_key_id text)
-      WHERE NOT EXISTS (SELECT 1 FROM erasure_tombstones t WHERE t.prediction_id = l.prediction_id)
+      WHERE NOT ${tombstoned("l")}
       ON CONFLICT (prediction_id, model) DO UPDATE SET
         label = excluded.label,
         observed_at = excluded.observed_at,
@@ -343,9 +343,7 @@ feedbackApi.openapi(
     // erasure, is not stored: erased stays erased.
     const result = await c.var.database().execute<{ stored: string; erased: string }>(sql`
     WITH x AS MATERIALIZED (
-      SELECT r.*, (EXISTS (SELECT 1 FROM erasure_tombstones t WHERE t.prediction_id = r.prediction_id)
-        OR EXISTS (SELECT 1 FROM erased_keys k WHERE k.key_hmac = r.key_hmac
-          AND (k.model IS NULL OR k.model = r.model) AND r.at <= k.before)) AS erased
+      SELECT r.*, ${erasedRow("r", "at")} AS erased
       FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(client_id text, api_key_id text,
         model text, prediction_id text, key_hmac text, kpi text, value double precision,
         at timestamptz)

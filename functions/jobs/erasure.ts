@@ -26,6 +26,7 @@ import { auditLog, erasureRequests, models, modelVersions } from "../../shared/d
 import { type Baseline, declaredKinds, predictionKinds } from "../../shared/monitoring/baseline";
 import {
   type AffectedWindow,
+  deadLetterBody,
   ERASURE_CHUNK_ROWS,
   ERASURE_DEAD_LETTER_CHUNK,
   ERASURE_LOG_TABLES,
@@ -307,6 +308,14 @@ function subjectIds(erasureId: number, subject: ErasureSubject) {
     UNION SELECT unnest(${textArray(asked)}))`;
 }
 
+/** The subject's KPI events (alias `x`): of its ids, and those its key reported up to the erasure. */
+function subjectOutcomes(subject: ErasureSubject, ids: ReturnType<typeof subjectIds>) {
+  if (subject.subject === "predictions") return sql`x.prediction_id IN ${ids}`;
+  return sql`(x.prediction_id IN ${ids} OR (x.key_hmac = ${subject.keyHmac}
+    AND x.at <= ${subject.before}::timestamptz
+    ${subject.model === null ? sql`` : sql`AND x.model = ${subject.model}`}))`;
+}
+
 async function deleteInChunks(
   db: Queryable,
   table: string,
@@ -337,16 +346,7 @@ async function feedbackStep(
     "feedback_events",
     sql`x.prediction_id IN ${ids}`,
   );
-  const byKey =
-    subject.subject === "key"
-      ? sql`OR (x.key_hmac = ${subject.keyHmac} AND x.at <= ${subject.before}::timestamptz
-          ${subject.model === null ? sql`` : sql`AND x.model = ${subject.model}`})`
-      : sql``;
-  state.counts.outcomes += await deleteInChunks(
-    db,
-    "outcomes",
-    sql`(x.prediction_id IN ${ids} ${byKey})`,
-  );
+  state.counts.outcomes += await deleteInChunks(db, "outcomes", subjectOutcomes(subject, ids));
 }
 
 /** Whether a result in a message belongs to the subject (or to any erasure, through `erased`). */
@@ -366,53 +366,49 @@ async function deadLettersStep(
   state: StepState,
   progress: Extract<ErasureProgress, { phase: "dead_letters" }>,
 ): Promise<ErasureProgress> {
-  const { rows } = await db.execute<{ id: string; body: unknown; body_text: string | null }>(sql`
-    SELECT id, body, body_text FROM dead_letters
-    WHERE id > ${progress.afterId} ORDER BY id LIMIT ${ERASURE_DEAD_LETTER_CHUNK}`);
-  if (rows.length === 0) return { phase: "baselines", pass: progress.pass };
-  const parsed = rows.map((row) => ({ id: Number(row.id), ...readBody(row) }));
-  const tombstoned = await erasedAmong(
-    db,
-    parsed.flatMap((row) => refsIn(row.body)),
-  );
-  const erased = (ref: ResultRef) => ofSubject(subject, ref) || tombstoned.has(ref.predictionId);
-  for (const row of parsed) {
-    const outcome = row.readable
-      ? scrubBody(row.body, erased)
-      : mentions(row.text, subject)
-        ? ({ kind: "delete" } as const)
-        : ({ kind: "keep" } as const);
+  const page = await scrubbedPage(db, subject, progress.afterId);
+  if (page.length === 0) return { phase: "baselines", pass: progress.pass };
+  for (const { id, asText, outcome } of page) {
     if (outcome.kind === "delete") {
-      await db.execute(sql`DELETE FROM dead_letters WHERE id = ${row.id}`);
+      await db.execute(sql`DELETE FROM dead_letters WHERE id = ${id}`);
       state.counts.dead_letters_deleted += 1;
     } else if (outcome.kind === "edit") {
-      // Kept as the body was kept: jsonb, or its JSON text.
       const text = JSON.stringify(outcome.body);
       await db.execute(
-        row.asText
-          ? sql`UPDATE dead_letters SET body_text = ${text} WHERE id = ${row.id}`
-          : sql`UPDATE dead_letters SET body = ${text}::jsonb WHERE id = ${row.id}`,
+        asText
+          ? sql`UPDATE dead_letters SET body_text = ${text} WHERE id = ${id}`
+          : sql`UPDATE dead_letters SET body = ${text}::jsonb WHERE id = ${id}`,
       );
       state.counts.dead_letters_edited += 1;
     }
   }
-  const last = parsed[parsed.length - 1]?.id ?? progress.afterId;
+  const last = page[page.length - 1]?.id ?? progress.afterId;
   return { phase: "dead_letters", pass: progress.pass, afterId: last };
 }
 
-/** A dead letter's body as a value; a text one parsed when it can be. */
-function readBody(row: { body: unknown; body_text: string | null }): {
-  body: unknown;
-  text: string;
-  readable: boolean;
-  asText: boolean;
-} {
-  if (row.body_text === null) return { body: row.body, text: "", readable: true, asText: false };
-  try {
-    return { body: JSON.parse(row.body_text), text: row.body_text, readable: true, asText: true };
-  } catch {
-    return { body: null, text: row.body_text, readable: false, asText: true };
-  }
+/**
+ * A page of dead letters after `afterId`, each with what erasing the subject
+ * does to it: keep it, edit its body (kept as it was kept: jsonb, or its
+ * JSON text), or delete it. A body that cannot be read is deleted when its
+ * text names the subject.
+ */
+async function scrubbedPage(db: Queryable, subject: ErasureSubject, afterId: number) {
+  const { rows } = await db.execute<{ id: string; body: unknown; body_text: string | null }>(sql`
+    SELECT id, body, body_text FROM dead_letters
+    WHERE id > ${afterId} ORDER BY id LIMIT ${ERASURE_DEAD_LETTER_CHUNK}`);
+  const bodies = rows.map(deadLetterBody);
+  const tombstoned = await erasedAmong(
+    db,
+    bodies.flatMap((body) => refsIn(body.value)),
+  );
+  const erased = (ref: ResultRef) => ofSubject(subject, ref) || tombstoned.has(ref.predictionId);
+  return rows.map((row, i) => {
+    const body = bodies[i] ?? { value: null, readable: false };
+    const outcome: ReturnType<typeof scrubBody> = body.readable
+      ? scrubBody(body.value, erased)
+      : { kind: row.body_text !== null && mentions(row.body_text, subject) ? "delete" : "keep" };
+    return { id: Number(row.id), asText: row.body_text !== null, outcome };
+  });
 }
 
 /** Whether unreadable text names the subject (its key's HMAC or one of its ids). */
@@ -499,36 +495,14 @@ async function remainingRows(
     SELECT ${sql.join(logs, sql` + `)}
       + (SELECT count(*) FROM feedback x WHERE x.prediction_id IN ${ids})
       + (SELECT count(*) FROM feedback_events x WHERE x.prediction_id IN ${ids})
-      + (SELECT count(*) FROM outcomes x WHERE x.prediction_id IN ${ids}
-          ${
-            subject.subject === "key"
-              ? sql`OR (x.key_hmac = ${subject.keyHmac} AND x.at <= ${subject.before}::timestamptz
-                  ${subject.model === null ? sql`` : sql`AND x.model = ${subject.model}`})`
-              : sql``
-          }) AS n`);
+      + (SELECT count(*) FROM outcomes x WHERE ${subjectOutcomes(subject, ids)}) AS n`);
   let left = Number(rows[0]?.n ?? 0);
   // Dead letters: any that still holds a result of the subject, a page at a time.
   for (let after = 0; ; ) {
-    const { rows: letters } = await db.execute<{
-      id: string;
-      body: unknown;
-      body_text: string | null;
-    }>(sql`SELECT id, body, body_text FROM dead_letters WHERE id > ${after}
-      ORDER BY id LIMIT ${ERASURE_DEAD_LETTER_CHUNK}`);
-    if (letters.length === 0) break;
-    after = Number(letters[letters.length - 1]?.id);
-    const read = letters.map(readBody);
-    const tombstoned = await erasedAmong(
-      db,
-      read.flatMap((row) => refsIn(row.body)),
-    );
-    const erased = (ref: ResultRef) => ofSubject(subject, ref) || tombstoned.has(ref.predictionId);
-    for (const row of read) {
-      const held = row.readable
-        ? scrubBody(row.body, erased).kind !== "keep"
-        : mentions(row.text, subject);
-      if (held) left += 1;
-    }
+    const page = await scrubbedPage(db, subject, after);
+    if (page.length === 0) break;
+    after = page[page.length - 1]?.id ?? after;
+    left += page.filter((letter) => letter.outcome.kind !== "keep").length;
   }
   return left;
 }

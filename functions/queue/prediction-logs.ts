@@ -30,7 +30,7 @@ import {
   PredictionResultSchema,
 } from "../../shared/inference/events";
 import { toRows } from "../../shared/logs/rows";
-import { erasedRow, scrubBody } from "../../shared/privacy/erasure";
+import { deadLetterBody, erasedRow, scrubBody } from "../../shared/privacy/erasure";
 import { inspectJson, replaceUnstorable, storableJsonText } from "../../shared/storable";
 import { erasedAmong, refsIn } from "../jobs/erasure";
 
@@ -422,7 +422,7 @@ async function withoutErased(
   rows: DeadLetterRow[],
   total: StoredCounts,
 ): Promise<DeadLetterRow[]> {
-  const bodies = rows.map(readBody);
+  const bodies = rows.map((row) => deadLetterBody(row).value);
   const erased = await erasedAmong(db, bodies.flatMap(refsIn));
   if (erased.size === 0) return rows;
   const kept: DeadLetterRow[] = [];
@@ -440,16 +440,6 @@ async function withoutErased(
     } else total.erased += refsIn(body).length;
   });
   return kept;
-}
-
-/** A dead letter's body as a value, read back from its text when jsonb could not hold it. */
-function readBody(row: DeadLetterRow): unknown {
-  if (row.body_text === null) return row.body;
-  try {
-    return JSON.parse(row.body_text);
-  } catch {
-    return null;
-  }
 }
 
 /** A message body as JSON: binary bodies as base64 text. */

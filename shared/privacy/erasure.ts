@@ -99,17 +99,38 @@ export function resultRef(value: unknown): ResultRef | null {
   };
 }
 
+/** The SQL condition "this row's prediction id is a tombstone", for a row source `alias`. */
+export function tombstoned(alias: string) {
+  return sql`EXISTS (SELECT 1 FROM erasure_tombstones t WHERE t.prediction_id = ${sql.raw(alias)}.prediction_id)`;
+}
+
 /**
  * The SQL condition "this row is erased", for a row source with
- * `prediction_id`, `key_hmac`, `model` and `created_at` columns: its id is a
- * tombstone, or its key was erased (for its model, or all) at or after its
- * time.
+ * `prediction_id`, `key_hmac`, `model` and a time column (`created_at`, or
+ * `at` for a KPI event): its id is a tombstone, or its key was erased (for
+ * its model, or all) at or after its time.
  */
-export function erasedRow(alias: string) {
+export function erasedRow(alias: string, time: "created_at" | "at" = "created_at") {
   const a = sql.raw(alias);
-  return sql`(EXISTS (SELECT 1 FROM erasure_tombstones t WHERE t.prediction_id = ${a}.prediction_id)
+  return sql`(${tombstoned(alias)}
     OR EXISTS (SELECT 1 FROM erased_keys k WHERE k.key_hmac = ${a}.key_hmac
-      AND (k.model IS NULL OR k.model = ${a}.model) AND ${a}.created_at <= k.before))`;
+      AND (k.model IS NULL OR k.model = ${a}.model) AND ${a}.${sql.raw(time)} <= k.before))`;
+}
+
+/**
+ * A dead letter's body as a value, read back from its JSON text when jsonb
+ * could not hold it; `readable` is false when even that text does not parse.
+ */
+export function deadLetterBody(row: { body: unknown; body_text: string | null }): {
+  value: unknown;
+  readable: boolean;
+} {
+  if (row.body_text === null) return { value: row.body, readable: true };
+  try {
+    return { value: JSON.parse(row.body_text), readable: true };
+  } catch {
+    return { value: null, readable: false };
+  }
 }
 
 /**
