@@ -3,6 +3,16 @@ import { and, eq, sql } from "drizzle-orm";
 import { isContentError, openDatabase } from "../shared/db/client";
 import { auditLog, models, modelVersions } from "../shared/db/schema";
 import { describeError } from "../shared/errors";
+import { mirrorPlans } from "../shared/plans/mirror";
+import {
+  completedRollout,
+  currentPhase,
+  isOpen,
+  manualChangeConflict,
+  type PlanState,
+  phaseRollout,
+  withdrawnRollout,
+} from "../shared/plans/state";
 import { DEFAULT_LEASE_MS, GrantLedger, type LeaseGrant } from "../shared/rollout/lease";
 import {
   championRemoval,
@@ -20,8 +30,11 @@ import {
 } from "../shared/rollout/state";
 import { inspectJson, replaceUnstorable, storableJsonText } from "../shared/storable";
 
-/** 2: outbox rows count their failed flushes and keep the last error. */
-const SCHEMA_VERSION = 2;
+/**
+ * 2: outbox rows count their failed flushes and keep the last error.
+ * 3: rollout plans, each change marked until it is mirrored to Postgres.
+ */
+const SCHEMA_VERSION = 3;
 /** Outbox flush retry: doubling from 1 s, capped, for as long as it takes. */
 const FLUSH_RETRY_MIN_MS = 1_000;
 const FLUSH_RETRY_MAX_MS = 5 * 60_000;
@@ -41,6 +54,8 @@ interface StoredState {
   /** The longest lease ever granted: bounds what a restart must wait out. */
   longestLeaseMs: number;
   updatedAt: string | null;
+  /** The model's latest rollout plan (open or ended); absent in states stored before plans. */
+  plan?: PlanState | null;
 }
 
 export interface ChangeContext {
@@ -78,6 +93,8 @@ export interface RolloutView {
   /** Failed flushes of the oldest waiting event, and the last error; 0 and null when none failed. */
   auditFlushAttempts: number;
   lastAuditFlushError: string | null;
+  /** The model's latest rollout plan, open or ended; null before the first. */
+  plan: PlanState | null;
 }
 
 export type RolloutChangeResult =
@@ -90,7 +107,12 @@ export type RolloutChangeResult =
         | "KILL_SWITCH_NARROWER"
         | "CHAMPION_REQUIRED"
         | "STATE_NOT_FOUND"
-        | "NOT_CONFIGURED";
+        | "NOT_CONFIGURED"
+        | "PLAN_IN_CONTROL"
+        | "PLAN_CONFLICT"
+        | "PLAN_NOT_FOUND"
+        | "PLAN_STALE"
+        | "KILL_SWITCH_ENGAGED";
       message: string;
       stateVersion: number;
     };
@@ -188,6 +210,8 @@ export class ModelRollout extends DurableObject<Env> {
     const rollout = nextRollout(this.#state.rollout, body, () => crypto.randomUUID());
     const missing = this.#missingVersion(model, rollout, catalogue);
     if (missing) return missing;
+    const held = this.#heldByPlan(this.#state.rollout, rollout);
+    if (held) return held;
     const leaseMs = body.leaseMs ?? this.#state.leaseMs;
     const unchanged =
       JSON.stringify(rollout) === JSON.stringify(this.#state.rollout) &&
@@ -226,6 +250,8 @@ export class ModelRollout extends DurableObject<Env> {
     }
     const missing = this.#missingVersion(model, rollout, catalogue);
     if (missing) return missing;
+    const held = this.#heldByPlan(this.#state.rollout, rollout);
+    if (held) return held;
     const removal = championRemoval(
       model,
       this.#state.rollout,
@@ -346,6 +372,222 @@ export class ModelRollout extends DurableObject<Env> {
     });
   }
 
+  // ---- rollout plans ----------------------------------------------------------
+
+  /** The model's latest plan, open or ended; null before the first. */
+  plan(model: string): PlanState | null {
+    this.#claim(model);
+    return this.#state.plan ?? null;
+  }
+
+  /**
+   * Starts a plan: the challenger becomes a shadow of the champion, its
+   * first phase. Refused while another plan is open, while the rollout has
+   * a canary (a plan needs the canary to itself) or the kill switch is
+   * engaged, and when the champion is not the one the plan was made for.
+   */
+  async startPlan(
+    model: string,
+    plan: PlanState,
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<RolloutChangeResult> {
+    this.#claim(model);
+    const stale = this.#checkIfMatch(context);
+    if (stale) return stale;
+    const open = this.#state.plan;
+    const rollout = this.#state.rollout;
+    const refuse = (code: "PLAN_CONFLICT" | "KILL_SWITCH_ENGAGED", message: string) =>
+      this.#refusal(code, message);
+    if (open && isOpen(open.status))
+      return refuse(
+        "PLAN_CONFLICT",
+        `Plan ${open.id} is ${open.status} for ${open.challenger}: abort it before starting another`,
+      );
+    if (rollout.champion !== plan.champion)
+      return refuse(
+        "PLAN_CONFLICT",
+        `The champion of '${model}' is ${rollout.champion ?? "not set"}, not ${plan.champion}: a plan starts from the champion serving now`,
+      );
+    if (rollout.canary)
+      return refuse(
+        "PLAN_CONFLICT",
+        `'${model}' has a canary (${rollout.canary.version} at ${rollout.canary.percent}%): a plan needs the canary to itself; remove it first`,
+      );
+    if (this.#state.killSwitch)
+      return refuse(
+        "KILL_SWITCH_ENGAGED",
+        `The kill switch of '${model}' is engaged (${this.#state.killSwitch.scope}): release it before starting a plan`,
+      );
+    const first = plan.phases[0];
+    if (!first) throw new RangeError("a plan has at least one phase");
+    const next = phaseRollout(plan, first, rollout);
+    const missing = this.#missingVersion(model, next, catalogue);
+    if (missing) return missing;
+    return this.#commit(
+      "plan.start",
+      context,
+      { audit: true, before: { rollout }, plan: plan.id },
+      (state) => {
+        const started: PlanState = {
+          ...plan,
+          status: "active",
+          phaseIndex: 0,
+          phaseStarts: [
+            { phase: first.id, at: state.updatedAt as string, stateVersion: state.stateVersion },
+          ],
+          revision: 1,
+          createdAt: state.updatedAt as string,
+        };
+        state.plan = started;
+        state.profile = catalogue.profile;
+        state.catalogue = catalogue.versions;
+        state.rollout = next;
+        return { plan: planEvent(started), rollout: next };
+      },
+    );
+  }
+
+  /**
+   * Moves a plan on from `phase`: to the next phase, over it (`skip`), or to
+   * its end after the last. Refused, and changes nothing, when the request
+   * is stale (another plan, a phase the plan has left, a plan not active) or
+   * the kill switch is engaged. The step carries the evaluation behind it.
+   */
+  async stepPlan(
+    model: string,
+    request: {
+      planId: string;
+      phase: string;
+      evaluationId: number | null;
+      skip?: boolean | undefined;
+      reason?: string | undefined;
+    },
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<RolloutChangeResult> {
+    this.#claim(model);
+    const plan = this.#state.plan;
+    if (!plan || plan.id !== request.planId)
+      return this.#refusal("PLAN_NOT_FOUND", `Model '${model}' has no plan '${request.planId}'`);
+    if (plan.status !== "active")
+      return this.#refusal(
+        "PLAN_STALE",
+        `Plan ${plan.id} is ${plan.status}: it does not advance${plan.status === "paused" ? " until it is resumed" : ""}`,
+      );
+    const from = currentPhase(plan);
+    if (from.id !== request.phase)
+      return this.#refusal(
+        "PLAN_STALE",
+        `Plan ${plan.id} is in phase ${from.id}, not ${request.phase}: the request is stale`,
+      );
+    if (this.#state.killSwitch)
+      return this.#refusal(
+        "KILL_SWITCH_ENGAGED",
+        `The kill switch of '${model}' is engaged (${this.#state.killSwitch.scope}): the plan does not advance until it is released`,
+      );
+    const toIndex = plan.phaseIndex + (request.skip ? 2 : 1);
+    const to = plan.phases[toIndex];
+    const rollout = to
+      ? phaseRollout(plan, to, this.#state.rollout)
+      : completedRollout(plan, this.#state.rollout);
+    if (rollout.canary && rollout.canary.salt === "") rollout.canary.salt = crypto.randomUUID();
+    const missing = this.#missingVersion(model, rollout, catalogue);
+    if (missing) return missing;
+    const action = !to ? "plan.complete" : request.skip ? "plan.skip" : "plan.advance";
+    return this.#commit(
+      action,
+      context,
+      { audit: true, before: { rollout: this.#state.rollout, phase: from.id }, plan: plan.id },
+      (state) => {
+        const at = state.updatedAt as string;
+        const stepped: PlanState = {
+          ...plan,
+          revision: plan.revision + 1,
+          lastEvaluationId: request.evaluationId,
+          ...(to
+            ? {
+                phaseIndex: toIndex,
+                // A skipped phase begins and ends with the step: starts stay one per phase.
+                phaseStarts: [
+                  ...plan.phaseStarts,
+                  ...plan.phases
+                    .slice(plan.phaseIndex + 1, toIndex + 1)
+                    .map((phase) => ({ phase: phase.id, at, stateVersion: state.stateVersion })),
+                ],
+              }
+            : {
+                status: "completed" as const,
+                endedAt: at,
+                endReason: request.reason ?? `${plan.challenger} passed every phase`,
+              }),
+        };
+        state.plan = stepped;
+        state.profile = catalogue.profile;
+        state.catalogue = catalogue.versions;
+        state.rollout = rollout;
+        return {
+          plan: planEvent(stepped),
+          from: from.id,
+          to: to?.id ?? "completed",
+          evaluationId: request.evaluationId,
+          ...(request.skip ? { skipped: plan.phases[plan.phaseIndex + 1]?.id ?? null } : {}),
+          ...(request.reason ? { reason: request.reason } : {}),
+          rollout,
+        };
+      },
+    );
+  }
+
+  /**
+   * Pauses (a freeze: nothing advances), resumes, or aborts a plan. Aborting
+   * gives the champion back to the previous champion and takes the
+   * challenger's share and shadow away; the plan stays as it ended, with its
+   * reason.
+   */
+  async changePlan(
+    model: string,
+    planId: string,
+    change: "pause" | "resume" | "abort",
+    reason: string,
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<RolloutChangeResult> {
+    this.#claim(model);
+    const plan = this.#state.plan;
+    if (!plan || plan.id !== planId)
+      return this.#refusal("PLAN_NOT_FOUND", `Model '${model}' has no plan '${planId}'`);
+    const wanted = { pause: "active", resume: "paused", abort: null }[change];
+    if (!isOpen(plan.status) || (wanted !== null && plan.status !== wanted))
+      return this.#refusal(
+        "PLAN_STALE",
+        `Plan ${plan.id} is ${plan.status}: it cannot be ${change === "pause" ? "paused" : change === "resume" ? "resumed" : "aborted"}`,
+      );
+    const rollout =
+      change === "abort" ? withdrawnRollout(plan, this.#state.rollout) : this.#state.rollout;
+    const missing = this.#missingVersion(model, rollout, catalogue);
+    if (missing) return missing;
+    return this.#commit(
+      `plan.${change}`,
+      context,
+      { audit: true, before: { rollout: this.#state.rollout, status: plan.status }, plan: plan.id },
+      (state) => {
+        const at = state.updatedAt as string;
+        const changed: PlanState = {
+          ...plan,
+          revision: plan.revision + 1,
+          status: change === "pause" ? "paused" : change === "resume" ? "active" : "aborted",
+          ...(change === "abort" ? { endedAt: at, endReason: reason } : {}),
+        };
+        state.plan = changed;
+        state.profile = catalogue.profile;
+        state.catalogue = catalogue.versions;
+        state.rollout = rollout;
+        return { plan: planEvent(changed), reason, rollout };
+      },
+    );
+  }
+
   // ---- outbox -------------------------------------------------------------
 
   /** Flushes the outbox to Postgres; on failure, tries again with backoff, for as long as it takes. */
@@ -393,7 +635,11 @@ export class ModelRollout extends DurableObject<Env> {
       .toArray();
     const model = this.#state.model;
     const statusesDirty = this.#getMeta("statuses_dirty") === "1";
-    if ((pending.length === 0 && !statusesDirty) || !model) return { flushed: 0 };
+    const dirtyPlans = this.#sql
+      .exec<{ id: string; state: string }>("SELECT id, state FROM plans WHERE dirty = 1")
+      .toArray();
+    if ((pending.length === 0 && !statusesDirty && dirtyPlans.length === 0) || !model)
+      return { flushed: 0 };
     const rows = pending.map((row) =>
       storableAuditRow(JSON.parse(row.event) as OutboxEvent, false),
     );
@@ -433,9 +679,16 @@ export class ModelRollout extends DurableObject<Env> {
             );
         }
       });
+      await mirrorPlans(
+        db,
+        dirtyPlans.map((row) => JSON.parse(row.state) as PlanState),
+      );
     } finally {
       await close();
     }
+    // Only what was written is clean: a plan changed meanwhile stays dirty.
+    for (const row of dirtyPlans)
+      this.#sql.exec("UPDATE plans SET dirty = 0 WHERE id = ? AND state = ?", row.id, row.state);
     const last = pending.at(-1)?.seq;
     if (last !== undefined) this.#sql.exec("DELETE FROM outbox WHERE seq <= ?", last);
     this.#setMeta("statuses_dirty", "0");
@@ -451,13 +704,15 @@ export class ModelRollout extends DurableObject<Env> {
   async #commit(
     action: string,
     context: ChangeContext,
-    options: { audit: boolean; before: object },
+    options: { audit: boolean; before: object; plan?: string },
     apply: (state: StoredState) => object,
   ): Promise<RolloutChangeResult> {
     const next: StoredState = structuredClone(this.#state);
-    const after = apply(next);
+    // The new state's version and time, for `apply` to record (a plan's phase starts).
     next.stateVersion += 1;
     next.updatedAt = new Date().toISOString();
+    const after = apply(next);
+    const planChanged = JSON.stringify(next.plan) !== JSON.stringify(this.#state.plan);
     next.longestLeaseMs = Math.max(next.longestLeaseMs, next.leaseMs);
     next.everLive = [...new Set([...next.everLive, ...namedVersions(next.rollout, undefined)])];
     const entry: HistoryEntry = {
@@ -492,8 +747,11 @@ export class ModelRollout extends DurableObject<Env> {
             authMethod: context.auth?.method ?? null,
             authTokenId: context.auth?.tokenId ?? null,
             action,
-            targetType: "rollout",
-            target: `models/${next.model}/rollout`,
+            targetType: options.plan === undefined ? "rollout" : "plan",
+            target:
+              options.plan === undefined
+                ? `models/${next.model}/rollout`
+                : `models/${next.model}/plans/${options.plan}`,
             before: { ...options.before, stateVersion: next.stateVersion - 1 },
             after: { ...after, stateVersion: next.stateVersion },
             at: next.updatedAt,
@@ -502,9 +760,16 @@ export class ModelRollout extends DurableObject<Env> {
         );
         this.#setMeta("statuses_dirty", "1");
       }
+      if (planChanged && next.plan) {
+        this.#sql.exec(
+          "INSERT INTO plans (id, state, dirty) VALUES (?, ?, 1) ON CONFLICT (id) DO UPDATE SET state = excluded.state, dirty = 1",
+          next.plan.id,
+          JSON.stringify(next.plan),
+        );
+      }
     });
     this.#state = next;
-    if (options.audit) await this.ctx.storage.setAlarm(Date.now());
+    if (options.audit || planChanged) await this.ctx.storage.setAlarm(Date.now());
     const waitMs = Math.max(0, this.#ledger.acknowledgeAt() - Date.now());
     if (waitMs > 0) await scheduler.wait(waitMs);
     return { ok: true, changed: true, view: this.#view(), acknowledgedAfterMs: waitMs };
@@ -524,6 +789,20 @@ export class ModelRollout extends DurableObject<Env> {
       message: `Model '${model}' has no version '${version}'`,
       stateVersion: this.#state.stateVersion,
     };
+  }
+
+  #refusal(
+    code: Extract<RolloutChangeResult, { ok: false }>["code"],
+    message: string,
+  ): RolloutChangeResult {
+    return { ok: false, code, message, stateVersion: this.#state.stateVersion };
+  }
+
+  /** A manual change that would take an open plan's versions out of its hands. */
+  #heldByPlan(before: RolloutConfig, after: RolloutConfig): RolloutChangeResult | undefined {
+    const plan = this.#state.plan;
+    const conflict = plan ? manualChangeConflict(plan, before, after) : null;
+    return conflict === null ? undefined : this.#refusal("PLAN_IN_CONTROL", conflict);
   }
 
   #checkIfMatch(context: ChangeContext): RolloutChangeResult | undefined {
@@ -607,6 +886,7 @@ export class ModelRollout extends DurableObject<Env> {
       oldestPendingAuditAt: pending.oldest,
       auditFlushAttempts: head?.attempts ?? 0,
       lastAuditFlushError: head?.last_error ?? null,
+      plan: this.#state.plan ?? null,
     };
   }
 
@@ -635,6 +915,10 @@ export class ModelRollout extends DurableObject<Env> {
         this.#sql.exec("ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0");
         this.#sql.exec("ALTER TABLE outbox ADD COLUMN last_error TEXT");
       }
+      // Every plan the object has run; `dirty` until its latest state is in Postgres.
+      this.#sql.exec(
+        "CREATE TABLE IF NOT EXISTS plans (id TEXT PRIMARY KEY, state TEXT NOT NULL, dirty INTEGER NOT NULL)",
+      );
       this.#setMeta("schema_version", String(SCHEMA_VERSION));
     });
   }
@@ -715,4 +999,17 @@ function storableAuditRow(event: OutboxEvent | AuditRow, always: boolean): Audit
     }
   }
   return row;
+}
+
+/** A plan as its change events record it: what it is and where it stands, without its settings. */
+function planEvent(plan: PlanState) {
+  return {
+    id: plan.id,
+    challenger: plan.challenger,
+    champion: plan.champion,
+    status: plan.status,
+    phase: currentPhase(plan).id,
+    revision: plan.revision,
+    ...(plan.endReason ? { endReason: plan.endReason } : {}),
+  };
 }

@@ -137,7 +137,9 @@ export async function consumeApproval(
         ? `The governance policy of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`
         : need.action === "data_policy.change"
           ? `The data policy of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`
-          : `The rollout of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`,
+          : need.action === "plan.advance" || need.action === "plan.override"
+            ? `The plan's versions, gates or thresholds are not those approval '${approvalId}' was asked for; ask again for the plan as it stands now`
+            : `The rollout of '${model}' changed since approval '${approvalId}' was asked for; ask again for the change as it stands now`,
     );
   }
   const [consumed] = await tx

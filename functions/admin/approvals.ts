@@ -22,11 +22,18 @@ import {
   type ApprovalNoticeType,
   roleWords,
 } from "../../shared/notices/approval";
+import { currentPhase, isOpen } from "../../shared/plans/state";
 import { DataPolicyBody, dataPolicyFingerprint } from "../../shared/privacy/data-policy";
 import { ModelName, Timestamp, VersionLabel } from "../../shared/schemas/common";
 import { PolicyBody } from "../../shared/schemas/governance";
 import type { NoticeDraft } from "../alerts/notices";
 import type { AppEnv, Principal } from "../app-env";
+import {
+  evidenceBundle,
+  planFingerprint,
+  planOverrideNeeds,
+  planStepNeeds,
+} from "../plans/governance";
 import { ensureConfigured } from "../rollout/object";
 import { apiRouter } from "../router";
 import { runChange } from "./change";
@@ -102,6 +109,33 @@ const RequestBody = z
       .strict(),
     z
       .object({
+        action: z.literal("plan.advance"),
+        target: z
+          .object({
+            plan: z.string().min(1).max(64),
+            phase: z.string().min(1).max(64).openapi({ description: "The phase to enter." }),
+          })
+          .strict(),
+        reason: Reason,
+        expiresInDays: z.number().int().min(1).max(30).optional(),
+      })
+      .strict(),
+    z
+      .object({
+        action: z.literal("plan.override"),
+        target: z
+          .object({
+            plan: z.string().min(1).max(64),
+            phase: z.string().min(1).max(64).openapi({ description: "The phase to leave." }),
+            action: z.enum(["advance", "skip"]),
+          })
+          .strict(),
+        reason: Reason,
+        expiresInDays: z.number().int().min(1).max(30).optional(),
+      })
+      .strict(),
+    z
+      .object({
         action: z.literal("killswitch.release"),
         target: z.object({}).strict(),
         reason: Reason,
@@ -137,6 +171,13 @@ const Approval = z
     consumedAt: Timestamp.nullable(),
     consumedBy: z.string().nullable(),
     decisions: z.array(Decision),
+    evidence: z.record(z.string(), z.unknown()).nullable().openapi({
+      description:
+        "For a rollout plan's step: the evidence the approvers are shown, frozen when the request was made (the plan, its phase, gates and thresholds, and the phase's latest evaluation).",
+    }),
+    evidenceSha256: z.string().nullable().openapi({
+      description: "SHA-256 of `evidence` (its canonical JSON).",
+    }),
   })
   .openapi("Approval");
 
@@ -179,6 +220,8 @@ function approvalResource(row: ApprovalRow, decisions: DecisionRow[]) {
       comment: d.comment ?? null,
       at: d.at.toISOString(),
     })),
+    evidence: row.evidence ?? null,
+    evidenceSha256: row.evidenceSha256 ?? null,
   };
 }
 
@@ -240,7 +283,17 @@ function holdsRole(principal: Principal, role: string, model: string): boolean {
 /** The rollout after the requested change, from the rollout now. */
 function proposed(
   current: RolloutState,
-  body: Exclude<RequestBody, { action: "policy.change" | "version.retire" | "data_policy.change" }>,
+  body: Exclude<
+    RequestBody,
+    {
+      action:
+        | "policy.change"
+        | "version.retire"
+        | "data_policy.change"
+        | "plan.advance"
+        | "plan.override";
+    }
+  >,
 ): RolloutState {
   const rollout = { ...current.rollout };
   switch (body.action) {
@@ -318,7 +371,36 @@ approvalsApi.openapi(
     }
     let needed: NeededApproval | undefined;
     let fingerprint: string;
-    if (body.action === "policy.change") {
+    let evidence: { evidence: Record<string, unknown>; sha256: string } | null = null;
+    if (body.action === "plan.advance" || body.action === "plan.override") {
+      const view = await ensureConfigured(c, name);
+      const plan = view.plan;
+      if (!plan || plan.id !== body.target.plan)
+        throw new ApiError("PLAN_NOT_FOUND", `Model '${name}' has no plan '${body.target.plan}'`);
+      if (!isOpen(plan.status))
+        throw new ApiError(
+          "PLAN_STALE",
+          `Plan ${plan.id} is ${plan.status}: it takes no more steps`,
+        );
+      const at = currentPhase(plan).id;
+      const next = plan.phases[plan.phaseIndex + 1]?.id;
+      if (body.action === "plan.override" ? body.target.phase !== at : body.target.phase !== next)
+        throw new ApiError(
+          "PLAN_STALE",
+          `Plan ${plan.id} is in phase ${at}${next ? ` (next: ${next})` : ""}: ${body.action === "plan.override" ? `an override leaves ${at}` : `its next step enters ${next ?? "no phase"}`}, not ${body.target.phase}`,
+        );
+      needed =
+        (body.action === "plan.override"
+          ? planOverrideNeeds(policy, plan, body.target.action)
+          : planStepNeeds(
+              policy,
+              plan,
+              { rollout: view.snapshot.rollout, killSwitch: view.snapshot.killSwitch },
+              body.target.phase,
+            )) ?? undefined;
+      fingerprint = await planFingerprint(plan, body.target.phase);
+      evidence = await evidenceBundle(c.var.database(), plan, body.target.phase);
+    } else if (body.action === "policy.change") {
       needed = policyChangeNeeds(policy, resolvePolicy(body.target.policy)) ?? undefined;
       fingerprint = policyFingerprint(policy);
     } else if (body.action === "data_policy.change") {
@@ -369,6 +451,8 @@ approvalsApi.openapi(
           change: needed.reason,
           roles: needed.roles,
           fingerprint,
+          evidence: evidence?.evidence ?? null,
+          evidenceSha256: evidence?.sha256 ?? null,
           status: "pending",
           requestedBy: c.var.principal.actor,
           expiresAt,

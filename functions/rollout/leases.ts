@@ -8,6 +8,7 @@ import type {
 } from "../../durable-objects/model-rollout";
 import { ApiError } from "../../shared/errors";
 import { ExpiringNames, LruMap } from "../../shared/lru";
+import type { PlanState } from "../../shared/plans/state";
 import {
   type HeldLease,
   type LeaseGrant,
@@ -88,6 +89,24 @@ export interface RolloutClient {
   releaseKillSwitch(context: ChangeContext): Promise<RolloutChangeResult>;
   rolloutAt(stateVersion: number): Promise<RolloutConfig | null>;
   stateAt(stateVersion: number): Promise<RolloutAtState | null>;
+  plan(): Promise<PlanState | null>;
+  startPlan(
+    plan: PlanState,
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<RolloutChangeResult>;
+  stepPlan(
+    request: Parameters<ModelRollout["stepPlan"]>[1],
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<RolloutChangeResult>;
+  changePlan(
+    planId: string,
+    change: "pause" | "resume" | "abort",
+    reason: string,
+    catalogue: Catalogue,
+    context: ChangeContext,
+  ): Promise<RolloutChangeResult>;
 }
 
 export function rolloutObject(env: Env, model: string): RolloutClient {
@@ -107,6 +126,13 @@ export function rolloutObject(env: Env, model: string): RolloutClient {
     releaseKillSwitch: async (context) => stub().releaseKillSwitch(model, context),
     rolloutAt: async (stateVersion) => stub().rolloutAt(model, stateVersion),
     stateAt: async (stateVersion) => stub().stateAt(model, stateVersion),
+    plan: async () => stub().plan(model),
+    startPlan: async (plan, catalogue, context) =>
+      stub().startPlan(model, plan, catalogue, context),
+    stepPlan: async (request, catalogue, context) =>
+      stub().stepPlan(model, request, catalogue, context),
+    changePlan: async (planId, change, reason, catalogue, context) =>
+      stub().changePlan(model, planId, change, reason, catalogue, context),
   };
 }
 

@@ -16,6 +16,7 @@ import {
 import type { AlertRuleOverrides } from "../alerts/rules";
 import type { AlertStatistic } from "../alerts/types";
 import type { GovernancePolicy } from "../governance/policy";
+import { PLAN_STATUSES, type PlanState } from "../plans/state";
 import type { DataPolicy } from "../privacy/data-policy";
 import { VERSION_STATUSES } from "../rollout/status";
 import type { Fallback, InputSchema } from "../schemas/model";
@@ -391,6 +392,13 @@ export const approvals = pgTable(
     roles: jsonb("roles").$type<string[]>().notNull(),
     /** The rollout as the request saw it (policy.ts rolloutFingerprint). */
     fingerprint: text("fingerprint").notNull(),
+    /**
+     * For a rollout plan's step: the evidence the approvers were shown,
+     * frozen when the request was made (the phase's latest evaluation), and
+     * its SHA-256. Null for other requests.
+     */
+    evidence: jsonb("evidence").$type<Record<string, unknown>>(),
+    evidenceSha256: text("evidence_sha256"),
     status: text("status", { enum: ["pending", "approved", "rejected", "consumed"] }).notNull(),
     requestedBy: text("requested_by").notNull(),
     requestedAt: timestamp("requested_at", { withTimezone: true }).notNull().defaultNow(),
@@ -422,6 +430,81 @@ export const approvalDecisions = pgTable(
     at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [primaryKey({ columns: [t.approvalId, t.principalId] })],
+);
+
+// ---- Rollout plans ----------------------------------------------------------------------------
+//
+// A plan takes a challenger from shadow through canary steps to full and a
+// guard phase, on evidence (shared/plans). The model's rollout object owns
+// the plan's state and applies its steps; `rollout_plans` mirrors it for
+// reading and listing (written after every step, and by the object's outbox
+// should that write fail), only ever forward (`revision`). Each evaluation
+// of a phase's gates is kept with its evidence in `plan_evaluations`.
+
+export const rolloutPlans = pgTable(
+  "rollout_plans",
+  {
+    id: text("id").primaryKey(),
+    model: text("model")
+      .notNull()
+      .references(() => models.name),
+    challenger: text("challenger").notNull(),
+    champion: text("champion").notNull(),
+    status: text("status", { enum: PLAN_STATUSES }).notNull(),
+    phase: text("phase").notNull(),
+    /** The whole plan as its rollout object keeps it (shared/plans/state.ts PlanState). */
+    state: jsonb("state").$type<PlanState>().notNull(),
+    revision: integer("revision").notNull(),
+    createdBy: text("created_by").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull(),
+    endedAt: timestamp("ended_at", { withTimezone: true }),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index("rollout_plans_model_created_at_idx").on(t.model, t.createdAt),
+    index("rollout_plans_status_idx").on(t.status),
+    check(
+      "rollout_plans_status_check",
+      sql`${t.status} in ('active', 'paused', 'completed', 'aborted', 'rolled_back')`,
+    ),
+  ],
+);
+
+export const planEvaluations = pgTable(
+  "plan_evaluations",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    planId: text("plan_id")
+      .notNull()
+      .references(() => rolloutPlans.id),
+    model: text("model").notNull(),
+    phase: text("phase").notNull(),
+    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+    /** advance | hold | insufficient_evidence: what the gates say. */
+    verdict: text("verdict").notNull(),
+    /** The failing or waiting gates' reasons, in words. */
+    reasons: jsonb("reasons").$type<string[]>().notNull(),
+    /** Every gate's verdict with its numbers, samples, thresholds and span. */
+    gates: jsonb("gates").$type<Record<string, unknown>[]>().notNull(),
+    /** The rest of the evaluation: gates left out and why, what is still needed, the span. */
+    details: jsonb("details").$type<Record<string, unknown>>().notNull(),
+    /** SHA-256 of the evaluation's canonical JSON: what an approval was shown. */
+    sha256: text("sha256").notNull(),
+    /** What followed: advanced, completed, held, waiting, paused, approval_required, refused. */
+    outcome: text("outcome").notNull(),
+    /** The outcome in words. */
+    outcomeReason: text("outcome_reason").notNull(),
+    /** The rollout state the step made, when it made one. */
+    stateVersion: bigint("state_version", { mode: "number" }),
+    evaluatedBy: text("evaluated_by").notNull(),
+  },
+  (t) => [
+    index("plan_evaluations_plan_at_idx").on(t.planId, t.at),
+    check(
+      "plan_evaluations_verdict_check",
+      sql`${t.verdict} in ('advance', 'hold', 'insufficient_evidence')`,
+    ),
+  ],
 );
 
 // ---- Prediction logs ---------------------------------------------------------------------------

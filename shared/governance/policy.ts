@@ -30,6 +30,9 @@ export const GOVERNED_ACTIONS = {
   "policy.change": "Change the governance policy itself",
   "data_policy.change":
     "Keep more of the model's data: store what was hashed or dropped, or keep it longer",
+  "plan.advance":
+    "Let a rollout plan take a step its gates passed that gives more authority than the free bounds (a canary above the free share, the champion)",
+  "plan.override": "Advance or skip a rollout plan's phase by hand, whatever its gates say",
 } as const;
 export type GovernedAction = keyof typeof GOVERNED_ACTIONS;
 export const GOVERNED_ACTION_NAMES = Object.keys(GOVERNED_ACTIONS) as GovernedAction[];
@@ -65,6 +68,8 @@ export function tierDefaults(tier: RiskTier): GovernancePolicy {
           "version.retire": ["owner"],
           "policy.change": [],
           "data_policy.change": [],
+          "plan.advance": ["owner"],
+          "plan.override": ["owner"],
         },
       };
     case "medium":
@@ -81,6 +86,8 @@ export function tierDefaults(tier: RiskTier): GovernancePolicy {
           "policy.change": [],
           // The owner wants the data; a risk officer answers for keeping it.
           "data_policy.change": ["risk_officer"],
+          "plan.advance": ownerAndRisk,
+          "plan.override": ownerAndRisk,
         },
       };
     case "high":
@@ -96,6 +103,8 @@ export function tierDefaults(tier: RiskTier): GovernancePolicy {
           "version.retire": ownerAndRisk,
           "policy.change": ["review_board"],
           "data_policy.change": ["risk_officer", "review_board"],
+          "plan.advance": [...ownerAndRisk, "review_board"],
+          "plan.override": [...ownerAndRisk, "review_board"],
         },
       };
   }

@@ -79,38 +79,61 @@ const ShadowTiming = z
   .strict();
 const ServedTiming = z.object(timingFields).partial().strict();
 
-/** A plan's steps and timings; each left out takes its default. */
-export const PlanSettings = z
-  .object({
-    steps: z
-      .array(z.number().gt(0).lt(100))
-      .min(1)
-      .max(10)
-      .optional()
-      .openapi({ description: "Canary percentages in rising order (default 1, 5, 25, 50)." }),
-    cycleDays: z
-      .number()
-      .positive()
-      .max(730)
-      .optional()
-      .openapi({ description: "The cycle's target length in days (default 90)." }),
-    phases: z
-      .object({
-        shadow: ShadowTiming,
-        canary: ServedTiming,
-        full: ServedTiming,
-        guard: ServedTiming,
-      })
-      .partial()
-      .strict()
-      .optional()
-      .openapi({ description: "Per kind of phase, changes to its default timing." }),
-    thresholds: GateThresholdsBody.optional().openapi({
-      description: "Changes to the gates' default thresholds and margins.",
+/** A plan's settings as fields, for the bodies that carry them (see `PlanSettings`). */
+export const planSettingsFields = {
+  steps: z
+    .array(z.number().gt(0).lt(100))
+    .min(1)
+    .max(10)
+    .optional()
+    .openapi({ description: "Canary percentages in rising order (default 1, 5, 25, 50)." }),
+  cycleDays: z
+    .number()
+    .positive()
+    .max(730)
+    .optional()
+    .openapi({ description: "The cycle's target length in days (default 90)." }),
+  phases: z
+    .object({
+      shadow: ShadowTiming,
+      canary: ServedTiming,
+      full: ServedTiming,
+      guard: ServedTiming,
+    })
+    .partial()
+    .strict()
+    .optional()
+    .openapi({ description: "Per kind of phase, changes to its default timing." }),
+  thresholds: GateThresholdsBody.optional().openapi({
+    description: "Changes to the gates' default thresholds and margins.",
+  }),
+  shadowSampleRate: z.number().gt(0).max(1).optional().openapi({
+    description: "The share of requests the challenger sees in the shadow phase (default 1).",
+  }),
+  guardSampleRate: z.number().gt(0).max(1).optional().openapi({
+    description:
+      "The share of requests the previous champion still sees as a shadow in the full and guard phases (default 1).",
+  }),
+  fairnessAttributes: z.array(z.string().min(1).max(64)).max(20).optional().openapi({
+    description:
+      "Request attributes the fairness gate judges by (default: the attributes the challenger's model card analyses for fairness); none leaves the gate out, and the plan says so.",
+  }),
+  kpis: z
+    .array(z.object({ name: z.string().min(1).max(64), higherIsBetter: z.boolean() }).strict())
+    .max(20)
+    .optional()
+    .openapi({
+      description:
+        "Business KPIs (POST /v1/outcomes) the canary must not be worse on, and which way is better; none leaves the KPI gate out, and the plan says so.",
     }),
-  })
-  .strict()
-  .superRefine((settings, ctx) => {
+};
+
+const planSettingsObject = z.object(planSettingsFields).strict();
+export type PlanSettings = z.infer<typeof planSettingsObject>;
+
+/** Rising steps, and phases whose target days fit in the cycle. */
+export function refinePlanSettings(settings: PlanSettings, ctx: z.RefinementCtx): void {
+  {
     const steps = settings.steps ?? [];
     for (let i = 1; i < steps.length; i++) {
       if ((steps[i] as number) <= (steps[i - 1] as number)) {
@@ -131,9 +154,13 @@ export const PlanSettings = z
         message: `must be at least the phases' target days added up (${Number(total.toPrecision(6))})`,
       });
     }
-  })
+  }
+}
+
+/** A plan's steps, timings and gate settings; each left out takes its default. */
+export const PlanSettings = planSettingsObject
+  .superRefine(refinePlanSettings)
   .openapi("PlanSettings");
-export type PlanSettings = z.infer<typeof PlanSettings>;
 
 export interface PlanPhase {
   /** `shadow`, `canary_5`, `full`, `guard`. */

@@ -130,6 +130,8 @@ describe("approvalsNeeded", () => {
           "champion.change",
           "data_policy.change",
           "killswitch.release",
+          "plan.advance",
+          "plan.override",
           "policy.change",
           "shadow.add",
           "version.retire",
