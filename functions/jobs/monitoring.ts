@@ -400,7 +400,8 @@ export interface MonitoringOptions {
   runId?: number;
 }
 
-const COVERAGE_CURSOR = "windows";
+/** The cursor of how far the job has computed every window (read by rollout plans). */
+export const COVERAGE_CURSOR = "windows";
 const ALERTS_CURSOR = "alerts";
 /**
  * A run that catches up evaluates alerts at the ends of at most this many

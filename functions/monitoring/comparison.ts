@@ -21,7 +21,7 @@
  * Postgres sums the pairs here; shared/monitoring/comparison-rows.ts turns
  * the sums into rows (with shared/metrics) and names the metrics.
  */
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import type { Database } from "../../shared/db/client";
 import {
   comparisonRows,
@@ -85,8 +85,43 @@ async function comparisons(
  * created in [from, to), per (model, challenger version, reference version).
  */
 async function pairSums(db: Database, from: Date, to: Date, pairing: Pairing): Promise<PairSums[]> {
+  const { rows } = await db.execute<PairSums>(
+    pairSumsQuery({
+      challengerRole: pairing.challengerRole,
+      referenceRoles: pairing.referenceRoles,
+      from,
+      to,
+    }),
+  );
+  return rows;
+}
+
+/** Which pairs `pairSumsQuery` sums: always a role on each side and a span, optionally narrower. */
+export interface PairFilter {
+  challengerRole: "shadow" | "canary" | "served";
+  referenceRoles: readonly ("served" | "canary" | "control" | "shadow")[];
+  /** Both results of a pair are created in [from, to). */
+  from: Date;
+  to: Date;
+  /** Only this model's pairs. */
+  model?: string;
+  challengerVersion?: string;
+  referenceVersion?: string;
+  /** Only results served under this rollout state or a later one (both sides). */
+  fromStateVersion?: number;
+}
+
+/**
+ * The statement that sums over the pairs of a challenger result (`c`) and
+ * its reference (`r`), joined on the prediction id and the model, one row
+ * (PairSums) per (model, challenger version, reference version). The
+ * monitoring job sums every model's pairs in a window; a rollout plan sums
+ * one model's pairs of two versions since its phase began
+ * (functions/plans/evidence.ts).
+ */
+export function pairSumsQuery(filter: PairFilter): SQL {
   const range = (alias: string) =>
-    sql`${sql.raw(alias)}.created_at >= ${from.toISOString()} AND ${sql.raw(alias)}.created_at < ${to.toISOString()}`;
+    sql`${sql.raw(alias)}.created_at >= ${filter.from.toISOString()} AND ${sql.raw(alias)}.created_at < ${filter.to.toISOString()}`;
   const score = (alias: string) => sql.raw(`(${alias}.prediction ->> 'score')::float8`);
   const value = (alias: string) => sql.raw(`(${alias}.prediction ->> 'value')::float8`);
   const both = (field: string) =>
@@ -94,10 +129,20 @@ async function pairSums(db: Database, from: Date, to: Date, pairing: Pairing): P
       `jsonb_typeof(c.prediction -> '${field}') = 'number' AND jsonb_typeof(r.prediction -> '${field}') = 'number'`,
     );
   const referenceRoles = sql.join(
-    pairing.referenceRoles.map((role) => sql`${role}`),
+    filter.referenceRoles.map((role) => sql`${role}`),
     sql`, `,
   );
-  const { rows } = await db.execute<PairSums>(sql`
+  const narrower: SQL[] = [];
+  if (filter.model !== undefined) narrower.push(sql` AND c.model = ${filter.model}`);
+  if (filter.challengerVersion !== undefined)
+    narrower.push(sql` AND c.version = ${filter.challengerVersion}`);
+  if (filter.referenceVersion !== undefined)
+    narrower.push(sql` AND r.version = ${filter.referenceVersion}`);
+  if (filter.fromStateVersion !== undefined)
+    narrower.push(
+      sql` AND c.state_version >= ${filter.fromStateVersion} AND r.state_version >= ${filter.fromStateVersion}`,
+    );
+  return sql`
     SELECT c.model, c.version, r.version AS reference, count(*) AS pairs,
       count(*) FILTER (WHERE c.prediction ? 'label' AND r.prediction ? 'label') AS labelled,
       count(*) FILTER (WHERE c.prediction ? 'label' AND r.prediction ? 'label'
@@ -118,7 +163,6 @@ async function pairSums(db: Database, from: Date, to: Date, pairing: Pairing): P
     FROM predictions c
     JOIN predictions r ON r.prediction_id = c.prediction_id AND r.model = c.model
       AND r.role IN (${referenceRoles}) AND ${range("r")}
-    WHERE c.role = ${pairing.challengerRole} AND ${range("c")}
-    GROUP BY c.model, c.version, r.version`);
-  return rows;
+    WHERE c.role = ${filter.challengerRole} AND ${range("c")}${sql.join(narrower)}
+    GROUP BY c.model, c.version, r.version`;
 }
