@@ -12,10 +12,12 @@ import { COVERAGE_CURSOR, runMonitoring } from "../../functions/jobs/monitoring"
 import { phaseEvidence } from "../../functions/plans/evidence";
 import type { PredictionEvent } from "../../shared/inference/events";
 import { regressionSums } from "../../shared/metrics";
+import { evaluatePhase } from "../../shared/plans/evaluate";
 import type { PhaseEvidence, PhaseQuery } from "../../shared/plans/evidence";
 import {
   agreementGate,
   alertsGate,
+  DEFAULT_GATE_THRESHOLDS,
   errorRateGate,
   fairnessGate,
   kpiGate,
@@ -23,7 +25,7 @@ import {
   meanDifferenceGate,
   qualityGate,
 } from "../../shared/plans/gates";
-import type { PhaseKind } from "../../shared/plans/phases";
+import { type PhaseKind, type PlanPhase, planPhases } from "../../shared/plans/phases";
 import { database, query, uniqueName } from "./helpers";
 import { deliverLogs } from "./log-helpers";
 import { mulberry32 } from "./random";
@@ -297,6 +299,17 @@ describe("phase evidence: agreement", () => {
     expect(e.operations.challenger.results).toBe(300);
     expect(e.operations.champion.results).toBe(300);
     expect(agreement(e).verdict).toBe("pass");
+    // Judged as a phase: the pairs pass, the 300 requests are short of the shadow's 1000.
+    const judged = evaluatePhase(planPhases()[0] as PlanPhase, e, DEFAULT_GATE_THRESHOLDS, {
+      task: "classification",
+      challenger: "v2",
+      fairnessAttributes: [],
+      kpis: [],
+    });
+    expect(judged.gates.find((g) => g.gate === "agreement")?.verdict).toBe("pass");
+    expect(judged.gates.find((g) => g.gate === "phase_minimums")?.needed?.samples).toEqual({
+      requests: 700,
+    });
     // The earlier phase, asked for on its own, has its own pairs.
     const all = await evidence(phase(model, "shadow", { fromStateVersion: STATE - 1 }));
     expect(all.pairs.sums).toMatchObject({ pairs: 600, agreeing: 300 });
