@@ -27,6 +27,7 @@ import { ModelName, VersionLabel } from "../../shared/schemas/common";
 import type { AppEnv } from "../app-env";
 import { planFingerprint, planOverrideNeeds } from "../plans/governance";
 import { evaluationResource, Plan, PlanEvaluation, planResource } from "../plans/resource";
+import { evaluateOpenPlans } from "../plans/run";
 import { loadCatalogue, refuseRetired } from "../rollout/catalogue";
 import { rolloutObject } from "../rollout/leases";
 import { callObject, ensureConfigured } from "../rollout/object";
@@ -514,5 +515,47 @@ plansApi.openapi(
       { items: plans.map((plan) => planResource(plan, latest.get(plan.id) ?? null)) },
       200,
     );
+  },
+);
+
+plansApi.openapi(
+  adminRoute({
+    permission: "rollout.write",
+    method: "post",
+    path: "/models/{model}/plans/{id}/evaluate",
+    tags: ["Plans"],
+    summary: "Evaluate a plan's gates now, and take the step they allow",
+    description:
+      "What the scheduled evaluation does after every monitoring run, for this plan now: its current phase judged on its evidence, the evaluation stored, and the step taken when every gate passed and what the step needs is there (a complete definition of done to leave shadow; an approved `plan.advance` request past the free bounds, asked for when missing).",
+    request: { params: PlanParams, headers: IdempotencyHeader },
+    responses: {
+      200: jsonContent(
+        z.object({ evaluation: PlanEvaluation, plan: Plan }),
+        "The evaluation and the plan after it",
+      ),
+      ...errorResponses(400, 401, 404, 409, 503),
+    },
+  }),
+  async (c) => {
+    const { model, id } = c.req.valid("param");
+    const db = c.var.database();
+    await findModel(db, model);
+    await ensureConfigured(c, model);
+    const plan = await findPlan(c, model, id);
+    if (!isOpen(plan.status))
+      throw new ApiError("PLAN_STALE", `Plan ${id} is ${plan.status}: it is no longer evaluated`);
+    const report = await evaluateOpenPlans(db, c.env, new Date(), { planId: id });
+    const failed = report.failed[0];
+    if (failed)
+      throw new ApiError("JOB_FAILED", `Plan ${id} could not be evaluated: ${failed.error}`);
+    const done = report.evaluated[0];
+    if (!done) throw new ApiError("PLAN_STALE", `Plan ${id} is no longer open`);
+    const [row] = await db
+      .select()
+      .from(planEvaluations)
+      .where(eq(planEvaluations.id, done.evaluationId));
+    if (!row) throw new ApiError("INTERNAL_ERROR", "The evaluation was not stored");
+    const after = await findPlan(c, model, id);
+    return c.json({ evaluation: evaluationResource(row), plan: planResource(after, row) }, 200);
   },
 );

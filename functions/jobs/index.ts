@@ -10,6 +10,7 @@ import { ApiError } from "../../shared/errors";
 import { runHealthAlerts } from "../alerts/evaluate";
 import type { AppEnv } from "../app-env";
 import { checkpointInBackground } from "../audit/checkpoints";
+import { evaluatePlans } from "../plans/run";
 import { resumeErasures } from "./erasure";
 import { maintainLogPartitions } from "./log-partitions";
 import { runMonitoring } from "./monitoring";
@@ -29,7 +30,12 @@ export const jobs: Record<string, (env: Env, now: Date) => Promise<unknown>> = {
   // Drift and data quality, each monitoring window once it has ended (and
   // again in the next run, for late rows); roll-ups of four and 96 windows.
   // Each run catches up from the coverage of the runs before it.
-  "*/15 * * * *": (env, now) => runMonitoring(env, now, { catchUp: true, kind: "scheduled" }),
+  // Then every open rollout plan's gates, on the results just computed.
+  "*/15 * * * *": async (env, now) => {
+    const monitoring = await runMonitoring(env, now, { catchUp: true, kind: "scheduled" });
+    const plans = await evaluatePlans(env, now);
+    return { ...monitoring, plans };
+  },
 };
 
 /** Why a cron has no job, in words: the crons there are, and how to name one. */

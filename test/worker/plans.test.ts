@@ -246,4 +246,42 @@ describe("rollout plans", () => {
     const now = await rollout(model);
     expect(now).toMatchObject({ champion: "v2", canary: null, shadows: [] });
   });
+
+  it("evaluates a plan without evidence as waiting, and never moves it", async () => {
+    const model = await modelWithVersions(2, "pl");
+    await servedBy(model);
+    const plan = await startPlan(model);
+    const response = await call(`/admin/models/${model}/plans/${plan.id}/evaluate`, {
+      method: "POST",
+    });
+    expect(response.status, await response.clone().text()).toBe(200);
+    const { evaluation, plan: after } = await json<{
+      evaluation: {
+        id: number;
+        verdict: string;
+        outcome: string;
+        outcomeReason: string;
+        gates: { gate: string; verdict: string }[];
+        sha256: string;
+      };
+      plan: PlanJson;
+    }>(response);
+    expect(evaluation).toMatchObject({ verdict: "insufficient_evidence", outcome: "waiting" });
+    expect(evaluation.gates.map((g) => g.gate)).toEqual([
+      "agreement",
+      "error_rate",
+      "latency_p99",
+      "alerts",
+      "phase_minimums",
+    ]);
+    expect(evaluation.gates.every((g) => g.verdict === "insufficient_evidence")).toBe(true);
+    expect(evaluation.outcomeReason).toContain("waiting in shadow");
+    expect(evaluation.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(after.phase).toBe("shadow");
+    expect(after.latestEvaluation).toMatchObject({ id: evaluation.id });
+    const list = await json<{ items: { id: number }[] }>(
+      await call(`/admin/models/${model}/plans/${plan.id}/evaluations`),
+    );
+    expect(list.items.map((e) => e.id)).toEqual([evaluation.id]);
+  });
 });
