@@ -30,6 +30,8 @@ import {
 import { type Database, openDatabase, type Queryable } from "../../shared/db/client";
 import { latestWindows, type WindowLengths, windowLengths } from "../../shared/monitoring/windows";
 import { destinationTakes } from "../../shared/notices/types";
+import { planOverdueObservations } from "../../shared/plans/overdue";
+import type { PlanState } from "../../shared/plans/state";
 import { healthObservations } from "./health";
 
 /** What a run did to alerts. */
@@ -139,6 +141,16 @@ export async function modelObservations(
     observations.push(...evaluateRules(resolved, rows));
     insufficient += insufficientEvidence(resolved, rows);
   }
+  // Rollout plans whose phase is past its target date; ended ones clear their alert.
+  const { rows: plans } = await db.execute<{ state: PlanState }>(sql`
+    SELECT state FROM rollout_plans
+    WHERE status IN ('active', 'paused') OR ended_at > ${now.toISOString()}::timestamptz - interval '1 day'`);
+  observations.push(
+    ...planOverdueObservations(
+      plans.map((row) => row.state),
+      now,
+    ),
+  );
   return { observations, rules, insufficient };
 }
 

@@ -1,7 +1,9 @@
 import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import type { ModelRollout } from "../../durable-objects/model-rollout";
+import { runAlerts } from "../../functions/alerts/evaluate";
 import { loadCatalogue } from "../../functions/rollout/catalogue";
 import { call, database, type ErrorJson, json, query } from "./helpers";
 import { modelWithVersions, putRollout, type RolloutJson, rolloutStub } from "./rollout-helpers";
@@ -22,6 +24,7 @@ interface PlanJson {
   schedule: { daysUsed: number; daysLeft: number; cycleDays: number; overdue: boolean };
   settings: { fairnessAttributes: string[]; kpis: unknown[]; thresholds: Record<string, unknown> };
   latestEvaluation: unknown;
+  createdAt: string;
   endedAt: string | null;
   endReason: string | null;
 }
@@ -283,5 +286,37 @@ describe("rollout plans", () => {
       await call(`/admin/models/${model}/plans/${plan.id}/evaluations`),
     );
     expect(list.items.map((e) => e.id)).toEqual([evaluation.id]);
+  });
+
+  it("raises an alert while a phase is past its target date, resolved once the plan ends", async () => {
+    const model = await modelWithVersions(2, "pl");
+    await servedBy(model);
+    // A shadow phase due within a minute of its start.
+    const plan = await startPlan(model, { phases: { shadow: { targetDays: 0.0005 } } });
+    const evaluateAt = async (at: Date) => {
+      const { db, close } = database();
+      try {
+        await runAlerts(db, env, at, { models: true, health: false, modelsAt: [at] });
+      } finally {
+        await close();
+      }
+    };
+    const alertsOf = () =>
+      query<{ state: string; rule: string; summary: string; version: string; dimension: string }>(
+        sql`SELECT state, rule, summary, version, dimension FROM alerts WHERE model = ${model} AND rule = 'plan_overdue'`,
+      );
+    await evaluateAt(new Date());
+    expect(await alertsOf()).toEqual([]);
+    const later = new Date(Date.parse(plan.createdAt) + 3_600_000);
+    await evaluateAt(later);
+    const [alert] = await alertsOf();
+    expect(alert).toMatchObject({ state: "firing", version: "v2", dimension: plan.id });
+    expect(alert?.summary).toContain(`plan ${plan.id} has kept v2 in shadow`);
+
+    expect((await planCall(model, plan.id, "abort")).status).toBe(200);
+    // Clear from then on; resolved once clear for the cooldown.
+    await evaluateAt(new Date(later.getTime() + 60_000));
+    await evaluateAt(new Date(later.getTime() + 2 * 3_600_000));
+    expect((await alertsOf())[0]?.state).toBe("resolved");
   });
 });
