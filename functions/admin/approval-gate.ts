@@ -5,6 +5,7 @@ import { canonicalJson } from "../../shared/crypto";
 import type { Transaction } from "../../shared/db/client";
 import { approvals, auditLog } from "../../shared/db/schema";
 import { ApiError } from "../../shared/errors";
+import { versionsGainingAuthority } from "../../shared/governance/card";
 import {
   approvalsNeeded,
   type NeededApproval,
@@ -18,6 +19,7 @@ import { ensureConfigured } from "../rollout/object";
 import { approvalNotice } from "./approvals";
 import { auditRow, queueNotices } from "./change";
 import { findModel } from "./models";
+import { refuseUnready } from "./readiness";
 
 /** A change refused by the rollout object: it rolls the consumption back. */
 class RefusedChange extends Error {
@@ -27,7 +29,9 @@ class RefusedChange extends Error {
 }
 
 /**
- * Applies a rollout change under the model's governance policy. A change
+ * Applies a rollout change under the model's governance policy. A version
+ * the change gives authority (a new champion, a canary from no share)
+ * must meet its definition of done first (409 MODEL_CARD_INCOMPLETE). A change
  * that gives the model authority the policy governs needs `approvalId`: an
  * approved request for exactly that change, made while the rollout was as
  * it is now. The request is consumed once, in the same transaction as the
@@ -43,15 +47,21 @@ export async function governedChange(
   apply: (ifMatch: number | undefined) => Promise<RolloutChangeResult>,
 ): Promise<RolloutChangeResult> {
   const db = c.var.database();
-  const policy = (await findModel(db, model)).governance;
+  const row = await findModel(db, model);
+  const policy = row.governance;
   if (!policy) return apply(undefined);
   const view = await ensureConfigured(c, model);
   const current: RolloutState = {
     rollout: view.snapshot.rollout,
     killSwitch: view.snapshot.killSwitch,
   };
-  const needed = approvalsNeeded(policy, current, proposed(current));
-  if (needed.length === 0) return apply(undefined);
+  const next = proposed(current);
+  const gaining = versionsGainingAuthority(current.rollout, next.rollout);
+  await refuseUnready(db, row, gaining);
+  const needed = approvalsNeeded(policy, current, next);
+  // A version checked for authority gets it only at the state it was checked against.
+  if (needed.length === 0)
+    return apply(gaining.length > 0 ? view.snapshot.stateVersion : undefined);
   if (!approvalId || needed.length > 1) throw approvalRequired(model, needed);
   const [need] = needed as [NeededApproval];
   const deliveries: number[] = [];

@@ -1,6 +1,7 @@
 import type { models, modelVersions } from "../../shared/db/schema";
+import { missingCardSections } from "../../shared/governance/card";
 import type { Model } from "../../shared/schemas/model";
-import { missingCardSections, type Version } from "../../shared/schemas/version";
+import type { Version } from "../../shared/schemas/version";
 
 type ModelRow = typeof models.$inferSelect;
 type VersionRow = typeof modelVersions.$inferSelect;

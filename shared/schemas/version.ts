@@ -143,11 +143,13 @@ export const StoredUpstream = z
 export type StoredUpstream = z.infer<typeof StoredUpstream>;
 
 const LongText = z.string().max(20_000);
+const AttributeName = z.string().min(1).max(200);
 
 /**
  * A model card, after Mitchell et al. Every section is optional while a
- * version is being registered; `missingSections` in responses tells what a
- * reviewer still has to ask for.
+ * version is being registered; `missingCardSections` in responses tells
+ * what its author still has to write before a governed model's version may
+ * leave shadow (shared/governance/card.ts).
  */
 export const ModelCard = z
   .object({
@@ -160,6 +162,18 @@ export const ModelCard = z
         source: z.string().max(2048).optional(),
         snapshotAt: z.string().max(64).optional(),
         rows: z.number().int().min(0).optional(),
+        sensitiveAttributes: z
+          .object({
+            used: z.array(AttributeName).max(200),
+            excluded: z.array(AttributeName).max(200),
+            notes: LongText.optional(),
+          })
+          .strict()
+          .optional()
+          .openapi({
+            description:
+              "Sensitive attributes (age, sex, nationality, …) the model uses and those kept out of training; present, even with empty lists, once the author has stated it.",
+          }),
       })
       .strict()
       .optional(),
@@ -192,8 +206,43 @@ export const ModelCard = z
       )
       .max(500)
       .optional(),
+    fairnessAnalysis: z
+      .object({
+        attributes: z.array(AttributeName).max(100).openapi({
+          description: "The request attributes analysed, e.g. `region`.",
+        }),
+        summary: LongText,
+        findings: z
+          .array(
+            z
+              .object({
+                attribute: AttributeName,
+                metric: z.string().min(1).max(100),
+                value: z.number(),
+                group: z.string().max(500).optional(),
+              })
+              .strict(),
+          )
+          .max(500)
+          .optional(),
+      })
+      .strict()
+      .optional(),
     limitations: LongText.optional(),
+    mitigations: LongText.optional().openapi({
+      description: "What is done about the limitations and the fairness findings.",
+    }),
     ethicalConsiderations: LongText.optional(),
+    humanOversight: z
+      .object({
+        killSwitchOwner: z.string().max(200).openapi({
+          description: "Who engages the kill switch: a person or a team, by name.",
+        }),
+        rollbackPlan: LongText,
+        reviewCadence: z.string().max(200).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .openapi("ModelCard", {
@@ -206,25 +255,6 @@ export const ModelCard = z
     },
   });
 export type ModelCard = z.infer<typeof ModelCard>;
-
-export const modelCardSections = [
-  "intendedUse",
-  "trainingData",
-  "provenance",
-  "evaluationMetrics",
-  "limitations",
-  "ethicalConsiderations",
-] as const satisfies readonly (keyof ModelCard)[];
-
-export function missingCardSections(card: ModelCard): string[] {
-  return modelCardSections.filter((section) => {
-    const value = card[section];
-    if (value === undefined) return true;
-    if (typeof value === "string") return value.trim() === "";
-    if (Array.isArray(value)) return value.length === 0;
-    return Object.keys(value).length === 0;
-  });
-}
 
 export const CreateVersionBody = z
   .object({
@@ -255,7 +285,10 @@ export const Version = z.object({
   cardSha256: z.string().nullable().openapi({
     description: "SHA-256 of the card's text as stored (jsonb's canonical text).",
   }),
-  missingCardSections: z.array(z.string()),
+  missingCardSections: z.array(z.string()).openapi({
+    description:
+      "What the card's author still has to write before the version may leave shadow on a governed model, as paths in the card (e.g. `humanOversight.rollbackPlan`). The items Airlock fills itself are in GET …/checklist.",
+  }),
   retired: z.object({ at: Timestamp, by: z.string(), reason: z.string() }).nullable().openapi({
     description:
       "Set once the version is retired for good (POST …/retire): it may never be named in a rollout again. Null for a version that only left the rollout (status `retired`), which may come back.",

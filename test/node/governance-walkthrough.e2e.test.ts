@@ -1,7 +1,8 @@
 /**
  * The governance walk-through, run as written: the shell block in
  * docs/governance.md, under npm start, with the local alert receiver, bash
- * and curl. Each call's status must be the one its comment promises; the
+ * and curl. Each call's status must be the one its comment promises (the
+ * first canary refused for the data policy it lacks); the
  * receiver must hold one Slack message per step, and the request's trail
  * must name the operator, the owner and the risk officer.
  */
@@ -38,7 +39,7 @@ describe("the governance walk-through", () => {
     rmSync(stateDir, { recursive: true, force: true });
   });
 
-  it("refuses the canary, takes the approvals, applies it, and tells the channel at each step", async () => {
+  it("refuses the canary until the definition of done is met and approvals are given, applies it, and tells the channel at each step", async () => {
     receiver = await startAlertReceiver(0);
     const started = await startLocalAirlock(stateDir, { AIRLOCK_CRON: "0" });
     server = started.server;
@@ -59,7 +60,7 @@ describe("the governance walk-through", () => {
     const approval = /\/admin\/approvals\/(apr_[a-z0-9]+)\//.exec(run.stdout)?.[1] ?? "";
     expect(approval).toMatch(/^apr_/);
     const promised = promisedStatuses(block, { M: "demo-credit-risk", APPROVAL: approval });
-    expect(promised).toHaveLength(7);
+    expect(promised).toHaveLength(9);
     expect(statusLines(run.stdout)).toEqual(promised);
 
     // The channel: one Slack message per step, in order, naming each person.

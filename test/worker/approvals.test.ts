@@ -9,10 +9,12 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   call,
   classificationModel,
+  completeModelCard,
   createModel,
   createVersion,
   database,
   type ErrorJson,
+  fillAirlockItems,
   json,
   principalWithToken,
   uniqueName,
@@ -68,8 +70,10 @@ describe("approvals", () => {
   beforeAll(async () => {
     await createModel(classificationModel(model));
     await createVersion(model, "v1");
-    await createVersion(model, "v2");
+    // The canary's version meets its definition of done: approvals are the subject here.
+    await createVersion(model, "v2", { modelCard: completeModelCard() });
     expect((await putRollout(model, { champion: "v1" })).status).toBe(200);
+    await fillAirlockItems(model, ["v2"]);
     operator = await principalWithToken([{ role: "operator" }]);
     owner = await principalWithToken([{ role: "owner", model }]);
     risk = await principalWithToken([{ role: "risk_officer" }]);

@@ -5,6 +5,11 @@ import type { PredictionLogMessage } from "../../shared/inference/events";
 
 export const BASE = "http://airlock.test";
 
+/** The local alert receiver (test/global-setup.ts). */
+export const alertReceiverBase = String(
+  (env as unknown as Record<string, unknown>).TEST_ALERT_RECEIVER ?? "",
+);
+
 let counter = 0;
 /** A model name no other test uses, so tests share one database safely. */
 export function uniqueName(prefix = "m"): string {
@@ -215,4 +220,98 @@ export async function principalWithToken(
     throw new Error(`token issue failed: ${issued.status} ${await issued.text()}`);
   const { token } = await json<{ token: string }>(issued);
   return { id, token };
+}
+
+/**
+ * A model card with every section the definition of done asks of its
+ * author (shared/governance/card.ts), for tests whose subject is not the
+ * card; tests of the card itself spell out what they leave out.
+ */
+export function completeModelCard(overrides: Record<string, unknown> = {}) {
+  return {
+    intendedUse: "Flags card-not-present transactions for manual review.",
+    outOfScopeUse: "Declining a payment without a person looking at it.",
+    trainingData: {
+      description: "Card-not-present transactions, January to June",
+      source: "warehouse.transactions",
+      sensitiveAttributes: { used: [], excluded: ["age", "nationality"] },
+    },
+    provenance: { framework: "xgboost", codeRevision: "9f2c1e0" },
+    evaluationMetrics: [
+      { name: "roc_auc", value: 0.94, dataset: "holdout" },
+      { name: "roc_auc", value: 0.92, dataset: "holdout", segment: "country=FR" },
+    ],
+    fairnessAnalysis: {
+      attributes: ["country"],
+      summary: "Recall within two points across countries.",
+    },
+    limitations: "Not trained on business accounts.",
+    mitigations: "Business accounts are routed to the rules engine.",
+    humanOversight: {
+      killSwitchOwner: "fraud-oncall",
+      rollbackPlan: "Engage the kill switch for challengers, then revert the rollout.",
+    },
+    ...overrides,
+  };
+}
+
+/** Rows of the input schema of `classificationModel`, for a baseline. */
+export const classificationBaselineRows = [
+  { amount: 12.5, country: "DE", is_new_customer: false },
+  { amount: 80, country: "FR", is_new_customer: true },
+  { amount: 230.1, country: "US" },
+];
+
+async function expectOk(response: Response, what: string): Promise<Response> {
+  if (response.status >= 300)
+    throw new Error(`${what} failed: ${response.status} ${await response.text()}`);
+  return response;
+}
+
+/** Sets a version's monitoring baseline from rows of its model's input schema. */
+export async function setBaseline(
+  model: string,
+  version: string,
+  rows: Record<string, unknown>[] = classificationBaselineRows,
+): Promise<void> {
+  const path = `/admin/models/${model}/versions/${version}/baseline`;
+  await expectOk(await call(path, { method: "POST", body: { rows } }), `baseline of ${version}`);
+}
+
+/** Gives a model a data policy that stores everything: set, and changing nothing. */
+export async function setDataPolicy(model: string): Promise<void> {
+  const path = `/admin/models/${model}/data-policy`;
+  await expectOk(await call(path, { method: "PUT", body: {} }), "data policy");
+}
+
+/**
+ * Gives a governed model what Airlock fills in its versions' definition
+ * of done, through the API: a baseline for each of `versions` (rows of
+ * its input schema), a destination that takes its alerts (and no other
+ * notice) at the local receiver, and a data policy.
+ */
+export async function fillAirlockItems(
+  model: string,
+  versions: string[],
+  rows: Record<string, unknown>[] = classificationBaselineRows,
+): Promise<{ destinationId: string }> {
+  for (const version of versions) await setBaseline(model, version, rows);
+  const destination = await expectOk(
+    await call("/admin/alert-destinations", {
+      method: "POST",
+      body: {
+        name: `${model} alerts`,
+        kind: "slack",
+        url: `${alertReceiverBase}/hooks/alerts-${model}`,
+        models: [model],
+        // Alerts only: a test's count of approval notices stays its own.
+        types: ["alert.*"],
+        includeSystem: false,
+      },
+    }),
+    "destination",
+  );
+  const { id } = await json<{ id: string }>(destination);
+  await setDataPolicy(model);
+  return { destinationId: id };
 }

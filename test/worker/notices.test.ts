@@ -14,6 +14,7 @@ import { takesType } from "../../shared/notices/types";
 import {
   call,
   classificationModel,
+  completeModelCard,
   createModel,
   createVersion,
   database,
@@ -21,6 +22,8 @@ import {
   json,
   principalWithToken,
   query,
+  setBaseline,
+  setDataPolicy,
   uniqueName,
 } from "./helpers";
 import { putRollout } from "./rollout-helpers";
@@ -86,8 +89,11 @@ describe("notices of approvals", () => {
   beforeAll(async () => {
     expect((await createModel(classificationModel(model))).status).toBe(201);
     await createVersion(model, "v1");
-    await createVersion(model, "v2");
+    await createVersion(model, "v2", { modelCard: completeModelCard() });
     expect((await putRollout(model, { champion: "v1" })).status).toBe(200);
+    // What v2's canary needs besides its card and the destinations below.
+    await setBaseline(model, "v2");
+    await setDataPolicy(model);
     operator = await principalWithToken([{ role: "operator" }]);
     owner = await principalWithToken([{ role: "owner", model }]);
     risk = await principalWithToken([{ role: "risk_officer" }]);

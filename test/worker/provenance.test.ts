@@ -12,9 +12,11 @@ import worker from "../../functions/index";
 import {
   call,
   classificationModel,
+  completeModelCard,
   createModel,
   createVersion,
   type ErrorJson,
+  fillAirlockItems,
   json,
   principalWithToken,
   query,
@@ -91,8 +93,9 @@ describe("provenance", () => {
       ).status,
     ).toBe(201);
     await createVersion(model, "v1", scoringVersion);
-    await createVersion(model, "v2", scoringVersion);
+    await createVersion(model, "v2", { ...scoringVersion, modelCard: completeModelCard() });
     expect((await putRollout(model, { champion: "v1", leaseMs: 250 })).status).toBe(200);
+    await fillAirlockItems(model, ["v2"]);
     const operator = await principalWithToken([{ role: "operator" }]);
     const owner = await principalWithToken([{ role: "owner", model }]);
     const risk = await principalWithToken([{ role: "risk_officer" }]);

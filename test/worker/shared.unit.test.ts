@@ -5,7 +5,6 @@ import { isConnectionError, sqlState } from "../../shared/db/client";
 import { ApiError, formatPath, validationError } from "../../shared/errors";
 import { decodeCursor, encodeCursor } from "../../shared/pagination";
 import { InputSchema } from "../../shared/schemas/model";
-import { missingCardSections } from "../../shared/schemas/version";
 
 describe("canonicalJson", () => {
   it("sorts keys at every depth and drops undefined, keeping array order", () => {
@@ -139,21 +138,5 @@ describe("input schema", () => {
         required: ["a", "a"],
       }).success,
     ).toBe(false);
-  });
-});
-
-describe("model card", () => {
-  it("lists the sections a reviewer still has to ask for", () => {
-    expect(missingCardSections({})).toHaveLength(6);
-    expect(
-      missingCardSections({
-        intendedUse: "x",
-        trainingData: { rows: 1 },
-        provenance: {},
-        evaluationMetrics: [],
-        limitations: "  ",
-        ethicalConsiderations: "reviewed",
-      }),
-    ).toEqual(["provenance", "evaluationMetrics", "limitations"]);
   });
 });

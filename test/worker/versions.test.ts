@@ -7,6 +7,7 @@ import {
   adminHeaders,
   call,
   classificationModel,
+  completeModelCard,
   createModel,
   createVersion,
   database,
@@ -52,7 +53,16 @@ describe("versions: happy paths", () => {
       createdBy: "prn_testadmin",
       upstream: { kind: "http", credential: "UPSTREAM_FRAUD_TOKEN", idempotent: true },
       modelCard: card,
-      missingCardSections: ["limitations", "ethicalConsiderations"],
+      missingCardSections: [
+        "outOfScopeUse",
+        "trainingData.sensitiveAttributes",
+        "evaluationMetrics",
+        "fairnessAnalysis",
+        "limitations",
+        "mitigations",
+        "humanOversight.killSwitchOwner",
+        "humanOversight.rollbackPlan",
+      ],
     });
     expect(version.upstreamSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(await json(await call(`/admin/models/${model}/versions/v1`))).toEqual(version);
@@ -157,11 +167,7 @@ describe("versions: happy paths", () => {
     const model = uniqueName();
     await createModel(classificationModel(model));
     const created = await json(await createVersion(model, "v1", { modelCard: card }));
-    const newCard = {
-      ...card,
-      limitations: "Not for business accounts",
-      ethicalConsiderations: "Reviewed",
-    };
+    const newCard = completeModelCard({ ethicalConsiderations: "Reviewed" });
     const response = await call(`/admin/models/${model}/versions/v1`, {
       method: "PATCH",
       body: { modelCard: newCard },
