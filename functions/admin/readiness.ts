@@ -84,7 +84,7 @@ export function cardIncomplete(readiness: VersionReadiness): ApiError {
   const count = missing.length === 1 ? "1 item is" : `${missing.length} items are`;
   return new ApiError(
     "MODEL_CARD_INCOMPLETE",
-    `Version '${version}' of '${model}' cannot leave shadow: ${count} missing from its definition of done (${missing.map((item) => item.title.toLowerCase()).join(", ")})`,
+    `Version '${version}' of '${model}' cannot leave shadow: ${count} missing from its definition of done (${missing.map((item) => item.title.toLowerCase()).join(", ")}); GET /admin/models/${model}/checklist?version=${version} shows the whole checklist`,
     {
       details: missing.map((item) => ({
         path: detailPath(version, item),
