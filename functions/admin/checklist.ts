@@ -7,6 +7,7 @@ import {
   buildChecklist,
   type ChecklistFacts,
   type ConsumedApproval,
+  type PlanFacts,
   RMF_FUNCTIONS,
 } from "../../shared/governance/checklist";
 import { VersionLabel } from "../../shared/schemas/common";
@@ -86,6 +87,47 @@ async function consumedApprovals(db: Queryable, model: string): Promise<Consumed
     consumedBy: row.consumed_by,
     auditSeq: row.seq == null ? null : Number(row.seq),
   }));
+}
+
+/**
+ * The latest rollout plan of the version as challenger: its state, its
+ * latest evaluation (with the audit row of the step it made, if it made
+ * one) and the approvals consumed for its steps.
+ */
+async function planFacts(db: Queryable, model: string, version: string): Promise<PlanFacts | null> {
+  const { rows: plans } = await db.execute<{ id: string; status: string }>(sql`
+    SELECT id, status FROM rollout_plans WHERE model = ${model} AND challenger = ${version}
+    ORDER BY created_at DESC LIMIT 1`);
+  const plan = plans[0];
+  if (!plan) return null;
+  const { rows: evaluations } = await db.execute<{
+    id: string;
+    verdict: string;
+    at: string;
+    seq: string | null;
+  }>(sql`
+    SELECT e.id::text AS id, e.verdict, e.at, l.seq
+    FROM plan_evaluations e
+    LEFT JOIN audit_log l ON e.state_version IS NOT NULL
+      AND l.event_id = 'rollout:' || e.model || ':' || e.state_version
+    WHERE e.plan_id = ${plan.id} ORDER BY e.id DESC LIMIT 1`);
+  const latest = evaluations[0];
+  const approvals = (await consumedApprovals(db, model)).filter(
+    (approval) => approval.action.startsWith("plan.") && approval.target.plan === plan.id,
+  );
+  return {
+    id: plan.id,
+    state: plan.status,
+    latestEvaluation: latest
+      ? {
+          id: latest.id,
+          verdict: latest.verdict,
+          at: new Date(latest.at).toISOString(),
+          auditSeq: latest.seq == null ? null : Number(latest.seq),
+        }
+      : null,
+    approvals,
+  };
 }
 
 async function latestMonitoring(db: Queryable, model: string, version: string) {
@@ -186,6 +228,7 @@ checklistApi.openapi(
       approvals: await consumedApprovals(db, name),
       monitoring: await latestMonitoring(db, name, version),
       auditHead: head ? { seq: Number(head.seq), hash: head.hash } : null,
+      plan: await planFacts(db, name, version),
     };
     return c.json(buildChecklist(facts), 200);
   },

@@ -12,7 +12,7 @@ import type { Context } from "hono";
 import type { RolloutChangeResult } from "../../durable-objects/model-rollout";
 import { modelsWith } from "../../shared/auth/permissions";
 import { newId } from "../../shared/auth/tokens";
-import { planEvaluations, rolloutPlans } from "../../shared/db/schema";
+import { models, modelVersions, planEvaluations, rolloutPlans } from "../../shared/db/schema";
 import { ApiError, validationError } from "../../shared/errors";
 import { resolveThresholds } from "../../shared/plans/gates";
 import { mirrorPlans } from "../../shared/plans/mirror";
@@ -41,6 +41,7 @@ import {
 import { changeContext, queueNotices } from "./change";
 import { findModel } from "./models";
 import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
+import { assertReadyForAuthority } from "./readiness";
 import { adminRoute } from "./route";
 
 export const plansApi = apiRouter();
@@ -94,6 +95,16 @@ const OverrideBody = z
   .openapi("PlanOverride");
 
 type Db = ReturnType<AppEnv["Variables"]["database"]>;
+
+/** The request attributes the version's model card analyses for fairness: the plan's default. */
+async function cardFairnessAttributes(db: Db, model: string, version: string): Promise<string[]> {
+  const [row] = await db
+    .select({ card: modelVersions.modelCard })
+    .from(modelVersions)
+    .innerJoin(models, eq(models.id, modelVersions.modelId))
+    .where(and(eq(models.name, model), eq(modelVersions.version, version)));
+  return [...(row?.card.fairnessAnalysis?.attributes ?? [])];
+}
 
 /** The latest evaluation of each plan, by plan id. */
 async function latestEvaluations(db: Db, ids: string[]) {
@@ -214,7 +225,8 @@ plansApi.openapi(
       cycleDays: settings.cycleDays ?? DEFAULT_CYCLE_DAYS,
       shadowSampleRate: settings.shadowSampleRate ?? 1,
       guardSampleRate: settings.guardSampleRate ?? 1,
-      fairnessAttributes: settings.fairnessAttributes ?? [],
+      fairnessAttributes:
+        settings.fairnessAttributes ?? (await cardFairnessAttributes(db, model, challenger)),
       kpis: settings.kpis ?? [],
       status: "active",
       phaseIndex: 0,
@@ -437,6 +449,9 @@ for (const action of ["advance", "skip"] as const) {
       if (!isOpen(plan.status))
         throw new ApiError("PLAN_STALE", `Plan ${id} is ${plan.status}: it does not advance`);
       const phase = currentPhase(plan).id;
+      // Leaving shadow by hand needs the definition of done, like any authority.
+      if (currentPhase(plan).kind === "shadow")
+        await assertReadyForAuthority(db, model, plan.challenger);
       const step = () =>
         callObject(model, () =>
           rolloutObject(c.env, model).stepPlan(

@@ -24,7 +24,7 @@ import { newId } from "../../shared/auth/tokens";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
 import { type Database, openDatabase } from "../../shared/db/client";
 import { approvals, auditLog, models, planEvaluations, rolloutPlans } from "../../shared/db/schema";
-import { describeError } from "../../shared/errors";
+import { ApiError, describeError } from "../../shared/errors";
 import { policyInForce } from "../../shared/governance/policy";
 import { windowLengths } from "../../shared/monitoring/windows";
 import { evaluatePhase, type PhaseEvaluation } from "../../shared/plans/evaluate";
@@ -32,6 +32,7 @@ import type { PhaseEvidence } from "../../shared/plans/evidence";
 import { mirrorPlans } from "../../shared/plans/mirror";
 import { currentPhase, currentStart, isOpen, type PlanState } from "../../shared/plans/state";
 import { approvalNotice } from "../admin/approvals";
+import { assertReadyForAuthority } from "../admin/readiness";
 import { enqueueNotices } from "../alerts/evaluate";
 import { createNotice } from "../alerts/notices";
 import { loadCatalogue } from "../rollout/catalogue";
@@ -62,21 +63,29 @@ export interface PlanRunReport {
   failed: { planId: string; model: string; error: string }[];
 }
 
-/**
- * Checks what leaving shadow needs beyond the gates: null when the version
- * may have authority, otherwise the reason it may not, in words.
- */
-export type ReadinessCheck = (
-  db: Database,
-  model: string,
-  version: string,
-) => Promise<string | null>;
-
 export interface EvaluateOptions {
   /** Only this plan. */
   planId?: string;
-  /** Before leaving shadow (see functions/admin/readiness.ts). */
-  readiness?: ReadinessCheck;
+}
+
+/**
+ * What leaving shadow needs beyond the gates, on a governed model: the
+ * challenger's definition of done (functions/admin/readiness.ts). Null when
+ * it may have authority; otherwise why not, in words, naming each item.
+ */
+export async function readinessRefusal(
+  db: Database,
+  model: string,
+  version: string,
+): Promise<string | null> {
+  try {
+    await assertReadyForAuthority(db, model, version);
+    return null;
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.code !== "MODEL_CARD_INCOMPLETE") throw error;
+    const items = error.details?.map((detail) => `${detail.path}: ${detail.message}`) ?? [];
+    return `${error.message}${items.length > 0 ? ` [${items.join("; ")}]` : ""}`;
+  }
 }
 
 /** Evaluates every open plan (or one) at `now`, with its own database connection. */
@@ -232,9 +241,9 @@ async function evaluatePlan(
       .where(eq(planEvaluations.id, stored));
     return { ...result, outcome: final, outcomeReason: reason, stateVersion };
   };
-  if (phase.kind === "shadow" && options.readiness) {
-    const refusal = await options.readiness(db, model, plan.challenger);
-    if (refusal) return settle("refused", `${plan.challenger} may not leave shadow: ${refusal}`);
+  if (phase.kind === "shadow") {
+    const refusal = await readinessRefusal(db, model, plan.challenger);
+    if (refusal) return settle("refused", refusal);
   }
   const policy = row.governance ? policyInForce(row.governance) : null;
   const need = next

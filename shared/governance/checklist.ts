@@ -325,7 +325,8 @@ function planItem(plan: PlanFacts | null): ChecklistItem {
       note: "no rollout plan has evaluated this version",
     };
   const evaluation = plan.latestEvaluation;
-  const passed = evaluation?.verdict === "pass";
+  // Met once the gates have let the version advance: the latest evaluation passed them all, or the plan completed.
+  const passed = plan.state === "completed" || evaluation?.verdict === "advance";
   return {
     ...base,
     state: passed ? "met" : "unmet",
@@ -346,7 +347,7 @@ function planItem(plan: PlanFacts | null): ChecklistItem {
       ? {}
       : {
           note: evaluation
-            ? `the plan's latest evaluation is ${evaluation.verdict}`
+            ? `the latest evaluation of plan ${plan.id} is ${evaluation.verdict.replace("_", " ")}`
             : `plan ${plan.id} has not evaluated this version yet`,
         }),
   };

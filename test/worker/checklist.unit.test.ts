@@ -113,10 +113,10 @@ describe("buildChecklist", () => {
     });
     const plan = {
       id: "pln_1",
-      state: "canary",
+      state: "active",
       latestEvaluation: {
-        id: "evl_9",
-        verdict: "pass",
+        id: "9",
+        verdict: "advance",
         at: "2026-12-03T00:00:00.000Z",
         auditSeq: 18,
       },
@@ -125,17 +125,32 @@ describe("buildChecklist", () => {
     const passed = item(buildChecklist({ ...facts, plan }), "online_evidence");
     expect(passed.state).toBe("met");
     expect(passed.evidence.map((e) => [e.kind, e.ref])).toEqual([
-      ["evaluation", "evl_9"],
+      ["evaluation", "9"],
       ["audit", "18"],
     ]);
     const failed = item(
       buildChecklist({
         ...facts,
-        plan: { ...plan, latestEvaluation: { ...plan.latestEvaluation, verdict: "fail" } },
+        plan: { ...plan, latestEvaluation: { ...plan.latestEvaluation, verdict: "hold" } },
       }),
       "online_evidence",
     );
-    expect(failed).toMatchObject({ state: "unmet", note: "the plan's latest evaluation is fail" });
+    expect(failed).toMatchObject({
+      state: "unmet",
+      note: "the latest evaluation of plan pln_1 is hold",
+    });
+    const completed = item(
+      buildChecklist({
+        ...facts,
+        plan: {
+          ...plan,
+          state: "completed",
+          latestEvaluation: { ...plan.latestEvaluation, verdict: "hold" },
+        },
+      }),
+      "online_evidence",
+    );
+    expect(completed.state).toBe("met");
   });
 
   it("marks card items unmet with the readiness message, and keeps the evidence that is there", () => {
