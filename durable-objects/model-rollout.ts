@@ -33,11 +33,14 @@ import { inspectJson, replaceUnstorable, storableJsonText } from "../shared/stor
 /**
  * 2: outbox rows count their failed flushes and keep the last error.
  * 3: rollout plans, each change marked until it is mirrored to Postgres.
+ * 4: timers: timed work as rows, with one alarm set to the earliest.
  */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 /** Outbox flush retry: doubling from 1 s, capped, for as long as it takes. */
 const FLUSH_RETRY_MIN_MS = 1_000;
 const FLUSH_RETRY_MAX_MS = 5 * 60_000;
+/** A timer whose message could not be sent is tried again this much later. */
+const TIMER_RETRY_MS = 5_000;
 
 /** Everything the object keeps between changes. */
 interface StoredState {
@@ -590,8 +593,27 @@ export class ModelRollout extends DurableObject<Env> {
 
   // ---- outbox -------------------------------------------------------------
 
-  /** Flushes the outbox to Postgres; on failure, tries again with backoff, for as long as it takes. */
+  /**
+   * The one alarm: flushes the outbox to Postgres (on failure, again with
+   * backoff, for as long as it takes) and fires the timers that are due;
+   * then it is set again for the earliest of the two.
+   */
   override async alarm(): Promise<void> {
+    let retryAt: number | null = null;
+    try {
+      await this.#fireTimers(Date.now());
+    } catch (error) {
+      retryAt = Date.now() + TIMER_RETRY_MS;
+      console.error(
+        JSON.stringify({
+          level: "warn",
+          event: "rollout.timer_failed",
+          model: this.#state.model,
+          retryInMs: TIMER_RETRY_MS,
+          error: describeError(error),
+        }),
+      );
+    }
     try {
       await this.flushOutbox();
       this.#setMeta("flush_failures", "0");
@@ -617,8 +639,64 @@ export class ModelRollout extends DurableObject<Env> {
           error: message,
         }),
       );
-      await this.ctx.storage.setAlarm(Date.now() + delay);
+      retryAt = Math.min(retryAt ?? Infinity, Date.now() + delay);
     }
+    const next = this.#sql.exec<{ at: number | null }>("SELECT min(at) AS at FROM timers").one().at;
+    const at = Math.min(retryAt ?? Infinity, next ?? Infinity);
+    if (Number.isFinite(at)) await this.ctx.storage.setAlarm(at);
+  }
+
+  /** The timers waiting, earliest first (what the alarm will fire). */
+  timers(model: string): { key: string; at: string; message: Json }[] {
+    this.#claim(model);
+    return this.#sql
+      .exec<{ key: string; at: number; message: string }>(
+        "SELECT key, at, message FROM timers ORDER BY at, key",
+      )
+      .toArray()
+      .map((row) => ({
+        key: row.key,
+        at: new Date(row.at).toISOString(),
+        message: JSON.parse(row.message) as Json,
+      }));
+  }
+
+  /** Sends each due timer's message, then drops it; one that fails stays for the next alarm. */
+  async #fireTimers(now: number): Promise<void> {
+    const due = this.#sql
+      .exec<{ key: string; message: string }>(
+        "SELECT key, message FROM timers WHERE at <= ? ORDER BY at, key",
+        now,
+      )
+      .toArray();
+    for (const timer of due) {
+      await this.env.PLAN_EVALUATIONS.send(JSON.parse(timer.message));
+      this.#sql.exec("DELETE FROM timers WHERE key = ? AND message = ?", timer.key, timer.message);
+    }
+  }
+
+  /**
+   * A plan's wake-up: when the current phase's minimum dwell ends, an
+   * evaluation is asked for (functions/queue/plan-evaluations.ts). Only for
+   * a dwell of at least one monitoring window: a shorter one is met by the
+   * evaluation after the next monitoring run anyway. Replaced with every
+   * change of the plan; none while it is paused or ended.
+   */
+  #setPlanTimer(plan: PlanState): void {
+    this.#sql.exec("DELETE FROM timers WHERE key LIKE 'plan:%'");
+    if (plan.status !== "active") return;
+    const phase = currentPhase(plan);
+    const start = plan.phaseStarts[plan.phaseIndex];
+    const windowMs = Number(this.env.MONITORING_WINDOW_SECONDS || "900") * 1000;
+    const dwellMs = phase.timing.minDwellSeconds * 1000;
+    if (!start || dwellMs < windowMs) return;
+    const at = Date.parse(start.at) + dwellMs;
+    this.#sql.exec(
+      "INSERT INTO timers (key, at, message) VALUES (?, ?, ?)",
+      `plan:${plan.id}:${phase.id}`,
+      at,
+      JSON.stringify({ model: plan.model, planId: plan.id, phase: phase.id, reason: "dwell_met" }),
+    );
   }
 
   /**
@@ -766,6 +844,7 @@ export class ModelRollout extends DurableObject<Env> {
           next.plan.id,
           JSON.stringify(next.plan),
         );
+        this.#setPlanTimer(next.plan);
       }
     });
     this.#state = next;
@@ -918,6 +997,10 @@ export class ModelRollout extends DurableObject<Env> {
       // Every plan the object has run; `dirty` until its latest state is in Postgres.
       this.#sql.exec(
         "CREATE TABLE IF NOT EXISTS plans (id TEXT PRIMARY KEY, state TEXT NOT NULL, dirty INTEGER NOT NULL)",
+      );
+      // Timed work (a plan's wake-up), due at `at` (ms since the epoch).
+      this.#sql.exec(
+        "CREATE TABLE IF NOT EXISTS timers (key TEXT PRIMARY KEY, at INTEGER NOT NULL, message TEXT NOT NULL)",
       );
       this.#setMeta("schema_version", String(SCHEMA_VERSION));
     });

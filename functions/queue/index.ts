@@ -13,6 +13,8 @@
  *   in chunks (./monitoring-runs.ts).
  * - `airlock-erasures`: erasures of a data subject's records, a bounded step
  *   per message (./erasures.ts).
+ * - `airlock-plan-evaluations`: a rollout plan evaluated when its rollout
+ *   object wakes it (./plan-evaluations.ts).
  */
 import {
   ALERT_DELIVERIES_DLQ,
@@ -22,6 +24,7 @@ import {
 } from "./alert-deliveries";
 import { consumeErasures, ERASURES_QUEUE } from "./erasures";
 import { consumeMonitoringRuns, MONITORING_RUNS_QUEUE } from "./monitoring-runs";
+import { consumePlanEvaluations, PLAN_EVALUATIONS_QUEUE } from "./plan-evaluations";
 import {
   consumeDeadLetters,
   consumePredictionLogs,
@@ -48,6 +51,8 @@ export async function handleQueue(
       return consumeMonitoringRuns(batch, env);
     case ERASURES_QUEUE:
       return consumeErasures(batch, env);
+    case PLAN_EVALUATIONS_QUEUE:
+      return consumePlanEvaluations(batch, env);
     default:
       throw new Error(`No consumer for queue '${batch.queue}'`);
   }

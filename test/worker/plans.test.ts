@@ -1,4 +1,4 @@
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
@@ -318,5 +318,47 @@ describe("rollout plans", () => {
     await evaluateAt(new Date(later.getTime() + 60_000));
     await evaluateAt(new Date(later.getTime() + 2 * 3_600_000));
     expect((await alertsOf())[0]?.state).toBe("resolved");
+  });
+
+  it("wakes a plan when a long dwell ends: the object's alarm asks for its evaluation", async () => {
+    const model = await modelWithVersions(2, "pl");
+    await servedBy(model);
+    // A dwell of one monitoring window (900 s here) earns a wake-up; shorter ones do not.
+    const plan = await startPlan(model, {
+      phases: { shadow: { minDwellSeconds: 900 }, canary: { minDwellSeconds: 60 } },
+    });
+    const stub = rolloutStub(model);
+    const timers = () =>
+      runInDurableObject(stub, (instance: ModelRollout) => instance.timers(model));
+    const [timer] = await timers();
+    expect(timer).toMatchObject({
+      key: `plan:${plan.id}:shadow`,
+      message: { model, planId: plan.id, phase: "shadow", reason: "dwell_met" },
+    });
+    expect(Date.parse(timer?.at ?? "")).toBe(Date.parse(plan.createdAt) + 900_000);
+    // Paused: no wake-up; resumed: back.
+    await planCall(model, plan.id, "pause");
+    expect(await timers()).toEqual([]);
+    await planCall(model, plan.id, "resume");
+    expect((await timers()).map((t) => t.key)).toEqual([`plan:${plan.id}:shadow`]);
+
+    // Due now: the alarm sends it, and the plan is evaluated by the queue's consumer.
+    await runInDurableObject(stub, (_instance: ModelRollout, state) => {
+      state.storage.sql.exec("UPDATE timers SET at = 0");
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await timers()).toEqual([]);
+    let evaluations: { outcome: string; phase: string }[] = [];
+    for (let poll = 0; poll < 2000 && evaluations.length === 0; poll++) {
+      evaluations = await query<{ outcome: string; phase: string }>(
+        sql`SELECT outcome, phase FROM plan_evaluations WHERE plan_id = ${plan.id}`,
+      );
+      if (evaluations.length === 0) await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect(evaluations).toEqual([{ outcome: "waiting", phase: "shadow" }]);
+
+    // Advanced into a phase with a short dwell: no wake-up.
+    expect((await planCall(model, plan.id, "advance")).status).toBe(200);
+    expect(await timers()).toEqual([]);
   });
 });
