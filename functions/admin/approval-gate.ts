@@ -64,18 +64,30 @@ export async function governedChange(
     return apply(gaining.length > 0 ? view.snapshot.stateVersion : undefined);
   if (!approvalId || needed.length > 1) throw approvalRequired(model, needed);
   const [need] = needed as [NeededApproval];
+  return withApproval(c, model, approvalId, need, rolloutFingerprint(current), () =>
+    apply(view.snapshot.stateVersion),
+  );
+}
+
+/**
+ * Makes a change with the approval it needs: the approved request is
+ * consumed in one transaction with the change's trail (a change the
+ * rollout object refuses leaves it approved, and its refusal is returned),
+ * and the notices go out once it commits.
+ */
+export async function withApproval(
+  c: Context<AppEnv>,
+  model: string,
+  approvalId: string,
+  need: NeededApproval,
+  fingerprint: string,
+  apply: () => Promise<RolloutChangeResult>,
+): Promise<RolloutChangeResult> {
   const deliveries: number[] = [];
   try {
-    const result = await db.transaction(async (tx) => {
-      const consumed = await consumeApproval(
-        c,
-        tx,
-        model,
-        approvalId,
-        need,
-        rolloutFingerprint(current),
-      );
-      const result = await apply(view.snapshot.stateVersion);
+    const result = await c.var.database().transaction(async (tx) => {
+      const consumed = await consumeApproval(c, tx, model, approvalId, need, fingerprint);
+      const result = await apply();
       if (!result.ok) throw new RefusedChange(result);
       deliveries.push(
         ...(await recordConsumption(

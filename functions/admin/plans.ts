@@ -32,13 +32,8 @@ import { loadCatalogue, refuseRetired } from "../rollout/catalogue";
 import { rolloutObject } from "../rollout/leases";
 import { callObject, ensureConfigured } from "../rollout/object";
 import { apiRouter } from "../router";
-import {
-  approvalRequired,
-  consumeApproval,
-  governedChange,
-  recordConsumption,
-} from "./approval-gate";
-import { changeContext, queueNotices } from "./change";
+import { approvalRequired, governedChange, withApproval } from "./approval-gate";
+import { changeContext } from "./change";
 import { findModel } from "./models";
 import { errorResponses, IdempotencyHeader, jsonBody, jsonContent } from "./openapi";
 import { assertReadyForAuthority } from "./readiness";
@@ -464,23 +459,7 @@ for (const action of ["advance", "skip"] as const) {
       if (!need) return c.json(await changed(c, await step()), 200);
       if (!approvalId) throw approvalRequired(model, [need]);
       const fingerprint = await planFingerprint(plan, phase);
-      const deliveries: number[] = [];
-      const result = await db.transaction(async (tx) => {
-        const consumed = await consumeApproval(c, tx, model, approvalId, need, fingerprint);
-        const result = await step();
-        if (!result.ok) refused(result);
-        deliveries.push(
-          ...(await recordConsumption(
-            c,
-            tx,
-            consumed,
-            need.reason,
-            result.view.snapshot.stateVersion,
-          )),
-        );
-        return result;
-      });
-      queueNotices(c, deliveries);
+      const result = await withApproval(c, model, approvalId, need, fingerprint, step);
       return c.json(await changed(c, result), 200);
     },
   );

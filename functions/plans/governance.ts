@@ -66,7 +66,10 @@ export function planOverrideNeeds(
     action: "plan.override",
     target: { plan: plan.id, phase, action },
     roles: [...roles],
-    reason: `${action === "skip" ? "skips the phase after" : "advances plan " + plan.id + " out of"} ${phase} by hand, whatever its gates say`,
+    reason:
+      action === "skip"
+        ? `skips the phase after ${phase} of plan ${plan.id} by hand, whatever its gates say`
+        : `advances plan ${plan.id} out of ${phase} by hand, whatever its gates say`,
   };
 }
 

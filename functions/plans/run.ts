@@ -22,7 +22,7 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import type { ChangeContext } from "../../durable-objects/model-rollout";
 import { newId } from "../../shared/auth/tokens";
 import { canonicalJson, sha256Hex } from "../../shared/crypto";
-import { type Database, openDatabase } from "../../shared/db/client";
+import { type Database, openDatabase, type Transaction } from "../../shared/db/client";
 import { approvals, auditLog, models, planEvaluations, rolloutPlans } from "../../shared/db/schema";
 import { ApiError, describeError } from "../../shared/errors";
 import { policyInForce } from "../../shared/governance/policy";
@@ -122,7 +122,7 @@ export async function evaluateOpenPlans(
     .orderBy(rolloutPlans.createdAt);
   for (const candidate of candidates) {
     try {
-      const evaluated = await evaluatePlan(db, env, candidate.model, candidate.id, now, options);
+      const evaluated = await evaluatePlan(db, env, candidate.model, candidate.id, now);
       if (evaluated) report.evaluated.push(evaluated);
     } catch (error) {
       const message = describeError(error);
@@ -148,7 +148,6 @@ async function evaluatePlan(
   model: string,
   planId: string,
   now: Date,
-  options: EvaluateOptions,
 ): Promise<PlanEvaluationReport | null> {
   const object = rolloutObject(env, model);
   const view = await object.read(1);
@@ -272,15 +271,16 @@ async function evaluatePlan(
   }
   const fingerprint = await planFingerprint(plan, next.id);
   const deliveries: number[] = [];
-  const settled = await db.transaction(async (tx) => {
-    const [approved] = await tx
+  // The step's request in this status, unexpired, for exactly this plan, phase and binding.
+  const stepRequest = (tx: Transaction, status: "approved" | "pending") =>
+    tx
       .select()
       .from(approvals)
       .where(
         and(
           eq(approvals.model, model),
           eq(approvals.action, "plan.advance"),
-          eq(approvals.status, "approved"),
+          eq(approvals.status, status),
           eq(approvals.fingerprint, fingerprint),
           sql`${approvals.target} = ${JSON.stringify(need.target)}::jsonb`,
           sql`${approvals.expiresAt} > now()`,
@@ -289,21 +289,10 @@ async function evaluatePlan(
       .orderBy(approvals.requestedAt)
       .limit(1)
       .for("update");
+  const settled = await db.transaction(async (tx) => {
+    const [approved] = await stepRequest(tx, "approved");
     if (!approved) {
-      const [pending] = await tx
-        .select({ id: approvals.id })
-        .from(approvals)
-        .where(
-          and(
-            eq(approvals.model, model),
-            eq(approvals.action, "plan.advance"),
-            eq(approvals.status, "pending"),
-            eq(approvals.fingerprint, fingerprint),
-            sql`${approvals.target} = ${JSON.stringify(need.target)}::jsonb`,
-            sql`${approvals.expiresAt} > now()`,
-          ),
-        )
-        .limit(1);
+      const [pending] = await stepRequest(tx, "pending");
       if (pending)
         return {
           outcome: "approval_required" as const,
