@@ -187,6 +187,12 @@ describe("rollout plans", () => {
     expect(now).toMatchObject({ champion: "v1", canary: null, shadows: [] });
     const again = await planCall(model, plan.id, "resume");
     expect(again.status).toBe(409);
+    // A new attempt is a new plan; the aborted one stays as it ended.
+    const retry = await startPlan(model);
+    expect(retry.id).not.toBe(plan.id);
+    const kept = await json<PlanJson>(await call(`/admin/models/${model}/plans/${plan.id}`));
+    expect(kept).toMatchObject({ status: "aborted", endReason: "the business changed its mind" });
+    expect((await planCall(model, retry.id, "abort")).status).toBe(200);
 
     // Every step is in the trail once the object's outbox is written.
     await runInDurableObject(rolloutStub(model), (instance: ModelRollout) =>
@@ -203,6 +209,10 @@ describe("rollout plans", () => {
       "plan.skip",
       "plan.abort",
     ]);
+    const step = await query<{ after: { evaluationId: number | null; from: string; to: string } }>(
+      sql`SELECT after FROM audit_log WHERE target = ${`models/${model}/plans/${plan.id}`} AND action = 'plan.skip'`,
+    );
+    expect(step[0]?.after).toMatchObject({ from: "canary_1", to: "canary_25", evaluationId: null });
     const [row] = await query<{ status: string; revision: number }>(
       sql`SELECT status, revision FROM rollout_plans WHERE id = ${plan.id}`,
     );
