@@ -15,6 +15,7 @@ import { v7 } from "uuid";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { ModelRollout } from "../../durable-objects/model-rollout";
 import { runMonitoring } from "../../functions/jobs/monitoring";
+import { canonicalJson, sha256Hex } from "../../shared/crypto";
 import type { PredictionEvent } from "../../shared/inference/events";
 import {
   call,
@@ -42,6 +43,7 @@ interface PhaseJson {
 
 interface PlanJson {
   id: string;
+  createdBy: string;
   status: string;
   phase: string;
   phases: PhaseJson[];
@@ -466,10 +468,26 @@ describe("a rollout plan end to end", () => {
           binding: { plan: plan.id, phase: to },
           evaluation: { id: evaluation.id, verdict: "advance" },
         });
-        expect(request.evidenceSha256).toMatch(/^[0-9a-f]{64}$/);
-        // The plan's creator asked; the owner and a risk officer decide.
+        expect(request.evidenceSha256).toBe(await sha256Hex(canonicalJson(request.evidence)));
+        // The evaluation asked on behalf of the plan's creator; the owner and a risk officer decide.
+        expect(request.requestedBy).toBe(plan.createdBy);
         expect([owner.id, riskOfficer.id]).not.toContain(request.requestedBy);
+        const [requested] = await query<{ actor: string; after: { evaluationId: number } }>(sql`
+          SELECT actor, after FROM audit_log
+          WHERE action = 'approval.request' AND target = ${`models/${model}/approvals/${asked.id}`}`);
+        expect(requested).toMatchObject({
+          actor: "system:plan-evaluator",
+          after: { evaluationId: evaluation.id },
+        });
         expect((await approve(owner.token, asked.id)).status).toBe(200);
+        // Half approved: a newer evaluation points at the same request and asks no other.
+        const meanwhile = (await evaluate(model, plan.id)).evaluation;
+        expect(meanwhile.outcome).toBe("approval_required");
+        expect(meanwhile.outcomeReason).toContain(`${asked.id} (pending)`);
+        const requests = await query<{ id: string }>(sql`
+          SELECT id FROM approvals WHERE model = ${model} AND action = 'plan.advance'
+            AND target->>'phase' = ${to}`);
+        expect(requests).toEqual([{ id: asked.id }]);
         expect((await approve(riskOfficer.token, asked.id)).status).toBe(200);
         expect((await approvalOf(asked.id)).status).toBe("approved");
         // Still in the phase: the approval waits for the next evaluation.
