@@ -292,6 +292,21 @@ async function phaseRound(
   return { span, ...(await evaluate(model, id)) };
 }
 
+interface ChecklistItem {
+  id: string;
+  state: string;
+  note?: string;
+  evidence: { kind: string; ref: string; detail?: string }[];
+}
+
+/** The checklist's item for the online evidence of a rollout plan, for `version`. */
+async function onlineEvidence(model: string, version: string) {
+  const response = await call(`/admin/models/${model}/checklist?version=${version}`);
+  expect(response.status).toBe(200);
+  const checklist = await json<{ functions: { items: ChecklistItem[] }[] }>(response);
+  return checklist.functions.flatMap((f) => f.items).find((item) => item.id === "online_evidence");
+}
+
 const gate = (evaluation: EvaluationJson, name: string) =>
   evaluation.gates.find((g) => g.gate === name);
 
@@ -529,16 +544,7 @@ describe("a rollout plan end to end", () => {
     ]);
 
     // The checklist's online evidence is the last evaluation and the audit row of its step.
-    const checklist = await call(`/admin/models/${model}/checklist?version=v2`);
-    expect(checklist.status).toBe(200);
-    const items = (
-      await json<{
-        functions: {
-          items: { id: string; state: string; evidence: { kind: string; ref: string }[] }[];
-        }[];
-      }>(checklist)
-    ).functions.flatMap((f) => f.items);
-    const online = items.find((item) => item.id === "online_evidence");
+    const online = await onlineEvidence(model, "v2");
     expect(online?.state).toBe("met");
     const [step] = await query<{ seq: string; action: string }>(sql`
       SELECT seq::text AS seq, action FROM audit_log
@@ -583,6 +589,13 @@ describe("a rollout plan end to end", () => {
       canary: null,
       shadows: [{ version: "v2", sampleRate: 1 }],
     });
+    // The version's checklist shows the held evaluation as its online evidence, unmet.
+    const online = (await onlineEvidence(model, "v2")) as ChecklistItem;
+    expect(online).toMatchObject({
+      state: "unmet",
+      note: `the latest evaluation of plan ${plan.id} is hold`,
+    });
+    expect(online.evidence[0]).toMatchObject({ kind: "evaluation", ref: String(evaluation.id) });
   }, 60_000);
 
   it("keeps a sparse challenger waiting, with how many more pairs it needs", async () => {
@@ -603,7 +616,7 @@ describe("a rollout plan end to end", () => {
     expect(await planOf(model, plan.id)).toMatchObject({ status: "active", phase: "shadow" });
   }, 60_000);
 
-  it("refuses to take a challenger with an incomplete card out of shadow, listing what is missing", async () => {
+  it("refuses to take a challenger out of shadow until its card is complete, listing what is missing", async () => {
     const { model, owner } = await governedModel("pr-card", {
       intendedUse: "Scores transactions.",
     });
@@ -645,5 +658,16 @@ describe("a rollout plan end to end", () => {
     expect(evaluation.outcomeReason).toContain("11 items are missing");
     for (const detail of error.details ?? [])
       expect(evaluation.outcomeReason).toContain(`${detail.path}: ${detail.message}`);
+
+    // Once the card is complete, the next evaluation takes the step on the same evidence.
+    const patched = await call(`/admin/models/${model}/versions/v2`, {
+      method: "PATCH",
+      body: { modelCard: completeModelCard() },
+    });
+    expect(patched.status, await patched.clone().text()).toBe(200);
+    const again = await evaluate(model, plan.id);
+    expect(again.evaluation).toMatchObject({ phase: "shadow", outcome: "advanced" });
+    expect(again.plan.phase).toBe("canary_1");
+    expect((await rolloutOf(model)).canary).toEqual({ version: "v2", percent: 1 });
   }, 60_000);
 });
