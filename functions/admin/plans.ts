@@ -101,18 +101,16 @@ async function cardFairnessAttributes(db: Db, model: string, version: string): P
   return [...(row?.card.fairnessAnalysis?.attributes ?? [])];
 }
 
-/** The latest evaluation of each plan, by plan id. */
+/** The latest evaluation of each plan, by plan id: one query however many plans. */
 async function latestEvaluations(db: Db, ids: string[]) {
   const out = new Map<string, typeof planEvaluations.$inferSelect>();
-  for (const id of ids) {
-    const [row] = await db
-      .select()
-      .from(planEvaluations)
-      .where(eq(planEvaluations.planId, id))
-      .orderBy(desc(planEvaluations.id))
-      .limit(1);
-    if (row) out.set(id, row);
-  }
+  if (ids.length === 0) return out;
+  const rows = await db
+    .selectDistinctOn([planEvaluations.planId])
+    .from(planEvaluations)
+    .where(inArray(planEvaluations.planId, ids))
+    .orderBy(planEvaluations.planId, desc(planEvaluations.id));
+  for (const row of rows) out.set(row.planId, row);
   return out;
 }
 
