@@ -16,6 +16,8 @@ import {
   type ErrorJson,
   fillAirlockItems,
   json,
+  thinCardMissing,
+  thinModelCard,
   uniqueName,
 } from "./helpers";
 import { putRollout, type RolloutJson } from "./rollout-helpers";
@@ -26,7 +28,7 @@ const policy = {
   approvals: { "champion.change": [], "canary.raise": [] },
 };
 
-const thinCard = { intendedUse: "Scores transactions." };
+const thinCard = thinModelCard;
 
 /** A model whose v1 (complete card) is champion and v2 (thin card) is in shadow. */
 async function modelWithThinChallenger(governed: boolean) {
@@ -55,21 +57,6 @@ async function refusal(response: Response) {
 async function rolloutOf(model: string) {
   return json<RolloutJson>(await call(`/admin/models/${model}/rollout`));
 }
-
-const thinCardMissing = (version: string) =>
-  [
-    "outOfScopeUse",
-    "trainingData",
-    "trainingData.sensitiveAttributes",
-    "provenance",
-    "evaluationMetrics",
-    "evaluationMetrics",
-    "fairnessAnalysis",
-    "limitations",
-    "mitigations",
-    "humanOversight.killSwitchOwner",
-    "humanOversight.rollbackPlan",
-  ].map((path) => `versions/${version}/modelCard.${path}`);
 
 describe("the definition of done on a governed model", () => {
   it("refuses a canary to a version with an incomplete card, listing exactly what is missing, until it is complete", async () => {

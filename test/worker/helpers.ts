@@ -255,6 +255,25 @@ export function completeModelCard(overrides: Record<string, unknown> = {}) {
   };
 }
 
+/** A model card with its intended use alone: the definition of done misses the rest. */
+export const thinModelCard = { intendedUse: "Scores transactions." };
+
+/** What the definition of done lists as missing from `thinModelCard`, for a version, in order. */
+export const thinCardMissing = (version: string) =>
+  [
+    "outOfScopeUse",
+    "trainingData",
+    "trainingData.sensitiveAttributes",
+    "provenance",
+    "evaluationMetrics",
+    "evaluationMetrics",
+    "fairnessAnalysis",
+    "limitations",
+    "mitigations",
+    "humanOversight.killSwitchOwner",
+    "humanOversight.rollbackPlan",
+  ].map((path) => `versions/${version}/modelCard.${path}`);
+
 /** Rows of the input schema of `classificationModel`, for a baseline. */
 export const classificationBaselineRows = [
   { amount: 12.5, country: "DE", is_new_customer: false },
