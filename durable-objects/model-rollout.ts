@@ -661,17 +661,36 @@ export class ModelRollout extends DurableObject<Env> {
       }));
   }
 
-  /** Sends each due timer's message, then drops it; one that fails stays for the next alarm. */
+  /**
+   * Sends each due timer's message. A timer is taken before its send (an
+   * alarm run that overlaps never sends it twice) and put back should the
+   * send fail, for the next alarm.
+   */
   async #fireTimers(now: number): Promise<void> {
     const due = this.#sql
-      .exec<{ key: string; message: string }>(
-        "SELECT key, message FROM timers WHERE at <= ? ORDER BY at, key",
+      .exec<{ key: string; at: number; message: string }>(
+        "SELECT key, at, message FROM timers WHERE at <= ? ORDER BY at, key",
         now,
       )
       .toArray();
     for (const timer of due) {
-      await this.env.PLAN_EVALUATIONS.send(JSON.parse(timer.message));
-      this.#sql.exec("DELETE FROM timers WHERE key = ? AND message = ?", timer.key, timer.message);
+      const taken = this.#sql.exec(
+        "DELETE FROM timers WHERE key = ? AND message = ?",
+        timer.key,
+        timer.message,
+      ).rowsWritten;
+      if (taken === 0) continue;
+      try {
+        await this.env.PLAN_EVALUATIONS.send(JSON.parse(timer.message));
+      } catch (error) {
+        this.#sql.exec(
+          "INSERT INTO timers (key, at, message) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING",
+          timer.key,
+          timer.at,
+          timer.message,
+        );
+        throw error;
+      }
     }
   }
 
