@@ -537,7 +537,8 @@ describe("a rollout plan end to end", () => {
       instance.flushOutbox(),
     );
     const trail = await query<{ action: string; seq: string }>(
-      sql`SELECT action, seq::text AS seq FROM audit_log WHERE target = ${`models/${model}/plans/${plan.id}`} ORDER BY seq`,
+      sql`SELECT action, seq::text AS seq FROM audit_log WHERE target = ${`models/${model}/plans/${plan.id}`}
+        ORDER BY (after ->> 'stateVersion')::int`,
     );
     expect(trail.map((row) => row.action)).toEqual([
       "plan.start",
